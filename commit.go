@@ -1,0 +1,545 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// Group commit.
+//
+// Every write is a request handed to the committer. A caller that finds
+// no commit in flight becomes the leader: it takes its own request and
+// whatever else is queued (up to maxBatch entries), applies them in one
+// store transaction, hands every follower its result, and passes the lead
+// to the first request that queued meanwhile. A lone caller therefore
+// commits at once on its own goroutine, and callers that arrive during a
+// commit share the next one, and its sync.
+//
+// Each request is judged on its own inside the shared transaction: the
+// batch state below keeps the transaction's writes in memory until the
+// end, with a savepoint per request, so a request that fails (funds,
+// conflict) leaves no trace and its neighbours are unaffected. Only a
+// store failure fails the whole group.
+
+type opKind uint8
+
+const (
+	opCreate opKind = iota
+	opUse
+)
+
+// request is one caller's write and, once wake has fired, its result.
+type request struct {
+	ctx     context.Context
+	op      opKind
+	batch   bool       // from CreateEntries: errors carry the entry index
+	entries []NewEntry // opCreate
+	// opUse
+	authorityID, entryID string
+
+	out []Entry
+	err error
+
+	// wake receives one signal: the result is ready, or (lead set) the
+	// request must lead the next commit.
+	wake chan struct{}
+	lead bool
+}
+
+var requestPool = sync.Pool{New: func() any { return &request{wake: make(chan struct{}, 1)} }}
+
+func newRequest(ctx context.Context, op opKind) *request {
+	r := requestPool.Get().(*request)
+	r.ctx, r.op = ctx, op
+	return r
+}
+
+// release returns r to the pool; r and its out slice must not be used
+// afterwards.
+func (r *request) release() {
+	clear(r.entries)
+	clear(r.out)
+	*r = request{entries: r.entries[:0], out: r.out[:0], wake: r.wake}
+	requestPool.Put(r)
+}
+
+func (r *request) weight() int {
+	if r.op == opUse {
+		return 1
+	}
+	return len(r.entries)
+}
+
+type committer struct {
+	l *Ledger
+
+	mu    sync.Mutex
+	busy  bool       // a leader is committing
+	queue []*request // waiting for the next commit
+
+	// Owned by the current leader.
+	ids   idGen
+	group []*request
+	st    batchState
+}
+
+func (c *committer) init(l *Ledger) {
+	c.l = l
+	c.st.init(l)
+}
+
+// submit runs r through a commit and returns when r's result is set.
+func (c *committer) submit(r *request) {
+	c.mu.Lock()
+	if c.busy {
+		c.queue = append(c.queue, r)
+		c.mu.Unlock()
+		if !c.wait(r) {
+			return
+		}
+	} else {
+		c.busy = true
+		c.mu.Unlock()
+	}
+	c.lead(r)
+}
+
+// wait blocks until r has its result or must lead. If r's context ends
+// while r is still queued, r leaves the queue with the context's error;
+// once a leader has taken r its fate is sealed and wait sees it through.
+func (c *committer) wait(r *request) (lead bool) {
+	select {
+	case <-r.wake:
+		return r.lead
+	case <-r.ctx.Done():
+	}
+	c.mu.Lock()
+	if i := slices.Index(c.queue, r); i >= 0 {
+		c.queue = slices.Delete(c.queue, i, i+1)
+		c.mu.Unlock()
+		r.err = r.ctx.Err()
+		return false
+	}
+	c.mu.Unlock()
+	<-r.wake
+	return r.lead
+}
+
+// lead commits a group that starts with first, delivers the results and
+// passes the lead on.
+func (c *committer) lead(first *request) {
+	maxBatch, maxWait := c.l.cfg.maxBatch, c.l.cfg.maxWait
+	if maxWait > 0 && first.weight() < maxBatch {
+		time.Sleep(maxWait)
+	}
+	group := append(c.group[:0], first)
+	weight := first.weight()
+	c.mu.Lock()
+	n := 0
+	for _, r := range c.queue {
+		if weight+r.weight() > maxBatch {
+			break
+		}
+		weight += r.weight()
+		group = append(group, r)
+		n++
+	}
+	rest := copy(c.queue, c.queue[n:])
+	clear(c.queue[rest:])
+	c.queue = c.queue[:rest]
+	c.mu.Unlock()
+
+	c.commit(group)
+
+	for _, r := range group[1:] {
+		r.lead = false
+		r.wake <- struct{}{}
+	}
+	clear(group)
+	c.group = group[:0]
+
+	c.mu.Lock()
+	if len(c.queue) == 0 {
+		c.busy = false
+		c.mu.Unlock()
+		return
+	}
+	next := c.queue[0]
+	c.queue = slices.Delete(c.queue, 0, 1)
+	c.mu.Unlock()
+	next.lead = true
+	next.wake <- struct{}{}
+}
+
+// commit applies group in one store transaction and sets every request's
+// result.
+func (c *committer) commit(group []*request) {
+	defer func() {
+		if p := recover(); p != nil {
+			err := fmt.Errorf("ledger: internal error: %v", p)
+			for _, r := range group {
+				r.out, r.err = r.out[:0], err
+			}
+		}
+	}()
+	// The group must commit whatever becomes of the leader's caller:
+	// followers depend on it.
+	ctx := context.WithoutCancel(group[0].ctx)
+	st := &c.st
+	err := c.l.store.Update(ctx, func(tx Tx) error {
+		st.reset(ctx, tx)
+		for _, r := range group {
+			r.out, r.err = r.out[:0], nil
+			if err := r.ctx.Err(); err != nil {
+				r.err = err
+				continue
+			}
+			if err := st.apply(r); err != nil {
+				return err
+			}
+		}
+		return st.flush()
+	})
+	st.reset(nil, nil)
+	if err != nil {
+		err = storeErr("commit", err)
+		for _, r := range group {
+			r.out, r.err = r.out[:0], err
+		}
+	}
+}
+
+// storeError marks a failure of the store, as opposed to a refusal by the
+// ledger's rules: it aborts the whole group.
+type storeError struct {
+	op  string
+	err error
+}
+
+func (e *storeError) Error() string { return "ledger: store: " + e.op + ": " + e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
+
+func storeErr(op string, err error) error {
+	var se *storeError
+	if errors.As(err, &se) || errors.Is(err, ErrClosed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return &storeError{op: op, err: err}
+}
+
+type totalKey struct{ authorityID, userID string }
+
+type totalSlot struct {
+	val    decimal.Decimal
+	exists bool // stored before this group
+	dirty  bool // to be written
+}
+
+type totalUndo struct {
+	key  totalKey
+	prev totalSlot
+}
+
+type savepoint struct{ undo, inserts, uses int }
+
+// batchState is one group's view of the store: totals read once and
+// updated in memory, entries to insert, items to mark used. Reads fall
+// through to the transaction; writes reach it only in flush.
+type batchState struct {
+	l   *Ledger
+	ctx context.Context
+	tx  Tx
+
+	totals  map[totalKey]totalSlot
+	undo    []totalUndo
+	inserts []Record
+	byID    map[string]int   // entry ID -> index in inserts
+	byKey   map[totalKey]int // (authority, idempotency key) -> index in inserts
+	uses    []string         // entries whose item is marked used
+	used    map[string]bool
+}
+
+func (st *batchState) init(l *Ledger) {
+	st.l = l
+	st.totals = make(map[totalKey]totalSlot)
+	st.byID = make(map[string]int)
+	st.byKey = make(map[totalKey]int)
+	st.used = make(map[string]bool)
+}
+
+func (st *batchState) reset(ctx context.Context, tx Tx) {
+	st.ctx, st.tx = ctx, tx
+	clear(st.totals)
+	clear(st.byID)
+	clear(st.byKey)
+	clear(st.used)
+	clear(st.inserts)
+	st.undo, st.inserts, st.uses = st.undo[:0], st.inserts[:0], st.uses[:0]
+}
+
+func (st *batchState) savepoint() savepoint {
+	return savepoint{len(st.undo), len(st.inserts), len(st.uses)}
+}
+
+func (st *batchState) rollback(sp savepoint) {
+	for i := len(st.undo) - 1; i >= sp.undo; i-- {
+		u := st.undo[i]
+		st.totals[u.key] = u.prev
+	}
+	st.undo = st.undo[:sp.undo]
+	for _, r := range st.inserts[sp.inserts:] {
+		delete(st.byID, r.ID)
+		if r.IdempotencyKey != "" {
+			delete(st.byKey, totalKey{r.AuthorityID, r.IdempotencyKey})
+		}
+	}
+	clear(st.inserts[sp.inserts:])
+	st.inserts = st.inserts[:sp.inserts]
+	for _, id := range st.uses[sp.uses:] {
+		delete(st.used, id)
+	}
+	st.uses = st.uses[:sp.uses]
+}
+
+// apply runs one request against the group's state, setting its result.
+// It returns an error only when the store fails.
+func (st *batchState) apply(r *request) error {
+	sp := st.savepoint()
+	var err error
+	switch r.op {
+	case opCreate:
+		for i, ne := range r.entries {
+			var e Entry
+			if e, err = st.create(ne); err != nil {
+				if r.batch {
+					err = &EntryError{Index: i, Err: err}
+				}
+				break
+			}
+			r.out = append(r.out, e)
+		}
+	case opUse:
+		var e Entry
+		if e, err = st.use(r.authorityID, r.entryID); err == nil {
+			r.out = append(r.out, e)
+		}
+	}
+	if err != nil {
+		st.rollback(sp)
+		var se *storeError
+		if errors.As(err, &se) {
+			return err
+		}
+		r.out, r.err = r.out[:0], err
+	}
+	return nil
+}
+
+func (st *batchState) total(authorityID, userID string) (decimal.Decimal, error) {
+	k := totalKey{authorityID, userID}
+	if s, ok := st.totals[k]; ok {
+		return s.val, nil
+	}
+	v, exists, err := st.tx.Total(st.ctx, authorityID, userID)
+	if err != nil {
+		return decimal.Decimal{}, storeErr("read total", err)
+	}
+	if !exists {
+		v = decimal.Decimal{}
+	}
+	st.totals[k] = totalSlot{val: v, exists: exists}
+	return v, nil
+}
+
+// setTotal updates a total read by total.
+func (st *batchState) setTotal(authorityID, userID string, v decimal.Decimal) {
+	k := totalKey{authorityID, userID}
+	prev := st.totals[k]
+	st.undo = append(st.undo, totalUndo{k, prev})
+	st.totals[k] = totalSlot{val: v, exists: prev.exists, dirty: true}
+}
+
+// entry returns the entry with the given ID as this group sees it; its
+// Item must not be modified.
+func (st *batchState) entry(id string) (Record, error) {
+	if i, ok := st.byID[id]; ok {
+		return st.inserts[i], nil
+	}
+	r, err := st.tx.Entry(st.ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return Record{}, fmt.Errorf("%w: entry %q", ErrNotFound, id)
+	}
+	if err != nil {
+		return Record{}, storeErr("read entry", err)
+	}
+	return r, nil
+}
+
+// current returns r's entry with the group's pending use of its item.
+func (st *batchState) current(r Record) Entry {
+	e := r.Entry
+	if e.Item != nil {
+		e.Item = e.Item.clone()
+		e.Item.Used = e.Item.Used || st.used[e.ID]
+	}
+	return e
+}
+
+func (st *batchState) create(ne NewEntry) (Entry, error) {
+	if ne.IdempotencyKey != "" {
+		orig, found, err := st.byIdempotencyKey(ne.AuthorityID, ne.IdempotencyKey)
+		if err != nil {
+			return Entry{}, err
+		}
+		if found {
+			if diff := payloadDiff(orig, ne); len(diff) > 0 {
+				return Entry{}, &IdempotencyConflictError{
+					AuthorityID: ne.AuthorityID, Key: ne.IdempotencyKey, EntryID: orig.ID, Fields: diff,
+				}
+			}
+			return st.current(orig), nil
+		}
+	}
+
+	balance, err := st.total("", ne.UserID)
+	if err != nil {
+		return Entry{}, err
+	}
+	newBalance := balance.Add(ne.Amount)
+	if ne.Amount.Sign() < 0 && newBalance.Sign() < 0 {
+		return Entry{}, &NotEnoughFundsError{UserID: ne.UserID, Balance: balance, Amount: ne.Amount}
+	}
+	if newBalance.Abs().Cmp(st.l.maxAbs) >= 0 {
+		return Entry{}, invalid("Amount", "would take user %q's total to %s, beyond the ledger's precision", ne.UserID, newBalance)
+	}
+	authTotal, err := st.total(ne.AuthorityID, ne.UserID)
+	if err != nil {
+		return Entry{}, err
+	}
+	newAuthTotal := authTotal.Add(ne.Amount)
+	if newAuthTotal.Abs().Cmp(st.l.maxAbs) >= 0 {
+		return Entry{}, invalid("Amount", "would take authority %q's total for user %q to %s, beyond the ledger's precision",
+			ne.AuthorityID, ne.UserID, newAuthTotal)
+	}
+
+	id, createdOn := st.l.commits.ids.next(st.l.cfg.clock())
+	rec := Record{
+		Entry: Entry{
+			ID:          id,
+			AuthorityID: ne.AuthorityID,
+			UserID:      ne.UserID,
+			CreatedOn:   createdOn,
+			Amount:      ne.Amount,
+			Reason:      ne.Reason,
+			Item:        ne.Item,
+			Balance:     newBalance,
+		},
+		IdempotencyKey:   ne.IdempotencyKey,
+		AuthorityBalance: newAuthTotal,
+	}
+	st.setTotal("", ne.UserID, newBalance)
+	st.setTotal(ne.AuthorityID, ne.UserID, newAuthTotal)
+	st.byID[id] = len(st.inserts)
+	if ne.IdempotencyKey != "" {
+		st.byKey[totalKey{ne.AuthorityID, ne.IdempotencyKey}] = len(st.inserts)
+	}
+	st.inserts = append(st.inserts, rec)
+	return st.current(rec), nil
+}
+
+func (st *batchState) byIdempotencyKey(authorityID, key string) (Record, bool, error) {
+	if i, ok := st.byKey[totalKey{authorityID, key}]; ok {
+		return st.inserts[i], true, nil
+	}
+	r, err := st.tx.EntryByIdempotencyKey(st.ctx, authorityID, key)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return Record{}, false, nil
+	case err != nil:
+		return Record{}, false, storeErr("read idempotency key", err)
+	}
+	return r, true, nil
+}
+
+// payloadDiff names the fields in which a retry differs from the entry
+// its idempotency key created.
+func payloadDiff(orig Record, ne NewEntry) []string {
+	var diff []string
+	if orig.UserID != ne.UserID {
+		diff = append(diff, "UserID")
+	}
+	if !orig.Amount.Equal(ne.Amount) {
+		diff = append(diff, "Amount")
+	}
+	if orig.Reason != ne.Reason {
+		diff = append(diff, "Reason")
+	}
+	switch a, b := orig.Item, ne.Item; {
+	case (a == nil) != (b == nil):
+		diff = append(diff, "Item")
+	case a != nil:
+		if a.Name != b.Name {
+			diff = append(diff, "Item.Name")
+		}
+		if !bytes.Equal(a.Data, b.Data) {
+			diff = append(diff, "Item.Data")
+		}
+	}
+	return diff
+}
+
+func (st *batchState) use(authorityID, entryID string) (Entry, error) {
+	r, err := st.entry(entryID)
+	if err != nil {
+		return Entry{}, err
+	}
+	if st.l.cfg.grantorOnly && r.AuthorityID != authorityID {
+		return Entry{}, fmt.Errorf("%w: authority %q did not grant entry %q", ErrForbidden, authorityID, entryID)
+	}
+	if r.Item == nil {
+		return Entry{}, fmt.Errorf("%w: entry %q", ErrNoItem, entryID)
+	}
+	if r.Item.Used || st.used[entryID] {
+		return Entry{}, fmt.Errorf("%w: entry %q", ErrItemUsed, entryID)
+	}
+	st.used[entryID] = true
+	st.uses = append(st.uses, entryID)
+	return st.current(r), nil
+}
+
+// flush writes the group's changes to the transaction.
+func (st *batchState) flush() error {
+	for _, r := range st.inserts {
+		if st.used[r.ID] {
+			r.Item = r.Item.clone()
+			r.Item.Used = true
+		}
+		if err := st.tx.InsertEntry(st.ctx, r); err != nil {
+			return storeErr("insert entry", err)
+		}
+	}
+	for _, id := range st.uses {
+		if _, inserted := st.byID[id]; inserted {
+			continue
+		}
+		if err := st.tx.SetItemUsed(st.ctx, id); err != nil {
+			return storeErr("mark item used", err)
+		}
+	}
+	for k, s := range st.totals {
+		if !s.dirty {
+			continue
+		}
+		if err := st.tx.SetTotal(st.ctx, k.authorityID, k.userID, s.val); err != nil {
+			return storeErr("write total", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,157 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/shopspring/decimal"
+)
+
+// The ledger's errors. Every error a [Ledger] method returns for a reason
+// of its own (as opposed to a store or context failure) satisfies
+// errors.Is with exactly one of these sentinels. Typed errors below carry
+// the details and still match their sentinel, so callers check with
+// errors.Is and extract fields with errors.As.
+var (
+	// ErrInvalid is returned when an argument breaks a documented limit or
+	// format. The error is an [*InvalidError] naming the field. Nothing is
+	// written.
+	ErrInvalid = errors.New("ledger: invalid input")
+
+	// ErrNotEnoughFunds is returned when a negative amount would take the
+	// user's total over all authorities below zero. The error is a
+	// [*NotEnoughFundsError]. Nothing is written.
+	ErrNotEnoughFunds = errors.New("ledger: not enough funds")
+
+	// ErrNotFound is returned when an entry named by ID does not exist.
+	// Stores return it too, for a missing entry.
+	ErrNotFound = errors.New("ledger: not found")
+
+	// ErrNoItem is returned by [Ledger.UseItem] when the entry carries no
+	// item.
+	ErrNoItem = errors.New("ledger: entry has no item")
+
+	// ErrItemUsed is returned by [Ledger.UseItem] when the item was already
+	// used.
+	ErrItemUsed = errors.New("ledger: item already used")
+
+	// ErrForbidden is returned by [Ledger.UseItem] when the ledger was
+	// created with [WithGrantorOnlyItemUse] and the caller is not the
+	// authority that granted the item.
+	ErrForbidden = errors.New("ledger: forbidden")
+
+	// ErrClosed is returned by every method called after [Ledger.Close],
+	// and by a [Store] after its Close.
+	ErrClosed = errors.New("ledger: closed")
+
+	// ErrIdempotencyConflict is returned when an idempotency key that the
+	// authority already used comes back with a different user, amount,
+	// reason or item. The error is an [*IdempotencyConflictError].
+	ErrIdempotencyConflict = errors.New("ledger: idempotency key reused with different fields")
+
+	// ErrInconsistent is returned by [Ledger.Verify] when stored totals or
+	// balances disagree with the entries. The error is a [*VerifyError].
+	ErrInconsistent = errors.New("ledger: stored totals disagree with entries")
+)
+
+// InvalidError describes an argument that was refused. It satisfies
+// errors.Is(err, [ErrInvalid]).
+type InvalidError struct {
+	// Field names the offending field, as in Go ("UserID",
+	// "Item.Data", "Limit").
+	Field string
+	// Problem says what is wrong with it, in a few words.
+	Problem string
+}
+
+func (e *InvalidError) Error() string {
+	return fmt.Sprintf("ledger: invalid %s: %s", e.Field, e.Problem)
+}
+
+// Is reports whether target is [ErrInvalid].
+func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
+
+func invalid(field, format string, args ...any) error {
+	return &InvalidError{Field: field, Problem: fmt.Sprintf(format, args...)}
+}
+
+// NotEnoughFundsError is returned when a user cannot afford an entry. It
+// satisfies errors.Is(err, [ErrNotEnoughFunds]).
+type NotEnoughFundsError struct {
+	UserID string
+	// Balance is the user's total over all authorities before the entry.
+	Balance decimal.Decimal
+	// Amount is the refused (negative) amount.
+	Amount decimal.Decimal
+}
+
+func (e *NotEnoughFundsError) Error() string {
+	return fmt.Sprintf("ledger: not enough funds: user %q has %s, entry needs %s",
+		e.UserID, e.Balance, e.Amount.Neg())
+}
+
+// Is reports whether target is [ErrNotEnoughFunds].
+func (e *NotEnoughFundsError) Is(target error) bool { return target == ErrNotEnoughFunds }
+
+// IdempotencyConflictError is returned when an idempotency key is reused
+// with a different payload. It satisfies errors.Is(err,
+// [ErrIdempotencyConflict]).
+type IdempotencyConflictError struct {
+	AuthorityID, Key string
+	// EntryID is the entry the key first created.
+	EntryID string
+	// Fields lists the NewEntry fields that differ from that entry, such
+	// as "UserID" or "Item.Data".
+	Fields []string
+}
+
+func (e *IdempotencyConflictError) Error() string {
+	return fmt.Sprintf("ledger: idempotency key %q of authority %q already created entry %s with different %s",
+		e.Key, e.AuthorityID, e.EntryID, strings.Join(e.Fields, ", "))
+}
+
+// Is reports whether target is [ErrIdempotencyConflict].
+func (e *IdempotencyConflictError) Is(target error) bool { return target == ErrIdempotencyConflict }
+
+// EntryError is returned by [Ledger.CreateEntries] when an entry of the
+// batch fails; nothing of the batch is written. Unwrap gives the entry's
+// own error, so errors.Is(err, ErrNotEnoughFunds) and the like work on it.
+type EntryError struct {
+	// Index is the position in the batch of the first entry that failed.
+	Index int
+	Err   error
+}
+
+func (e *EntryError) Error() string {
+	return fmt.Sprintf("ledger: batch entry %d: %v", e.Index, e.Err)
+}
+
+// Unwrap returns the entry's error.
+func (e *EntryError) Unwrap() error { return e.Err }
+
+// VerifyError lists what [Ledger.Verify] found wrong. It satisfies
+// errors.Is(err, [ErrInconsistent]).
+type VerifyError struct {
+	// Problems describes each mismatch, one per line, at most
+	// maxProblems of them.
+	Problems []string
+	// More counts mismatches found beyond those listed.
+	More int
+}
+
+func (e *VerifyError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ledger: verify: %d mismatches", len(e.Problems)+e.More)
+	for _, p := range e.Problems {
+		b.WriteString("\n\t")
+		b.WriteString(p)
+	}
+	if e.More > 0 {
+		fmt.Fprintf(&b, "\n\t... and %d more", e.More)
+	}
+	return b.String()
+}
+
+// Is reports whether target is [ErrInconsistent].
+func (e *VerifyError) Is(target error) bool { return target == ErrInconsistent }

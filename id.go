@@ -1,0 +1,104 @@
+package ledger
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// Entry IDs are 24 lowercase hex digits: 16 of CreatedOn in Unix
+// nanoseconds, then 8 of a sequence number. Within one ledger the
+// sequence starts at a random value below 2^31 on each new nanosecond and
+// counts up within it, so IDs increase strictly and stay unique across
+// processes writing one store. Because an ID starts with its time, a time
+// bound is an ID bound: queries by time seek instead of scanning.
+const idLen = 24
+
+// idGen hands out entry IDs in increasing order. It is not safe for
+// concurrent use: only the committer's current leader calls it.
+type idGen struct {
+	nanos int64
+	seq   uint32
+}
+
+// observe makes the generator continue after id, if id is a valid entry
+// ID later than the last one handed out.
+func (g *idGen) observe(id string) {
+	n, s, ok := parseID(id)
+	if ok && (n > g.nanos || n == g.nanos && s > g.seq) {
+		g.nanos, g.seq = n, s
+	}
+}
+
+// next returns a new ID for an entry created at now, and the CreatedOn
+// that the ID encodes: now, or the previous entry's time if the clock is
+// behind it.
+func (g *idGen) next(now time.Time) (string, time.Time) {
+	n := unixNano(now)
+	switch {
+	case n > g.nanos:
+		g.nanos, g.seq = n, rand.Uint32()>>1
+	case g.seq < math.MaxUint32:
+		g.seq++
+	default:
+		g.nanos, g.seq = g.nanos+1, rand.Uint32()>>1
+	}
+	return formatID(g.nanos, g.seq), time.Unix(0, g.nanos).UTC()
+}
+
+func formatID(nanos int64, seq uint32) string {
+	var raw [12]byte
+	binary.BigEndian.PutUint64(raw[:8], uint64(nanos))
+	binary.BigEndian.PutUint32(raw[8:], seq)
+	var out [idLen]byte
+	hex.Encode(out[:], raw[:])
+	return string(out[:])
+}
+
+// parseID splits a well-formed entry ID into its time and sequence.
+func parseID(id string) (nanos int64, seq uint32, ok bool) {
+	if len(id) != idLen {
+		return 0, 0, false
+	}
+	var raw [12]byte
+	for i := 0; i < idLen; i++ {
+		if c := id[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return 0, 0, false
+		}
+	}
+	if _, err := hex.Decode(raw[:], []byte(id)); err != nil {
+		return 0, 0, false
+	}
+	n := binary.BigEndian.Uint64(raw[:8])
+	if n > math.MaxInt64 {
+		return 0, 0, false
+	}
+	return int64(n), binary.BigEndian.Uint32(raw[8:]), true
+}
+
+// timeBound returns the ID prefix of instant t: every ID created before t
+// sorts below it and every ID created at or after t sorts above it.
+func timeBound(t time.Time) string {
+	var raw [8]byte
+	binary.BigEndian.PutUint64(raw[:], uint64(unixNano(t)))
+	return hex.EncodeToString(raw[:])
+}
+
+var (
+	minTime = time.Unix(0, 0)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+// unixNano is t.UnixNano clamped to the range IDs can encode, 1970 to
+// 2262.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.Before(minTime):
+		return 0
+	case t.After(maxTime):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}

@@ -1,0 +1,300 @@
+// Package ledger is an embeddable wallet ledger: trusted applications,
+// called authorities, write entries that add value to or remove value from
+// a user's wallet and may grant the user an item; a wallet's value is the
+// sum of its entries; an item can be marked used once; no wallet ever goes
+// negative.
+//
+// # Getting started
+//
+// A [Ledger] holds the rules; a [Store] holds the data. Pick a store
+// (memstore for memory only, badgerstore for a durable directory on disk),
+// hand it to [New], and call methods:
+//
+//	l, err := ledger.New(memstore.New())
+//	...
+//	defer l.Close()
+//	e, err := l.CreateEntry(ctx, ledger.NewEntry{
+//		AuthorityID: "shop", UserID: "alice",
+//		Amount: decimal.NewFromInt(-5), Reason: "bought a soda",
+//		Item: &ledger.Item{Name: "Soda Can"},
+//	})
+//	if errors.Is(err, ledger.ErrNotEnoughFunds) { ... }
+//
+// # Rules
+//
+// A negative amount is refused with [ErrNotEnoughFunds] when the user's
+// total over all authorities would drop below zero; reaching exactly zero
+// is allowed, and a user with no entries has total zero. The funds check
+// and the write are one atomic step, so no number of concurrent writers
+// can overdraw a wallet, and of two racing [Ledger.UseItem] calls on one
+// item exactly one wins.
+//
+// Amounts are exact decimals, never rounded: by default up to
+// [DefaultPlaces] decimal places and [DefaultDigits] digits in all (see
+// [WithPrecision]). Input beyond a limit (see [Limits]) is refused with an
+// [*InvalidError] that names the field, and nothing is written.
+//
+// Entry IDs are strings that sort bytewise in creation order: 16 hex
+// digits of CreatedOn in Unix nanoseconds, then 8 hex digits that keep IDs
+// unique and increasing. CreatedOn never decreases from one entry to the
+// next.
+//
+// # Retries, batches, history
+//
+// A [NewEntry] with an IdempotencyKey is created once: a retry with the
+// same key and payload returns the original entry, and a retry with a
+// different payload fails with [ErrIdempotencyConflict].
+// [Ledger.CreateEntries] writes a batch all or nothing. Every entry
+// records the user's Balance right after it, which makes
+// [Ledger.Entries] a statement and WalletQuery.AsOf a lookup, not a
+// replay. [Ledger.Verify] recomputes everything from the entries.
+//
+// # Concurrency
+//
+// A Ledger is safe for concurrent use. Concurrent writes are grouped: the
+// writes that arrive while one store transaction commits go into the
+// next, each judged on its own, so a durable store syncs once for many
+// callers (see [WithGroupCommit]). A method returns only after its write
+// is committed.
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// NewEntry is what an authority asks the ledger to write.
+type NewEntry struct {
+	AuthorityID, UserID string
+	// Amount adds value to the wallet when positive and removes it when
+	// negative.
+	Amount decimal.Decimal
+	// Reason says why, for people.
+	Reason string
+	// Item, when set, is granted to the user. Its Used must be false.
+	Item *Item
+	// IdempotencyKey, when set, makes the entry safe to retry: the
+	// authority's second CreateEntry with the same key returns the first
+	// entry instead of writing another. Keys are scoped to AuthorityID and
+	// kept forever.
+	IdempotencyKey string
+}
+
+// Entry is a written entry.
+type Entry struct {
+	ID          string          `json:"entry_id"`
+	AuthorityID string          `json:"authority_id"`
+	UserID      string          `json:"user_id"`
+	CreatedOn   time.Time       `json:"created_on"`
+	Amount      decimal.Decimal `json:"amount"`
+	Reason      string          `json:"reason"`
+	Item        *Item           `json:"item,omitempty"`
+	// Balance is the user's total over all authorities right after this
+	// entry.
+	Balance decimal.Decimal `json:"balance"`
+}
+
+// Item is something an entry grants a user.
+type Item struct {
+	Name string `json:"name"`
+	Used bool   `json:"used"`
+	// Data is any JSON value, kept byte for byte.
+	Data json.RawMessage `json:"data,omitempty"`
+}
+
+func (it *Item) clone() *Item {
+	if it == nil {
+		return nil
+	}
+	c := *it
+	if it.Data != nil {
+		c.Data = append(json.RawMessage(nil), it.Data...)
+	}
+	return &c
+}
+
+// Ledger applies the wallet rules over a [Store]. Create one with [New].
+// It is safe for concurrent use; the zero value is not usable.
+type Ledger struct {
+	store Store
+	cfg   config
+	// maxAbs bounds the magnitude of every amount and total.
+	maxAbs decimal.Decimal
+
+	// mu is held for reading by every call while it runs and for writing
+	// by Close, so that Close waits for calls in flight before it closes
+	// the store.
+	mu     sync.RWMutex
+	closed bool
+
+	commits committer
+}
+
+// New returns a Ledger over store. The Ledger owns the store from now on:
+// [Ledger.Close] closes it. New reads the store's last entry so that new
+// entry IDs sort after every existing one.
+func New(store Store, opts ...Option) (*Ledger, error) {
+	if store == nil {
+		return nil, invalid("store", "nil")
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.err != nil {
+		return nil, cfg.err
+	}
+	l := &Ledger{
+		store:  store,
+		cfg:    cfg,
+		maxAbs: decimal.New(1, int32(cfg.digits-cfg.places)),
+	}
+	l.commits.init(l)
+	err := store.View(context.Background(), func(tx ReadTx) error {
+		for r, err := range tx.Entries(context.Background(), Scan{Reverse: true}) {
+			if err != nil {
+				return err
+			}
+			l.commits.ids.observe(r.ID)
+			break
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, storeErr("read last entry", err)
+	}
+	return l, nil
+}
+
+// Close waits for calls in flight, then closes the store. Afterwards
+// every method, Close included, returns [ErrClosed].
+func (l *Ledger) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	l.closed = true
+	return l.store.Close()
+}
+
+// Health returns nil when the store can serve, [ErrClosed] after Close,
+// and the store's error otherwise.
+func (l *Ledger) Health(ctx context.Context) error {
+	if err := l.enter(ctx); err != nil {
+		return err
+	}
+	defer l.mu.RUnlock()
+	if err := l.store.Ping(ctx); err != nil {
+		return storeErr("ping", err)
+	}
+	return nil
+}
+
+// enter starts a call: it fails if ctx is done or the ledger is closed,
+// and otherwise holds l.mu for reading until the caller releases it.
+func (l *Ledger) enter(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// CreateEntry writes one entry and returns it. It fails with
+// [ErrNotEnoughFunds] if the amount is negative and the user cannot afford
+// it, [ErrInvalid] on bad input, and [ErrIdempotencyConflict] if
+// e.IdempotencyKey was used before with different fields; in each case
+// nothing is written. With an IdempotencyKey the authority used before
+// for the same fields, it writes nothing and returns that first entry as
+// it is now.
+func (l *Ledger) CreateEntry(ctx context.Context, e NewEntry) (Entry, error) {
+	ne, err := l.checkNewEntry(e)
+	if err != nil {
+		return Entry{}, err
+	}
+	if err := l.enter(ctx); err != nil {
+		return Entry{}, err
+	}
+	defer l.mu.RUnlock()
+	r := newRequest(ctx, opCreate)
+	r.entries = append(r.entries, ne)
+	l.commits.submit(r)
+	defer r.release()
+	if r.err != nil {
+		return Entry{}, r.err
+	}
+	return r.out[0], nil
+}
+
+// CreateEntries writes a batch of entries all or nothing, in order, in
+// one store transaction: each entry's funds check sees the entries before
+// it in the batch. On failure nothing is written and the error is an
+// [*EntryError] with the index of the first entry that failed, wrapping
+// that entry's error. Idempotency keys work per entry as in
+// [Ledger.CreateEntry]: an entry whose key was used before for the same
+// fields (earlier, or earlier in the batch) writes nothing and comes back
+// as the first entry. An empty batch writes nothing and returns no
+// entries. A batch may hold at most Limits.MaxBatchEntries entries.
+func (l *Ledger) CreateEntries(ctx context.Context, es []NewEntry) ([]Entry, error) {
+	if len(es) > l.cfg.limits.MaxBatchEntries {
+		return nil, invalid("entries", "%d entries, limit %d", len(es), l.cfg.limits.MaxBatchEntries)
+	}
+	if err := l.enter(ctx); err != nil {
+		return nil, err
+	}
+	defer l.mu.RUnlock()
+	if len(es) == 0 {
+		return []Entry{}, nil
+	}
+	r := newRequest(ctx, opCreate)
+	r.batch = true
+	for i, e := range es {
+		ne, err := l.checkNewEntry(e)
+		if err != nil {
+			r.release()
+			return nil, &EntryError{Index: i, Err: err}
+		}
+		r.entries = append(r.entries, ne)
+	}
+	l.commits.submit(r)
+	defer r.release()
+	if r.err != nil {
+		return nil, r.err
+	}
+	return append([]Entry(nil), r.out...), nil
+}
+
+// UseItem marks the item granted by entry entryID used and returns the
+// updated entry. It fails with [ErrNotFound] for an unknown entry,
+// [ErrNoItem] for an entry without an item, [ErrItemUsed] if the item was
+// used already, and, under [WithGrantorOnlyItemUse], [ErrForbidden] if
+// authorityID did not grant the item.
+func (l *Ledger) UseItem(ctx context.Context, authorityID, entryID string) (Entry, error) {
+	if err := l.checkID("authorityID", authorityID); err != nil {
+		return Entry{}, err
+	}
+	if err := l.checkID("entryID", entryID); err != nil {
+		return Entry{}, err
+	}
+	if err := l.enter(ctx); err != nil {
+		return Entry{}, err
+	}
+	defer l.mu.RUnlock()
+	r := newRequest(ctx, opUse)
+	r.authorityID, r.entryID = authorityID, entryID
+	l.commits.submit(r)
+	defer r.release()
+	if r.err != nil {
+		return Entry{}, r.err
+	}
+	return r.out[0], nil
+}

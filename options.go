@@ -1,0 +1,156 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Option configures a [Ledger] in [New].
+type Option func(*config)
+
+type config struct {
+	clock       func() time.Time
+	places      int
+	digits      int
+	limits      Limits
+	grantorOnly bool
+	maxBatch    int
+	maxWait     time.Duration
+	err         error
+}
+
+// Limits bounds the size of what callers may write and ask for. A field
+// left zero in [WithLimits] keeps its default.
+type Limits struct {
+	// MaxIDBytes bounds authority, user and entry IDs and idempotency
+	// keys. Default 256.
+	MaxIDBytes int
+	// MaxReasonBytes bounds NewEntry.Reason. Default 4096.
+	MaxReasonBytes int
+	// MaxItemNameBytes bounds Item.Name. Default 256.
+	MaxItemNameBytes int
+	// MaxItemDataBytes bounds Item.Data. Default 65536.
+	MaxItemDataBytes int
+	// MaxBatchEntries bounds the entries of one [Ledger.CreateEntries]
+	// call. Default 10000.
+	MaxBatchEntries int
+}
+
+// DefaultLimits returns the limits a [Ledger] applies unless told
+// otherwise.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxIDBytes:       256,
+		MaxReasonBytes:   4096,
+		MaxItemNameBytes: 256,
+		MaxItemDataBytes: 64 << 10,
+		MaxBatchEntries:  10000,
+	}
+}
+
+// Default precision of amounts: up to 8 decimal places and 30 digits in
+// all, so amounts and totals stay below 10^22.
+const (
+	DefaultPlaces = 8
+	DefaultDigits = 30
+)
+
+// Defaults of group commit; see [WithGroupCommit].
+const (
+	DefaultMaxBatch = 1000
+	DefaultMaxWait  = 0
+)
+
+func defaultConfig() config {
+	return config{
+		clock:    time.Now,
+		places:   DefaultPlaces,
+		digits:   DefaultDigits,
+		limits:   DefaultLimits(),
+		maxBatch: DefaultMaxBatch,
+		maxWait:  DefaultMaxWait,
+	}
+}
+
+func (c *config) fail(err error) {
+	if c.err == nil {
+		c.err = err
+	}
+}
+
+// WithClock sets the clock that stamps CreatedOn, for tests. The ledger
+// keeps CreatedOn non-decreasing in creation order even if the clock goes
+// back: an entry created while the clock is behind the last entry gets the
+// last entry's time.
+func WithClock(now func() time.Time) Option {
+	return func(c *config) {
+		if now == nil {
+			c.fail(errors.New("ledger: WithClock: nil clock"))
+			return
+		}
+		c.clock = now
+	}
+}
+
+// WithPrecision sets how exact amounts are: at most places digits after
+// the decimal point and digits digits in all, so that every amount and
+// every total is below 10^(digits-places) in magnitude. Amounts are never
+// rounded: one that needs more places, or is too large, is refused with
+// [ErrInvalid]. WithPrecision(0, 18) admits whole amounts that fit an
+// int64, as the original wallet service did.
+func WithPrecision(places, digits int) Option {
+	return func(c *config) {
+		if places < 0 || digits < 1 || places >= digits || digits > 1000 {
+			c.fail(fmt.Errorf("ledger: WithPrecision(%d, %d): want 0 <= places < digits <= 1000", places, digits))
+			return
+		}
+		c.places, c.digits = places, digits
+	}
+}
+
+// WithLimits replaces the default [Limits]; zero fields keep their
+// defaults.
+func WithLimits(l Limits) Option {
+	return func(c *config) {
+		set := func(name string, dst *int, v int) {
+			switch {
+			case v < 0:
+				c.fail(fmt.Errorf("ledger: WithLimits: negative %s", name))
+			case v > 0:
+				*dst = v
+			}
+		}
+		set("MaxIDBytes", &c.limits.MaxIDBytes, l.MaxIDBytes)
+		set("MaxReasonBytes", &c.limits.MaxReasonBytes, l.MaxReasonBytes)
+		set("MaxItemNameBytes", &c.limits.MaxItemNameBytes, l.MaxItemNameBytes)
+		set("MaxItemDataBytes", &c.limits.MaxItemDataBytes, l.MaxItemDataBytes)
+		set("MaxBatchEntries", &c.limits.MaxBatchEntries, l.MaxBatchEntries)
+	}
+}
+
+// WithGrantorOnlyItemUse restricts [Ledger.UseItem] to the authority that
+// granted the item; others get [ErrForbidden]. By default any authority
+// may use any item, as in the original wallet service.
+func WithGrantorOnlyItemUse() Option {
+	return func(c *config) { c.grantorOnly = true }
+}
+
+// WithGroupCommit tunes group commit. Writes (CreateEntry, CreateEntries,
+// UseItem) that arrive while a commit is in flight are applied together in
+// the next store transaction, each judged on its own, so a durable store
+// pays one sync for many callers. maxBatch caps the entries in one
+// transaction (a larger CreateEntries batch still commits whole, alone);
+// maxWait, when positive, makes a commit wait that long for company before
+// it starts, trading a lone caller's latency for larger groups. The
+// defaults, [DefaultMaxBatch] and no wait, add no latency to a lone
+// caller. WithGroupCommit(1, 0) turns grouping off.
+func WithGroupCommit(maxBatch int, maxWait time.Duration) Option {
+	return func(c *config) {
+		if maxBatch < 1 || maxWait < 0 {
+			c.fail(fmt.Errorf("ledger: WithGroupCommit(%d, %v): want maxBatch >= 1 and maxWait >= 0", maxBatch, maxWait))
+			return
+		}
+		c.maxBatch, c.maxWait = maxBatch, maxWait
+	}
+}

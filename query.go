@@ -1,0 +1,559 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// WalletQuery selects wallet totals for [Ledger.Wallets]. The zero value
+// asks for every user's current total.
+type WalletQuery struct {
+	// UserIDs, when set, asks for exactly these users (duplicates
+	// ignored), each with a row even if nothing counts for them. When
+	// empty, every user with at least one counted entry gets a row.
+	UserIDs []string
+	// AuthorityIDs, when set, counts only these authorities' entries.
+	AuthorityIDs []string
+	// After pages: only users whose ID sorts after it.
+	After string
+	// Limit caps the rows returned; 0 means no cap.
+	Limit int
+	// AsOf, when set, gives totals as they stood at that instant: the
+	// entries created at or before it count.
+	AsOf time.Time
+}
+
+// WalletTotal is one user's total.
+type WalletTotal struct {
+	UserID string          `json:"user_id"`
+	Total  decimal.Decimal `json:"total"`
+}
+
+// UsedFilter selects items by their used state.
+type UsedFilter int
+
+// The used filters. The zero value is UnusedOnly, the original service's
+// default.
+const (
+	UnusedOnly UsedFilter = iota
+	UsedOnly
+	UsedOrUnused
+)
+
+// InventoryQuery selects items for [Ledger.Inventory]. Every non-empty
+// list filters, all together. The zero value asks for every unused item.
+type InventoryQuery struct {
+	EntryIDs, UserIDs, AuthorityIDs []string
+	Used                            UsedFilter
+	// After pages: only entries whose ID sorts after it.
+	After string
+	// Limit caps the items returned; 0 means no cap.
+	Limit int
+}
+
+// InventoryItem is an item and the entry that granted it.
+type InventoryItem struct {
+	EntryID     string `json:"entry_id"`
+	AuthorityID string `json:"authority_id"`
+	UserID      string `json:"user_id"`
+	Item        Item   `json:"item"`
+}
+
+// EntryQuery selects entries for [Ledger.Entries]. Every set field
+// filters, all together. The zero value asks for every entry.
+type EntryQuery struct {
+	EntryIDs, UserIDs, AuthorityIDs []string
+	// Since and Until bound CreatedOn to [Since, Until); zero means
+	// unbounded.
+	Since, Until time.Time
+	// After pages: only entries whose ID sorts after it.
+	After string
+	// Limit caps the entries returned; 0 means no cap.
+	Limit int
+}
+
+// Wallets returns wallet totals sorted by user ID. With q.AuthorityIDs
+// only those authorities' entries count; with q.AsOf, only the entries
+// created at or before it. Reading a named user's total is a lookup of a
+// running total, never a sum over entries.
+func (l *Ledger) Wallets(ctx context.Context, q WalletQuery) ([]WalletTotal, error) {
+	users, err := l.checkIDs("UserIDs", q.UserIDs)
+	if err != nil {
+		return nil, err
+	}
+	auths, err := l.checkIDs("AuthorityIDs", q.AuthorityIDs)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.checkPage(q.After, q.Limit); err != nil {
+		return nil, err
+	}
+	if err := l.enter(ctx); err != nil {
+		return nil, err
+	}
+	defer l.mu.RUnlock()
+
+	out := []WalletTotal{}
+	full := func() bool { return q.Limit > 0 && len(out) >= q.Limit }
+	err = l.store.View(ctx, func(tx ReadTx) error {
+		w := walletReader{ctx: ctx, tx: tx, auths: auths}
+		if !q.AsOf.IsZero() {
+			w.end = timeBound(q.AsOf.Add(time.Nanosecond))
+		}
+		if len(users) > 0 {
+			start, _ := slices.BinarySearch(users, q.After+"\x00")
+			for _, u := range users[start:] {
+				if full() {
+					break
+				}
+				total, _, err := w.total(u)
+				if err != nil {
+					return err
+				}
+				out = append(out, WalletTotal{UserID: u, Total: total})
+			}
+			return nil
+		}
+		for row, err := range w.all(q.After) {
+			if err != nil {
+				return err
+			}
+			if full() {
+				break
+			}
+			if w.end != "" {
+				total, counted, err := w.total(row.UserID)
+				if err != nil {
+					return err
+				}
+				if !counted {
+					continue
+				}
+				row.Total = total
+			}
+			out = append(out, WalletTotal(row))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, storeErr("wallets", err)
+	}
+	return out, nil
+}
+
+// walletReader reads totals, current or as of an instant, over all
+// authorities or some.
+type walletReader struct {
+	ctx   context.Context
+	tx    ReadTx
+	auths []string
+	end   string // when set, only entries with IDs below it count
+}
+
+// total returns u's total and whether any entry counts for it.
+func (w *walletReader) total(u string) (decimal.Decimal, bool, error) {
+	if len(w.auths) == 0 {
+		return w.one("", u)
+	}
+	var sum decimal.Decimal
+	counted := false
+	for _, a := range w.auths {
+		v, ok, err := w.one(a, u)
+		if err != nil {
+			return decimal.Decimal{}, false, err
+		}
+		if ok {
+			sum, counted = sum.Add(v), true
+		}
+	}
+	return sum, counted, nil
+}
+
+// one returns the total of one authority ("" for all) for u.
+func (w *walletReader) one(a, u string) (decimal.Decimal, bool, error) {
+	if w.end == "" {
+		v, ok, err := w.tx.Total(w.ctx, a, u)
+		if !ok {
+			v = decimal.Decimal{}
+		}
+		return v, ok, err
+	}
+	// As of an instant: the running total recorded on the last entry
+	// before it.
+	for r, err := range w.tx.Entries(w.ctx, Scan{UserID: u, AuthorityID: a, End: w.end, Reverse: true}) {
+		if err != nil {
+			return decimal.Decimal{}, false, err
+		}
+		if a == "" {
+			return r.Balance, true, nil
+		}
+		return r.AuthorityBalance, true, nil
+	}
+	return decimal.Decimal{}, false, nil
+}
+
+// all yields the current total of every user with a counted entry, after
+// the given user ID, in user order.
+func (w *walletReader) all(after string) iter.Seq2[UserTotal, error] {
+	if len(w.auths) == 0 {
+		return w.tx.Totals(w.ctx, "", after)
+	}
+	seqs := make([]iter.Seq2[UserTotal, error], len(w.auths))
+	for i, a := range w.auths {
+		seqs[i] = w.tx.Totals(w.ctx, a, after)
+	}
+	return func(yield func(UserTotal, error) bool) {
+		var cur UserTotal
+		have := false
+		for row, err := range merge(seqs, func(t UserTotal) string { return t.UserID }) {
+			if err != nil {
+				yield(UserTotal{}, err)
+				return
+			}
+			if have && row.UserID == cur.UserID {
+				cur.Total = cur.Total.Add(row.Total)
+				continue
+			}
+			if have && !yield(cur, nil) {
+				return
+			}
+			cur, have = row, true
+		}
+		if have {
+			yield(cur, nil)
+		}
+	}
+}
+
+// Inventory returns items sorted by the ID of the entry that granted
+// them, filtered by every list in q together and by q.Used. Item data
+// comes back exactly as written.
+func (l *Ledger) Inventory(ctx context.Context, q InventoryQuery) ([]InventoryItem, error) {
+	if q.Used < UnusedOnly || q.Used > UsedOrUnused {
+		return nil, invalid("Used", "unknown filter %d", int(q.Used))
+	}
+	sel, err := l.newSelection(q.EntryIDs, q.UserIDs, q.AuthorityIDs, q.After, q.Limit)
+	if err != nil {
+		return nil, err
+	}
+	sel.itemsOnly = true
+	out := []InventoryItem{}
+	err = l.view(ctx, "inventory", func(tx ReadTx) error {
+		return sel.run(ctx, tx, func(r Record) bool {
+			if q.Used == UnusedOnly && r.Item.Used || q.Used == UsedOnly && !r.Item.Used {
+				return true
+			}
+			out = append(out, InventoryItem{EntryID: r.ID, AuthorityID: r.AuthorityID, UserID: r.UserID, Item: *r.Item})
+			return q.Limit == 0 || len(out) < q.Limit
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Entries returns entries sorted by ID, that is in creation order,
+// filtered by every field of q together. Each carries the user's Balance
+// right after it, so a user's entries read as a statement.
+func (l *Ledger) Entries(ctx context.Context, q EntryQuery) ([]Entry, error) {
+	if !q.Since.IsZero() && !q.Until.IsZero() && q.Since.After(q.Until) {
+		return nil, invalid("Since", "%v is after Until %v", q.Since, q.Until)
+	}
+	sel, err := l.newSelection(q.EntryIDs, q.UserIDs, q.AuthorityIDs, q.After, q.Limit)
+	if err != nil {
+		return nil, err
+	}
+	if !q.Since.IsZero() {
+		sel.start = max(sel.start, timeBound(q.Since))
+	}
+	if !q.Until.IsZero() {
+		sel.end = timeBound(q.Until)
+	}
+	out := []Entry{}
+	err = l.view(ctx, "entries", func(tx ReadTx) error {
+		return sel.run(ctx, tx, func(r Record) bool {
+			out = append(out, r.Entry)
+			return q.Limit == 0 || len(out) < q.Limit
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// view runs fn in a store read transaction on behalf of a call.
+func (l *Ledger) view(ctx context.Context, op string, fn func(ReadTx) error) error {
+	if err := l.enter(ctx); err != nil {
+		return err
+	}
+	defer l.mu.RUnlock()
+	if err := l.store.View(ctx, fn); err != nil {
+		return storeErr(op, err)
+	}
+	return nil
+}
+
+// selection is a validated entry filter, ready to run against a store.
+type selection struct {
+	entryIDs, users, auths []string // sorted, distinct
+	itemsOnly              bool
+	start, end             string // ID range [start, end); "" = unbounded
+}
+
+func (l *Ledger) newSelection(entryIDs, users, auths []string, after string, limit int) (selection, error) {
+	var s selection
+	var err error
+	if s.entryIDs, err = l.checkIDs("EntryIDs", entryIDs); err != nil {
+		return s, err
+	}
+	if s.users, err = l.checkIDs("UserIDs", users); err != nil {
+		return s, err
+	}
+	if s.auths, err = l.checkIDs("AuthorityIDs", auths); err != nil {
+		return s, err
+	}
+	if err := l.checkPage(after, limit); err != nil {
+		return s, err
+	}
+	if after != "" {
+		s.start = after + "\x00"
+	}
+	return s, nil
+}
+
+// maxPairScans bounds the (user, authority) scans a selection merges
+// before it prefers one scan per user, filtered.
+const maxPairScans = 64
+
+// run calls fn with each matching record in ID order until fn returns
+// false. It drives the query from the most selective index: the entry
+// IDs, else each user's (or user and authority's) entries, else each
+// authority's, else all.
+func (s *selection) run(ctx context.Context, tx ReadTx, fn func(Record) bool) error {
+	base := Scan{ItemsOnly: s.itemsOnly, Start: s.start, End: s.end}
+	var src iter.Seq2[Record, error]
+	switch {
+	case len(s.entryIDs) > 0:
+		src = s.lookup(ctx, tx)
+	case len(s.users) > 0 && len(s.auths) > 0 && len(s.users)*len(s.auths) <= maxPairScans:
+		var seqs []iter.Seq2[Record, error]
+		for _, u := range s.users {
+			for _, a := range s.auths {
+				sc := base
+				sc.UserID, sc.AuthorityID = u, a
+				seqs = append(seqs, tx.Entries(ctx, sc))
+			}
+		}
+		src = merge(seqs, recordID)
+	case len(s.users) > 0:
+		seqs := make([]iter.Seq2[Record, error], len(s.users))
+		for i, u := range s.users {
+			sc := base
+			sc.UserID = u
+			seqs[i] = tx.Entries(ctx, sc)
+		}
+		src = merge(seqs, recordID)
+	case len(s.auths) > 0:
+		seqs := make([]iter.Seq2[Record, error], len(s.auths))
+		for i, a := range s.auths {
+			sc := base
+			sc.AuthorityID = a
+			seqs[i] = tx.Entries(ctx, sc)
+		}
+		src = merge(seqs, recordID)
+	default:
+		src = tx.Entries(ctx, base)
+	}
+	n := 0
+	for r, err := range src {
+		if err != nil {
+			return err
+		}
+		if n++; n%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if !s.match(r) {
+			continue
+		}
+		if !fn(r) {
+			return nil
+		}
+	}
+	return ctx.Err()
+}
+
+func recordID(r Record) string { return r.ID }
+
+func (s *selection) match(r Record) bool {
+	return (!s.itemsOnly || r.Item != nil) &&
+		(s.start == "" || r.ID >= s.start) &&
+		(s.end == "" || r.ID < s.end) &&
+		(len(s.users) == 0 || contains(s.users, r.UserID)) &&
+		(len(s.auths) == 0 || contains(s.auths, r.AuthorityID))
+}
+
+func contains(sorted []string, s string) bool {
+	_, ok := slices.BinarySearch(sorted, s)
+	return ok
+}
+
+// lookup yields the selection's named entries that exist, in ID order.
+func (s *selection) lookup(ctx context.Context, tx ReadTx) iter.Seq2[Record, error] {
+	return func(yield func(Record, error) bool) {
+		for _, id := range s.entryIDs {
+			if s.start != "" && id < s.start || s.end != "" && id >= s.end {
+				continue
+			}
+			r, err := tx.Entry(ctx, id)
+			if isNotFound(err) {
+				continue
+			}
+			if !yield(r, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+// Verify recomputes every total and per-authority total from the entries
+// and checks them, and each entry's Balance, against what is stored. It
+// returns nil when all agree and otherwise a [*VerifyError] listing the
+// mismatches. It reads the whole ledger in one snapshot.
+func (l *Ledger) Verify(ctx context.Context) error {
+	var v verifier
+	err := l.view(ctx, "verify", func(tx ReadTx) error { return v.run(ctx, tx) })
+	if err != nil {
+		return err
+	}
+	if len(v.problems) > 0 {
+		return &VerifyError{Problems: v.problems, More: v.more}
+	}
+	return nil
+}
+
+// maxProblems bounds the mismatches a VerifyError lists.
+const maxProblems = 100
+
+type verifier struct {
+	problems []string
+	more     int
+}
+
+func (v *verifier) report(format string, args ...any) {
+	if len(v.problems) < maxProblems {
+		v.problems = append(v.problems, fmt.Sprintf(format, args...))
+	} else {
+		v.more++
+	}
+}
+
+func (v *verifier) run(ctx context.Context, tx ReadTx) error {
+	sums := map[totalKey]decimal.Decimal{}
+	var prev string
+	var prevNanos int64
+	n := 0
+	for r, err := range tx.Entries(ctx, Scan{}) {
+		if err != nil {
+			return err
+		}
+		if n++; n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		nanos, _, ok := parseID(r.ID)
+		switch {
+		case !ok:
+			v.report("entry %q: malformed ID", r.ID)
+		case r.ID <= prev:
+			v.report("entry %s: listed after %s", r.ID, prev)
+		case nanos != r.CreatedOn.UnixNano():
+			v.report("entry %s: CreatedOn %v disagrees with its ID", r.ID, r.CreatedOn)
+		case nanos < prevNanos:
+			v.report("entry %s: created before the entry preceding it", r.ID)
+		}
+		prev, prevNanos = r.ID, nanos
+
+		user := totalKey{"", r.UserID}
+		pair := totalKey{r.AuthorityID, r.UserID}
+		sums[user] = sums[user].Add(r.Amount)
+		sums[pair] = sums[pair].Add(r.Amount)
+		if !sums[user].Equal(r.Balance) {
+			v.report("entry %s: Balance %s, but the user's entries sum to %s", r.ID, r.Balance, sums[user])
+		}
+		if !sums[pair].Equal(r.AuthorityBalance) {
+			v.report("entry %s: authority balance %s, but the authority's entries for the user sum to %s",
+				r.ID, r.AuthorityBalance, sums[pair])
+		}
+		if sums[user].Sign() < 0 {
+			v.report("entry %s: takes user %q below zero", r.ID, r.UserID)
+		}
+		if r.IdempotencyKey != "" {
+			k, err := tx.EntryByIdempotencyKey(ctx, r.AuthorityID, r.IdempotencyKey)
+			switch {
+			case isNotFound(err):
+				v.report("entry %s: idempotency key %q is not indexed", r.ID, r.IdempotencyKey)
+			case err != nil:
+				return err
+			case k.ID != r.ID:
+				v.report("entry %s: idempotency key %q points to entry %s", r.ID, r.IdempotencyKey, k.ID)
+			}
+		}
+	}
+
+	set := map[string]bool{"": true}
+	for k := range sums {
+		set[k.authorityID] = true
+	}
+	auths := slices.Sorted(maps.Keys(set))
+	for _, a := range auths {
+		if err := v.totals(ctx, tx, a, sums); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// totals checks the stored totals of authority a ("" for all) against
+// the sums of the entries.
+func (v *verifier) totals(ctx context.Context, tx ReadTx, a string, sums map[totalKey]decimal.Decimal) error {
+	who := "total"
+	if a != "" {
+		who = fmt.Sprintf("total from authority %q", a)
+	}
+	seen := map[string]bool{}
+	for row, err := range tx.Totals(ctx, a, "") {
+		if err != nil {
+			return err
+		}
+		seen[row.UserID] = true
+		sum, ok := sums[totalKey{a, row.UserID}]
+		switch {
+		case !ok:
+			v.report("user %q: stored %s %s, but no entries", row.UserID, who, row.Total)
+		case !sum.Equal(row.Total):
+			v.report("user %q: stored %s %s, but the entries sum to %s", row.UserID, who, row.Total, sum)
+		}
+	}
+	var missing []string
+	for k := range sums {
+		if k.authorityID == a && !seen[k.userID] {
+			missing = append(missing, k.userID)
+		}
+	}
+	slices.Sort(missing)
+	for _, u := range missing {
+		v.report("user %q: entries sum to %s, but no %s is stored", u, sums[totalKey{a, u}], who)
+	}
+	return nil
+}

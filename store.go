@@ -1,0 +1,127 @@
+package ledger
+
+import (
+	"context"
+	"iter"
+
+	"github.com/shopspring/decimal"
+)
+
+// Store is what a [Ledger] keeps its data in. Implementations in this
+// module are memstore (memory only) and badgerstore (durable, on disk);
+// storetest.Run is the conformance suite every implementation must pass.
+//
+// A Store holds no business rule: it never checks funds, validates input,
+// picks IDs or decides what a query means beyond the [Scan] it is given.
+// The Ledger reads and writes through transactions, so one ledger
+// operation, a batch, or many callers' operations grouped into one commit
+// are each a single atomic and isolated step. Transactions are
+// serializable: a store may run them one at a time (memstore), detect
+// conflicts and retry (badgerstore), or lock rows (a SQL database).
+//
+// Records passed to a store and returned from it are the receiver's: a
+// store copies what it keeps and returns memory its caller may modify.
+//
+// All methods are safe for concurrent use.
+type Store interface {
+	// View runs fn in a read-only transaction that sees a consistent
+	// snapshot. The ReadTx is valid only until fn returns. View returns
+	// fn's error, or the store's.
+	View(ctx context.Context, fn func(ReadTx) error) error
+
+	// Update runs fn in a read-write transaction. If fn returns nil the
+	// transaction commits, and when Update returns nil everything fn wrote
+	// is durable to the store's promise. If fn returns an error nothing fn
+	// wrote is kept and Update returns that error. A store may call fn
+	// more than once (to retry a conflict), so fn must not have effects
+	// outside the Tx that it cannot repeat. The Tx is valid only until fn
+	// returns.
+	Update(ctx context.Context, fn func(Tx) error) error
+
+	// Ping reports whether the store can serve requests.
+	Ping(ctx context.Context) error
+
+	// Close releases the store. Afterwards every method returns
+	// [ErrClosed]. Calling Close again returns ErrClosed.
+	Close() error
+}
+
+// ReadTx reads a [Store] inside a transaction. Iterators yield their error
+// as the second value and stop after it.
+type ReadTx interface {
+	// Entry returns the entry with the given ID, or [ErrNotFound].
+	Entry(ctx context.Context, id string) (Record, error)
+
+	// EntryByIdempotencyKey returns the entry that the authority created
+	// with the given idempotency key, or [ErrNotFound].
+	EntryByIdempotencyKey(ctx context.Context, authorityID, key string) (Record, error)
+
+	// Entries yields the entries matching s, in ascending ID order (or
+	// descending if s.Reverse).
+	Entries(ctx context.Context, s Scan) iter.Seq2[Record, error]
+
+	// Total returns the running total stored for (authorityID, userID) by
+	// [Tx.SetTotal], and whether one is stored. authorityID "" names the
+	// user's total over all authorities.
+	Total(ctx context.Context, authorityID, userID string) (decimal.Decimal, bool, error)
+
+	// Totals yields the stored totals of one authority ("" for the totals
+	// over all authorities) for users whose ID sorts after the given one,
+	// in ascending user ID order.
+	Totals(ctx context.Context, authorityID, afterUserID string) iter.Seq2[UserTotal, error]
+}
+
+// Tx reads and writes a [Store] inside a read-write transaction. Reads see
+// the transaction's own writes.
+type Tx interface {
+	ReadTx
+
+	// InsertEntry stores a new entry and indexes it for [ReadTx.Entries]
+	// and, when r.IdempotencyKey is set, for
+	// [ReadTx.EntryByIdempotencyKey]. An entry with the same ID (or the
+	// same authority and idempotency key) must not exist; if one does,
+	// InsertEntry returns an error and writes nothing.
+	InsertEntry(ctx context.Context, r Record) error
+
+	// SetItemUsed marks the item of an existing entry used. It returns
+	// [ErrNotFound] if the entry does not exist and [ErrNoItem] if it has
+	// no item. The ledger has already checked both; this is a last guard.
+	SetItemUsed(ctx context.Context, id string) error
+
+	// SetTotal stores the running total of (authorityID, userID);
+	// authorityID "" names the user's total over all authorities.
+	SetTotal(ctx context.Context, authorityID, userID string, total decimal.Decimal) error
+}
+
+// Record is an entry as a [Store] keeps it: the [Entry] and what the
+// ledger needs besides to answer retries and historical queries.
+type Record struct {
+	Entry
+	// IdempotencyKey is the key the entry was created with, or "".
+	IdempotencyKey string
+	// AuthorityBalance is the total of the entry's authority for the
+	// entry's user right after the entry, as Balance is over all
+	// authorities.
+	AuthorityBalance decimal.Decimal
+}
+
+// Scan selects entries for [ReadTx.Entries]. Every set field must match;
+// the zero Scan selects every entry.
+type Scan struct {
+	// UserID, when set, selects only that user's entries.
+	UserID string
+	// AuthorityID, when set, selects only that authority's entries.
+	AuthorityID string
+	// ItemsOnly selects only entries that carry an item.
+	ItemsOnly bool
+	// Start, when set, selects IDs >= Start; End, when set, IDs < End.
+	Start, End string
+	// Reverse yields in descending ID order.
+	Reverse bool
+}
+
+// UserTotal is one row yielded by [ReadTx.Totals].
+type UserTotal struct {
+	UserID string
+	Total  decimal.Decimal
+}

@@ -1,0 +1,108 @@
+package ledger
+
+import (
+	"encoding/json"
+	"slices"
+	"unicode/utf8"
+
+	"github.com/shopspring/decimal"
+)
+
+// checkNewEntry validates e against the ledger's limits and returns the
+// copy the ledger works with: the item is the ledger's own, and empty
+// item data is nil.
+func (l *Ledger) checkNewEntry(e NewEntry) (NewEntry, error) {
+	if err := l.checkID("AuthorityID", e.AuthorityID); err != nil {
+		return NewEntry{}, err
+	}
+	if err := l.checkID("UserID", e.UserID); err != nil {
+		return NewEntry{}, err
+	}
+	if err := l.checkAmount("Amount", e.Amount); err != nil {
+		return NewEntry{}, err
+	}
+	if err := checkText("Reason", e.Reason, l.cfg.limits.MaxReasonBytes); err != nil {
+		return NewEntry{}, err
+	}
+	if e.IdempotencyKey != "" {
+		if err := l.checkID("IdempotencyKey", e.IdempotencyKey); err != nil {
+			return NewEntry{}, err
+		}
+	}
+	if e.Item != nil {
+		if err := checkText("Item.Name", e.Item.Name, l.cfg.limits.MaxItemNameBytes); err != nil {
+			return NewEntry{}, err
+		}
+		if e.Item.Used {
+			return NewEntry{}, invalid("Item.Used", "a new item cannot be used already")
+		}
+		if n := len(e.Item.Data); n > l.cfg.limits.MaxItemDataBytes {
+			return NewEntry{}, invalid("Item.Data", "%d bytes, limit %d", n, l.cfg.limits.MaxItemDataBytes)
+		}
+		if len(e.Item.Data) > 0 && !json.Valid(e.Item.Data) {
+			return NewEntry{}, invalid("Item.Data", "not valid JSON")
+		}
+		e.Item = e.Item.clone()
+		if len(e.Item.Data) == 0 {
+			e.Item.Data = nil
+		}
+	}
+	return e, nil
+}
+
+// checkID validates an ID-like string: authority, user and entry IDs and
+// idempotency keys.
+func (l *Ledger) checkID(field, s string) error {
+	return checkText(field, s, l.cfg.limits.MaxIDBytes)
+}
+
+func checkText(field, s string, limit int) error {
+	switch {
+	case s == "":
+		return invalid(field, "empty")
+	case len(s) > limit:
+		return invalid(field, "%d bytes, limit %d", len(s), limit)
+	case !utf8.ValidString(s):
+		return invalid(field, "not valid UTF-8")
+	}
+	return nil
+}
+
+// checkAmount refuses an amount the ledger cannot hold exactly.
+func (l *Ledger) checkAmount(field string, a decimal.Decimal) error {
+	places := int32(l.cfg.places)
+	if a.Exponent() < -places && !a.Equal(a.Truncate(places)) {
+		return invalid(field, "%s has more than %d decimal places", a, places)
+	}
+	if a.Abs().Cmp(l.maxAbs) >= 0 {
+		return invalid(field, "%s is too large: magnitude must stay below 10^%d", a, l.cfg.digits-l.cfg.places)
+	}
+	return nil
+}
+
+// checkIDs validates a query's list of IDs and returns it sorted and
+// without duplicates, in a new slice.
+func (l *Ledger) checkIDs(field string, ids []string) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	for _, id := range ids {
+		if err := l.checkID(field, id); err != nil {
+			return nil, err
+		}
+	}
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// checkPage validates a query's paging fields.
+func (l *Ledger) checkPage(after string, limit int) error {
+	if limit < 0 {
+		return invalid("Limit", "negative (%d)", limit)
+	}
+	if after != "" {
+		return l.checkID("After", after)
+	}
+	return nil
+}
