@@ -1,0 +1,476 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/walletledger/ledger"
+)
+
+// runContract checks the Store interface itself, below the ledger.
+func runContract(t *testing.T, ns NewStore) {
+	t.Run("EmptyStore", func(t *testing.T) { testEmptyStore(t, ns) })
+	t.Run("InsertAndRead", func(t *testing.T) { testInsertAndRead(t, ns) })
+	t.Run("Scans", func(t *testing.T) { testScans(t, ns) })
+	t.Run("Totals", func(t *testing.T) { testTotals(t, ns) })
+	t.Run("SetItemUsed", func(t *testing.T) { testSetItemUsed(t, ns) })
+	t.Run("Duplicates", func(t *testing.T) { testDuplicates(t, ns) })
+	t.Run("Rollback", func(t *testing.T) { testRollback(t, ns) })
+	t.Run("ReadYourWrites", func(t *testing.T) { testReadYourWrites(t, ns) })
+	t.Run("Serializable", func(t *testing.T) { testSerializable(t, ns) })
+	t.Run("ReturnedMemoryIsCallers", func(t *testing.T) { testReturnedMemory(t, ns) })
+	t.Run("Context", func(t *testing.T) { testContext(t, ns) })
+	t.Run("Close", func(t *testing.T) { testClose(t, ns) })
+}
+
+// record builds a test record; n orders it and seeds its fields.
+func record(n int, user, auth string, item bool) ledger.Record {
+	nanos := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano() + int64(n)*int64(time.Millisecond)
+	r := ledger.Record{
+		Entry: ledger.Entry{
+			ID:          id(nanos, uint32(n)),
+			AuthorityID: auth,
+			UserID:      user,
+			CreatedOn:   time.Unix(0, nanos).UTC(),
+			Amount:      decimal.New(int64(n*137%1000-300), -2),
+			Reason:      fmt.Sprintf("reason %d", n),
+			Balance:     decimal.New(int64(n*1000+7), -3),
+		},
+		AuthorityBalance: decimal.New(int64(-n), 0),
+	}
+	if item {
+		r.Item = &ledger.Item{Name: fmt.Sprintf("item %d", n), Data: []byte(fmt.Sprintf(`[%d, {"k": "v"} ]`, n))}
+	}
+	return r
+}
+
+func insert(t *testing.T, s ledger.Store, rs ...ledger.Record) {
+	t.Helper()
+	err := s.Update(context.Background(), func(tx ledger.Tx) error {
+		for _, r := range rs {
+			if err := tx.InsertEntry(context.Background(), r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	require.NoError(t, err)
+}
+
+func view(t *testing.T, s ledger.Store, fn func(tx ledger.ReadTx)) {
+	t.Helper()
+	require.NoError(t, s.View(context.Background(), func(tx ledger.ReadTx) error {
+		fn(tx)
+		return nil
+	}))
+}
+
+// requireSameRecord fails unless got holds exactly what want holds.
+func requireSameRecord(t require.TestingT, want, got ledger.Record) {
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
+	require.Equal(t, want.ID, got.ID)
+	require.Equal(t, want.AuthorityID, got.AuthorityID, want.ID)
+	require.Equal(t, want.UserID, got.UserID, want.ID)
+	require.Truef(t, want.CreatedOn.Equal(got.CreatedOn), "%s CreatedOn: got %v, want %v", want.ID, got.CreatedOn, want.CreatedOn)
+	require.Truef(t, want.Amount.Equal(got.Amount), "%s Amount: got %s, want %s", want.ID, got.Amount, want.Amount)
+	require.Equal(t, want.Reason, got.Reason, want.ID)
+	require.Truef(t, want.Balance.Equal(got.Balance), "%s Balance: got %s, want %s", want.ID, got.Balance, want.Balance)
+	require.Truef(t, want.AuthorityBalance.Equal(got.AuthorityBalance), "%s AuthorityBalance: got %s, want %s", want.ID, got.AuthorityBalance, want.AuthorityBalance)
+	require.Equal(t, want.IdempotencyKey, got.IdempotencyKey, want.ID)
+	if want.Item == nil {
+		require.Nil(t, got.Item, want.ID)
+		return
+	}
+	require.NotNil(t, got.Item, want.ID)
+	require.Equal(t, want.Item.Name, got.Item.Name, want.ID)
+	require.Equal(t, want.Item.Used, got.Item.Used, want.ID)
+	require.Truef(t, bytes.Equal(want.Item.Data, got.Item.Data), "%s Item.Data: got %q, want %q", want.ID, got.Item.Data, want.Item.Data)
+}
+
+func collect(t *testing.T, seq func(func(ledger.Record, error) bool)) []ledger.Record {
+	t.Helper()
+	var out []ledger.Record
+	for r, err := range seq {
+		require.NoError(t, err)
+		out = append(out, r)
+	}
+	return out
+}
+
+func ids(rs []ledger.Record) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.ID)
+	}
+	return out
+}
+
+func testEmptyStore(t *testing.T, ns NewStore) {
+	s := newStore(t, ns)
+	ctx := context.Background()
+	require.NoError(t, s.Ping(ctx))
+	view(t, s, func(tx ledger.ReadTx) {
+		_, err := tx.Entry(ctx, id(1, 1))
+		require.ErrorIs(t, err, ledger.ErrNotFound)
+		_, err = tx.EntryByIdempotencyKey(ctx, "a", "k")
+		require.ErrorIs(t, err, ledger.ErrNotFound)
+		v, ok, err := tx.Total(ctx, "", "u")
+		require.NoError(t, err)
+		require.False(t, ok)
+		require.True(t, v.IsZero(), "missing total must read as zero, got %s", v)
+		require.Empty(t, collect(t, tx.Entries(ctx, ledger.Scan{})))
+		require.Empty(t, collect(t, tx.Entries(ctx, ledger.Scan{UserID: "u", Reverse: true})))
+		for range tx.Totals(ctx, "", "") {
+			t.Fatal("Totals yielded a row on an empty store")
+		}
+	})
+}
+
+func testInsertAndRead(t *testing.T, ns NewStore) {
+	s := newStore(t, ns)
+	ctx := context.Background()
+	odd := record(1, "ünïcödé user", "authority/with:odd chars", true)
+	odd.Amount = dec("-123456789012345678901.12345678")
+	odd.Balance = dec("0.00000001")
+	odd.AuthorityBalance = dec("99999999999999999999999999999.5")
+	odd.IdempotencyKey = "retry-1"
+	odd.Item.Data = []byte("[1,2,\n  {\"a\": [\"x\", null]}]")
+	plain := record(2, "u", "a", false)
+	huge := record(3, "u", "a", true)
+	huge.Item.Data = bytes.Repeat([]byte(" "), 60<<10)
+	huge.Item.Data[0], huge.Item.Data[len(huge.Item.Data)-1] = '[', ']'
+	huge.Reason = string(bytes.Repeat([]byte("r"), 4096))
+	insert(t, s, odd, plain, huge)
+	view(t, s, func(tx ledger.ReadTx) {
+		for _, want := range []ledger.Record{odd, plain, huge} {
+			got, err := tx.Entry(ctx, want.ID)
+			require.NoError(t, err)
+			requireSameRecord(t, want, got)
+		}
+		got, err := tx.EntryByIdempotencyKey(ctx, odd.AuthorityID, odd.IdempotencyKey)
+		require.NoError(t, err)
+		requireSameRecord(t, odd, got)
+		_, err = tx.EntryByIdempotencyKey(ctx, "a", odd.IdempotencyKey)
+		require.ErrorIs(t, err, ledger.ErrNotFound, "idempotency keys are scoped to their authority")
+	})
+}
+
+// testScans checks every combination of Scan fields against a plain
+// filter over the inserted records.
+func testScans(t *testing.T, ns NewStore) {
+	s := newStore(t, ns)
+	ctx := context.Background()
+	users := []string{"u0", "u1", "u2"}
+	auths := []string{"a0", "a1", "a2"}
+	var all []ledger.Record
+	for n := range 36 {
+		all = append(all, record(n, users[n%3], auths[n/3%3], n%2 == 0 || n%7 == 0))
+	}
+	// Insert out of ID order: stores may not rely on appends.
+	shuffled := slices.Clone(all)
+	for i := range shuffled {
+		j := (i*17 + 5) % len(shuffled)
+		shuffled[i], shuffled[j] = shuffled[j], shuffled[i]
+	}
+	insert(t, s, shuffled[:20]...)
+	insert(t, s, shuffled[20:]...)
+
+	bounds := []struct{ start, end string }{
+		{"", ""},
+		{all[10].ID, ""},
+		{"", all[25].ID},
+		{all[7].ID, all[30].ID},
+		{all[12].ID[:16], all[20].ID[:16]}, // time-only bounds, as the ledger builds them
+		{all[5].ID + "\x00", ""},           // "after", as the ledger builds it
+	}
+	view(t, s, func(tx ledger.ReadTx) {
+		for _, u := range append([]string{"", "nobody"}, users...) {
+			for _, a := range append([]string{"", "nobody"}, auths...) {
+				for _, items := range []bool{false, true} {
+					for _, b := range bounds {
+						for _, rev := range []bool{false, true} {
+							sc := ledger.Scan{UserID: u, AuthorityID: a, ItemsOnly: items, Start: b.start, End: b.end, Reverse: rev}
+							var want []string
+							for _, r := range all {
+								if (u == "" || r.UserID == u) && (a == "" || r.AuthorityID == a) &&
+									(!items || r.Item != nil) && (b.start == "" || r.ID >= b.start) && (b.end == "" || r.ID < b.end) {
+									want = append(want, r.ID)
+								}
+							}
+							if rev {
+								slices.Reverse(want)
+							}
+							got := ids(collect(t, tx.Entries(ctx, sc)))
+							require.Equalf(t, want, got, "scan %+v", sc)
+						}
+					}
+				}
+			}
+		}
+		// Early exit from an iterator must be clean.
+		for r, err := range tx.Entries(ctx, ledger.Scan{}) {
+			require.NoError(t, err)
+			requireSameRecord(t, all[0], r)
+			break
+		}
+	})
+}
+
+func testTotals(t *testing.T, ns NewStore) {
+	s := newStore(t, ns)
+	ctx := context.Background()
+	set := func(a, u, v string) {
+		require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, a, u, dec(v)) }))
+	}
+	set("", "bob", "10")
+	set("", "alice", "0")
+	set("", "carol", "12345678901234567890.12345678")
+	set("shop", "bob", "-5")
+	set("shop", "dave", "7")
+	set("", "bob", "11.5") // overwrite
+	view(t, s, func(tx ledger.ReadTx) {
+		v, ok, err := tx.Total(ctx, "", "bob")
+		require.NoError(t, err)
+		require.True(t, ok)
+		requireDecimal(t, "11.5", v)
+		v, ok, err = tx.Total(ctx, "", "alice")
+		require.NoError(t, err)
+		require.True(t, ok, "a stored zero total exists")
+		requireDecimal(t, "0", v)
+		_, ok, err = tx.Total(ctx, "shop", "alice")
+		require.NoError(t, err)
+		require.False(t, ok, "totals are per authority")
+
+		type row struct{ u, v string }
+		rows := func(a, after string) []row {
+			var out []row
+			for r, err := range tx.Totals(ctx, a, after) {
+				require.NoError(t, err)
+				out = append(out, row{r.UserID, r.Total.String()})
+			}
+			return out
+		}
+		require.Equal(t, []row{{"alice", "0"}, {"bob", "11.5"}, {"carol", "12345678901234567890.12345678"}}, rows("", ""))
+		require.Equal(t, []row{{"carol", "12345678901234567890.12345678"}}, rows("", "bob"))
+		require.Equal(t, []row{{"bob", "11.5"}, {"carol", "12345678901234567890.12345678"}}, rows("", "b"))
+		require.Equal(t, []row{{"bob", "-5"}, {"dave", "7"}}, rows("shop", ""))
+		require.Empty(t, rows("nobody", ""))
+	})
+}
+
+func testSetItemUsed(t *testing.T, ns NewStore) {
+	s := newStore(t, ns)
+	ctx := context.Background()
+	withItem, without := record(1, "u", "a", true), record(2, "u", "a", false)
+	insert(t, s, withItem, without)
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetItemUsed(ctx, withItem.ID) }))
+	err := s.Update(ctx, func(tx ledger.Tx) error { return tx.SetItemUsed(ctx, without.ID) })
+	require.ErrorIs(t, err, ledger.ErrNoItem)
+	err = s.Update(ctx, func(tx ledger.Tx) error { return tx.SetItemUsed(ctx, id(9, 9)) })
+	require.ErrorIs(t, err, ledger.ErrNotFound)
+	view(t, s, func(tx ledger.ReadTx) {
+		got, err := tx.Entry(ctx, withItem.ID)
+		require.NoError(t, err)
+		want := withItem
+		want.Item = &ledger.Item{Name: withItem.Item.Name, Used: true, Data: withItem.Item.Data}
+		requireSameRecord(t, want, got)
+		items := collect(t, tx.Entries(ctx, ledger.Scan{UserID: "u", ItemsOnly: true}))
+		require.Len(t, items, 1)
+		require.True(t, items[0].Item.Used, "scans see the used flag")
+	})
+}
+
+func testDuplicates(t *testing.T, ns NewStore) {
+	s := newStore(t, ns)
+	ctx := context.Background()
+	first := record(1, "u", "a", false)
+	first.IdempotencyKey = "k"
+	insert(t, s, first)
+
+	sameID := record(1, "other", "b", true)
+	sameKey := record(2, "other", "a", false)
+	sameKey.IdempotencyKey = "k"
+	for name, r := range map[string]ledger.Record{"same ID": sameID, "same idempotency key": sameKey} {
+		fresh := record(3, "fresh", "a", false)
+		err := s.Update(ctx, func(tx ledger.Tx) error {
+			if err := tx.InsertEntry(ctx, fresh); err != nil {
+				return err
+			}
+			return tx.InsertEntry(ctx, r)
+		})
+		require.Error(t, err, name)
+		view(t, s, func(tx ledger.ReadTx) {
+			got, err := tx.Entry(ctx, first.ID)
+			require.NoError(t, err)
+			requireSameRecord(t, first, got)
+			_, err = tx.Entry(ctx, fresh.ID)
+			require.ErrorIs(t, err, ledger.ErrNotFound, "%s: the failed transaction left a write behind", name)
+			require.Len(t, collect(t, tx.Entries(ctx, ledger.Scan{})), 1, name)
+		})
+	}
+}
+
+func testRollback(t *testing.T, ns NewStore) {
+	s := newStore(t, ns)
+	ctx := context.Background()
+	kept := record(1, "u", "a", true)
+	insert(t, s, kept)
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, "", "u", dec("5")) }))
+
+	boom := errors.New("boom")
+	lost := record(2, "v", "b", true)
+	lost.IdempotencyKey = "k"
+	err := s.Update(ctx, func(tx ledger.Tx) error {
+		require.NoError(t, tx.InsertEntry(ctx, lost))
+		require.NoError(t, tx.SetItemUsed(ctx, kept.ID))
+		require.NoError(t, tx.SetTotal(ctx, "", "u", dec("6")))
+		require.NoError(t, tx.SetTotal(ctx, "", "v", dec("1")))
+		require.NoError(t, tx.SetTotal(ctx, "b", "v", dec("1")))
+		return boom
+	})
+	require.ErrorIs(t, err, boom, "Update returns fn's error")
+	view(t, s, func(tx ledger.ReadTx) {
+		_, err := tx.Entry(ctx, lost.ID)
+		require.ErrorIs(t, err, ledger.ErrNotFound)
+		_, err = tx.EntryByIdempotencyKey(ctx, "b", "k")
+		require.ErrorIs(t, err, ledger.ErrNotFound)
+		got, err := tx.Entry(ctx, kept.ID)
+		require.NoError(t, err)
+		require.False(t, got.Item.Used, "rolled-back use is gone")
+		require.Equal(t, []string{kept.ID}, ids(collect(t, tx.Entries(ctx, ledger.Scan{}))))
+		require.Empty(t, collect(t, tx.Entries(ctx, ledger.Scan{UserID: "v"})))
+		require.Empty(t, collect(t, tx.Entries(ctx, ledger.Scan{AuthorityID: "b", ItemsOnly: true})))
+		v, _, err := tx.Total(ctx, "", "u")
+		require.NoError(t, err)
+		requireDecimal(t, "5", v)
+		_, ok, err := tx.Total(ctx, "", "v")
+		require.NoError(t, err)
+		require.False(t, ok)
+		for r := range tx.Totals(ctx, "b", "") {
+			t.Fatalf("rolled-back total %v is listed", r)
+		}
+	})
+}
+
+func testReadYourWrites(t *testing.T, ns NewStore) {
+	s := newStore(t, ns)
+	ctx := context.Background()
+	r := record(1, "u", "a", true)
+	r.IdempotencyKey = "k"
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+		require.NoError(t, tx.InsertEntry(ctx, r))
+		require.NoError(t, tx.SetTotal(ctx, "a", "u", dec("3")))
+		got, err := tx.Entry(ctx, r.ID)
+		require.NoError(t, err)
+		requireSameRecord(t, r, got)
+		got, err = tx.EntryByIdempotencyKey(ctx, "a", "k")
+		require.NoError(t, err)
+		require.Equal(t, r.ID, got.ID)
+		require.Equal(t, []string{r.ID}, ids(collect(t, tx.Entries(ctx, ledger.Scan{UserID: "u", AuthorityID: "a", ItemsOnly: true}))))
+		require.NoError(t, tx.SetItemUsed(ctx, r.ID))
+		got, err = tx.Entry(ctx, r.ID)
+		require.NoError(t, err)
+		require.True(t, got.Item.Used)
+		v, ok, err := tx.Total(ctx, "a", "u")
+		require.NoError(t, err)
+		require.True(t, ok)
+		requireDecimal(t, "3", v)
+		return nil
+	}))
+}
+
+// testSerializable increments one total from many goroutines, each
+// increment a read-modify-write transaction: a store that is not
+// serializable (or that surfaces its conflicts) loses increments.
+func testSerializable(t *testing.T, ns NewStore) {
+	s := newStore(t, ns)
+	ctx := context.Background()
+	const workers, each = 8, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				errs <- s.Update(ctx, func(tx ledger.Tx) error {
+					v, _, err := tx.Total(ctx, "", "counter")
+					if err != nil {
+						return err
+					}
+					return tx.SetTotal(ctx, "", "counter", v.Add(decimal.NewFromInt(1)))
+				})
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err, "a store must retry its own conflicts")
+	}
+	view(t, s, func(tx ledger.ReadTx) {
+		v, _, err := tx.Total(ctx, "", "counter")
+		require.NoError(t, err)
+		requireDecimal(t, fmt.Sprint(workers*each), v, "lost updates")
+	})
+}
+
+func testReturnedMemory(t *testing.T, ns NewStore) {
+	s := newStore(t, ns)
+	ctx := context.Background()
+	r := record(1, "u", "a", true)
+	want := r
+	want.Item = &ledger.Item{Name: r.Item.Name, Data: slices.Clone(r.Item.Data)}
+	insert(t, s, r)
+	// Scribble over what was passed in and what comes back.
+	r.Item.Name, r.Item.Used, r.Item.Data[1] = "changed", true, 'X'
+	view(t, s, func(tx ledger.ReadTx) {
+		got, err := tx.Entry(ctx, r.ID)
+		require.NoError(t, err)
+		got.Item.Name, got.Item.Used, got.Item.Data[1] = "changed", true, 'X'
+		for got := range tx.Entries(ctx, ledger.Scan{}) {
+			got.Item.Data[1] = 'Y'
+		}
+	})
+	view(t, s, func(tx ledger.ReadTx) {
+		got, err := tx.Entry(ctx, r.ID)
+		require.NoError(t, err)
+		requireSameRecord(t, want, got)
+	})
+}
+
+func testContext(t *testing.T, ns NewStore) {
+	s := newStore(t, ns)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	called := false
+	err := s.View(ctx, func(ledger.ReadTx) error { called = true; return nil })
+	require.ErrorIs(t, err, context.Canceled)
+	assert.False(t, called, "View ran fn with a cancelled context")
+	err = s.Update(ctx, func(ledger.Tx) error { called = true; return nil })
+	require.ErrorIs(t, err, context.Canceled)
+	assert.False(t, called, "Update ran fn with a cancelled context")
+}
+
+func testClose(t *testing.T, ns NewStore) {
+	s := ns(t)
+	ctx := context.Background()
+	insert(t, s, record(1, "u", "a", false))
+	require.NoError(t, s.Close())
+	require.ErrorIs(t, s.Ping(ctx), ledger.ErrClosed)
+	require.ErrorIs(t, s.View(ctx, func(ledger.ReadTx) error { return nil }), ledger.ErrClosed)
+	require.ErrorIs(t, s.Update(ctx, func(ledger.Tx) error { return nil }), ledger.ErrClosed)
+	require.ErrorIs(t, s.Close(), ledger.ErrClosed)
+}
