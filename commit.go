@@ -260,7 +260,6 @@ type batchState struct {
 	totals  map[totalKey]totalSlot
 	undo    []totalUndo
 	inserts []Record
-	byID    map[string]int   // entry ID -> index in inserts
 	byKey   map[totalKey]int // (authority, idempotency key) -> index in inserts
 	uses    []string         // entries whose item is marked used
 	used    map[string]bool
@@ -269,7 +268,6 @@ type batchState struct {
 func (st *batchState) init(l *Ledger) {
 	st.l = l
 	st.totals = make(map[totalKey]totalSlot)
-	st.byID = make(map[string]int)
 	st.byKey = make(map[totalKey]int)
 	st.used = make(map[string]bool)
 }
@@ -277,7 +275,6 @@ func (st *batchState) init(l *Ledger) {
 func (st *batchState) reset(ctx context.Context, tx Tx) {
 	st.ctx, st.tx = ctx, tx
 	clear(st.totals)
-	clear(st.byID)
 	clear(st.byKey)
 	clear(st.used)
 	clear(st.inserts)
@@ -295,7 +292,6 @@ func (st *batchState) rollback(sp savepoint) {
 	}
 	st.undo = st.undo[:sp.undo]
 	for _, r := range st.inserts[sp.inserts:] {
-		delete(st.byID, r.ID)
 		if r.IdempotencyKey != "" {
 			delete(st.byKey, totalKey{r.AuthorityID, r.IdempotencyKey})
 		}
@@ -366,12 +362,9 @@ func (st *batchState) setTotal(authorityID, userID string, v decimal.Decimal) {
 	st.totals[k] = totalSlot{val: v, exists: prev.exists, dirty: true}
 }
 
-// entry returns the entry with the given ID as this group sees it; its
-// Item must not be modified.
+// entry reads the entry with the given ID. An entry inserted by this
+// group is not among them: its ID reaches no caller before the commit.
 func (st *batchState) entry(id string) (Record, error) {
-	if i, ok := st.byID[id]; ok {
-		return st.inserts[i], nil
-	}
 	r, err := st.tx.Entry(st.ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		return Record{}, fmt.Errorf("%w: entry %q", ErrNotFound, id)
@@ -446,7 +439,6 @@ func (st *batchState) create(ne NewEntry) (Entry, error) {
 	}
 	st.setTotal("", ne.UserID, newBalance)
 	st.setTotal(ne.AuthorityID, ne.UserID, newAuthTotal)
-	st.byID[id] = len(st.inserts)
 	if ne.IdempotencyKey != "" {
 		st.byKey[totalKey{ne.AuthorityID, ne.IdempotencyKey}] = len(st.inserts)
 	}
@@ -517,18 +509,11 @@ func (st *batchState) use(authorityID, entryID string) (Entry, error) {
 // flush writes the group's changes to the transaction.
 func (st *batchState) flush() error {
 	for _, r := range st.inserts {
-		if st.used[r.ID] {
-			r.Item = r.Item.clone()
-			r.Item.Used = true
-		}
 		if err := st.tx.InsertEntry(st.ctx, r); err != nil {
 			return storeErr("insert entry", err)
 		}
 	}
 	for _, id := range st.uses {
-		if _, inserted := st.byID[id]; inserted {
-			continue
-		}
 		if err := st.tx.SetItemUsed(st.ctx, id); err != nil {
 			return storeErr("mark item used", err)
 		}

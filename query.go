@@ -396,8 +396,6 @@ func recordID(r Record) string { return r.ID }
 
 func (s *selection) match(r Record) bool {
 	return (!s.itemsOnly || r.Item != nil) &&
-		(s.start == "" || r.ID >= s.start) &&
-		(s.end == "" || r.ID < s.end) &&
 		(len(s.users) == 0 || contains(s.users, r.UserID)) &&
 		(len(s.auths) == 0 || contains(s.auths, r.AuthorityID))
 }
