@@ -68,14 +68,24 @@ func checkText(field, s string, limit int) error {
 	return nil
 }
 
-// checkAmount refuses an amount the ledger cannot hold exactly.
+// checkAmount refuses an amount the ledger cannot hold exactly. It works
+// from the coefficient's digit count and the exponent, so that an amount
+// such as 1e999999999 is refused without being expanded.
 func (l *Ledger) checkAmount(field string, a decimal.Decimal) error {
-	places := int32(l.cfg.places)
-	if a.Exponent() < -places && !a.Equal(a.Truncate(places)) {
-		return invalid(field, "%s has more than %d decimal places", a, places)
+	if a.IsZero() {
+		return nil
 	}
-	if a.Abs().Cmp(l.maxAbs) >= 0 {
-		return invalid(field, "%s is too large: magnitude must stay below 10^%d", a, l.cfg.digits-l.cfg.places)
+	digits, exp := int64(a.NumDigits()), int64(a.Exponent())
+	places, whole := int64(l.cfg.places), int64(l.cfg.digits-l.cfg.places)
+	// |a| lies in [10^(digits-1+exp), 10^(digits+exp)).
+	if digits-1+exp >= whole {
+		return invalid(field, "too large: magnitude must stay below 10^%d", whole)
+	}
+	if exp < -places {
+		// The digits past the allowed places must all be zero.
+		if -exp-places >= digits || !a.Equal(a.Truncate(int32(places))) {
+			return invalid(field, "%s has more than %d decimal places", a, places)
+		}
 	}
 	return nil
 }

@@ -1,0 +1,226 @@
+package ledger_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/walletledger/ledger"
+	"github.com/walletledger/ledger/memstore"
+)
+
+// mustLedger returns a ledger on a new memstore, with a clock that starts
+// at noon on 2026-01-01 and ticks one minute per entry so that examples
+// print stable times.
+func mustLedger(opts ...ledger.Option) *ledger.Ledger {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { now = now.Add(time.Minute); return now }
+	l, err := ledger.New(memstore.New(), append([]ledger.Option{ledger.WithClock(clock)}, opts...)...)
+	if err != nil {
+		panic(err)
+	}
+	return l
+}
+
+func credit(l *ledger.Ledger, auth, user string, amount int64) ledger.Entry {
+	e, err := l.CreateEntry(context.Background(), ledger.NewEntry{
+		AuthorityID: auth, UserID: user, Amount: decimal.NewFromInt(amount), Reason: "credit",
+	})
+	if err != nil {
+		panic(err)
+	}
+	return e
+}
+
+func ExampleNew() {
+	l, err := ledger.New(memstore.New())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer l.Close()
+	fmt.Println(l.Health(context.Background()))
+	// Output: <nil>
+}
+
+func ExampleLedger_CreateEntry() {
+	ctx := context.Background()
+	l := mustLedger()
+	defer l.Close()
+
+	e, err := l.CreateEntry(ctx, ledger.NewEntry{
+		AuthorityID: "recycling", UserID: "1", Amount: decimal.NewFromInt(1000), Reason: "payday",
+	})
+	fmt.Println(e.Amount, e.Balance, err)
+
+	_, err = l.CreateEntry(ctx, ledger.NewEntry{
+		AuthorityID: "shop", UserID: "1", Amount: decimal.NewFromInt(-1001), Reason: "bought a car",
+	})
+	var nef *ledger.NotEnoughFundsError
+	if errors.As(err, &nef) {
+		fmt.Printf("user %s has %s, cannot spend %s\n", nef.UserID, nef.Balance, nef.Amount.Neg())
+	}
+	// Output:
+	// 1000 1000 <nil>
+	// user 1 has 1000, cannot spend 1001
+}
+
+// A retry with the same idempotency key returns the first entry and
+// charges nothing.
+func ExampleLedger_CreateEntry_idempotent() {
+	ctx := context.Background()
+	l := mustLedger()
+	defer l.Close()
+	credit(l, "bank", "1", 100)
+
+	buy := ledger.NewEntry{
+		AuthorityID: "shop", UserID: "1", Amount: decimal.NewFromInt(-30), Reason: "order 17",
+		IdempotencyKey: "order-17",
+	}
+	first, _ := l.CreateEntry(ctx, buy)
+	retry, _ := l.CreateEntry(ctx, buy) // the caller timed out and tried again
+	fmt.Println(first.ID == retry.ID, retry.Balance)
+
+	buy.Amount = decimal.NewFromInt(-31)
+	_, err := l.CreateEntry(ctx, buy)
+	fmt.Println(errors.Is(err, ledger.ErrIdempotencyConflict))
+	// Output:
+	// true 70
+	// true
+}
+
+// A gift between two users: two entries, written all or nothing.
+func ExampleLedger_CreateEntries() {
+	ctx := context.Background()
+	l := mustLedger()
+	defer l.Close()
+	credit(l, "bank", "alice", 15)
+
+	gift := func(amount int64) error {
+		_, err := l.CreateEntries(ctx, []ledger.NewEntry{
+			{AuthorityID: "gifts", UserID: "alice", Amount: decimal.NewFromInt(-amount), Reason: "gift to bob"},
+			{AuthorityID: "gifts", UserID: "bob", Amount: decimal.NewFromInt(amount), Reason: "gift from alice"},
+		})
+		return err
+	}
+	fmt.Println(gift(10))
+	err := gift(10)
+	var ee *ledger.EntryError
+	fmt.Println(errors.As(err, &ee), ee.Index, errors.Is(err, ledger.ErrNotEnoughFunds))
+
+	ws, _ := l.Wallets(ctx, ledger.WalletQuery{})
+	fmt.Println(ws)
+	// Output:
+	// <nil>
+	// true 0 true
+	// [{alice 5} {bob 10}]
+}
+
+func ExampleLedger_Wallets() {
+	ctx := context.Background()
+	l := mustLedger()
+	defer l.Close()
+	credit(l, "recycling", "1", 900)
+	credit(l, "shop", "34", 150000)
+	credit(l, "recycling", "34", 5)
+
+	all, _ := l.Wallets(ctx, ledger.WalletQuery{})
+	fmt.Println(all)
+	named, _ := l.Wallets(ctx, ledger.WalletQuery{UserIDs: []string{"0", "1"}})
+	fmt.Println(named)
+	mine, _ := l.Wallets(ctx, ledger.WalletQuery{AuthorityIDs: []string{"recycling"}})
+	fmt.Println(mine)
+	// Output:
+	// [{1 900} {34 150005}]
+	// [{0 0} {1 900}]
+	// [{1 900} {34 5}]
+}
+
+// Totals as they stood at an instant are a lookup of the balance recorded
+// on each user's last entry before it.
+func ExampleLedger_Wallets_asOf() {
+	ctx := context.Background()
+	l := mustLedger()
+	defer l.Close()
+	payday := credit(l, "bank", "1", 100)
+	credit(l, "shop", "1", -40)
+
+	then, _ := l.Wallets(ctx, ledger.WalletQuery{AsOf: payday.CreatedOn})
+	now, _ := l.Wallets(ctx, ledger.WalletQuery{})
+	fmt.Println(then, now)
+	// Output: [{1 100}] [{1 60}]
+}
+
+func ExampleLedger_Inventory() {
+	ctx := context.Background()
+	l := mustLedger()
+	defer l.Close()
+	credit(l, "bank", "1", 500)
+	_, _ = l.CreateEntry(ctx, ledger.NewEntry{
+		AuthorityID: "shop", UserID: "1", Amount: decimal.NewFromInt(-100), Reason: "bought sunglasses",
+		Item: &ledger.Item{Name: "Cool Shades", Data: []byte(`{"internal_id": "001122", "tags": ["uv400"]}`)},
+	})
+
+	items, _ := l.Inventory(ctx, ledger.InventoryQuery{UserIDs: []string{"1"}})
+	for _, it := range items {
+		fmt.Printf("%s used=%t data=%s\n", it.Item.Name, it.Item.Used, it.Item.Data)
+	}
+	// Output: Cool Shades used=false data={"internal_id": "001122", "tags": ["uv400"]}
+}
+
+func ExampleLedger_UseItem() {
+	ctx := context.Background()
+	l := mustLedger()
+	defer l.Close()
+	e, _ := l.CreateEntry(ctx, ledger.NewEntry{
+		AuthorityID: "arcade", UserID: "1", Amount: decimal.Zero, Reason: "prize", Item: &ledger.Item{Name: "Token"},
+	})
+
+	used, err := l.UseItem(ctx, "arcade", e.ID)
+	fmt.Println(used.Item.Used, err)
+	_, err = l.UseItem(ctx, "arcade", e.ID)
+	fmt.Println(errors.Is(err, ledger.ErrItemUsed))
+	// Output:
+	// true <nil>
+	// true
+}
+
+// A user's history, page by page; each entry carries the balance after
+// it, so the pages read as a statement.
+func ExampleLedger_Entries() {
+	ctx := context.Background()
+	l := mustLedger()
+	defer l.Close()
+	for _, amount := range []int64{10, 20, -5, 7, -12} {
+		credit(l, "bank", "1", amount)
+	}
+
+	q := ledger.EntryQuery{UserIDs: []string{"1"}, Limit: 2}
+	for page := 1; ; page++ {
+		es, _ := l.Entries(ctx, q)
+		for _, e := range es {
+			fmt.Printf("page %d: %s %3s balance %s\n", page, e.CreatedOn.Format("15:04"), e.Amount, e.Balance)
+		}
+		if len(es) < q.Limit {
+			break
+		}
+		q.After = es[len(es)-1].ID
+	}
+	// Output:
+	// page 1: 12:01  10 balance 10
+	// page 1: 12:02  20 balance 30
+	// page 2: 12:03  -5 balance 25
+	// page 2: 12:04   7 balance 32
+	// page 3: 12:05 -12 balance 20
+}
+
+func ExampleLedger_Verify() {
+	l := mustLedger()
+	defer l.Close()
+	credit(l, "bank", "1", 10)
+	fmt.Println(l.Verify(context.Background()))
+	// Output: <nil>
+}

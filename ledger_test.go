@@ -1,0 +1,476 @@
+package ledger_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/walletledger/ledger"
+	"github.com/walletledger/ledger/memstore"
+)
+
+func newLedger(t *testing.T, opts ...ledger.Option) *ledger.Ledger {
+	t.Helper()
+	l, err := ledger.New(memstore.New(), opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
+func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
+
+func wallets(t *testing.T, l *ledger.Ledger, q ledger.WalletQuery) string {
+	t.Helper()
+	ws, err := l.Wallets(context.Background(), q)
+	require.NoError(t, err)
+	var parts []string
+	for _, w := range ws {
+		parts = append(parts, w.UserID+"="+w.Total.String())
+	}
+	return strings.Join(parts, " ")
+}
+
+// TestSeedWalkthrough follows the original SDK's documented examples, with
+// whole amounts as the original service had them.
+func TestSeedWalkthrough(t *testing.T) {
+	ctx := context.Background()
+	l := newLedger(t, ledger.WithPrecision(0, 18))
+	const me, other = "xxyyzz", "yyzzii"
+
+	// c.create_entry(user_id='foobar123', amount=99, reason='returned a lot of cans')
+	e, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: me, UserID: "foobar123", Amount: dec("99"), Reason: "returned a lot of cans"})
+	require.NoError(t, err)
+	assert.Equal(t, "foobar123", e.UserID)
+	assert.Equal(t, me, e.AuthorityID)
+	assert.Equal(t, "99", e.Amount.String())
+	assert.Nil(t, e.Item)
+
+	// bobcats9 buys a soda with nothing in the wallet: NotEnoughFundsError.
+	soda := ledger.NewEntry{AuthorityID: other, UserID: "bobcats9", Amount: dec("-5"), Reason: "bought a soda", Item: &ledger.Item{Name: "Soda Can"}}
+	_, err = l.CreateEntry(ctx, soda)
+	require.ErrorIs(t, err, ledger.ErrNotEnoughFunds)
+
+	// After a payday the soda is affordable, as in the seed's printed wallets.
+	_, err = l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: me, UserID: "bobcats9", Amount: dec("600"), Reason: "payday"})
+	require.NoError(t, err)
+	bought, err := l.CreateEntry(ctx, soda)
+	require.NoError(t, err)
+	assert.Equal(t, "Soda Can", bought.Item.Name)
+	assert.False(t, bought.Item.Used)
+
+	// c.get_wallets()
+	assert.Equal(t, "bobcats9=595 foobar123=99", wallets(t, l, ledger.WalletQuery{}))
+	// c.get_wallets(user_ids=['foobar123'], authority_id=['xxyyzz'])
+	assert.Equal(t, "foobar123=99", wallets(t, l, ledger.WalletQuery{UserIDs: []string{"foobar123"}, AuthorityIDs: []string{me}}))
+	// Only our own entries count.
+	assert.Equal(t, "bobcats9=600 foobar123=99", wallets(t, l, ledger.WalletQuery{AuthorityIDs: []string{me}}))
+
+	// Cool Shades with data given as a JSON string, as in the seed.
+	_, err = l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: me, UserID: "1", Amount: dec("1000"), Reason: "payday"})
+	require.NoError(t, err)
+	shades, err := l.CreateEntry(ctx, ledger.NewEntry{
+		AuthorityID: me, UserID: "1", Amount: dec("-100"), Reason: "bought sunglasses",
+		Item: &ledger.Item{Name: "Cool Shades", Data: json.RawMessage(`"{ \"internal_id\": \"001122\" }"`)},
+	})
+	require.NoError(t, err)
+
+	// c.get_inventory() and its filters.
+	inv := func(q ledger.InventoryQuery) []string {
+		items, err := l.Inventory(ctx, q)
+		require.NoError(t, err)
+		var names []string
+		for _, it := range items {
+			names = append(names, it.UserID+":"+it.Item.Name)
+		}
+		return names
+	}
+	assert.Equal(t, []string{"bobcats9:Soda Can", "1:Cool Shades"}, inv(ledger.InventoryQuery{}))
+	assert.Equal(t, []string{"1:Cool Shades"}, inv(ledger.InventoryQuery{UserIDs: []string{"0", "1"}}))
+	assert.Equal(t, []string{"bobcats9:Soda Can"}, inv(ledger.InventoryQuery{AuthorityIDs: []string{other}}))
+	assert.Equal(t, []string{"1:Cool Shades"}, inv(ledger.InventoryQuery{EntryIDs: []string{shades.ID, "1234"}}))
+
+	// c.use_item(entry_id=...) returns the modified entry.
+	used, err := l.UseItem(ctx, me, shades.ID)
+	require.NoError(t, err)
+	assert.True(t, used.Item.Used)
+	assert.Equal(t, `"{ \"internal_id\": \"001122\" }"`, string(used.Item.Data))
+	// c.get_inventory(used=True) / (used=None)
+	assert.Equal(t, []string{"1:Cool Shades"}, inv(ledger.InventoryQuery{Used: ledger.UsedOnly}))
+	assert.Equal(t, []string{"bobcats9:Soda Can", "1:Cool Shades"}, inv(ledger.InventoryQuery{Used: ledger.UsedOrUnused}))
+	assert.Equal(t, []string{"bobcats9:Soda Can"}, inv(ledger.InventoryQuery{}))
+
+	// c.check_service_health()
+	require.NoError(t, l.Health(ctx))
+}
+
+// TestValidation refuses every kind of bad NewEntry with ErrInvalid naming
+// the field, and writes nothing; the boundary values pass.
+func TestValidation(t *testing.T) {
+	ctx := context.Background()
+	long := func(n int) string { return strings.Repeat("x", n) }
+	valid := func() ledger.NewEntry {
+		return ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("1"), Reason: "r"}
+	}
+	bigData := func(n int) json.RawMessage { return json.RawMessage(`"` + long(n-2) + `"`) }
+	for _, tc := range []struct {
+		name   string
+		change func(*ledger.NewEntry)
+		field  string // "" = valid
+	}{
+		{"valid", func(*ledger.NewEntry) {}, ""},
+		{"empty authority", func(e *ledger.NewEntry) { e.AuthorityID = "" }, "AuthorityID"},
+		{"authority over 256 bytes", func(e *ledger.NewEntry) { e.AuthorityID = long(257) }, "AuthorityID"},
+		{"authority of 256 bytes", func(e *ledger.NewEntry) { e.AuthorityID = long(256) }, ""},
+		{"non-UTF-8 authority", func(e *ledger.NewEntry) { e.AuthorityID = "a\xff" }, "AuthorityID"},
+		{"empty user", func(e *ledger.NewEntry) { e.UserID = "" }, "UserID"},
+		{"user over 256 bytes", func(e *ledger.NewEntry) { e.UserID = long(257) }, "UserID"},
+		{"user of 256 bytes", func(e *ledger.NewEntry) { e.UserID = long(256) }, ""},
+		{"non-UTF-8 user", func(e *ledger.NewEntry) { e.UserID = "\xc3\x28" }, "UserID"},
+		{"empty reason", func(e *ledger.NewEntry) { e.Reason = "" }, "Reason"},
+		{"reason over 4 KiB", func(e *ledger.NewEntry) { e.Reason = long(4097) }, "Reason"},
+		{"reason of 4 KiB", func(e *ledger.NewEntry) { e.Reason = long(4096) }, ""},
+		{"non-UTF-8 reason", func(e *ledger.NewEntry) { e.Reason = "\xff" }, "Reason"},
+		{"item without name", func(e *ledger.NewEntry) { e.Item = &ledger.Item{} }, "Item.Name"},
+		{"item name over 256 bytes", func(e *ledger.NewEntry) { e.Item = &ledger.Item{Name: long(257)} }, "Item.Name"},
+		{"item name of 256 bytes", func(e *ledger.NewEntry) { e.Item = &ledger.Item{Name: long(256)} }, ""},
+		{"non-UTF-8 item name", func(e *ledger.NewEntry) { e.Item = &ledger.Item{Name: "\xff"} }, "Item.Name"},
+		{"item created used", func(e *ledger.NewEntry) { e.Item = &ledger.Item{Name: "n", Used: true} }, "Item.Used"},
+		{"item data not JSON", func(e *ledger.NewEntry) { e.Item = &ledger.Item{Name: "n", Data: json.RawMessage(`{"a":`)} }, "Item.Data"},
+		{"item data two values", func(e *ledger.NewEntry) { e.Item = &ledger.Item{Name: "n", Data: json.RawMessage(`1 2`)} }, "Item.Data"},
+		{"item data over 64 KiB", func(e *ledger.NewEntry) { e.Item = &ledger.Item{Name: "n", Data: bigData(64<<10 + 1)} }, "Item.Data"},
+		{"item data of 64 KiB", func(e *ledger.NewEntry) { e.Item = &ledger.Item{Name: "n", Data: bigData(64 << 10)} }, ""},
+		{"amount with 9 places", func(e *ledger.NewEntry) { e.Amount = dec("0.000000001") }, "Amount"},
+		{"negative amount with 9 places", func(e *ledger.NewEntry) { e.Amount = dec("-1.123456789") }, "Amount"},
+		{"amount with 8 places", func(e *ledger.NewEntry) { e.Amount = dec("0.00000001") }, ""},
+		{"trailing zeros are not places", func(e *ledger.NewEntry) { e.Amount = dec("1.5000000000000") }, ""},
+		{"amount of 10^22", func(e *ledger.NewEntry) { e.Amount = dec("10000000000000000000000") }, "Amount"},
+		{"amount of -10^22", func(e *ledger.NewEntry) { e.Amount = dec("-10000000000000000000000") }, "Amount"},
+		{"largest amount", func(e *ledger.NewEntry) { e.Amount = dec("9999999999999999999999.99999999") }, ""},
+		{"idempotency key over 256 bytes", func(e *ledger.NewEntry) { e.IdempotencyKey = long(257) }, "IdempotencyKey"},
+		{"non-UTF-8 idempotency key", func(e *ledger.NewEntry) { e.IdempotencyKey = "\xff" }, "IdempotencyKey"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, lb := newLedger(t), newLedger(t)
+			e := valid()
+			tc.change(&e)
+			_, err := l.CreateEntry(ctx, e)
+			first := valid()
+			first.UserID = "someone else"
+			_, batchErr := lb.CreateEntries(ctx, []ledger.NewEntry{first, e})
+			if tc.field == "" {
+				require.NoError(t, err)
+				require.NoError(t, batchErr)
+				return
+			}
+			require.ErrorIs(t, err, ledger.ErrInvalid)
+			var ie *ledger.InvalidError
+			require.ErrorAs(t, err, &ie)
+			require.Equal(t, tc.field, ie.Field)
+			require.True(t, strings.HasPrefix(err.Error(), "ledger: invalid "+tc.field+": "), err.Error())
+			var ee *ledger.EntryError
+			require.ErrorAs(t, batchErr, &ee)
+			require.Equal(t, 1, ee.Index)
+			require.ErrorIs(t, batchErr, ledger.ErrInvalid)
+			for _, l := range []*ledger.Ledger{l, lb} {
+				es, err := l.Entries(ctx, ledger.EntryQuery{})
+				require.NoError(t, err)
+				require.Empty(t, es, "invalid input writes nothing")
+			}
+		})
+	}
+}
+
+func TestQueryValidation(t *testing.T) {
+	ctx := context.Background()
+	l := newLedger(t)
+	for _, tc := range []struct {
+		name  string
+		call  func() error
+		field string
+	}{
+		{"wallets: empty user", func() error { _, err := l.Wallets(ctx, ledger.WalletQuery{UserIDs: []string{"u", ""}}); return err }, "UserIDs"},
+		{"wallets: long authority", func() error {
+			_, err := l.Wallets(ctx, ledger.WalletQuery{AuthorityIDs: []string{strings.Repeat("a", 257)}})
+			return err
+		}, "AuthorityIDs"},
+		{"wallets: negative limit", func() error { _, err := l.Wallets(ctx, ledger.WalletQuery{Limit: -1}); return err }, "Limit"},
+		{"wallets: non-UTF-8 after", func() error { _, err := l.Wallets(ctx, ledger.WalletQuery{After: "\xff"}); return err }, "After"},
+		{"inventory: unknown used filter", func() error { _, err := l.Inventory(ctx, ledger.InventoryQuery{Used: 3}); return err }, "Used"},
+		{"inventory: negative used filter", func() error { _, err := l.Inventory(ctx, ledger.InventoryQuery{Used: -1}); return err }, "Used"},
+		{"inventory: non-UTF-8 entry ID", func() error { _, err := l.Inventory(ctx, ledger.InventoryQuery{EntryIDs: []string{"\xff"}}); return err }, "EntryIDs"},
+		{"inventory: negative limit", func() error { _, err := l.Inventory(ctx, ledger.InventoryQuery{Limit: -5}); return err }, "Limit"},
+		{"entries: since after until", func() error {
+			now := time.Now()
+			_, err := l.Entries(ctx, ledger.EntryQuery{Since: now, Until: now.Add(-time.Second)})
+			return err
+		}, "Since"},
+		{"entries: empty authority", func() error { _, err := l.Entries(ctx, ledger.EntryQuery{AuthorityIDs: []string{""}}); return err }, "AuthorityIDs"},
+		{"use: empty authority", func() error { _, err := l.UseItem(ctx, "", "x"); return err }, "authorityID"},
+		{"use: empty entry", func() error { _, err := l.UseItem(ctx, "a", ""); return err }, "entryID"},
+		{"use: long entry", func() error { _, err := l.UseItem(ctx, "a", strings.Repeat("0", 257)); return err }, "entryID"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			var ie *ledger.InvalidError
+			require.ErrorAs(t, err, &ie)
+			require.ErrorIs(t, err, ledger.ErrInvalid)
+			require.Equal(t, tc.field, ie.Field)
+		})
+	}
+}
+
+func TestOptions(t *testing.T) {
+	ctx := context.Background()
+	t.Run("bad options fail New", func(t *testing.T) {
+		for _, opt := range []ledger.Option{
+			ledger.WithPrecision(-1, 10), ledger.WithPrecision(5, 5), ledger.WithPrecision(0, 0),
+			ledger.WithLimits(ledger.Limits{MaxIDBytes: -1}), ledger.WithClock(nil),
+			ledger.WithGroupCommit(0, 0), ledger.WithGroupCommit(1, -time.Second),
+		} {
+			_, err := ledger.New(memstore.New(), opt)
+			require.Error(t, err)
+		}
+		_, err := ledger.New(nil)
+		require.ErrorIs(t, err, ledger.ErrInvalid)
+	})
+	t.Run("whole amounts", func(t *testing.T) {
+		l := newLedger(t, ledger.WithPrecision(0, 18))
+		_, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("1.5"), Reason: "r"})
+		require.ErrorIs(t, err, ledger.ErrInvalid)
+		_, err = l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("1000000000000000000"), Reason: "r"})
+		require.ErrorIs(t, err, ledger.ErrInvalid, "10^18 does not fit 18 digits")
+		_, err = l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("999999999999999999"), Reason: "r"})
+		require.NoError(t, err)
+		// A total may not outgrow the precision either.
+		_, err = l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "b", UserID: "u", Amount: dec("1"), Reason: "r"})
+		require.ErrorIs(t, err, ledger.ErrInvalid)
+		require.Equal(t, "u=999999999999999999", wallets(t, l, ledger.WalletQuery{}))
+	})
+	t.Run("limits", func(t *testing.T) {
+		l := newLedger(t, ledger.WithLimits(ledger.Limits{MaxIDBytes: 4, MaxBatchEntries: 2}))
+		_, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "users", Amount: dec("1"), Reason: "reason kept at default"})
+		require.ErrorIs(t, err, ledger.ErrInvalid)
+		e := ledger.NewEntry{AuthorityID: "a", UserID: "user", Amount: dec("1"), Reason: "r"}
+		_, err = l.CreateEntries(ctx, []ledger.NewEntry{e, e, e})
+		require.ErrorIs(t, err, ledger.ErrInvalid)
+		_, err = l.CreateEntries(ctx, []ledger.NewEntry{e, e})
+		require.NoError(t, err)
+	})
+	t.Run("clock", func(t *testing.T) {
+		at := time.Date(2030, 5, 6, 7, 8, 9, 123456789, time.FixedZone("X", 3600))
+		l := newLedger(t, ledger.WithClock(func() time.Time { return at }))
+		e, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("1"), Reason: "r"})
+		require.NoError(t, err)
+		require.True(t, e.CreatedOn.Equal(at), "got %v", e.CreatedOn)
+		require.Equal(t, time.UTC, e.CreatedOn.Location())
+		at = at.Add(-time.Hour) // the clock goes back
+		e2, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("1"), Reason: "r"})
+		require.NoError(t, err)
+		require.True(t, e2.CreatedOn.Equal(e.CreatedOn), "CreatedOn holds still while the clock is behind")
+		require.Greater(t, e2.ID, e.ID)
+	})
+}
+
+// TestErrors reaches every sentinel through the API.
+func TestErrors(t *testing.T) {
+	ctx := context.Background()
+	l := newLedger(t, ledger.WithGrantorOnlyItemUse())
+	item, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("1"), Reason: "r", Item: &ledger.Item{Name: "i"}, IdempotencyKey: "k"})
+	require.NoError(t, err)
+	plain, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("1"), Reason: "r"})
+	require.NoError(t, err)
+	_, err = l.UseItem(ctx, "a", item.ID)
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"invalid", func() error { _, err := l.CreateEntry(ctx, ledger.NewEntry{}); return err }(), ledger.ErrInvalid},
+		{"not enough funds", func() error {
+			_, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("-3"), Reason: "r"})
+			return err
+		}(), ledger.ErrNotEnoughFunds},
+		{"not found", func() error { _, err := l.UseItem(ctx, "a", "ffffffffffffffffffffffff"); return err }(), ledger.ErrNotFound},
+		{"no item", func() error { _, err := l.UseItem(ctx, "a", plain.ID); return err }(), ledger.ErrNoItem},
+		{"item used", func() error { _, err := l.UseItem(ctx, "a", item.ID); return err }(), ledger.ErrItemUsed},
+		{"forbidden", func() error { _, err := l.UseItem(ctx, "b", item.ID); return err }(), ledger.ErrForbidden},
+		{"idempotency conflict", func() error {
+			_, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "v", Amount: dec("1"), Reason: "r", Item: &ledger.Item{Name: "i"}, IdempotencyKey: "k"})
+			return err
+		}(), ledger.ErrIdempotencyConflict},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.ErrorIs(t, tc.err, tc.want)
+			require.True(t, strings.HasPrefix(tc.err.Error(), "ledger: "), tc.err.Error())
+			for _, other := range []error{ledger.ErrInvalid, ledger.ErrNotEnoughFunds, ledger.ErrNotFound, ledger.ErrNoItem,
+				ledger.ErrItemUsed, ledger.ErrForbidden, ledger.ErrClosed, ledger.ErrIdempotencyConflict, ledger.ErrInconsistent} {
+				if other != tc.want {
+					require.NotErrorIs(t, tc.err, other)
+				}
+			}
+		})
+	}
+	ee := &ledger.EntryError{Index: 3, Err: &ledger.NotEnoughFundsError{UserID: "u", Balance: dec("1"), Amount: dec("-2")}}
+	require.ErrorIs(t, ee, ledger.ErrNotEnoughFunds)
+	require.Equal(t, `ledger: batch entry 3: ledger: not enough funds: user "u" has 1, entry needs 2`, ee.Error())
+}
+
+// calls runs every Ledger method once and returns their errors by name.
+func calls(ctx context.Context, l *ledger.Ledger) map[string]error {
+	ne := ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("1"), Reason: "r"}
+	errs := map[string]error{}
+	_, errs["CreateEntry"] = l.CreateEntry(ctx, ne)
+	_, errs["CreateEntries"] = l.CreateEntries(ctx, []ledger.NewEntry{ne})
+	_, errs["UseItem"] = l.UseItem(ctx, "a", "000000000000000000000000")
+	_, errs["Wallets"] = l.Wallets(ctx, ledger.WalletQuery{})
+	_, errs["Inventory"] = l.Inventory(ctx, ledger.InventoryQuery{})
+	_, errs["Entries"] = l.Entries(ctx, ledger.EntryQuery{})
+	errs["Verify"] = l.Verify(ctx)
+	errs["Health"] = l.Health(ctx)
+	return errs
+}
+
+func TestClosed(t *testing.T) {
+	l, err := ledger.New(memstore.New())
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+	for name, err := range calls(context.Background(), l) {
+		require.ErrorIs(t, err, ledger.ErrClosed, name)
+	}
+	require.ErrorIs(t, l.Close(), ledger.ErrClosed)
+}
+
+func TestCancelledContext(t *testing.T) {
+	l := newLedger(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for name, err := range calls(ctx, l) {
+		require.ErrorIs(t, err, context.Canceled, name)
+	}
+	es, err := l.Entries(context.Background(), ledger.EntryQuery{})
+	require.NoError(t, err)
+	require.Empty(t, es)
+}
+
+// failingStore is a memstore whose Update and Ping fail on demand.
+type failingStore struct {
+	*memstore.Store
+	fail    atomic.Bool
+	updates atomic.Int64
+}
+
+var errDisk = errors.New("disk on fire")
+
+func (s *failingStore) Update(ctx context.Context, fn func(ledger.Tx) error) error {
+	s.updates.Add(1)
+	if s.fail.Load() {
+		return errDisk
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+func (s *failingStore) Ping(ctx context.Context) error {
+	if s.fail.Load() {
+		return errDisk
+	}
+	return s.Store.Ping(ctx)
+}
+
+func TestStoreFailure(t *testing.T) {
+	ctx := context.Background()
+	s := &failingStore{Store: memstore.New()}
+	l, err := ledger.New(s)
+	require.NoError(t, err)
+	defer l.Close()
+	s.fail.Store(true)
+	_, err = l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("1"), Reason: "r"})
+	require.ErrorIs(t, err, errDisk)
+	require.True(t, strings.HasPrefix(err.Error(), "ledger: store: "), err.Error())
+	require.ErrorIs(t, l.Health(ctx), errDisk)
+	s.fail.Store(false)
+	require.NoError(t, l.Health(ctx))
+	_, err = l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("1"), Reason: "r"})
+	require.NoError(t, err, "the ledger recovers with its store")
+}
+
+// TestGroupCommit holds the first commit open so that the writes behind
+// it queue, and checks that they share one store transaction in which
+// each is judged on its own.
+func TestGroupCommit(t *testing.T) {
+	ctx := context.Background()
+	s := &gatedStore{failingStore: failingStore{Store: memstore.New()}, entered: make(chan struct{}), release: make(chan struct{})}
+	l, err := ledger.New(s)
+	require.NoError(t, err)
+	defer l.Close()
+	_, err = l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "bank", UserID: "u", Amount: dec("10"), Reason: "seed"})
+	require.NoError(t, err)
+
+	s.gate.Store(true)
+	go func() { // the leader: its commit blocks in the store until released
+		_, _ = l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "bank", UserID: "v", Amount: dec("1"), Reason: "lead"})
+	}()
+	<-s.entered
+	s.gate.Store(false)
+	before := s.updates.Load()
+
+	const n = 20
+	var wg sync.WaitGroup
+	results := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, results[i] = l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "shop", UserID: "u", Amount: dec("-1"), Reason: fmt.Sprint("spend ", i)})
+		}()
+	}
+	// Let the queue fill, then release the leader.
+	require.Eventually(t, func() bool { return l.QueuedForTest() == n }, 5*time.Second, time.Millisecond)
+	close(s.release)
+	wg.Wait()
+
+	ok, refused := 0, 0
+	for _, err := range results {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, ledger.ErrNotEnoughFunds):
+			refused++
+		default:
+			t.Fatal(err)
+		}
+	}
+	require.Equal(t, 10, ok, "each spend judged on its own: ten affordable")
+	require.Equal(t, 10, refused, "refusals do not fail their neighbours")
+	// One transaction for the leader, released, and one for all twenty.
+	require.Equal(t, int64(2), s.updates.Load()-before, "the queued writes share one store transaction")
+	require.Equal(t, "u=0 v=1", wallets(t, l, ledger.WalletQuery{}))
+	require.NoError(t, l.Verify(ctx))
+}
+
+// gatedStore blocks one Update until released.
+type gatedStore struct {
+	failingStore
+	gate     atomic.Bool
+	entered  chan struct{}
+	release  chan struct{}
+	released atomic.Bool
+}
+
+func (s *gatedStore) Update(ctx context.Context, fn func(ledger.Tx) error) error {
+	if s.gate.Load() && !s.released.Swap(true) {
+		close(s.entered)
+		<-s.release
+	}
+	return s.failingStore.Update(ctx, fn)
+}
