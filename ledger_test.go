@@ -207,7 +207,10 @@ func TestQueryValidation(t *testing.T) {
 		{"wallets: non-UTF-8 after", func() error { _, err := l.Wallets(ctx, ledger.WalletQuery{After: "\xff"}); return err }, "After"},
 		{"inventory: unknown used filter", func() error { _, err := l.Inventory(ctx, ledger.InventoryQuery{Used: 3}); return err }, "Used"},
 		{"inventory: negative used filter", func() error { _, err := l.Inventory(ctx, ledger.InventoryQuery{Used: -1}); return err }, "Used"},
-		{"inventory: non-UTF-8 entry ID", func() error { _, err := l.Inventory(ctx, ledger.InventoryQuery{EntryIDs: []string{"\xff"}}); return err }, "EntryIDs"},
+		{"inventory: non-UTF-8 entry ID", func() error {
+			_, err := l.Inventory(ctx, ledger.InventoryQuery{EntryIDs: []string{"\xff"}})
+			return err
+		}, "EntryIDs"},
 		{"inventory: negative limit", func() error { _, err := l.Inventory(ctx, ledger.InventoryQuery{Limit: -5}); return err }, "Limit"},
 		{"entries: since after until", func() error {
 			now := time.Now()
