@@ -33,6 +33,9 @@ type opKind uint8
 const (
 	opCreate opKind = iota
 	opUse
+	// opExclusive runs fn as the leader, alone: no other write of this
+	// ledger runs meanwhile. Import uses it.
+	opExclusive
 )
 
 // request is one caller's write and, once wake has fired, its result.
@@ -43,6 +46,8 @@ type request struct {
 	entries []NewEntry // opCreate
 	// opUse
 	authorityID, entryID string
+	// opExclusive
+	fn func() error
 
 	out []Entry
 	err error
@@ -132,9 +137,40 @@ func (c *committer) wait(r *request) (lead bool) {
 	return r.lead
 }
 
-// lead commits a group that starts with first, delivers the results and
-// passes the lead on.
+// lead runs first, alone if it is exclusive and otherwise in a group
+// with the writes queued behind it, and passes the lead on.
 func (c *committer) lead(first *request) {
+	if first.op == opExclusive {
+		first.err = runExclusive(first.fn)
+	} else {
+		c.commitGroup(first)
+	}
+	c.mu.Lock()
+	if len(c.queue) == 0 {
+		c.busy = false
+		c.mu.Unlock()
+		return
+	}
+	next := c.queue[0]
+	c.queue = slices.Delete(c.queue, 0, 1)
+	c.mu.Unlock()
+	next.lead = true
+	next.wake <- struct{}{}
+}
+
+func runExclusive(fn func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("ledger: internal error: %v", p)
+		}
+	}()
+	return fn()
+}
+
+// commitGroup commits first and the writes queued behind it, up to
+// maxBatch entries and up to the next exclusive request, and wakes the
+// followers with their results.
+func (c *committer) commitGroup(first *request) {
 	maxBatch, maxWait := c.l.cfg.maxBatch, c.l.cfg.maxWait
 	if maxWait > 0 && first.weight() < maxBatch {
 		time.Sleep(maxWait)
@@ -144,7 +180,7 @@ func (c *committer) lead(first *request) {
 	c.mu.Lock()
 	n := 0
 	for _, r := range c.queue {
-		if weight+r.weight() > maxBatch {
+		if r.op == opExclusive || weight+r.weight() > maxBatch {
 			break
 		}
 		weight += r.weight()
@@ -164,18 +200,6 @@ func (c *committer) lead(first *request) {
 	}
 	clear(group)
 	c.group = group[:0]
-
-	c.mu.Lock()
-	if len(c.queue) == 0 {
-		c.busy = false
-		c.mu.Unlock()
-		return
-	}
-	next := c.queue[0]
-	c.queue = slices.Delete(c.queue, 0, 1)
-	c.mu.Unlock()
-	next.lead = true
-	next.wake <- struct{}{}
 }
 
 // commit applies group in one store transaction and sets every request's

@@ -50,6 +50,10 @@ var (
 	// reason or item. The error is an [*IdempotencyConflictError].
 	ErrIdempotencyConflict = errors.New("ledger: idempotency key reused with different fields")
 
+	// ErrNotEmpty is returned by [Import] when the target ledger already
+	// has entries.
+	ErrNotEmpty = errors.New("ledger: import: target ledger is not empty")
+
 	// ErrInconsistent is returned by [Ledger.Verify] when stored totals or
 	// balances disagree with the entries. The error is a [*VerifyError].
 	ErrInconsistent = errors.New("ledger: stored totals disagree with entries")

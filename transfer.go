@@ -1,0 +1,335 @@
+package ledger
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// The export format is JSON Lines: a header line, then one line per entry
+// in ID order. Amounts and balances are decimal strings; item data is
+// base64 (encoding/json would compact raw JSON, and the data must survive
+// byte for byte).
+const exportFormat = "walletledger-export"
+
+type exportHeader struct {
+	Format  string `json:"format"`
+	Version int    `json:"version"`
+}
+
+type exportLine struct {
+	ID               string          `json:"id"`
+	AuthorityID      string          `json:"authority_id"`
+	UserID           string          `json:"user_id"`
+	CreatedOn        time.Time       `json:"created_on"`
+	Amount           decimal.Decimal `json:"amount"`
+	Reason           string          `json:"reason"`
+	Item             *exportItem     `json:"item,omitempty"`
+	IdempotencyKey   string          `json:"idempotency_key,omitempty"`
+	Balance          decimal.Decimal `json:"balance"`
+	AuthorityBalance decimal.Decimal `json:"authority_balance"`
+}
+
+type exportItem struct {
+	Name string `json:"name"`
+	Used bool   `json:"used"`
+	Data []byte `json:"data,omitempty"`
+}
+
+// Export writes the whole ledger to w as JSON Lines: a header line, then
+// every entry in creation order with its ID, CreatedOn, idempotency key,
+// item and used state, and the balances recorded on it. It reads one
+// consistent snapshot and streams it, holding one entry at a time in
+// memory. [Import] reads the result into another ledger, on any store.
+func (l *Ledger) Export(ctx context.Context, w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(exportHeader{Format: exportFormat, Version: 1}); err != nil {
+		return fmt.Errorf("ledger: export: %w", err)
+	}
+	var writeErr error
+	err := l.view(ctx, "export", func(tx ReadTx) error {
+		n := 0
+		for r, err := range tx.Entries(ctx, Scan{}) {
+			if err != nil {
+				return err
+			}
+			if n++; n%1024 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			line := exportLine{
+				ID: r.ID, AuthorityID: r.AuthorityID, UserID: r.UserID, CreatedOn: r.CreatedOn,
+				Amount: r.Amount, Reason: r.Reason, IdempotencyKey: r.IdempotencyKey,
+				Balance: r.Balance, AuthorityBalance: r.AuthorityBalance,
+			}
+			if r.Item != nil {
+				line.Item = &exportItem{Name: r.Item.Name, Used: r.Item.Used, Data: r.Item.Data}
+			}
+			if writeErr = enc.Encode(line); writeErr != nil {
+				return writeErr
+			}
+		}
+		return nil
+	})
+	if writeErr != nil {
+		return fmt.Errorf("ledger: export: write: %w", writeErr)
+	}
+	if err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("ledger: export: write: %w", err)
+	}
+	return nil
+}
+
+// importBatch is how many entries Import writes per store transaction.
+const importBatch = 1000
+
+// Import loads a stream written by [Ledger.Export] into l, which must be
+// empty, preserving every field, and then runs [Ledger.Verify] on the
+// result. It reads the whole stream and checks it before it writes
+// anything: a malformed line, an entry the ledger's limits refuse, IDs out
+// of order, a recorded balance that disagrees with the entries or a
+// balance that would go negative fails the import with the line number
+// and nothing written. (The stream is read twice: directly if r is an
+// io.Seeker, else from a temporary file.) Writes of other callers wait
+// while Import runs. Import holds the totals and idempotency keys in
+// memory, not the entries.
+// Should the store fail during the writing pass, the target holds a
+// partial import: start again with an empty store.
+func Import(ctx context.Context, l *Ledger, r io.Reader) error {
+	rs, cleanup, err := rewindable(r)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if err := l.enter(ctx); err != nil {
+		return err
+	}
+	defer l.mu.RUnlock()
+	req := newRequest(ctx, opExclusive)
+	defer req.release()
+	req.fn = func() error {
+		if err := l.importStream(ctx, rs, nil); err != nil { // check only
+			return err
+		}
+		if _, err := rs.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("ledger: import: rewind: %w", err)
+		}
+		return l.importStream(ctx, rs, l.store)
+	}
+	l.commits.submit(req)
+	if req.err != nil {
+		return req.err
+	}
+	return l.Verify(ctx)
+}
+
+// rewindable returns r as an io.ReadSeeker, spooling it to a temporary
+// file if it is not one.
+func rewindable(r io.Reader) (io.ReadSeeker, func(), error) {
+	if rs, ok := r.(io.ReadSeeker); ok {
+		return rs, func() {}, nil
+	}
+	f, err := os.CreateTemp("", "ledger-import-*")
+	if err != nil {
+		return nil, nil, fmt.Errorf("ledger: import: spool: %w", err)
+	}
+	cleanup := func() { f.Close(); os.Remove(f.Name()) }
+	if _, err := io.Copy(f, r); err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("ledger: import: read: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("ledger: import: spool: %w", err)
+	}
+	return f, cleanup, nil
+}
+
+// importStream reads and checks an export stream; with a store, it also
+// writes it, importBatch entries per transaction.
+func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) error {
+	if err := l.store.View(ctx, func(tx ReadTx) error {
+		for _, err := range tx.Entries(ctx, Scan{}) {
+			if err != nil {
+				return err
+			}
+			return ErrNotEmpty
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	br := bufio.NewReaderSize(r, 1<<16)
+	lineNo := 0
+	lineErr := func(format string, args ...any) error {
+		return fmt.Errorf("ledger: import: line %d: %s: %w", lineNo, fmt.Sprintf(format, args...), ErrInvalid)
+	}
+	next := func(v any) (bool, error) {
+		raw, err := br.ReadBytes('\n')
+		if err == io.EOF && len(raw) == 0 {
+			return false, nil
+		}
+		if err != nil && err != io.EOF {
+			return false, fmt.Errorf("ledger: import: read: %w", err)
+		}
+		lineNo++
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			return false, lineErr("%v", err)
+		}
+		if dec.More() {
+			return false, lineErr("more than one JSON value")
+		}
+		return true, nil
+	}
+
+	var h exportHeader
+	if ok, err := next(&h); err != nil || !ok {
+		if err == nil {
+			err = fmt.Errorf("ledger: import: empty stream: %w", ErrInvalid)
+		}
+		return err
+	}
+	if h.Format != exportFormat || h.Version != 1 {
+		return lineErr("not a walletledger export (format %q version %d)", h.Format, h.Version)
+	}
+
+	sums := map[totalKey]decimal.Decimal{}
+	var batch []Record
+	touched := map[totalKey]bool{}
+	flush := func() error {
+		if store == nil || len(batch) == 0 {
+			return nil
+		}
+		// Once writing has started, finish: a cancelled import would
+		// leave a partial ledger behind.
+		wctx := context.WithoutCancel(ctx)
+		err := store.Update(wctx, func(tx Tx) error {
+			for _, r := range batch {
+				if err := tx.InsertEntry(wctx, r); err != nil {
+					return err
+				}
+			}
+			for k := range touched {
+				if err := tx.SetTotal(wctx, k.authorityID, k.userID, sums[k]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return storeErr("import", err)
+		}
+		batch = batch[:0]
+		clear(touched)
+		return nil
+	}
+
+	var last string
+	keys := map[totalKey]string{} // (authority, idempotency key) -> entry ID
+	for {
+		if err := ctx.Err(); err != nil && store == nil {
+			return err
+		}
+		var line exportLine
+		ok, err := next(&line)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		rec, err := l.checkImported(line, last)
+		if err != nil {
+			return lineErr("%v", err)
+		}
+		if rec.IdempotencyKey != "" {
+			k := totalKey{rec.AuthorityID, rec.IdempotencyKey}
+			if first, dup := keys[k]; dup {
+				return lineErr("entry %s reuses idempotency key %q of entry %s", rec.ID, rec.IdempotencyKey, first)
+			}
+			keys[k] = rec.ID
+		}
+		user, pair := totalKey{"", rec.UserID}, totalKey{rec.AuthorityID, rec.UserID}
+		sums[user], sums[pair] = sums[user].Add(rec.Amount), sums[pair].Add(rec.Amount)
+		switch {
+		case sums[user].IsNegative():
+			return lineErr("entry %s takes user %q below zero", rec.ID, rec.UserID)
+		case !sums[user].Equal(rec.Balance):
+			return lineErr("entry %s records balance %s, but the entries sum to %s", rec.ID, rec.Balance, sums[user])
+		case !sums[pair].Equal(rec.AuthorityBalance):
+			return lineErr("entry %s records authority balance %s, but the entries sum to %s", rec.ID, rec.AuthorityBalance, sums[pair])
+		case sums[user].Abs().Cmp(l.maxAbs) >= 0 || sums[pair].Abs().Cmp(l.maxAbs) >= 0:
+			return lineErr("entry %s takes a total beyond the ledger's precision", rec.ID)
+		}
+		last = rec.ID
+		if store == nil {
+			continue
+		}
+		batch = append(batch, rec)
+		touched[user], touched[pair] = true, true
+		if len(batch) == importBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if store != nil && last != "" {
+		l.commits.ids.observe(last) // the importer is the leader
+	}
+	return nil
+}
+
+// checkImported validates one exported entry against the ledger's rules
+// and turns it into a record.
+func (l *Ledger) checkImported(line exportLine, last string) (Record, error) {
+	nanos, _, ok := parseID(line.ID)
+	switch {
+	case !ok:
+		return Record{}, fmt.Errorf("malformed entry ID %q", line.ID)
+	case line.ID <= last:
+		return Record{}, fmt.Errorf("entry %s does not sort after %s", line.ID, last)
+	case nanos != unixNano(line.CreatedOn) || line.CreatedOn.IsZero():
+		return Record{}, fmt.Errorf("entry %s: created_on %v disagrees with its ID", line.ID, line.CreatedOn)
+	}
+	ne := NewEntry{
+		AuthorityID: line.AuthorityID, UserID: line.UserID, Amount: line.Amount, Reason: line.Reason,
+		IdempotencyKey: line.IdempotencyKey,
+	}
+	if line.Item != nil {
+		ne.Item = &Item{Name: line.Item.Name, Data: line.Item.Data}
+	}
+	ne, err := l.checkNewEntry(ne)
+	if err != nil {
+		return Record{}, fmt.Errorf("entry %s: %w", line.ID, err)
+	}
+	if ne.Item != nil {
+		ne.Item.Used = line.Item.Used
+	}
+	return Record{
+		Entry: Entry{
+			ID: line.ID, AuthorityID: ne.AuthorityID, UserID: ne.UserID, CreatedOn: time.Unix(0, nanos).UTC(),
+			Amount: ne.Amount, Reason: ne.Reason, Item: ne.Item, Balance: line.Balance,
+		},
+		IdempotencyKey:   ne.IdempotencyKey,
+		AuthorityBalance: line.AuthorityBalance,
+	}, nil
+}
