@@ -11,3 +11,7 @@ import (
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(*testing.T) ledger.Store { return memstore.New() })
 }
+
+func BenchmarkLedger(b *testing.B) {
+	storetest.Benchmark(b, func(*testing.B) ledger.Store { return memstore.New() })
+}
