@@ -433,7 +433,7 @@ func (st *batchState) create(ne NewEntry) (Entry, error) {
 	if ne.Amount.Sign() < 0 && newBalance.Sign() < 0 {
 		return Entry{}, &NotEnoughFundsError{UserID: ne.UserID, Balance: balance, Amount: ne.Amount}
 	}
-	if newBalance.Abs().Cmp(st.l.maxAbs) >= 0 {
+	if !st.l.fits(newBalance) {
 		return Entry{}, invalid("Amount", "would take user %q's total to %s, beyond the ledger's precision", ne.UserID, newBalance)
 	}
 	authTotal, err := st.total(ne.AuthorityID, ne.UserID)
@@ -441,7 +441,7 @@ func (st *batchState) create(ne NewEntry) (Entry, error) {
 		return Entry{}, err
 	}
 	newAuthTotal := authTotal.Add(ne.Amount)
-	if newAuthTotal.Abs().Cmp(st.l.maxAbs) >= 0 {
+	if !st.l.fits(newAuthTotal) {
 		return Entry{}, invalid("Amount", "would take authority %q's total for user %q to %s, beyond the ledger's precision",
 			ne.AuthorityID, ne.UserID, newAuthTotal)
 	}
@@ -467,7 +467,9 @@ func (st *batchState) create(ne NewEntry) (Entry, error) {
 		st.byKey[totalKey{ne.AuthorityID, ne.IdempotencyKey}] = len(st.inserts)
 	}
 	st.inserts = append(st.inserts, rec)
-	return st.current(rec), nil
+	// The item is the ledger's own copy, made in checkNewEntry, and the
+	// store copies what it keeps: the caller may have it.
+	return rec.Entry, nil
 }
 
 func (st *batchState) byIdempotencyKey(authorityID, key string) (Record, bool, error) {

@@ -122,8 +122,6 @@ func (it *Item) clone() *Item {
 type Ledger struct {
 	store Store
 	cfg   config
-	// maxAbs bounds the magnitude of every amount and total.
-	maxAbs decimal.Decimal
 
 	// mu is held for reading by every call while it runs and for writing
 	// by Close, so that Close waits for calls in flight before it closes
@@ -148,11 +146,7 @@ func New(store Store, opts ...Option) (*Ledger, error) {
 	if cfg.err != nil {
 		return nil, cfg.err
 	}
-	l := &Ledger{
-		store:  store,
-		cfg:    cfg,
-		maxAbs: decimal.New(1, int32(cfg.digits-cfg.places)),
-	}
+	l := &Ledger{store: store, cfg: cfg}
 	l.commits.init(l)
 	err := store.View(context.Background(), func(tx ReadTx) error {
 		for r, err := range tx.Entries(context.Background(), Scan{Reverse: true}) {

@@ -274,7 +274,7 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 			return lineErr("entry %s records balance %s, but the entries sum to %s", rec.ID, rec.Balance, sums[user])
 		case !sums[pair].Equal(rec.AuthorityBalance):
 			return lineErr("entry %s records authority balance %s, but the entries sum to %s", rec.ID, rec.AuthorityBalance, sums[pair])
-		case sums[user].Abs().Cmp(l.maxAbs) >= 0 || sums[pair].Abs().Cmp(l.maxAbs) >= 0:
+		case !l.fits(sums[user]) || !l.fits(sums[pair]):
 			return lineErr("entry %s takes a total beyond the ledger's precision", rec.ID)
 		}
 		last = rec.ID

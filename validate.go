@@ -72,22 +72,26 @@ func checkText(field, s string, limit int) error {
 // from the coefficient's digit count and the exponent, so that an amount
 // such as 1e999999999 is refused without being expanded.
 func (l *Ledger) checkAmount(field string, a decimal.Decimal) error {
+	if !l.fits(a) {
+		return invalid(field, "too large: magnitude must stay below 10^%d", l.cfg.digits-l.cfg.places)
+	}
 	if a.IsZero() {
 		return nil
 	}
-	digits, exp := int64(a.NumDigits()), int64(a.Exponent())
-	places, whole := int64(l.cfg.places), int64(l.cfg.digits-l.cfg.places)
-	// |a| lies in [10^(digits-1+exp), 10^(digits+exp)).
-	if digits-1+exp >= whole {
-		return invalid(field, "too large: magnitude must stay below 10^%d", whole)
-	}
-	if exp < -places {
+	if exp, places := int64(a.Exponent()), int64(l.cfg.places); exp < -places {
 		// The digits past the allowed places must all be zero.
-		if -exp-places >= digits || !a.Equal(a.Truncate(int32(places))) {
+		if -exp-places >= int64(a.NumDigits()) || !a.Equal(a.Truncate(int32(places))) {
 			return invalid(field, "%s has more than %d decimal places", a, places)
 		}
 	}
 	return nil
+}
+
+// fits reports whether |d| < 10^(digits-places), the bound on every
+// amount and total. |d| lies in [10^(n-1+exp), 10^(n+exp)) for a
+// coefficient of n digits, so no arithmetic is needed.
+func (l *Ledger) fits(d decimal.Decimal) bool {
+	return d.IsZero() || int64(d.NumDigits())+int64(d.Exponent()) <= int64(l.cfg.digits-l.cfg.places)
 }
 
 // checkIDs validates a query's list of IDs and returns it sorted and

@@ -3,10 +3,11 @@
 //
 // Transactions are serialized by one read-write lock: any number of
 // readers, or one writer. A failed Update is undone from a log of its
-// writes. Entries are indexed in sorted slices (by ID overall, per user,
-// per authority and per pair, and the same for entries with items), so
-// every scan is a binary search and a walk; since new IDs sort last,
-// indexing an entry is an append.
+// writes. Entries are indexed in sorted slices of pointers (by ID
+// overall, per user, per authority and per (authority, user) pair, and
+// overall, per user and per authority for entries with items), so every
+// scan is a binary search and a walk; since new IDs sort last, indexing
+// an entry is an append.
 package memstore
 
 import (
@@ -28,16 +29,18 @@ type Store struct {
 	mu     sync.RWMutex
 	closed bool
 
-	entries     map[string]*ledger.Record
-	keys        map[pair]*ledger.Record // (authority, idempotency key)
-	all, items  index
-	byUser      map[string]*index
-	itemsByUser map[string]*index
-	byAuth      map[string]*index
-	itemsByAuth map[string]*index
-	byPair      map[pair]*index
-	totals      map[string]*totalTable // by authority; "" = over all authorities
+	entries    map[string]*ledger.Record
+	keys       map[pair]*ledger.Record // (authority, idempotency key)
+	all, items index
+	byUser     map[string]*indexes
+	byAuth     map[string]*indexes
+	byPair     map[pair]*index
+	totals     map[string]*totalTable // by authority; "" = over all authorities
 }
+
+// indexes holds one user's or one authority's entries, and those of them
+// with items.
+type indexes struct{ all, items index }
 
 var _ ledger.Store = (*Store)(nil)
 
@@ -46,14 +49,12 @@ type pair struct{ a, b string }
 // New returns an empty Store.
 func New() *Store {
 	return &Store{
-		entries:     make(map[string]*ledger.Record),
-		keys:        make(map[pair]*ledger.Record),
-		byUser:      make(map[string]*index),
-		itemsByUser: make(map[string]*index),
-		byAuth:      make(map[string]*index),
-		itemsByAuth: make(map[string]*index),
-		byPair:      make(map[pair]*index),
-		totals:      make(map[string]*totalTable),
+		entries: make(map[string]*ledger.Record),
+		keys:    make(map[pair]*ledger.Record),
+		byUser:  make(map[string]*indexes),
+		byAuth:  make(map[string]*indexes),
+		byPair:  make(map[pair]*index),
+		totals:  make(map[string]*totalTable),
 	}
 }
 
@@ -117,7 +118,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.entries, s.keys, s.all, s.items = nil, nil, index{}, index{}
-	s.byUser, s.itemsByUser, s.byAuth, s.itemsByAuth, s.byPair, s.totals = nil, nil, nil, nil, nil, nil
+	s.byUser, s.byAuth, s.byPair, s.totals = nil, nil, nil, nil
 	return nil
 }
 
@@ -143,10 +144,10 @@ func (ix *index) search(id string) (int, bool) {
 	return slices.BinarySearchFunc(ix.rs, id, func(r *ledger.Record, id string) int { return cmp.Compare(r.ID, id) })
 }
 
-func indexIn[K comparable](m map[K]*index, k K) *index {
+func indexIn[K comparable, V any](m map[K]*V, k K) *V {
 	ix := m[k]
 	if ix == nil {
-		ix = &index{}
+		ix = new(V)
 		m[k] = ix
 	}
 	return ix
@@ -163,12 +164,59 @@ type totalTable struct {
 // them.
 type tx struct {
 	s    *Store
-	undo []func()
+	undo []undo
+}
+
+type undoKind uint8
+
+const (
+	undoInsert undoKind = iota // remove rec
+	undoUse                    // give rec its item back
+	undoTotal                  // restore a total
+)
+
+// undo is one logged write.
+type undo struct {
+	kind    undoKind
+	rec     *ledger.Record
+	item    *ledger.Item // undoUse: the item before
+	tt      *totalTable  // undoTotal
+	user    string
+	prev    decimal.Decimal
+	existed bool
 }
 
 func (t *tx) rollback() {
+	s := t.s
 	for i := len(t.undo) - 1; i >= 0; i-- {
-		t.undo[i]()
+		switch u := t.undo[i]; u.kind {
+		case undoInsert:
+			r := u.rec
+			delete(s.entries, r.ID)
+			if r.IdempotencyKey != "" {
+				delete(s.keys, pair{r.AuthorityID, r.IdempotencyKey})
+			}
+			s.all.remove(r.ID)
+			s.byUser[r.UserID].all.remove(r.ID)
+			s.byAuth[r.AuthorityID].all.remove(r.ID)
+			s.byPair[pair{r.AuthorityID, r.UserID}].remove(r.ID)
+			if r.Item != nil {
+				s.items.remove(r.ID)
+				s.byUser[r.UserID].items.remove(r.ID)
+				s.byAuth[r.AuthorityID].items.remove(r.ID)
+			}
+		case undoUse:
+			u.rec.Item = u.item
+		case undoTotal:
+			if u.existed {
+				u.tt.vals[u.user] = u.prev
+				continue
+			}
+			delete(u.tt.vals, u.user)
+			if i, ok := slices.BinarySearch(u.tt.users, u.user); ok {
+				u.tt.users = slices.Delete(u.tt.users, i, i+1)
+			}
+		}
 	}
 }
 
@@ -244,21 +292,24 @@ func (t *tx) Entries(ctx context.Context, sc ledger.Scan) iter.Seq2[ledger.Recor
 // indexFor returns the index that serves sc, nil if none has entries, and
 // whether the index holds only entries with items when sc asks for them.
 func (s *Store) indexFor(sc ledger.Scan) (*index, bool) {
+	var ixs *indexes
 	switch {
 	case sc.UserID != "" && sc.AuthorityID != "":
 		return s.byPair[pair{sc.AuthorityID, sc.UserID}], false
-	case sc.UserID != "" && sc.ItemsOnly:
-		return s.itemsByUser[sc.UserID], true
 	case sc.UserID != "":
-		return s.byUser[sc.UserID], true
-	case sc.AuthorityID != "" && sc.ItemsOnly:
-		return s.itemsByAuth[sc.AuthorityID], true
+		ixs = s.byUser[sc.UserID]
 	case sc.AuthorityID != "":
-		return s.byAuth[sc.AuthorityID], true
-	case sc.ItemsOnly:
-		return &s.items, true
+		ixs = s.byAuth[sc.AuthorityID]
+	default:
+		ixs = &indexes{all: s.all, items: s.items}
 	}
-	return &s.all, true
+	switch {
+	case ixs == nil:
+		return nil, true
+	case sc.ItemsOnly:
+		return &ixs.items, true
+	}
+	return &ixs.all, true
 }
 
 func (t *tx) Total(ctx context.Context, authorityID, userID string) (decimal.Decimal, bool, error) {
@@ -308,33 +359,23 @@ func (t *tx) InsertEntry(ctx context.Context, rec ledger.Record) error {
 			return fmt.Errorf("memstore: idempotency key %q of authority %q exists", rec.IdempotencyKey, rec.AuthorityID)
 		}
 	}
-	r := copyOut(&rec)
-	p := &r
-	s.entries[r.ID] = p
-	if r.IdempotencyKey != "" {
+	p := new(ledger.Record)
+	*p = copyOut(&rec)
+	s.entries[p.ID] = p
+	if p.IdempotencyKey != "" {
 		s.keys[k] = p
 	}
-	ixs := []*index{
-		&s.all,
-		indexIn(s.byUser, r.UserID),
-		indexIn(s.byAuth, r.AuthorityID),
-		indexIn(s.byPair, pair{r.AuthorityID, r.UserID}),
+	user, auth := indexIn(s.byUser, p.UserID), indexIn(s.byAuth, p.AuthorityID)
+	s.all.insert(p)
+	user.all.insert(p)
+	auth.all.insert(p)
+	indexIn(s.byPair, pair{p.AuthorityID, p.UserID}).insert(p)
+	if p.Item != nil {
+		s.items.insert(p)
+		user.items.insert(p)
+		auth.items.insert(p)
 	}
-	if r.Item != nil {
-		ixs = append(ixs, &s.items, indexIn(s.itemsByUser, r.UserID), indexIn(s.itemsByAuth, r.AuthorityID))
-	}
-	for _, ix := range ixs {
-		ix.insert(p)
-	}
-	t.undo = append(t.undo, func() {
-		delete(s.entries, r.ID)
-		if r.IdempotencyKey != "" {
-			delete(s.keys, k)
-		}
-		for _, ix := range ixs {
-			ix.remove(r.ID)
-		}
-	})
+	t.undo = append(t.undo, undo{kind: undoInsert, rec: p})
 	return nil
 }
 
@@ -355,7 +396,7 @@ func (t *tx) SetItemUsed(ctx context.Context, id string) error {
 	it := *old
 	it.Used = true
 	r.Item = &it
-	t.undo = append(t.undo, func() { r.Item = old })
+	t.undo = append(t.undo, undo{kind: undoUse, rec: r, item: old})
 	return nil
 }
 
@@ -374,15 +415,6 @@ func (t *tx) SetTotal(ctx context.Context, authorityID, userID string, total dec
 		i, _ := slices.BinarySearch(tt.users, userID)
 		tt.users = slices.Insert(tt.users, i, userID)
 	}
-	t.undo = append(t.undo, func() {
-		if existed {
-			tt.vals[userID] = prev
-			return
-		}
-		delete(tt.vals, userID)
-		if i, ok := slices.BinarySearch(tt.users, userID); ok {
-			tt.users = slices.Delete(tt.users, i, i+1)
-		}
-	})
+	t.undo = append(t.undo, undo{kind: undoTotal, tt: tt, user: userID, prev: prev, existed: existed})
 	return nil
 }

@@ -51,12 +51,23 @@ func benchLedger(b *testing.B, newStore NewBenchStore, opts ...ledger.Option) *l
 	return l
 }
 
-// workload returns the i-th entry of the benchmark workload: an entry for
-// one of BenchUsers users, two credits for every spend.
+var (
+	benchUserIDs = func() []string {
+		ids := make([]string, BenchUsers)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("user-%04d", i)
+		}
+		return ids
+	}()
+	benchAuthorityIDs = []string{"authority-0", "authority-1", "authority-2"}
+)
+
+// workload returns an entry of the benchmark workload: an entry for one
+// of BenchUsers users, two credits for every spend.
 func workload(r *rand.Rand) ledger.NewEntry {
 	ne := ledger.NewEntry{
-		AuthorityID: fmt.Sprint("authority-", r.IntN(3)),
-		UserID:      fmt.Sprintf("user-%04d", r.IntN(BenchUsers)),
+		AuthorityID: benchAuthorityIDs[r.IntN(3)],
+		UserID:      benchUserIDs[r.IntN(BenchUsers)],
 		Amount:      decimal.New(int64(1+r.IntN(10000)), -2),
 		Reason:      "benchmark",
 	}
@@ -130,7 +141,7 @@ func benchUseItem(b *testing.B, newStore NewBenchStore, goroutines int) {
 	batch := make([]ledger.NewEntry, 0, 1000)
 	for i := range b.N {
 		batch = append(batch, ledger.NewEntry{
-			AuthorityID: "shop", UserID: fmt.Sprintf("user-%04d", i%BenchUsers), Amount: decimal.Zero,
+			AuthorityID: "shop", UserID: benchUserIDs[i%BenchUsers], Amount: decimal.Zero,
 			Reason: "prize", Item: &ledger.Item{Name: "token", Data: []byte(`{"level": 3}`)},
 		})
 		if len(batch) == cap(batch) || i == b.N-1 {
@@ -183,7 +194,7 @@ func benchReads(b *testing.B, newStore NewBenchStore, n int) {
 			batch = batch[:0]
 		}
 	}
-	user := func(i int) string { return fmt.Sprintf("user-%04d", i%BenchUsers) }
+	user := func(i int) string { return benchUserIDs[i%BenchUsers] }
 
 	b.Run("WalletOne", func(b *testing.B) {
 		b.ReportAllocs()
