@@ -94,7 +94,10 @@ type Tx interface {
 }
 
 // Record is an entry as a [Store] keeps it: the [Entry] and what the
-// ledger needs besides to answer retries and historical queries.
+// ledger needs besides to answer retries and historical queries. Its ID
+// is always an entry ID as the ledger makes them (24 lowercase hex
+// digits; see the package doc): a store may rely on that format and
+// refuse another.
 type Record struct {
 	Entry
 	// IdempotencyKey is the key the entry was created with, or "".

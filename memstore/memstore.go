@@ -1,22 +1,38 @@
 // Package memstore is a [ledger.Store] that keeps everything in memory,
 // for tests and for ledgers that need not outlive their process.
 //
+// # Concurrency
+//
 // Transactions are serialized by one read-write lock: any number of
 // readers, or one writer. A failed Update is undone from a log of its
-// writes. Entries are indexed in sorted slices of pointers (by ID
-// overall, per user, per authority and per (authority, user) pair, and
-// overall, per user and per authority for entries with items), so every
-// scan is a binary search and a walk; since new IDs sort last, indexing
-// an entry is an append.
+// writes.
+//
+// # Layout
+//
+// Entries are packed, not pointed to: each is a fixed-size record in
+// chunks of an append-only slab, addressed by its slot number. The ID and
+// CreatedOn are kept as the ID's two numbers (the ID is rebuilt from
+// them), user and authority IDs are interned, and amounts whose
+// coefficient fits an int64 (all but the largest) are kept as coefficient
+// and exponent. Indexes are sorted lists of slot numbers: by ID overall,
+// per user, per authority and per (authority, user) pair, and overall,
+// per user and per authority for entries with items. New IDs sort last,
+// so indexing an entry is an append; every scan is a binary search and a
+// walk. An entry without an item or idempotency key costs 72 bytes plus
+// four per index it is in (BenchmarkMemoryPerEntry measures it).
 package memstore
 
 import (
-	"cmp"
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"iter"
+	"math"
 	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/shopspring/decimal"
 
@@ -29,34 +45,41 @@ type Store struct {
 	mu     sync.RWMutex
 	closed bool
 
-	entries    map[string]*ledger.Record
-	keys       map[pair]*ledger.Record // (authority, idempotency key)
-	all, items index
-	byUser     map[string]*indexes
-	byAuth     map[string]*indexes
-	byPair     map[pair]*index
-	totals     map[string]*totalTable // by authority; "" = over all authorities
+	slab   slab
+	byKey  map[idemKey]uint32 // (authority, idempotency key) -> slot
+	names  interner
+	all    index
+	items  index
+	byUser map[uint32]*indexes
+	byAuth map[uint32]*indexes
+	byPair map[uint64]*index
+	totals map[string]*totalTable // by authority ID; "" = over all authorities
+}
+
+var _ ledger.Store = (*Store)(nil)
+
+// New returns an empty Store.
+func New() *Store {
+	return &Store{
+		byKey:  make(map[idemKey]uint32),
+		names:  interner{ids: make(map[string]uint32)},
+		byUser: make(map[uint32]*indexes),
+		byAuth: make(map[uint32]*indexes),
+		byPair: make(map[uint64]*index),
+		totals: make(map[string]*totalTable),
+	}
+}
+
+type idemKey struct {
+	auth uint32
+	key  string
 }
 
 // indexes holds one user's or one authority's entries, and those of them
 // with items.
 type indexes struct{ all, items index }
 
-var _ ledger.Store = (*Store)(nil)
-
-type pair struct{ a, b string }
-
-// New returns an empty Store.
-func New() *Store {
-	return &Store{
-		entries: make(map[string]*ledger.Record),
-		keys:    make(map[pair]*ledger.Record),
-		byUser:  make(map[string]*indexes),
-		byAuth:  make(map[string]*indexes),
-		byPair:  make(map[pair]*index),
-		totals:  make(map[string]*totalTable),
-	}
-}
+func pairKey(auth, user uint32) uint64 { return uint64(auth)<<32 | uint64(user) }
 
 // View implements [ledger.Store].
 func (s *Store) View(ctx context.Context, fn func(ledger.ReadTx) error) error {
@@ -117,40 +140,181 @@ func (s *Store) Close() error {
 		return ledger.ErrClosed
 	}
 	s.closed = true
-	s.entries, s.keys, s.all, s.items = nil, nil, index{}, index{}
+	s.slab, s.byKey, s.names, s.all, s.items = slab{}, nil, interner{}, index{}, index{}
 	s.byUser, s.byAuth, s.byPair, s.totals = nil, nil, nil, nil
 	return nil
 }
 
-// index is a sorted list of entries, by ID.
-type index struct{ rs []*ledger.Record }
+// rec is one stored entry, 72 bytes.
+type rec struct {
+	nanos      int64 // ID and CreatedOn
+	seq        uint32
+	user, auth uint32 // interned
+	// The amount, the balance and the authority balance, each coef[i] ×
+	// 10^exp[i], or kept in ext.big[i] when exp[i] is spilled.
+	exp    [3]int8
+	_      uint8
+	coef   [3]int64
+	reason string
+	ext    *recExt // nil unless the entry has an item, a key or a huge amount
+}
 
-func (ix *index) insert(r *ledger.Record) {
-	if n := len(ix.rs); n == 0 || ix.rs[n-1].ID < r.ID {
-		ix.rs = append(ix.rs, r)
+// The decimals of a rec, by index.
+const (
+	amountNum = iota
+	balanceNum
+	authBalanceNum
+)
+
+// spilled marks a decimal kept in ext.big: its coefficient needs more
+// than an int64 or its exponent more than an int8.
+const spilled = math.MinInt8
+
+// recExt holds what most entries do not have.
+type recExt struct {
+	item *ledger.Item
+	key  string
+	big  [3]decimal.Decimal // amount, balance, authBalance when num.big
+}
+
+func (r *rec) id() string { return formatID(r.nanos, r.seq) }
+
+func formatID(nanos int64, seq uint32) string {
+	var raw [12]byte
+	binary.BigEndian.PutUint64(raw[:8], uint64(nanos))
+	binary.BigEndian.PutUint32(raw[8:], seq)
+	return hex.EncodeToString(raw[:])
+}
+
+// parseID reads an entry ID, which the ledger always makes 24 lowercase
+// hex digits.
+func parseID(id string) (nanos int64, seq uint32, ok bool) {
+	if len(id) != 24 || strings.ToLower(id) != id {
+		return 0, 0, false
+	}
+	var raw [12]byte
+	if _, err := hex.Decode(raw[:], []byte(id)); err != nil {
+		return 0, 0, false
+	}
+	n := binary.BigEndian.Uint64(raw[:8])
+	if n > math.MaxInt64 {
+		return 0, 0, false
+	}
+	return int64(n), binary.BigEndian.Uint32(raw[8:]), true
+}
+
+// less orders records by ID.
+func (r *rec) less(o *rec) bool {
+	return r.nanos < o.nanos || r.nanos == o.nanos && r.seq < o.seq
+}
+
+// setNum stores d as the record's i-th decimal.
+func (r *rec) setNum(i int, d decimal.Decimal) {
+	if exp := d.Exponent(); exp > spilled && exp <= math.MaxInt8 && d.NumDigits() <= 18 {
+		r.coef[i], r.exp[i] = d.CoefficientInt64(), int8(exp)
 		return
 	}
-	i, _ := ix.search(r.ID)
-	ix.rs = slices.Insert(ix.rs, i, r)
+	if r.ext == nil {
+		r.ext = &recExt{}
+	}
+	r.ext.big[i], r.exp[i] = d, spilled
 }
 
-func (ix *index) remove(id string) {
-	if i, ok := ix.search(id); ok {
-		ix.rs = slices.Delete(ix.rs, i, i+1)
+func (r *rec) num(i int) decimal.Decimal {
+	if r.exp[i] == spilled {
+		return r.ext.big[i]
+	}
+	return decimal.New(r.coef[i], int32(r.exp[i]))
+}
+
+// slab holds records in fixed chunks, so that growing never moves them.
+type slab struct {
+	chunks []*[chunkSize]rec
+	n      uint32 // slots in use
+}
+
+const chunkShift = 10
+const chunkSize = 1 << chunkShift
+
+func (sl *slab) at(slot uint32) *rec {
+	return &sl.chunks[slot>>chunkShift][slot&(chunkSize-1)]
+}
+
+// interner maps user and authority IDs to small numbers and back.
+type interner struct {
+	ids   map[string]uint32
+	names []string
+}
+
+func (in *interner) get(name string) (uint32, bool) {
+	n, ok := in.ids[name]
+	return n, ok
+}
+
+func (in *interner) intern(name string) uint32 {
+	if n, ok := in.ids[name]; ok {
+		return n
+	}
+	n := uint32(len(in.names))
+	name = strings.Clone(name)
+	in.ids[name] = n
+	in.names = append(in.names, name)
+	return n
+}
+
+// index is a list of slots sorted by ID.
+type index struct{ slots []uint32 }
+
+// search returns the position of the first slot whose ID is >= id.
+func (s *Store) search(ix *index, id string) int {
+	return s.searchBy(ix, func(r *rec) bool { return r.id() >= id })
+}
+
+// searchBy returns the position of the first slot for which ge holds; ge
+// must be monotonic over the index.
+func (s *Store) searchBy(ix *index, ge func(*rec) bool) int {
+	lo, hi := 0, len(ix.slots)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if ge(s.slab.at(ix.slots[m])) {
+			hi = m
+		} else {
+			lo = m + 1
+		}
+	}
+	return lo
+}
+
+func (s *Store) insertSlot(ix *index, slot uint32) {
+	r := s.slab.at(slot)
+	if n := len(ix.slots); n == 0 || s.slab.at(ix.slots[n-1]).less(r) {
+		ix.slots = append(ix.slots, slot)
+		return
+	}
+	i := s.searchBy(ix, func(o *rec) bool { return !o.less(r) })
+	ix.slots = slices.Insert(ix.slots, i, slot)
+}
+
+func (s *Store) removeSlot(ix *index, slot uint32) {
+	if i := slices.Index(ix.slots, slot); i >= 0 {
+		ix.slots = slices.Delete(ix.slots, i, i+1)
 	}
 }
 
-func (ix *index) search(id string) (int, bool) {
-	return slices.BinarySearchFunc(ix.rs, id, func(r *ledger.Record, id string) int { return cmp.Compare(r.ID, id) })
-}
-
-func indexIn[K comparable, V any](m map[K]*V, k K) *V {
-	ix := m[k]
-	if ix == nil {
-		ix = new(V)
-		m[k] = ix
+// lookup returns the slot of the entry with the given ID.
+func (s *Store) lookup(id string) (uint32, bool) {
+	nanos, seq, ok := parseID(id)
+	if !ok {
+		return 0, false
 	}
-	return ix
+	key := rec{nanos: nanos, seq: seq}
+	i := s.searchBy(&s.all, func(r *rec) bool { return !r.less(&key) })
+	if i < len(s.all.slots) {
+		if r := s.slab.at(s.all.slots[i]); r.nanos == nanos && r.seq == seq {
+			return s.all.slots[i], true
+		}
+	}
+	return 0, false
 }
 
 // totalTable holds one authority's totals, with the users sorted.
@@ -170,15 +334,15 @@ type tx struct {
 type undoKind uint8
 
 const (
-	undoInsert undoKind = iota // remove rec
-	undoUse                    // give rec its item back
+	undoInsert undoKind = iota // remove the entry in slot
+	undoUse                    // give the entry in slot its item back
 	undoTotal                  // restore a total
 )
 
 // undo is one logged write.
 type undo struct {
 	kind    undoKind
-	rec     *ledger.Record
+	slot    uint32
 	item    *ledger.Item // undoUse: the item before
 	tt      *totalTable  // undoTotal
 	user    string
@@ -191,22 +355,24 @@ func (t *tx) rollback() {
 	for i := len(t.undo) - 1; i >= 0; i-- {
 		switch u := t.undo[i]; u.kind {
 		case undoInsert:
-			r := u.rec
-			delete(s.entries, r.ID)
-			if r.IdempotencyKey != "" {
-				delete(s.keys, pair{r.AuthorityID, r.IdempotencyKey})
+			// Inserts are undone last first, so the slot is the slab's last.
+			r := s.slab.at(u.slot)
+			if r.ext != nil && r.ext.key != "" {
+				delete(s.byKey, idemKey{r.auth, r.ext.key})
 			}
-			s.all.remove(r.ID)
-			s.byUser[r.UserID].all.remove(r.ID)
-			s.byAuth[r.AuthorityID].all.remove(r.ID)
-			s.byPair[pair{r.AuthorityID, r.UserID}].remove(r.ID)
-			if r.Item != nil {
-				s.items.remove(r.ID)
-				s.byUser[r.UserID].items.remove(r.ID)
-				s.byAuth[r.AuthorityID].items.remove(r.ID)
+			s.removeSlot(&s.all, u.slot)
+			s.removeSlot(&s.byUser[r.user].all, u.slot)
+			s.removeSlot(&s.byAuth[r.auth].all, u.slot)
+			s.removeSlot(s.byPair[pairKey(r.auth, r.user)], u.slot)
+			if r.ext != nil && r.ext.item != nil {
+				s.removeSlot(&s.items, u.slot)
+				s.removeSlot(&s.byUser[r.user].items, u.slot)
+				s.removeSlot(&s.byAuth[r.auth].items, u.slot)
 			}
+			*r = rec{}
+			s.slab.truncate(u.slot)
 		case undoUse:
-			u.rec.Item = u.item
+			s.slab.at(u.slot).ext.item = u.item
 		case undoTotal:
 			if u.existed {
 				u.tt.vals[u.user] = u.prev
@@ -222,37 +388,56 @@ func (t *tx) rollback() {
 
 func (t *tx) check(ctx context.Context) error { return ctx.Err() }
 
-// copyOut returns a record its caller may modify.
-func copyOut(r *ledger.Record) ledger.Record {
-	c := *r
-	if r.Item != nil {
-		it := *r.Item
-		it.Data = slices.Clone(r.Item.Data)
-		c.Item = &it
+// record returns the entry in slot as a Record its caller may modify.
+func (s *Store) record(slot uint32) ledger.Record {
+	r := s.slab.at(slot)
+	out := ledger.Record{
+		Entry: ledger.Entry{
+			ID:          r.id(),
+			AuthorityID: s.names.names[r.auth],
+			UserID:      s.names.names[r.user],
+			CreatedOn:   time.Unix(0, r.nanos).UTC(),
+			Amount:      r.num(amountNum),
+			Reason:      r.reason,
+			Balance:     r.num(balanceNum),
+		},
+		AuthorityBalance: r.num(authBalanceNum),
 	}
-	return c
+	if r.ext != nil {
+		out.IdempotencyKey = r.ext.key
+		if it := r.ext.item; it != nil {
+			c := *it
+			c.Data = slices.Clone(it.Data)
+			out.Item = &c
+		}
+	}
+	return out
 }
 
 func (t *tx) Entry(ctx context.Context, id string) (ledger.Record, error) {
 	if err := t.check(ctx); err != nil {
 		return ledger.Record{}, err
 	}
-	r, ok := t.s.entries[id]
+	slot, ok := t.s.lookup(id)
 	if !ok {
 		return ledger.Record{}, ledger.ErrNotFound
 	}
-	return copyOut(r), nil
+	return t.s.record(slot), nil
 }
 
 func (t *tx) EntryByIdempotencyKey(ctx context.Context, authorityID, key string) (ledger.Record, error) {
 	if err := t.check(ctx); err != nil {
 		return ledger.Record{}, err
 	}
-	r, ok := t.s.keys[pair{authorityID, key}]
+	auth, ok := t.s.names.get(authorityID)
 	if !ok {
 		return ledger.Record{}, ledger.ErrNotFound
 	}
-	return copyOut(r), nil
+	slot, ok := t.s.byKey[idemKey{auth, key}]
+	if !ok {
+		return ledger.Record{}, ledger.ErrNotFound
+	}
+	return t.s.record(slot), nil
 }
 
 func (t *tx) Entries(ctx context.Context, sc ledger.Scan) iter.Seq2[ledger.Record, error] {
@@ -261,55 +446,74 @@ func (t *tx) Entries(ctx context.Context, sc ledger.Scan) iter.Seq2[ledger.Recor
 			yield(ledger.Record{}, err)
 			return
 		}
-		ix, exact := t.s.indexFor(sc)
+		s := t.s
+		ix, filterItems := s.indexFor(sc)
 		if ix == nil {
 			return
 		}
-		lo, hi := 0, len(ix.rs)
+		lo, hi := 0, len(ix.slots)
 		if sc.Start != "" {
-			lo, _ = ix.search(sc.Start)
+			lo = s.search(ix, sc.Start)
 		}
 		if sc.End != "" {
-			hi, _ = ix.search(sc.End)
+			hi = s.search(ix, sc.End)
 		}
-		match := func(r *ledger.Record) bool { return exact || !sc.ItemsOnly || r.Item != nil }
+		emit := func(slot uint32) bool {
+			if filterItems {
+				if r := s.slab.at(slot); r.ext == nil || r.ext.item == nil {
+					return true
+				}
+			}
+			return yield(s.record(slot), nil)
+		}
 		if sc.Reverse {
 			for i := hi - 1; i >= lo; i-- {
-				if r := ix.rs[i]; match(r) && !yield(copyOut(r), nil) {
+				if !emit(ix.slots[i]) {
 					return
 				}
 			}
 			return
 		}
 		for i := lo; i < hi; i++ {
-			if r := ix.rs[i]; match(r) && !yield(copyOut(r), nil) {
+			if !emit(ix.slots[i]) {
 				return
 			}
 		}
 	}
 }
 
-// indexFor returns the index that serves sc, nil if none has entries, and
-// whether the index holds only entries with items when sc asks for them.
+// indexFor returns the index that serves sc (nil if it is empty), and
+// whether entries without items must still be filtered out of it.
 func (s *Store) indexFor(sc ledger.Scan) (*index, bool) {
 	var ixs *indexes
 	switch {
 	case sc.UserID != "" && sc.AuthorityID != "":
-		return s.byPair[pair{sc.AuthorityID, sc.UserID}], false
+		user, ok1 := s.names.get(sc.UserID)
+		auth, ok2 := s.names.get(sc.AuthorityID)
+		if !ok1 || !ok2 {
+			return nil, false
+		}
+		return s.byPair[pairKey(auth, user)], sc.ItemsOnly
 	case sc.UserID != "":
-		ixs = s.byUser[sc.UserID]
+		if user, ok := s.names.get(sc.UserID); ok {
+			ixs = s.byUser[user]
+		}
 	case sc.AuthorityID != "":
-		ixs = s.byAuth[sc.AuthorityID]
+		if auth, ok := s.names.get(sc.AuthorityID); ok {
+			ixs = s.byAuth[auth]
+		}
+	case sc.ItemsOnly:
+		return &s.items, false
 	default:
-		ixs = &indexes{all: s.all, items: s.items}
+		return &s.all, false
 	}
 	switch {
 	case ixs == nil:
-		return nil, true
+		return nil, false
 	case sc.ItemsOnly:
-		return &ixs.items, true
+		return &ixs.items, false
 	}
-	return &ixs.all, true
+	return &ixs.all, false
 }
 
 func (t *tx) Total(ctx context.Context, authorityID, userID string) (decimal.Decimal, bool, error) {
@@ -345,58 +549,110 @@ func (t *tx) Totals(ctx context.Context, authorityID, after string) iter.Seq2[le
 	}
 }
 
-func (t *tx) InsertEntry(ctx context.Context, rec ledger.Record) error {
+func (t *tx) InsertEntry(ctx context.Context, in ledger.Record) error {
 	if err := t.check(ctx); err != nil {
 		return err
 	}
 	s := t.s
-	if _, dup := s.entries[rec.ID]; dup {
-		return fmt.Errorf("memstore: entry %s exists", rec.ID)
+	nanos, seq, ok := parseID(in.ID)
+	if !ok {
+		return fmt.Errorf("memstore: malformed entry ID %q", in.ID)
 	}
-	k := pair{rec.AuthorityID, rec.IdempotencyKey}
-	if rec.IdempotencyKey != "" {
-		if _, dup := s.keys[k]; dup {
-			return fmt.Errorf("memstore: idempotency key %q of authority %q exists", rec.IdempotencyKey, rec.AuthorityID)
+	if _, dup := s.lookup(in.ID); dup {
+		return fmt.Errorf("memstore: entry %s exists", in.ID)
+	}
+	if in.IdempotencyKey != "" {
+		if auth, ok := s.names.get(in.AuthorityID); ok {
+			if _, dup := s.byKey[idemKey{auth, in.IdempotencyKey}]; dup {
+				return fmt.Errorf("memstore: idempotency key %q of authority %q exists", in.IdempotencyKey, in.AuthorityID)
+			}
 		}
 	}
-	p := new(ledger.Record)
-	*p = copyOut(&rec)
-	s.entries[p.ID] = p
-	if p.IdempotencyKey != "" {
-		s.keys[k] = p
+	slot := s.slab.push()
+	r := s.slab.at(slot)
+	*r = rec{
+		nanos:  nanos,
+		seq:    seq,
+		user:   s.names.intern(in.UserID),
+		auth:   s.names.intern(in.AuthorityID),
+		reason: in.Reason,
 	}
-	user, auth := indexIn(s.byUser, p.UserID), indexIn(s.byAuth, p.AuthorityID)
-	s.all.insert(p)
-	user.all.insert(p)
-	auth.all.insert(p)
-	indexIn(s.byPair, pair{p.AuthorityID, p.UserID}).insert(p)
-	if p.Item != nil {
-		s.items.insert(p)
-		user.items.insert(p)
-		auth.items.insert(p)
+	r.setNum(amountNum, in.Amount)
+	r.setNum(balanceNum, in.Balance)
+	r.setNum(authBalanceNum, in.AuthorityBalance)
+	if in.Item != nil || in.IdempotencyKey != "" {
+		if r.ext == nil {
+			r.ext = &recExt{}
+		}
+		r.ext.key = strings.Clone(in.IdempotencyKey)
+		if in.Item != nil {
+			it := *in.Item
+			it.Data = slices.Clone(in.Item.Data)
+			r.ext.item = &it
+		}
 	}
-	t.undo = append(t.undo, undo{kind: undoInsert, rec: p})
+	if r.ext != nil && r.ext.key != "" {
+		s.byKey[idemKey{r.auth, r.ext.key}] = slot
+	}
+	user, auth := indexesIn(s.byUser, r.user), indexesIn(s.byAuth, r.auth)
+	s.insertSlot(&s.all, slot)
+	s.insertSlot(&user.all, slot)
+	s.insertSlot(&auth.all, slot)
+	pair := s.byPair[pairKey(r.auth, r.user)]
+	if pair == nil {
+		pair = &index{}
+		s.byPair[pairKey(r.auth, r.user)] = pair
+	}
+	s.insertSlot(pair, slot)
+	if in.Item != nil {
+		s.insertSlot(&s.items, slot)
+		s.insertSlot(&user.items, slot)
+		s.insertSlot(&auth.items, slot)
+	}
+	t.undo = append(t.undo, undo{kind: undoInsert, slot: slot})
 	return nil
 }
+
+func indexesIn(m map[uint32]*indexes, k uint32) *indexes {
+	ix := m[k]
+	if ix == nil {
+		ix = &indexes{}
+		m[k] = ix
+	}
+	return ix
+}
+
+func (sl *slab) push() uint32 {
+	if int(sl.n>>chunkShift) == len(sl.chunks) {
+		sl.chunks = append(sl.chunks, new([chunkSize]rec))
+	}
+	sl.n++
+	return sl.n - 1
+}
+
+// truncate frees the slots from slot on; only the last pushed slots can
+// be freed.
+func (sl *slab) truncate(slot uint32) { sl.n = slot }
 
 func (t *tx) SetItemUsed(ctx context.Context, id string) error {
 	if err := t.check(ctx); err != nil {
 		return err
 	}
-	r, ok := t.s.entries[id]
-	switch {
-	case !ok:
+	slot, ok := t.s.lookup(id)
+	if !ok {
 		return ledger.ErrNotFound
-	case r.Item == nil:
+	}
+	r := t.s.slab.at(slot)
+	if r.ext == nil || r.ext.item == nil {
 		return ledger.ErrNoItem
 	}
-	// Replace rather than modify the item: nothing outside holds it, but
-	// keeping stored values immutable makes the undo trivially right.
-	old := r.Item
+	// Replace rather than modify the item, so that the undo can put the
+	// old one back.
+	old := r.ext.item
 	it := *old
 	it.Used = true
-	r.Item = &it
-	t.undo = append(t.undo, undo{kind: undoUse, rec: r, item: old})
+	r.ext.item = &it
+	t.undo = append(t.undo, undo{kind: undoUse, slot: slot, item: old})
 	return nil
 }
 
@@ -407,14 +663,15 @@ func (t *tx) SetTotal(ctx context.Context, authorityID, userID string, total dec
 	tt := t.s.totals[authorityID]
 	if tt == nil {
 		tt = &totalTable{vals: make(map[string]decimal.Decimal)}
-		t.s.totals[authorityID] = tt
+		t.s.totals[strings.Clone(authorityID)] = tt
 	}
 	prev, existed := tt.vals[userID]
-	tt.vals[userID] = total
 	if !existed {
+		userID = strings.Clone(userID)
 		i, _ := slices.BinarySearch(tt.users, userID)
 		tt.users = slices.Insert(tt.users, i, userID)
 	}
+	tt.vals[userID] = total
 	t.undo = append(t.undo, undo{kind: undoTotal, tt: tt, user: userID, prev: prev, existed: existed})
 	return nil
 }

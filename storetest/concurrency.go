@@ -105,7 +105,7 @@ func testRacingRetries(t *testing.T, ns NewStore) {
 		got[i] = e
 	})
 	for _, e := range got {
-		require.Equal(t, got[0], e, "every retry sees the one entry")
+		requireSameEntry(t, got[0], e)
 	}
 	require.Equal(t, 2, entryCount(t, l), "concurrent retries create one entry")
 	require.Equal(t, []string{"u=0"}, totals(t, l, ledger.WalletQuery{}))

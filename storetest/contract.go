@@ -474,3 +474,12 @@ func testClose(t *testing.T, ns NewStore) {
 	require.ErrorIs(t, s.Update(ctx, func(ledger.Tx) error { return nil }), ledger.ErrClosed)
 	require.ErrorIs(t, s.Close(), ledger.ErrClosed)
 }
+
+// requireSameEntry fails unless got holds exactly what want holds;
+// decimals are compared by value, not representation.
+func requireSameEntry(t require.TestingT, want, got ledger.Entry) {
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
+	requireSameRecord(t, ledger.Record{Entry: want}, ledger.Record{Entry: got})
+}

@@ -36,7 +36,7 @@ func testIdempotency(t *testing.T, ns NewStore) {
 	require.NoError(t, err)
 	again, err := l.CreateEntry(ctx, ne)
 	require.NoError(t, err)
-	require.Equal(t, first, again, "a retry returns the original entry")
+	requireSameEntry(t, first, again)
 	require.Equal(t, []string{"u=70"}, totals(t, l, ledger.WalletQuery{}), "a retry charges nothing")
 	require.Equal(t, 2, entryCount(t, l), "a retry writes nothing")
 
@@ -180,8 +180,8 @@ func testBatchIdempotency(t *testing.T, ns NewStore) {
 		{AuthorityID: "a", UserID: "u", Amount: dec("-15"), Reason: "out"},
 	})
 	require.NoError(t, err)
-	require.Equal(t, prior, es[0])
-	require.Equal(t, es[1], es[2])
+	requireSameEntry(t, prior, es[0])
+	requireSameEntry(t, es[1], es[2])
 	requireDecimal(t, "15", es[1].Balance)
 	requireDecimal(t, "0", es[3].Balance, "the repeated entry was not counted twice")
 	require.Equal(t, 3, entryCount(t, l))
@@ -266,7 +266,7 @@ func testEntries(t *testing.T, ns NewStore) {
 		sum = sum.Add(e.Amount)
 		requireDecimal(t, sum.String(), e.Balance, e.ID)
 	}
-	require.Equal(t, all[5], es[1], "Entries returns the entry as written")
+	requireSameEntry(t, all[5], es[1])
 }
 
 func testEntriesPaging(t *testing.T, ns NewStore) {
