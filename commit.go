@@ -282,6 +282,7 @@ type batchState struct {
 	tx  Tx
 
 	totals  map[totalKey]totalSlot
+	dirty   []totalKey // totals set by this group, in the order first set
 	undo    []totalUndo
 	inserts []Record
 	byKey   map[totalKey]int // (authority, idempotency key) -> index in inserts
@@ -302,7 +303,8 @@ func (st *batchState) reset(ctx context.Context, tx Tx) {
 	clear(st.byKey)
 	clear(st.used)
 	clear(st.inserts)
-	st.undo, st.inserts, st.uses = st.undo[:0], st.inserts[:0], st.uses[:0]
+	clear(st.dirty)
+	st.undo, st.inserts, st.uses, st.dirty = st.undo[:0], st.inserts[:0], st.uses[:0], st.dirty[:0]
 }
 
 func (st *batchState) savepoint() savepoint {
@@ -384,6 +386,11 @@ func (st *batchState) setTotal(authorityID, userID string, v decimal.Decimal) {
 	prev := st.totals[k]
 	st.undo = append(st.undo, totalUndo{k, prev})
 	st.totals[k] = totalSlot{val: v, exists: prev.exists, dirty: true}
+	if !prev.dirty {
+		// A rollback may leave k here undirtied, or listed twice once
+		// set again: flush skips the one and rewrites the other.
+		st.dirty = append(st.dirty, k)
+	}
 }
 
 // entry reads the entry with the given ID. An entry inserted by this
@@ -544,7 +551,8 @@ func (st *batchState) flush() error {
 			return storeErr("mark item used", err)
 		}
 	}
-	for k, s := range st.totals {
+	for _, k := range st.dirty {
+		s := st.totals[k]
 		if !s.dirty {
 			continue
 		}

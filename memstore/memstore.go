@@ -189,8 +189,13 @@ func formatID(nanos int64, seq uint32) string {
 // parseID reads an entry ID, which the ledger always makes 24 lowercase
 // hex digits.
 func parseID(id string) (nanos int64, seq uint32, ok bool) {
-	if len(id) != 24 || strings.ToLower(id) != id {
+	if len(id) != 24 {
 		return 0, 0, false
+	}
+	for i := range len(id) {
+		if c := id[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return 0, 0, false
+		}
 	}
 	var raw [12]byte
 	if _, err := hex.Decode(raw[:], []byte(id)); err != nil {
@@ -558,8 +563,12 @@ func (t *tx) InsertEntry(ctx context.Context, in ledger.Record) error {
 	if !ok {
 		return fmt.Errorf("memstore: malformed entry ID %q", in.ID)
 	}
-	if _, dup := s.lookup(in.ID); dup {
-		return fmt.Errorf("memstore: entry %s exists", in.ID)
+	key := rec{nanos: nanos, seq: seq}
+	if n := len(s.all.slots); n > 0 && !s.slab.at(s.all.slots[n-1]).less(&key) {
+		// Not after the last entry, as new ones are: check for a twin.
+		if _, dup := s.lookup(in.ID); dup {
+			return fmt.Errorf("memstore: entry %s exists", in.ID)
+		}
 	}
 	if in.IdempotencyKey != "" {
 		if auth, ok := s.names.get(in.AuthorityID); ok {
