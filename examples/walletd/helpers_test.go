@@ -1,0 +1,441 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/walletledger/ledger"
+	"github.com/walletledger/ledger/memstore"
+)
+
+// execMainEnv makes the test binary run walletd's main instead of the
+// tests, so that tests can run walletd as a subprocess without building
+// it.
+const execMainEnv = "WALLETD_TEST_EXEC_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(execMainEnv) == "1" {
+		os.Exit(runMain())
+	}
+	os.Exit(m.Run())
+}
+
+// testEnv is a walletd serving over loopback with httptest, and the
+// authorities it knows.
+type testEnv struct {
+	t       *testing.T
+	srv     *server
+	ts      *httptest.Server
+	authDir string
+	logs    *syncBuffer
+	// now is the authorities' clock; tests move it with advance.
+	now atomic.Int64
+}
+
+type envOptions struct {
+	store ledger.Store
+	data  string // default ":memory:"
+}
+
+// newTestEnv starts walletd on a loopback port. The API base URL is known
+// before the server starts, so authorities are created with the real
+// api_base_url, as an administrator would.
+func newTestEnv(t *testing.T, opts envOptions) *testEnv {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	env := &testEnv{t: t, authDir: t.TempDir(), logs: &syncBuffer{}}
+	env.now.Store(time.Now().UnixNano())
+	data := opts.data
+	if data == "" {
+		data = memoryData
+	}
+	s, err := newServer(context.Background(), config{
+		Data:        data,
+		Authorities: env.authDir,
+		Logger:      slog.New(slog.NewTextHandler(env.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Store:       opts.store,
+		Now:         func() time.Time { return time.Unix(0, env.now.Load()) },
+	})
+	require.NoError(t, err)
+	env.srv = s
+	env.ts = httptest.NewUnstartedServer(s.Handler())
+	env.ts.Listener.Close()
+	env.ts.Listener = ln
+	env.ts.Start()
+	t.Cleanup(func() {
+		env.ts.Close()
+		if err := s.Close(); err != nil && !errors.Is(err, ledger.ErrClosed) {
+			t.Errorf("close server: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("server log:\n%s", env.logs.String())
+		}
+	})
+	return env
+}
+
+func (env *testEnv) advance(d time.Duration) { env.now.Add(int64(d)) }
+
+// newAuthority creates an authority as create-authority does and returns
+// a client that uses its configuration file.
+func (env *testEnv) newAuthority(name string) *sdkClient {
+	env.t.Helper()
+	req, err := parseAuthorityRequest(strings.NewReader(`{"api_base_url": "` + env.ts.URL + `", "name": "` + name +
+		`", "owner": {"contact": "ops@example.com", "nickname": "ops"}}`))
+	require.NoError(env.t, err)
+	cfg, err := createAuthority(env.authDir, req, time.Now())
+	require.NoError(env.t, err)
+	raw, err := json.Marshal(cfg)
+	require.NoError(env.t, err)
+	return loadSDKClient(env.t, raw, "")
+}
+
+// sdkClient does what the Python SDK's WalletClient does: an ES256 JWT
+// with only sub, sent raw in the Authorization header; the SDK's
+// paths and query strings.
+type sdkClient struct {
+	t           *testing.T
+	apiURL      string
+	authorityID string
+	key         *ecdsa.PrivateKey
+	token       string
+	hc          *http.Client
+}
+
+// loadSDKClient reads an authority client configuration as
+// WalletClient.LoadFromConfig does. baseURL, when set, replaces the
+// configuration's api_base_url.
+func loadSDKClient(t *testing.T, configJSON []byte, baseURL string) *sdkClient {
+	t.Helper()
+	var cfg map[string]any
+	require.NoError(t, json.Unmarshal(configJSON, &cfg))
+	require.ElementsMatch(t, []string{"config_schema_version", "api_base_url", "authority_id", "private_key"},
+		slices.Collect(maps.Keys(cfg)), "configuration keys")
+	require.Equal(t, "0.1.0", cfg["config_schema_version"])
+	block, _ := pem.Decode([]byte(cfg["private_key"].(string)))
+	require.NotNil(t, block, "private_key is PEM")
+	require.Equal(t, "EC PRIVATE KEY", block.Type)
+	key, err := x509.ParseECPrivateKey(block.Bytes)
+	require.NoError(t, err)
+	if baseURL == "" {
+		baseURL = cfg["api_base_url"].(string)
+	}
+	c := &sdkClient{
+		t:           t,
+		apiURL:      baseURL + "/api/v1",
+		authorityID: cfg["authority_id"].(string),
+		key:         key,
+		hc:          &http.Client{Timeout: 30 * time.Second},
+	}
+	c.token = c.sign(jwt.MapClaims{"sub": c.authorityID})
+	return c
+}
+
+func (c *sdkClient) sign(claims jwt.Claims) string {
+	c.t.Helper()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(c.key)
+	require.NoError(c.t, err)
+	return tok
+}
+
+// resp is an API answer: status, raw body, and the body decoded with
+// numbers kept as written.
+type resp struct {
+	status int
+	header http.Header
+	raw    []byte
+	body   map[string]any
+}
+
+func (c *sdkClient) do(method, path string, query url.Values, body []byte) resp {
+	return c.doAuth(method, path, query, body, c.token)
+}
+
+func (c *sdkClient) doAuth(method, path string, query url.Values, body []byte, auth string) resp {
+	c.t.Helper()
+	u := c.apiURL + path
+	if query != nil {
+		u += "?" + query.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, u, rd)
+	require.NoError(c.t, err)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	req.Header.Set("User-Agent", "wallet-service-py-sdk 1.1.0")
+	r, err := c.hc.Do(req)
+	require.NoError(c.t, err)
+	defer r.Body.Close()
+	raw, err := io.ReadAll(r.Body)
+	require.NoError(c.t, err)
+	out := resp{status: r.StatusCode, header: r.Header, raw: raw}
+	if method != http.MethodHead {
+		require.Equal(c.t, "application/json", r.Header.Get("Content-Type"), "%s %s: body %s", method, path, raw)
+		out.body = decodeObject(c.t, raw)
+	}
+	return out
+}
+
+func decodeObject(t *testing.T, raw []byte) map[string]any {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var m map[string]any
+	require.NoError(t, dec.Decode(&m), "body %s", raw)
+	require.NotNil(t, m, "body %s is a JSON object", raw)
+	return m
+}
+
+// createEntry is the SDK's create_entry: the item key is always sent.
+func (c *sdkClient) createEntry(userID string, amount int64, reason string, item map[string]any) resp {
+	c.t.Helper()
+	body, err := json.Marshal(map[string]any{"user_id": userID, "amount": amount, "reason": reason, "item": item})
+	require.NoError(c.t, err)
+	return c.do(http.MethodPost, "/entry", nil, body)
+}
+
+// getWallets is the SDK's get_wallets: both lists always sent.
+func (c *sdkClient) getWallets(userIDs, authorityIDs []string) resp {
+	return c.do(http.MethodGet, "/wallet", url.Values{
+		"user_ids":      {strings.Join(userIDs, ",")},
+		"authority_ids": {strings.Join(authorityIDs, ",")},
+	}, nil)
+}
+
+// getInventory is the SDK's get_inventory; used nil leaves the parameter
+// out, as Python's requests does with None.
+func (c *sdkClient) getInventory(entryIDs, userIDs, authorityIDs []string, used *bool) resp {
+	q := url.Values{
+		"entry_ids":     {strings.Join(entryIDs, ",")},
+		"user_ids":      {strings.Join(userIDs, ",")},
+		"authority_ids": {strings.Join(authorityIDs, ",")},
+	}
+	if used != nil {
+		q.Set("used", map[bool]string{true: "true", false: "false"}[*used])
+	}
+	return c.do(http.MethodGet, "/entry/inventory", q, nil)
+}
+
+func (c *sdkClient) useItem(entryID string) resp {
+	return c.do(http.MethodPost, "/entry/"+url.PathEscape(entryID)+"/inventory/use", nil, nil)
+}
+
+func (c *sdkClient) checkServiceHealth() resp {
+	return c.doAuth(http.MethodGet, "/health", nil, nil, "")
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// Shape checks: every object has exactly the listed keys.
+
+func requireKeys(t *testing.T, v any, want ...string) map[string]any {
+	t.Helper()
+	m, ok := v.(map[string]any)
+	require.True(t, ok, "want a JSON object, got %#v", v)
+	require.ElementsMatch(t, want, slices.Collect(maps.Keys(m)), "keys of %v", m)
+	return m
+}
+
+func requireError(t *testing.T, r resp, status int, msg string) {
+	t.Helper()
+	require.Equal(t, status, r.status, "body %s", r.raw)
+	m := requireKeys(t, r.body, "error")
+	if msg != "" {
+		require.Equal(t, msg, m["error"])
+	}
+	require.IsType(t, "", m["error"])
+}
+
+// requireEntry checks a wire Entry and returns it.
+func requireEntry(t *testing.T, v any, withItem bool) map[string]any {
+	t.Helper()
+	keys := []string{"entry_id", "authority_id", "user_id", "created_on", "amount", "reason"}
+	if withItem {
+		keys = append(keys, "item")
+	}
+	e := requireKeys(t, v, keys...)
+	for _, k := range []string{"entry_id", "authority_id", "user_id", "reason"} {
+		require.IsType(t, "", e[k], k)
+	}
+	created, ok := e["created_on"].(json.Number)
+	require.True(t, ok, "created_on is a number: %#v", e["created_on"])
+	require.Contains(t, created.String(), ".", "created_on has a fraction")
+	_, err := created.Float64()
+	require.NoError(t, err)
+	requireInteger(t, e["amount"])
+	if withItem {
+		requireItem(t, e["item"])
+	}
+	return e
+}
+
+func requireItem(t *testing.T, v any) map[string]any {
+	t.Helper()
+	m, ok := v.(map[string]any)
+	require.True(t, ok, "item is an object: %#v", v)
+	if _, ok := m["data"]; ok {
+		requireKeys(t, m, "name", "used", "data")
+	} else {
+		requireKeys(t, m, "name", "used")
+	}
+	require.IsType(t, "", m["name"])
+	require.IsType(t, true, m["used"])
+	return m
+}
+
+func requireInteger(t *testing.T, v any) int64 {
+	t.Helper()
+	n, ok := v.(json.Number)
+	require.True(t, ok, "want a JSON number, got %#v", v)
+	require.NotContains(t, n.String(), ".", "integer")
+	require.NotContains(t, strings.ToLower(n.String()), "e", "integer")
+	i, err := n.Int64()
+	require.NoError(t, err)
+	return i
+}
+
+func requireWallets(t *testing.T, r resp) map[string]int64 {
+	t.Helper()
+	require.Equal(t, http.StatusOK, r.status, "body %s", r.raw)
+	requireKeys(t, r.body, "wallets")
+	list, ok := r.body["wallets"].([]any)
+	require.True(t, ok, "wallets is a list: %s", r.raw)
+	out := map[string]int64{}
+	for _, w := range list {
+		m := requireKeys(t, w, "user_id", "total")
+		out[m["user_id"].(string)] = requireInteger(t, m["total"])
+	}
+	return out
+}
+
+func requireInventory(t *testing.T, r resp) []map[string]any {
+	t.Helper()
+	require.Equal(t, http.StatusOK, r.status, "body %s", r.raw)
+	requireKeys(t, r.body, "inventory")
+	list, ok := r.body["inventory"].([]any)
+	require.True(t, ok, "inventory is a list: %s", r.raw)
+	var out []map[string]any
+	for _, v := range list {
+		m := requireKeys(t, v, "entry_id", "authority_id", "user_id", "item")
+		requireItem(t, m["item"])
+		out = append(out, m)
+	}
+	return out
+}
+
+func entryIDs(items []map[string]any) []string {
+	var ids []string
+	for _, it := range items {
+		ids = append(ids, it["entry_id"].(string))
+	}
+	return ids
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// faultyStore is a memstore that fails, panics or blocks on demand.
+type faultyStore struct {
+	*memstore.Store
+	failView, failUpdate, failPing, panicView atomic.Bool
+
+	mu      sync.Mutex
+	entered chan struct{} // when set, View signals here and waits on release
+	release chan struct{}
+}
+
+var errInjected = errors.New("faultyStore: injected failure")
+
+func newFaultyStore() *faultyStore { return &faultyStore{Store: memstore.New()} }
+
+func (s *faultyStore) View(ctx context.Context, fn func(ledger.ReadTx) error) error {
+	if s.panicView.Load() {
+		panic("faultyStore: injected panic")
+	}
+	if s.failView.Load() {
+		return errInjected
+	}
+	s.mu.Lock()
+	entered, release := s.entered, s.release
+	s.entered, s.release = nil, nil
+	s.mu.Unlock()
+	if entered != nil {
+		close(entered)
+		<-release
+	}
+	return s.Store.View(ctx, fn)
+}
+
+func (s *faultyStore) Update(ctx context.Context, fn func(ledger.Tx) error) error {
+	if s.failUpdate.Load() {
+		return errInjected
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+func (s *faultyStore) Ping(ctx context.Context) error {
+	if s.failPing.Load() {
+		return errInjected
+	}
+	return s.Store.Ping(ctx)
+}
+
+// blockNextView makes the next View wait: entered closes when it starts,
+// and it goes on when release is closed.
+func (s *faultyStore) blockNextView() (entered, release chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.entered, s.release = make(chan struct{}), make(chan struct{})
+	return s.entered, s.release
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// loadTestData is the -data of the load test: a directory, so that the
+// load runs on the durable Badger store walletd uses by default.
+func loadTestData(t *testing.T) string { return t.TempDir() }

@@ -1,0 +1,251 @@
+// Command walletd is the wallet service, rebuilt on the ledger library and
+// wire-compatible with the original service's Python SDK
+// (wallet-sdk-Noah-Huppert 1.1.0).
+//
+// Usage:
+//
+//	walletd serve [-data DIR] [-authorities DIR] [-addr HOST:PORT] [-metrics-addr HOST:PORT]
+//	walletd create-authority [-data DIR] [-authorities DIR] REQUEST.json
+//
+// serve runs the HTTP API (GET /api/v1/health, POST /api/v1/entry, GET
+// /api/v1/wallet, GET /api/v1/entry/inventory, POST
+// /api/v1/entry/{entry_id}/inventory/use) on -addr and Prometheus metrics
+// at /metrics on -metrics-addr, until SIGINT or SIGTERM.
+//
+// create-authority reads {"api_base_url", "name", "owner": {"contact",
+// "nickname"}}, stores a new authority with its public key in the
+// authorities directory, and prints the authority client configuration
+// file, the only place its private key ever appears.
+//
+// DIR (default ./walletd-data) holds the ledger in DIR/ledger (Badger,
+// durable) and the authorities in DIR/authorities/<authority_id>.json.
+// With -data :memory: the ledger lives in memory and authorities come
+// from -authorities (default ./walletd-data/authorities).
+//
+// See README.md for a walk-through.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+const (
+	defaultData        = "walletd-data"
+	defaultAddr        = "127.0.0.1:8000"
+	defaultMetricsAddr = "127.0.0.1:8001"
+)
+
+func main() {
+	os.Exit(runMain())
+}
+
+// runMain runs walletd with the process's arguments, stopping serve on
+// SIGINT or SIGTERM.
+func runMain() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		// After the first signal, a second one kills at once.
+		<-ctx.Done()
+		stop()
+	}()
+	return run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+}
+
+const usage = `usage:
+  walletd serve [-data DIR] [-authorities DIR] [-addr HOST:PORT] [-metrics-addr HOST:PORT]
+  walletd create-authority [-data DIR] [-authorities DIR] REQUEST.json
+
+Run "walletd COMMAND -h" for a command's flags.
+`
+
+// run runs the command in args and returns the exit status: 0 on
+// success, 1 on failure, 2 on a usage error. serve runs until ctx is
+// done.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:], stderr)
+	case "create-authority":
+		return runCreateAuthority(args[1:], stdin, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "walletd: unknown command %q\n%s", args[0], usage)
+	return exitUsage
+}
+
+// parseFlags parses args with fs, allowing flags after positional
+// arguments, and returns the positional arguments. A nil error with
+// help set means -h was asked for.
+func parseFlags(fs *flag.FlagSet, args []string) (pos []string, help bool, err error) {
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, true, nil
+			}
+			return nil, false, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, false, nil
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
+}
+
+func runServe(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("walletd serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", defaultData, "data `DIR`: the ledger in DIR/ledger, authorities in DIR/authorities; :memory: for a ledger in memory")
+	authDir := fs.String("authorities", "", "authorities `DIR` (default DIR/authorities, or ./walletd-data/authorities with -data :memory:)")
+	addr := fs.String("addr", defaultAddr, "API listen address")
+	metricsAddr := fs.String("metrics-addr", defaultMetricsAddr, "Prometheus metrics listen address; empty for none")
+	pos, help, err := parseFlags(fs, args)
+	switch {
+	case help:
+		return exitOK
+	case err != nil:
+		return exitUsage
+	case len(pos) > 0:
+		fmt.Fprintf(stderr, "walletd serve: unexpected arguments %q\n", pos)
+		fs.Usage()
+		return exitUsage
+	case *data == "":
+		fmt.Fprintln(stderr, "walletd serve: -data must not be empty")
+		return exitUsage
+	}
+
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	s, err := newServer(ctx, config{Data: *data, Authorities: *authDir, Logger: log})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return exitFailure
+	}
+	defer func() {
+		if err := s.Close(); err != nil {
+			log.Error("close", "err", err)
+		}
+	}()
+
+	if ctx.Err() != nil { // stopped while opening the ledger
+		return exitOK
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", *addr)
+	if err != nil {
+		log.Error("cannot listen", "err", err)
+		return exitFailure
+	}
+	var mln net.Listener
+	metricsShown := "off"
+	if *metricsAddr != "" {
+		if mln, err = lc.Listen(ctx, "tcp", *metricsAddr); err != nil {
+			ln.Close()
+			log.Error("cannot listen for metrics", "err", err)
+			return exitFailure
+		}
+		metricsShown = mln.Addr().String()
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "metrics_addr", metricsShown, "data", *data)
+	if err := s.serve(ctx, ln, mln); err != nil {
+		log.Error("stopped", "err", err)
+		return exitFailure
+	}
+	log.Info("stopped cleanly")
+	return exitOK
+}
+
+func runCreateAuthority(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("walletd create-authority", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: walletd create-authority [-data DIR] [-authorities DIR] REQUEST.json\n\n"+
+			"REQUEST.json (\"-\" for standard input) holds\n"+
+			"  {\"api_base_url\": \"http://127.0.0.1:8000\", \"name\": \"...\", \"owner\": {\"contact\": \"...\", \"nickname\": \"...\"}}\n"+
+			"The authority client configuration, with the private key, is printed on standard output.\n\n")
+		fs.PrintDefaults()
+	}
+	data := fs.String("data", defaultData, "data `DIR` whose authorities directory (DIR/authorities) gets the authority")
+	authDir := fs.String("authorities", "", "authorities `DIR` (default DIR/authorities, or ./walletd-data/authorities with -data :memory:)")
+	pos, help, err := parseFlags(fs, args)
+	switch {
+	case help:
+		return exitOK
+	case err != nil:
+		return exitUsage
+	case len(pos) != 1:
+		fmt.Fprintf(stderr, "walletd create-authority: want one REQUEST.json, got %d arguments\n", len(pos))
+		fs.Usage()
+		return exitUsage
+	case *data == "":
+		fmt.Fprintln(stderr, "walletd create-authority: -data must not be empty")
+		return exitUsage
+	}
+
+	in := stdin
+	if pos[0] != "-" {
+		f, err := os.Open(pos[0])
+		if err != nil {
+			fmt.Fprintf(stderr, "walletd create-authority: %v\n", err)
+			return exitFailure
+		}
+		defer f.Close()
+		in = f
+	}
+	raw, err := io.ReadAll(io.LimitReader(in, maxBodyBytes+1))
+	if err != nil {
+		fmt.Fprintf(stderr, "walletd create-authority: read %s: %v\n", pos[0], err)
+		return exitFailure
+	}
+	req, err := parseAuthorityRequest(bytes.NewReader(raw))
+	if err != nil {
+		fmt.Fprintf(stderr, "walletd create-authority: %s: %v\n", pos[0], err)
+		return exitUsage
+	}
+	dir := authoritiesDir(*data, *authDir)
+	cfg, err := createAuthority(dir, req, time.Now())
+	if err != nil {
+		fmt.Fprintf(stderr, "walletd create-authority: %v\n", err)
+		return exitFailure
+	}
+	out, err := json.MarshalIndent(cfg, "", "    ")
+	if err != nil {
+		fmt.Fprintf(stderr, "walletd create-authority: %v\n", err)
+		return exitFailure
+	}
+	if _, err := stdout.Write(append(out, '\n')); err != nil {
+		// Nobody has the private key: the authority is of no use.
+		os.Remove(filepath.Join(dir, cfg.AuthorityID+".json"))
+		fmt.Fprintf(stderr, "walletd create-authority: write configuration: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stderr, "walletd: created authority %s (%s) in %s; the configuration above is the only copy of its private key\n",
+		cfg.AuthorityID, req.Name, dir)
+	return exitOK
+}

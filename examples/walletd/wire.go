@@ -1,0 +1,278 @@
+package main
+
+// The JSON wire format of API v1.
+//
+// Requests are decoded strictly (unknown keys, wrong types, trailing data
+// and fractional amounts are refused). Responses that carry entries or
+// items are written by hand rather than by encoding/json: encoding/json
+// compacts and HTML-escapes a json.RawMessage, and item data must come
+// back exactly as it was sent.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/walletledger/ledger"
+)
+
+// maxBodyBytes caps a request body.
+const maxBodyBytes = 1 << 20
+
+// badRequestError is input refused before it reaches the ledger. Its
+// message is sent to the client.
+type badRequestError struct{ msg string }
+
+func (e *badRequestError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &badRequestError{msg: fmt.Sprintf(format, args...)}
+}
+
+// entryRequest is the body of POST /api/v1/entry. Pointers and raw
+// messages tell a missing key from a zero value.
+type entryRequest struct {
+	UserID *string         `json:"user_id"`
+	Amount json.RawMessage `json:"amount"`
+	Reason *string         `json:"reason"`
+	Item   *itemRequest    `json:"item"` // "item": null and no key both mean no item
+}
+
+type itemRequest struct {
+	Name *string `json:"name"`
+	// Data is any JSON value, kept byte for byte. JSON null means no data.
+	Data json.RawMessage `json:"data"`
+}
+
+// decodeEntryRequest reads and checks the body of POST /api/v1/entry and
+// returns the entry it asks for, without AuthorityID. Every error is a
+// *badRequestError.
+func decodeEntryRequest(body io.Reader) (ledger.NewEntry, error) {
+	var req entryRequest
+	if err := decodeJSONObject(body, &req); err != nil {
+		return ledger.NewEntry{}, err
+	}
+	switch {
+	case req.UserID == nil:
+		return ledger.NewEntry{}, badRequest("missing user_id")
+	case req.Amount == nil:
+		return ledger.NewEntry{}, badRequest("missing amount")
+	case req.Reason == nil:
+		return ledger.NewEntry{}, badRequest("missing reason")
+	}
+	amount, err := parseAmount(req.Amount)
+	if err != nil {
+		return ledger.NewEntry{}, err
+	}
+	e := ledger.NewEntry{UserID: *req.UserID, Amount: amount, Reason: *req.Reason}
+	if req.Item != nil {
+		if req.Item.Name == nil {
+			return ledger.NewEntry{}, badRequest("missing item.name")
+		}
+		e.Item = &ledger.Item{Name: *req.Item.Name}
+		if len(req.Item.Data) > 0 && !bytes.Equal(req.Item.Data, []byte("null")) {
+			e.Item.Data = req.Item.Data
+		}
+	}
+	return e, nil
+}
+
+// decodeJSONObject decodes exactly one JSON value from body into v,
+// refusing unknown keys and anything after the value. Every error is a
+// *badRequestError.
+func decodeJSONObject(body io.Reader, v any) error {
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return decodeError(err)
+		}
+		return badRequest("invalid request body: unexpected data after the JSON object")
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var tooBig *http.MaxBytesError
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &tooBig):
+		return badRequest("request body larger than %d bytes", tooBig.Limit)
+	case errors.Is(err, io.EOF):
+		return badRequest("empty request body: want a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("invalid request body: truncated JSON")
+	case errors.As(err, &typeErr):
+		if typeErr.Field == "" {
+			return badRequest("invalid request body: want a JSON object, got %s", typeErr.Value)
+		}
+		return badRequest("invalid %s: want %s, got %s", typeErr.Field, jsonKind(typeErr.Type.Kind().String()), typeErr.Value)
+	case errors.As(err, &syntaxErr):
+		return badRequest("invalid request body: malformed JSON: %s", strings.TrimPrefix(syntaxErr.Error(), "json: "))
+	}
+	// Unknown keys: encoding/json reports them as a plain error.
+	return badRequest("invalid request body: %s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string", "ptr":
+		return "a string"
+	case "struct":
+		return "an object"
+	}
+	return goKind
+}
+
+// integerRE is a JSON number without fraction or exponent.
+var integerRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)$`)
+
+// parseAmount reads a whole amount: a JSON integer that fits an int64.
+// The ledger's precision (WithPrecision(0, 18)) bounds it further.
+func parseAmount(raw json.RawMessage) (decimal.Decimal, error) {
+	s := string(raw)
+	if !integerRE.MatchString(s) {
+		return decimal.Decimal{}, badRequest("invalid amount: want a JSON integer, got %s", truncate(s, 40))
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return decimal.Decimal{}, badRequest("invalid amount: %s is out of range", truncate(s, 40))
+	}
+	return decimal.NewFromInt(n), nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// appendEntry appends e as a wire Entry: exactly entry_id, authority_id,
+// user_id, created_on, amount, reason, and item when there is one.
+func appendEntry(b []byte, e *ledger.Entry) ([]byte, error) {
+	amount, err := wireInteger(e.Amount)
+	if err != nil {
+		return nil, fmt.Errorf("entry %s: amount: %w", e.ID, err)
+	}
+	b = append(b, `{"entry_id":`...)
+	b = appendString(b, e.ID)
+	b = append(b, `,"authority_id":`...)
+	b = appendString(b, e.AuthorityID)
+	b = append(b, `,"user_id":`...)
+	b = appendString(b, e.UserID)
+	b = append(b, `,"created_on":`...)
+	b = appendUnixSeconds(b, e.CreatedOn)
+	b = append(b, `,"amount":`...)
+	b = append(b, amount...)
+	b = append(b, `,"reason":`...)
+	b = appendString(b, e.Reason)
+	if e.Item != nil {
+		b = append(b, `,"item":`...)
+		if b, err = appendItem(b, e.Item); err != nil {
+			return nil, fmt.Errorf("entry %s: %w", e.ID, err)
+		}
+	}
+	return append(b, '}'), nil
+}
+
+// appendItem appends it as {name, used, data?}, data exactly as stored.
+func appendItem(b []byte, it *ledger.Item) ([]byte, error) {
+	b = append(b, `{"name":`...)
+	b = appendString(b, it.Name)
+	b = append(b, `,"used":`...)
+	b = strconv.AppendBool(b, it.Used)
+	if len(it.Data) > 0 {
+		if !json.Valid(it.Data) {
+			return nil, errors.New("item data is not valid JSON")
+		}
+		b = append(b, `,"data":`...)
+		b = append(b, it.Data...)
+	}
+	return append(b, '}'), nil
+}
+
+// appendInventoryItem appends {entry_id, authority_id, user_id, item}.
+func appendInventoryItem(b []byte, ii *ledger.InventoryItem) ([]byte, error) {
+	b = append(b, `{"entry_id":`...)
+	b = appendString(b, ii.EntryID)
+	b = append(b, `,"authority_id":`...)
+	b = appendString(b, ii.AuthorityID)
+	b = append(b, `,"user_id":`...)
+	b = appendString(b, ii.UserID)
+	b = append(b, `,"item":`...)
+	b, err := appendItem(b, &ii.Item)
+	if err != nil {
+		return nil, fmt.Errorf("entry %s: %w", ii.EntryID, err)
+	}
+	return append(b, '}'), nil
+}
+
+// appendWallet appends {user_id, total}.
+func appendWallet(b []byte, w *ledger.WalletTotal) ([]byte, error) {
+	total, err := wireInteger(w.Total)
+	if err != nil {
+		return nil, fmt.Errorf("wallet of user %q: total: %w", w.UserID, err)
+	}
+	b = append(b, `{"user_id":`...)
+	b = appendString(b, w.UserID)
+	b = append(b, `,"total":`...)
+	b = append(b, total...)
+	return append(b, '}'), nil
+}
+
+// appendString appends s as a JSON string.
+func appendString(b []byte, s string) []byte {
+	q, err := json.Marshal(s)
+	if err != nil { // cannot happen: encoding/json marshals every string
+		return append(b, `""`...)
+	}
+	return append(b, q...)
+}
+
+// wireInteger formats a whole amount as a JSON integer. walletd runs the
+// ledger with whole amounts only, so a fraction means the data did not
+// come from walletd.
+func wireInteger(d decimal.Decimal) (string, error) {
+	if !d.IsInteger() {
+		return "", fmt.Errorf("%s is not a whole number", d)
+	}
+	return d.String(), nil
+}
+
+// appendUnixSeconds appends t as Unix seconds, a JSON number that always
+// has a fraction and is exact to the nanosecond: 1629578729.0,
+// 1629578729.123.
+func appendUnixSeconds(b []byte, t time.Time) []byte {
+	sec, nsec := t.Unix(), int64(t.Nanosecond())
+	if sec < 0 {
+		// -1.25 s is Unix() -2 and Nanosecond() 750000000.
+		b = append(b, '-')
+		if nsec > 0 {
+			sec, nsec = sec+1, 1e9-nsec
+		}
+		sec = -sec
+	}
+	b = strconv.AppendUint(b, uint64(sec), 10)
+	b = append(b, '.')
+	frac := strconv.AppendInt(make([]byte, 0, 9), nsec+1e9, 10)[1:] // 9 digits, zero-padded
+	frac = bytes.TrimRight(frac, "0")
+	if len(frac) == 0 {
+		frac = append(frac, '0')
+	}
+	return append(b, frac...)
+}
