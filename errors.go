@@ -62,8 +62,12 @@ var (
 // InvalidError describes an argument that was refused. It satisfies
 // errors.Is(err, [ErrInvalid]).
 type InvalidError struct {
-	// Field names the offending field, as in Go ("UserID",
-	// "Item.Data", "Limit").
+	// Field names the offending field by its Go name: a NewEntry field
+	// ("AuthorityID", "UserID", "Amount", "Reason", "IdempotencyKey",
+	// "Item.Name", "Item.Used", "Item.Data"), a query field ("UserIDs",
+	// "EntryIDs", "AuthorityIDs", "After", "Limit", "Used", "Since"),
+	// UseItem's "AuthorityID" and "EntryID", or "entries" for a batch
+	// over Limits.MaxBatchEntries.
 	Field string
 	// Problem says what is wrong with it, in a few words.
 	Problem string

@@ -84,7 +84,9 @@ type NewEntry struct {
 	IdempotencyKey string
 }
 
-// Entry is a written entry.
+// Entry is a written entry. Its JSON form (decimal strings for amounts,
+// RFC 3339 for CreatedOn, item data compacted by encoding/json) is for Go
+// programs; it is not walletd's wire format.
 type Entry struct {
 	ID          string          `json:"entry_id"`
 	AuthorityID string          `json:"authority_id"`
@@ -102,7 +104,9 @@ type Entry struct {
 type Item struct {
 	Name string `json:"name"`
 	Used bool   `json:"used"`
-	// Data is any JSON value, kept byte for byte.
+	// Data is any JSON value, kept byte for byte by the ledger. (Note that
+	// encoding/json compacts a RawMessage it marshals; write Data out
+	// yourself where the bytes matter.)
 	Data json.RawMessage `json:"data,omitempty"`
 }
 
@@ -273,10 +277,10 @@ func (l *Ledger) CreateEntries(ctx context.Context, es []NewEntry) ([]Entry, err
 // used already, and, under [WithGrantorOnlyItemUse], [ErrForbidden] if
 // authorityID did not grant the item.
 func (l *Ledger) UseItem(ctx context.Context, authorityID, entryID string) (Entry, error) {
-	if err := l.checkID("authorityID", authorityID); err != nil {
+	if err := l.checkID("AuthorityID", authorityID); err != nil {
 		return Entry{}, err
 	}
-	if err := l.checkID("entryID", entryID); err != nil {
+	if err := l.checkID("EntryID", entryID); err != nil {
 		return Entry{}, err
 	}
 	if err := l.enter(ctx); err != nil {

@@ -218,9 +218,9 @@ func TestQueryValidation(t *testing.T) {
 			return err
 		}, "Since"},
 		{"entries: empty authority", func() error { _, err := l.Entries(ctx, ledger.EntryQuery{AuthorityIDs: []string{""}}); return err }, "AuthorityIDs"},
-		{"use: empty authority", func() error { _, err := l.UseItem(ctx, "", "x"); return err }, "authorityID"},
-		{"use: empty entry", func() error { _, err := l.UseItem(ctx, "a", ""); return err }, "entryID"},
-		{"use: long entry", func() error { _, err := l.UseItem(ctx, "a", strings.Repeat("0", 257)); return err }, "entryID"},
+		{"use: empty authority", func() error { _, err := l.UseItem(ctx, "", "x"); return err }, "AuthorityID"},
+		{"use: empty entry", func() error { _, err := l.UseItem(ctx, "a", ""); return err }, "EntryID"},
+		{"use: long entry", func() error { _, err := l.UseItem(ctx, "a", strings.Repeat("0", 257)); return err }, "EntryID"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.call()

@@ -432,9 +432,9 @@ func wireField(f string) string {
 	switch f {
 	case "UserID":
 		return "user_id"
-	case "AuthorityID", "authorityID":
+	case "AuthorityID":
 		return "authority_id"
-	case "entryID":
+	case "EntryID":
 		return "entry_id"
 	case "Amount":
 		return "amount"
