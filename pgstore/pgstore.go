@@ -1,0 +1,364 @@
+// Package pgstore is a [ledger.Store] on PostgreSQL, through pgx
+// (github.com/jackc/pgx/v5): one ledger that any number of processes, on
+// any number of machines, share safely.
+//
+//	s, err := pgstore.Open(ctx, "postgres://wallet@db.internal/wallet")
+//	...
+//	l, err := ledger.New(s) // l.Close closes s
+//
+// # Schema
+//
+// A ledger lives in one schema, "walletledger" unless [WithSchema] names
+// another, so one database can hold several ledgers. [Open] creates the
+// schema on first use (CREATE SCHEMA IF NOT EXISTS) and upgrades it: the
+// schema's version is kept in its meta table, and the migrations are an
+// ordered list in code, run in one transaction that holds
+// pg_advisory_xact_lock on a key derived from the schema name, so that
+// processes opening at once queue and each after the first finds the
+// work done. A schema that is already current costs Open two reads and
+// no lock or DDL, so a role without the right to create may open a
+// schema made for it. A schema written by a newer pgstore fails Open
+// with [ErrSchemaVersion]. Version 1, with S the schema:
+//
+//	CREATE TABLE S.meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL);  -- ('version', '1')
+//	CREATE TABLE S.entries (
+//		id                text COLLATE "C" PRIMARY KEY,
+//		authority_id      text COLLATE "C" NOT NULL,
+//		user_id           text COLLATE "C" NOT NULL,
+//		created_on        bigint NOT NULL,   -- Unix nanoseconds (timestamptz has microseconds)
+//		amount            numeric NOT NULL,
+//		reason            text COLLATE "C" NOT NULL,
+//		item_name         text COLLATE "C",  -- NULL: no item
+//		item_used         boolean,           -- NULL exactly when item_name is
+//		item_data         bytea,             -- byte for byte; not json or jsonb
+//		balance           numeric NOT NULL,
+//		authority_balance numeric NOT NULL,
+//		idempotency_key   text COLLATE "C",  -- NULL: none
+//		CONSTRAINT entries_item_check CHECK ((item_name IS NULL) = (item_used IS NULL)
+//			AND (item_name IS NOT NULL OR item_data IS NULL))
+//	);
+//	CREATE UNIQUE INDEX entries_idempotency_key ON S.entries (authority_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+//	CREATE INDEX entries_user            ON S.entries (user_id, id);
+//	CREATE INDEX entries_authority       ON S.entries (authority_id, id);
+//	CREATE INDEX entries_authority_user  ON S.entries (authority_id, user_id, id);
+//	CREATE INDEX entries_items           ON S.entries (id)               WHERE item_name IS NOT NULL;
+//	CREATE INDEX entries_items_user      ON S.entries (user_id, id)      WHERE item_name IS NOT NULL;
+//	CREATE INDEX entries_items_authority ON S.entries (authority_id, id) WHERE item_name IS NOT NULL;
+//	CREATE TABLE S.totals (
+//		authority_id text COLLATE "C" NOT NULL,  -- '' = the total over all authorities
+//		user_id      text COLLATE "C" NOT NULL,
+//		total        numeric NOT NULL,
+//		PRIMARY KEY (authority_id, user_id)
+//	) WITH (fillfactor = 70);  -- room for HOT updates: a total's update touches no index
+//
+// Every text column is COLLATE "C", so that IDs, user and authority IDs
+// sort bytewise, as the ledger requires, whatever the database's locale.
+// Totals are rows written in the same transaction as the entries that
+// change them; nothing is summed at read time. Numerics are sent and read
+// as text, exactly, and keep their scale (1.50 comes back as 1.50).
+// Text cannot hold NUL, so in text columns NUL is stored as \x01\x01 and
+// \x01 as \x01\x02, an escape that keeps bytewise order; other strings
+// are stored as they are.
+//
+// # Queries
+//
+// Every read is served by an index: an entry by its primary key or its
+// idempotency key, a total or a page of totals by the primary key of
+// totals, and a scan by the index of its shape (user, authority, both, or
+// neither; items only or not), in ID order, reverse included, with Start
+// and End as index bounds. Scans read in pages (LIMIT 16, growing to
+// 1,024), each read whole before its rows are yielded, so iterators hold
+// no result set open: a caller may stop at any row, or read the
+// transaction inside its loop. EXPLAIN.md shows the plan of every
+// statement, and TestQueryPlans checks them. Open sets enable_seqscan=off
+// on its connections: on a small table the planner would otherwise scan
+// sequentially, and in a serializable transaction a sequential scan
+// locks the whole table against writers (see below).
+//
+// # Transactions
+//
+// [Store.View] runs in a REPEATABLE READ READ ONLY transaction: one
+// consistent snapshot. [Store.Update] runs in a SERIALIZABLE transaction,
+// so PostgreSQL's serializable snapshot isolation makes a group of ledger
+// writes one atomic step against every other transaction, in any
+// process: two processes that read the same wallet total and both write
+// it cannot both commit, so a wallet cannot be overdrawn and an item
+// cannot be used twice. The loser fails with a serialization failure
+// (SQLSTATE 40001), or a deadlock (40P01); Update then rolls back and
+// runs its function again, after a random pause that doubles with each
+// attempt (up to 250ms), up to [WithMaxRetries] times (default 20) and
+// while its context lasts. [Store.Stats] counts the retries. Buffered
+// writes are sent in a fixed order (entries by ID, then totals by
+// authority and user), so transactions rarely deadlock.
+//
+// # Round trips
+//
+// A transaction sends nothing until it must. BEGIN travels with the first
+// read; writes (InsertEntry, SetItemUsed, SetTotal) are buffered and sent
+// as one pipelined batch with the next read (reads see the transaction's
+// own writes) or with COMMIT. A ledger write that reads two totals thus
+// costs three round trips: BEGIN and the first total, the second total,
+// and the writes with COMMIT. Errors still come back where the contract
+// puts them: a duplicate ID or idempotency key, or SetItemUsed on a
+// missing entry or item ([ledger.ErrNotFound], [ledger.ErrNoItem]), fails
+// the transaction when the batch runs, and Update returns that error.
+// Because COMMIT shares the batch only with statements that fail by an
+// error, a batch that marks an item used commits in a round trip of its
+// own.
+//
+// # Limits
+//
+// Text must be valid UTF-8 (the ledger's is): InsertEntry and SetTotal
+// refuse other strings, and a lookup of one finds nothing. CreatedOn
+// must lie between 1678 and 2262 (Unix nanoseconds in an int64), as the
+// ledger's do. Entry IDs are kept as given.
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/walletledger/ledger"
+)
+
+// Store is a [ledger.Store] in one schema of a PostgreSQL database.
+// Create one with [Open]; the zero value is not usable. It is safe for
+// concurrent use, and any number of Stores, in this process or others,
+// may share a schema.
+type Store struct {
+	pool       *pgxpool.Pool
+	schema     string
+	q          *queries
+	maxRetries int
+	closed     atomic.Bool
+
+	updates, retries atomic.Uint64
+}
+
+var _ ledger.Store = (*Store)(nil)
+
+// DefaultSchema is the schema a [Store] lives in unless [WithSchema] says
+// otherwise.
+const DefaultSchema = "walletledger"
+
+// DefaultMaxRetries is how many times [Store.Update] retries a
+// transaction that failed to serialize, unless [WithMaxRetries] says
+// otherwise.
+const DefaultMaxRetries = 20
+
+// Backoff between retries: a random duration up to minBackoff doubled
+// per retry, capped at maxBackoff.
+const (
+	minBackoff = 2 * time.Millisecond
+	maxBackoff = 250 * time.Millisecond
+)
+
+// Option configures [Open].
+type Option func(*config)
+
+type config struct {
+	schema     string
+	maxRetries int
+	poolConfig func(*pgxpool.Config)
+}
+
+// WithSchema puts the ledger in the named schema, created on first use.
+// The name must be a plain lower-case SQL identifier: letters a-z, digits
+// and underscores, not starting with a digit or pg_, at most 63 bytes.
+// One database can hold several ledgers, each in its own schema.
+func WithSchema(name string) Option {
+	return func(c *config) { c.schema = name }
+}
+
+// WithMaxRetries sets how many times [Store.Update] runs its function
+// again after a serialization failure or a deadlock, after the first
+// attempt; 0 turns retries off. The default is [DefaultMaxRetries].
+func WithMaxRetries(n int) Option {
+	return func(c *config) { c.maxRetries = n }
+}
+
+// WithPoolConfig lets fn tune the connection pool's configuration (sizes,
+// lifetimes, tracing, TLS) after [Open] has parsed the connection string
+// and set its defaults: the runtime parameters application_name
+// (walletledger, unless the connection string sets one) and
+// enable_seqscan=off (see the package documentation). fn must not replace
+// ConnConfig.
+func WithPoolConfig(fn func(*pgxpool.Config)) Option {
+	return func(c *config) { c.poolConfig = fn }
+}
+
+// Open connects to the database that connString names (a URL or a
+// key=value string, as pgx and libpq read it), creates or upgrades the
+// ledger's schema, and returns a Store that owns a new connection pool.
+// It fails with [ErrSchemaVersion] if a newer pgstore wrote the schema,
+// and with an error wrapping [ledger.ErrInvalid] for a bad option.
+func Open(ctx context.Context, connString string, opts ...Option) (*Store, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cfg := config{schema: DefaultSchema, maxRetries: DefaultMaxRetries}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := checkSchemaName(cfg.schema); err != nil {
+		return nil, err
+	}
+	if cfg.maxRetries < 0 {
+		return nil, fmt.Errorf("pgstore: max retries %d: negative: %w", cfg.maxRetries, ledger.ErrInvalid)
+	}
+	pc, err := pgxpool.ParseConfig(connString)
+	if err != nil {
+		// pgx redacts any password from the error.
+		return nil, fmt.Errorf("pgstore: open: %w", err)
+	}
+	params := pc.ConnConfig.RuntimeParams
+	if params["application_name"] == "" {
+		params["application_name"] = "walletledger"
+	}
+	params["enable_seqscan"] = "off"
+	if cfg.poolConfig != nil {
+		cfg.poolConfig(pc)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: open: %w", err)
+	}
+	s := &Store{pool: pool, schema: cfg.schema, q: newQueries(cfg.schema), maxRetries: cfg.maxRetries}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// View implements [ledger.Store]: fn runs in a REPEATABLE READ, READ
+// ONLY transaction, which reads one snapshot of the database.
+func (s *Store) View(ctx context.Context, fn func(ledger.ReadTx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.closed.Load() {
+		return ledger.ErrClosed
+	}
+	return s.run(ctx, false, func(t *tx) error { return fn(t) })
+}
+
+// Update implements [ledger.Store]: fn runs in a SERIALIZABLE
+// transaction. When the transaction fails to serialize against another
+// (SQLSTATE 40001) or deadlocks (40P01), at any point, fn's work is
+// rolled back and fn runs again in a new transaction, after a short
+// random pause, up to the configured number of retries (see
+// [WithMaxRetries]) and while ctx lasts. So fn may run more than once,
+// as the Store contract allows.
+func (s *Store) Update(ctx context.Context, fn func(ledger.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.closed.Load() {
+		return ledger.ErrClosed
+	}
+	s.updates.Add(1)
+	for attempt := 0; ; attempt++ {
+		err := s.run(ctx, true, func(t *tx) error { return fn(t) })
+		if err == nil || !retryable(err) {
+			return err
+		}
+		if attempt >= s.maxRetries {
+			return fmt.Errorf("pgstore: update: still failing to serialize after %d attempts: %w", attempt+1, err)
+		}
+		s.retries.Add(1)
+		pause := time.Duration(rand.Int64N(int64(min(maxBackoff, minBackoff<<min(attempt, 16))) + 1))
+		timer := time.NewTimer(pause)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		}
+	}
+}
+
+// retryable reports whether err says the transaction was rolled back
+// because of concurrent transactions, so that running it again can
+// succeed.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+}
+
+// run runs fn in one transaction on one connection and, for an update,
+// commits it if fn succeeds.
+func (s *Store) run(ctx context.Context, update bool, fn func(*tx) error) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		if s.closed.Load() {
+			return ledger.ErrClosed
+		}
+		return fmt.Errorf("pgstore: connect: %w", err)
+	}
+	defer conn.Release()
+	t := &tx{s: s, conn: conn.Conn(), update: update}
+	defer t.end(ctx) // also when fn panics
+	err = fn(t)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.done = true
+	switch {
+	case err != nil:
+		return err
+	case t.err != nil:
+		// fn went on after a failed read or write.
+		return t.err
+	case update:
+		return t.commit(ctx)
+	}
+	return nil
+}
+
+// Ping implements [ledger.Store]: it checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.closed.Load() {
+		return ledger.ErrClosed
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		if s.closed.Load() {
+			return ledger.ErrClosed
+		}
+		return fmt.Errorf("pgstore: ping: %w", err)
+	}
+	return nil
+}
+
+// Close implements [ledger.Store]: it waits for transactions in flight
+// and closes the connection pool. The data stays in the database.
+func (s *Store) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return ledger.ErrClosed
+	}
+	s.pool.Close()
+	return nil
+}
+
+// Stats counts what a [Store] has done since [Open].
+type Stats struct {
+	// Updates counts calls of [Store.Update].
+	Updates uint64
+	// Retries counts the times Update ran its function again because the
+	// transaction failed to serialize or deadlocked.
+	Retries uint64
+}
+
+// Stats returns the Store's counters.
+func (s *Store) Stats() Stats {
+	return Stats{Updates: s.updates.Load(), Retries: s.retries.Load()}
+}

@@ -1,0 +1,216 @@
+package pgstore_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+	"github.com/stretchr/testify/require"
+
+	"github.com/walletledger/ledger"
+	"github.com/walletledger/ledger/pgstore"
+)
+
+var updatePlans = flag.Bool("update", false, "rewrite EXPLAIN.md with the query plans TestQueryPlans finds")
+
+// TestQueryPlans asks PostgreSQL how it runs every query pgstore sends,
+// over a ledger of some thousands of entries, with the planner's default
+// settings (pgstore's own sessions turn sequential scans off besides):
+// each must be served by the index meant for it, in order, with no
+// sequential scan and no sort, both as a custom plan (for the arguments
+// given) and as the generic plan PostgreSQL caches for a prepared
+// statement. go test -run TestQueryPlans -update rewrites EXPLAIN.md.
+func TestQueryPlans(t *testing.T) {
+	ctx := context.Background()
+	schema := freshSchema(t)
+	s := open(t, schema)
+
+	const users, auths, n = 200, 5, 20000
+	user := func(i int) string { return fmt.Sprintf("user-%03d", i%users) }
+	auth := func(i int) string { return fmt.Sprintf("authority-%d", i%auths) }
+	id := func(i int) string { return fmt.Sprintf("%016x%08x", int64(1_700_000_000_000_000_000)+int64(i)*1000, i) }
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+		for i := range n {
+			r := ledger.Record{Entry: ledger.Entry{
+				ID: id(i), AuthorityID: auth(i / 3), UserID: user(i), CreatedOn: time.Unix(0, int64(i)).UTC(),
+				Amount: decimal.NewFromInt(1), Reason: "r", Balance: decimal.NewFromInt(int64(i)),
+			}}
+			if i%10 == 0 {
+				r.Item = &ledger.Item{Name: "thing", Data: []byte(`{}`)}
+			}
+			if i%4 == 0 {
+				r.IdempotencyKey = fmt.Sprint("key-", i)
+			}
+			if err := tx.InsertEntry(ctx, r); err != nil {
+				return err
+			}
+		}
+		for u := range users {
+			for a := -1; a < auths; a++ {
+				authority := ""
+				if a >= 0 {
+					authority = auth(a)
+				}
+				if err := tx.SetTotal(ctx, authority, user(u), decimal.NewFromInt(int64(u))); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}))
+	q := pgx.Identifier{schema}.Sanitize()
+	_, err := adminPool(t).Exec(ctx, "ANALYZE "+q+".entries; ANALYZE "+q+".totals")
+	require.NoError(t, err)
+
+	type query struct {
+		pgstore.Query
+		scan   ledger.Scan
+		isScan bool
+	}
+	var queries []query
+	for _, lq := range pgstore.LookupQueries(s, id(40), auth(0), user(7), "key-40") {
+		queries = append(queries, query{Query: lq})
+	}
+	start, end := id(n/4), id(n/2)
+	for _, f := range []struct {
+		name, user, auth, index, itemsIndex string
+	}{
+		{"all", "", "", "entries_pkey", "entries_items"},
+		{"by user", user(7), "", "entries_user", "entries_items_user"},
+		{"by authority", "", auth(2), "entries_authority", "entries_items_authority"},
+		{"by authority and user", user(7), auth(2), "entries_authority_user", "entries_authority_user"},
+	} {
+		for _, items := range []bool{false, true} {
+			for _, b := range []struct {
+				name       string
+				start, end string
+				reverse    bool
+			}{
+				{"", "", "", false},
+				{", Start and End", start, end, false},
+				{", Start and End, Reverse", start, end, true},
+			} {
+				sc := ledger.Scan{UserID: f.user, AuthorityID: f.auth, ItemsOnly: items, Start: b.start, End: b.end, Reverse: b.reverse}
+				name, index := "Entries "+f.name, f.index
+				if items {
+					name, index = "Items "+f.name, f.itemsIndex
+				}
+				sql, args := pgstore.ScanQuery(s, sc)
+				queries = append(queries, query{Query: pgstore.Query{Name: name + b.name, SQL: sql, Args: args, Index: index}, scan: sc, isScan: true})
+			}
+		}
+	}
+
+	conn, err := adminPool(t).Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	explain := func(mode string, qu query) string {
+		t.Helper()
+		_, err := conn.Exec(ctx, "SET plan_cache_mode = "+mode)
+		require.NoError(t, err)
+		var lines []string
+		rows, err := conn.Query(ctx, "EXPLAIN (COSTS OFF) EXECUTE p("+literals(qu.Args)+")")
+		require.NoError(t, err)
+		for rows.Next() {
+			var line string
+			require.NoError(t, rows.Scan(&line))
+			lines = append(lines, line)
+		}
+		require.NoError(t, rows.Err())
+		return strings.ReplaceAll(strings.Join(lines, "\n"), q+".", "")
+	}
+
+	var doc strings.Builder
+	var sorted []string // plans that sort what an index condition selected
+	doc.WriteString(explainHeader)
+	for _, qu := range queries {
+		_, err := conn.Exec(ctx, "PREPARE p AS "+qu.SQL)
+		require.NoError(t, err, qu.Name)
+		custom, generic := explain("force_custom_plan", qu), explain("force_generic_plan", qu)
+		_, err = conn.Exec(ctx, "DEALLOCATE p; RESET plan_cache_mode")
+		require.NoError(t, err)
+		// A plan either walks the index meant for the query in order and
+		// stops at the LIMIT, or, where the planner expects few rows or a
+		// narrow ID range, fetches the rows an index condition selects and
+		// sorts them. Never a sequential scan, and never an ordered walk of
+		// another index that filters as it goes: that reads the whole
+		// index when the rows it looks for are rare.
+		check := func(what, plan string) {
+			t.Helper()
+			require.NotContains(t, plan, "Seq Scan", "%s, %s:\n%s", qu.Name, what, plan)
+			if strings.Contains(plan, "Sort") {
+				require.Regexp(t, `(Index|Recheck) Cond`, plan, "%s, %s", qu.Name, what)
+				sorted = append(sorted, fmt.Sprintf("%s (%s)", qu.Name, what))
+				return
+			}
+			require.Contains(t, plan, " using "+qu.Index+" on ", "%s, %s:\n%s", qu.Name, what, plan)
+		}
+		check("custom plan", custom)
+		check("generic plan", generic)
+		fmt.Fprintf(&doc, "## %s\n\n", qu.Name)
+		if qu.isScan {
+			fmt.Fprintf(&doc, "`%#v`\n\n", qu.scan)
+		}
+		fmt.Fprintf(&doc, "```sql\n%s\n```\n\nArguments: `%s`\n\n```\n%s\n```\n\nGeneric plan:\n\n```\n%s\n```\n\n",
+			strings.ReplaceAll(qu.SQL, q+".", ""), literals(qu.Args), custom, generic)
+	}
+	fmt.Fprintf(&doc, "## Plans that sort\n\nWhere the planner expects few rows to match, or a narrow ID range, it may fetch the rows an index condition selects and sort them instead of walking an index in order. Over this data set it does so for:\n\n")
+	for _, s := range sorted {
+		fmt.Fprintf(&doc, "- %s\n", s)
+	}
+	if *updatePlans {
+		require.NoError(t, os.WriteFile("EXPLAIN.md", []byte(doc.String()), 0o644))
+	}
+}
+
+// literals renders arguments as SQL literals for EXECUTE.
+func literals(args []any) string {
+	var out []string
+	for _, a := range args {
+		switch v := a.(type) {
+		case string:
+			out = append(out, "'"+strings.ReplaceAll(v, "'", "''")+"'")
+		default:
+			out = append(out, fmt.Sprint(v))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+const explainHeader = `# pgstore query plans
+
+Every statement pgstore sends, and the plans PostgreSQL picks for it:
+the custom plan for the arguments shown and the generic plan it caches
+for a prepared statement. TestQueryPlans (plans_test.go) checks them on
+every run, over a ledger of 20,000 entries (200 users, 5 authorities,
+one entry in ten with an item, one in four with an idempotency key) and
+1,200 totals, after ANALYZE, with the planner's default settings
+(pgstore's own sessions also set enable_seqscan=off). No plan may scan a
+table sequentially; each walks the index meant for it in order and stops
+at the LIMIT, or, where the planner expects few rows (or a narrow ID
+range), fetches the rows that an index condition selects and sorts them
+(listed at the end). What no plan may do is walk another index in order
+and filter as it goes, which reads the whole index when the rows it
+looks for are rare. This file is the test's output:
+` + "`go test ./pgstore/ -run TestQueryPlans -update`" + ` rewrites it.
+
+Scans read one page per statement (LIMIT $n: 16 rows, then 64, 256 and
+1,024); the next page starts after the last ID read (` + "`id > $n`" + `, or
+` + "`id < $n`" + ` in reverse): the same plan with another bound. The ORDER BY
+names the columns of the index meant for the scan, and the leading
+filter is written ` + "`col = ANY (ARRAY[$n])`" + `: equal in meaning to
+` + "`col = $n`" + `, but it keeps the column in the required order, so that
+the primary key's ID order does not satisfy it (see scanSQL in sql.go).
+
+Writes are an INSERT into entries (its primary key and the unique
+idempotency index refuse duplicates), the upsert of a total through the
+primary key of totals (` + "`ON CONFLICT (authority_id, user_id)`" + `), and
+SetItemUsed, whose plan is among those below.
+
+`

@@ -1,0 +1,192 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/walletledger/ledger"
+)
+
+// migrations are the schema's versions, in order: migrations[i] takes a
+// schema from version i to version i+1. Append only; never edit one that
+// has shipped. In each, {schema} stands for the quoted schema name.
+var migrations = [...]string{
+	// 1: entries and running totals.
+	`CREATE TABLE {schema}.entries (
+	id                text COLLATE "C" PRIMARY KEY,
+	authority_id      text COLLATE "C" NOT NULL,
+	user_id           text COLLATE "C" NOT NULL,
+	created_on        bigint NOT NULL,
+	amount            numeric NOT NULL,
+	reason            text COLLATE "C" NOT NULL,
+	item_name         text COLLATE "C",
+	item_used         boolean,
+	item_data         bytea,
+	balance           numeric NOT NULL,
+	authority_balance numeric NOT NULL,
+	idempotency_key   text COLLATE "C",
+	CONSTRAINT entries_item_check CHECK ((item_name IS NULL) = (item_used IS NULL) AND (item_name IS NOT NULL OR item_data IS NULL))
+);
+CREATE UNIQUE INDEX entries_idempotency_key ON {schema}.entries (authority_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX entries_user ON {schema}.entries (user_id, id);
+CREATE INDEX entries_authority ON {schema}.entries (authority_id, id);
+CREATE INDEX entries_authority_user ON {schema}.entries (authority_id, user_id, id);
+CREATE INDEX entries_items ON {schema}.entries (id) WHERE item_name IS NOT NULL;
+CREATE INDEX entries_items_user ON {schema}.entries (user_id, id) WHERE item_name IS NOT NULL;
+CREATE INDEX entries_items_authority ON {schema}.entries (authority_id, id) WHERE item_name IS NOT NULL;
+CREATE TABLE {schema}.totals (
+	authority_id text COLLATE "C" NOT NULL,
+	user_id      text COLLATE "C" NOT NULL,
+	total        numeric NOT NULL,
+	PRIMARY KEY (authority_id, user_id)
+) WITH (fillfactor = 70);`,
+}
+
+// SchemaVersion is the version of the schema this package writes and
+// reads.
+const SchemaVersion = len(migrations)
+
+// ErrSchemaVersion is returned by [Open] when the schema was written by a
+// newer version of pgstore than this one: its data may use a layout this
+// version does not know. Upgrade the program.
+var ErrSchemaVersion = errors.New("pgstore: schema written by a newer version of pgstore")
+
+// checkSchemaName accepts a plain lower-case identifier that PostgreSQL
+// would not reserve for itself.
+func checkSchemaName(name string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("pgstore: schema name %q: %s: %w", name, why, ledger.ErrInvalid)
+	}
+	switch {
+	case name == "":
+		return bad("empty")
+	case len(name) > 63:
+		return bad("longer than 63 bytes")
+	case strings.HasPrefix(name, "pg_"):
+		return bad("names starting with pg_ are reserved by PostgreSQL")
+	case name[0] >= '0' && name[0] <= '9':
+		return bad("starts with a digit")
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return bad("only a-z, 0-9 and _ are allowed")
+		}
+	}
+	return nil
+}
+
+// lockKey is the pg_advisory_xact_lock key that serializes migrations of
+// one schema: a hash of the schema name, so that different schemas
+// migrate independently.
+func lockKey(schema string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("github.com/walletledger/ledger/pgstore\x00" + schema))
+	return int64(h.Sum64())
+}
+
+// migrate brings the schema to [SchemaVersion]. A schema that is current
+// costs two reads and no lock or DDL, so that a role without the right to
+// create can open a schema made for it.
+func (s *Store) migrate(ctx context.Context) error {
+	v, found, err := s.readVersion(ctx, s.pool)
+	if err != nil {
+		return err
+	}
+	if found && v >= SchemaVersion {
+		return s.checkVersion(v)
+	}
+	return s.upgrade(ctx)
+}
+
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// readVersion reads the schema's version; found is false when the schema
+// has no meta table yet.
+func (s *Store) readVersion(ctx context.Context, q querier) (v int, found bool, err error) {
+	var exists bool
+	if err := q.QueryRow(ctx, `SELECT to_regclass($1::text) IS NOT NULL`, s.q.schema+".meta").Scan(&exists); err != nil {
+		return 0, false, fmt.Errorf("pgstore: open schema %q: %w", s.schema, err)
+	}
+	if !exists {
+		return 0, false, nil
+	}
+	var text string
+	err = q.QueryRow(ctx, `SELECT value FROM `+s.q.schema+`.meta WHERE key = 'version'`).Scan(&text)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return 0, true, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("pgstore: open schema %q: read version: %w", s.schema, err)
+	}
+	v, err = strconv.Atoi(text)
+	if err != nil || v < 0 {
+		return 0, false, fmt.Errorf("pgstore: open schema %q: version %q is not a version number", s.schema, text)
+	}
+	return v, true, nil
+}
+
+func (s *Store) checkVersion(v int) error {
+	if v > SchemaVersion {
+		return fmt.Errorf("pgstore: open schema %q: it is at version %d, this pgstore knows versions up to %d: %w",
+			s.schema, v, SchemaVersion, ErrSchemaVersion)
+	}
+	return nil
+}
+
+// upgrade creates the schema or runs the migrations it lacks, in one
+// transaction that holds the schema's advisory lock: processes opening
+// at once queue on the lock, and each one after the first finds the work
+// done. The transaction is READ COMMITTED so that every statement after
+// the lock sees what the previous holder committed.
+func (s *Store) upgrade(ctx context.Context) error {
+	fail := func(step string, err error) error {
+		return fmt.Errorf("pgstore: open schema %q: %s: %w", s.schema, step, err)
+	}
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return fail("begin", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey(s.schema)); err != nil {
+		return fail("lock", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+s.q.schema); err != nil {
+		return fail("create schema", err)
+	}
+	_, err = tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s.q.schema+`.meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL)`)
+	if err != nil {
+		return fail("create meta table", err)
+	}
+	v, _, err := s.readVersion(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if err := s.checkVersion(v); err != nil {
+		return err
+	}
+	if v == SchemaVersion {
+		return nil
+	}
+	for i := v; i < SchemaVersion; i++ {
+		if _, err := tx.Exec(ctx, strings.ReplaceAll(migrations[i], "{schema}", s.q.schema)); err != nil {
+			return fail(fmt.Sprintf("migrate to version %d", i+1), err)
+		}
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO `+s.q.schema+`.meta (key, value) VALUES ('version', $1::text)
+		ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, strconv.Itoa(SchemaVersion))
+	if err != nil {
+		return fail("write version", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fail("commit", err)
+	}
+	return nil
+}

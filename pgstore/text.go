@@ -1,0 +1,92 @@
+package pgstore
+
+import (
+	"errors"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/shopspring/decimal"
+)
+
+// PostgreSQL's text type holds valid UTF-8 without NUL, while the ledger
+// accepts any valid UTF-8 string, NUL included. Text columns therefore
+// hold an escaped form: NUL is written \x01\x01 and \x01 is written
+// \x01\x02; every other byte stands for itself. The three codes are
+// prefix-free and in the order of the bytes they stand for, so the
+// escaped strings sort bytewise (COLLATE "C") exactly as the originals
+// do, bounds included, and a string without \x00 or \x01 (any string in
+// practice) is stored as it is.
+
+const escapeChars = "\x00\x01"
+
+// encText returns the stored form of s.
+func encText(s string) string {
+	if !strings.ContainsAny(s, escapeChars) {
+		return s
+	}
+	b := make([]byte, 0, len(s)+8)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case 0:
+			b = append(b, 1, 1)
+		case 1:
+			b = append(b, 1, 2)
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+var errEscape = errors.New("malformed escape in stored text")
+
+// decText reverses encText.
+func decText(s string) (string, error) {
+	if strings.IndexByte(s, 1) < 0 {
+		return s, nil
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != 1 {
+			b = append(b, c)
+			continue
+		}
+		if i+1 == len(s) {
+			return "", errEscape
+		}
+		i++
+		switch s[i] {
+		case 1:
+			b = append(b, 0)
+		case 2:
+			b = append(b, 1)
+		default:
+			return "", errEscape
+		}
+	}
+	return string(b), nil
+}
+
+// storable reports whether s can be stored in a text column (after
+// encText): whether it is valid UTF-8. A lookup of a string that is not
+// can find nothing.
+func storable(s string) bool { return utf8.ValidString(s) }
+
+// encDecimal returns d as numeric input, keeping its scale: 1.50 stays
+// 1.50, so it comes back with the same coefficient and exponent.
+func encDecimal(d decimal.Decimal) string {
+	if e := d.Exponent(); e < 0 {
+		return d.StringFixed(-e)
+	}
+	return d.String()
+}
+
+// decDecimal parses numeric output (read as text: exact, never through a
+// float).
+func decDecimal(s string) (decimal.Decimal, error) { return decimal.NewFromString(s) }
+
+// unixTime is the inverse of time.Time.UnixNano, in UTC, as the ledger
+// makes CreatedOn.
+func unixTime(nanos int64) time.Time { return time.Unix(0, nanos).UTC() }

@@ -1,0 +1,654 @@
+package pgstore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
+
+	"github.com/walletledger/ledger"
+)
+
+// Statements that open a transaction. They are not sent on their own but
+// in front of the transaction's first statement.
+const (
+	beginView   = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+	beginUpdate = "BEGIN ISOLATION LEVEL SERIALIZABLE"
+)
+
+// Scans read pages of firstPage rows, growing fourfold up to maxPage: a
+// caller that stops after one row (the last entry, a balance as of an
+// instant) reads few, and a long scan takes few round trips. Each page is
+// read whole before its first row is yielded, so no result set stays open
+// while the caller runs: a caller may read the transaction inside its
+// loop, or interleave several scans, and stopping early leaves nothing to
+// close.
+const (
+	firstPage = 16
+	maxPage   = 1024
+)
+
+// rollbackTimeout bounds the ROLLBACK sent when a transaction ends
+// without committing, even if the caller's context is done.
+const rollbackTimeout = 5 * time.Second
+
+var (
+	errTxDone     = errors.New("pgstore: transaction used after its function returned")
+	errRolledBack = errors.New("pgstore: commit: the server rolled the transaction back")
+)
+
+// tx is a transaction on one connection: a View's or one attempt of an
+// Update's. It sends nothing until it must: BEGIN travels with the first
+// read, writes wait in a buffer until the next read or the commit and
+// then travel together with it, in one batch (one round trip).
+type tx struct {
+	s      *Store
+	conn   *pgx.Conn
+	update bool
+
+	mu     sync.Mutex // serializes use of conn
+	begun  bool       // BEGIN has been sent
+	done   bool       // fn returned: no more use from outside
+	err    error      // the first failure; the transaction is lost
+	writes []write
+}
+
+type writeKind uint8
+
+const (
+	writeInsert writeKind = iota
+	writeUse
+	writeTotal
+)
+
+// write is a buffered write.
+type write struct {
+	kind writeKind
+	id   string // entry ID (insert, use): for errors, and the order of uses
+	a, u string // stored authority and user (total)
+	args []any
+}
+
+var (
+	_ ledger.ReadTx = (*tx)(nil)
+	_ ledger.Tx     = (*tx)(nil)
+)
+
+// usable returns why t cannot run a statement now, if it cannot. Must
+// hold t.mu.
+func (t *tx) usable(ctx context.Context) error {
+	switch {
+	case t.done:
+		return errTxDone
+	case t.err != nil:
+		return t.err
+	}
+	return ctx.Err()
+}
+
+// fail records err as the transaction's failure and returns it.
+func (t *tx) fail(err error) error {
+	if t.err == nil {
+		t.err = err
+	}
+	return err
+}
+
+// reader reads one statement's result out of a batch.
+type reader func(pgx.BatchResults) error
+
+// queue adds what t owes the server to b: its BEGIN and its buffered
+// writes, in the order of orderWrites. It returns the readers of their
+// results and empties the buffer. Must hold t.mu.
+func (t *tx) queue(b *pgx.Batch) []reader {
+	var rs []reader
+	if !t.begun {
+		begin := beginView
+		if t.update {
+			begin = beginUpdate
+		}
+		b.Queue(begin)
+		rs = append(rs, func(br pgx.BatchResults) error {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("pgstore: begin: %w", err)
+			}
+			return nil
+		})
+		t.begun = true
+	}
+	for _, w := range orderWrites(t.writes) {
+		b.Queue(t.sqlOf(w.kind), w.args...)
+		rs = append(rs, w.reader())
+	}
+	clear(t.writes)
+	t.writes = t.writes[:0]
+	return rs
+}
+
+func (t *tx) sqlOf(k writeKind) string {
+	switch k {
+	case writeInsert:
+		return t.s.q.insert
+	case writeUse:
+		return t.s.q.use
+	}
+	return t.s.q.setTotal
+}
+
+func (w write) reader() reader {
+	switch w.kind {
+	case writeInsert:
+		return func(br pgx.BatchResults) error {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("pgstore: insert entry %s: %w", w.id, err)
+			}
+			return nil
+		}
+	case writeUse:
+		return func(br pgx.BatchResults) error {
+			var used, found bool
+			if err := br.QueryRow().Scan(&used, &found); err != nil {
+				return fmt.Errorf("pgstore: mark item of entry %s used: %w", w.id, err)
+			}
+			switch {
+			case !found:
+				return fmt.Errorf("pgstore: mark item of entry %s used: %w", w.id, ledger.ErrNotFound)
+			case !used:
+				return fmt.Errorf("pgstore: mark item of entry %s used: %w", w.id, ledger.ErrNoItem)
+			}
+			return nil
+		}
+	}
+	return func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("pgstore: write total of user %q for authority %q: %w", w.u, w.a, err)
+		}
+		return nil
+	}
+}
+
+// orderWrites returns the writes in the order they are sent. Entries are
+// inserted in call order, and item uses keep their place relative to the
+// inserts (a use may name an entry inserted just before), but a run of
+// consecutive uses is sorted by entry ID; totals go last, sorted by
+// (authority, user), each written once with its last value. Uses commute
+// with each other and totals with everything else, so the result is the
+// same, and every transaction takes its row locks in one order (entries
+// by ID, then totals by key), so two that write the same rows queue
+// instead of deadlocking.
+func orderWrites(ws []write) []write {
+	out := make([]write, 0, len(ws))
+	var totals []write
+	for _, w := range ws {
+		if w.kind == writeTotal {
+			totals = append(totals, w)
+		} else {
+			out = append(out, w)
+		}
+	}
+	for i := 0; i < len(out); i++ {
+		j := i
+		for j < len(out) && out[j].kind == writeUse {
+			j++
+		}
+		if j-i > 1 {
+			slices.SortStableFunc(out[i:j], func(a, b write) int { return cmp.Compare(a.id, b.id) })
+		}
+		i = j
+	}
+	slices.SortStableFunc(totals, func(a, b write) int {
+		return cmp.Or(cmp.Compare(a.a, b.a), cmp.Compare(a.u, b.u))
+	})
+	for i, w := range totals {
+		if i+1 < len(totals) && totals[i+1].a == w.a && totals[i+1].u == w.u {
+			continue // a later SetTotal of the same key wins
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+// read runs one query and calls each for every row, after sending what t
+// owes the server in the same round trip. op names the query in errors.
+func (t *tx) read(ctx context.Context, op, sql string, args []any, each func(pgx.Rows) error) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.usable(ctx); err != nil {
+		return err
+	}
+	var (
+		rows pgx.Rows
+		br   pgx.BatchResults
+		err  error
+	)
+	if t.begun && len(t.writes) == 0 {
+		rows, err = t.conn.Query(ctx, sql, args...)
+		if err != nil {
+			return t.fail(fmt.Errorf("pgstore: %s: %w", op, err))
+		}
+	} else {
+		b := &pgx.Batch{}
+		rs := t.queue(b)
+		b.Queue(sql, args...)
+		br = t.conn.SendBatch(ctx, b)
+		for _, r := range rs {
+			if err := r(br); err != nil {
+				_ = br.Close()
+				return t.fail(err)
+			}
+		}
+		rows, err = br.Query()
+		if err != nil {
+			_ = br.Close()
+			return t.fail(fmt.Errorf("pgstore: %s: %w", op, err))
+		}
+	}
+	for rows.Next() {
+		if err = each(rows); err != nil {
+			break
+		}
+	}
+	rows.Close()
+	if err == nil {
+		err = rows.Err()
+	}
+	if br != nil {
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return t.fail(fmt.Errorf("pgstore: %s: %w", op, err))
+	}
+	return nil
+}
+
+// commit sends the buffered writes and COMMIT, in one round trip when it
+// can. A batch is one pipeline: when a statement fails, the server skips
+// the rest, COMMIT included, so an insert's unique violation can share
+// the round trip with COMMIT. An item use cannot: it fails by its
+// result, not by an error, so COMMIT waits for the result. Must hold
+// t.mu.
+func (t *tx) commit(ctx context.Context) error {
+	if !t.begun && len(t.writes) == 0 {
+		return nil // nothing was read or written: there is no transaction
+	}
+	canShare := !slices.ContainsFunc(t.writes, func(w write) bool { return w.kind == writeUse })
+	if len(t.writes) > 0 {
+		b := &pgx.Batch{}
+		rs := t.queue(b)
+		if canShare {
+			b.Queue("COMMIT")
+			rs = append(rs, func(br pgx.BatchResults) error {
+				ct, err := br.Exec()
+				return commitResult(ct.String(), err)
+			})
+		}
+		br := t.conn.SendBatch(ctx, b)
+		for _, r := range rs {
+			if err := r(br); err != nil {
+				_ = br.Close()
+				return t.fail(err)
+			}
+		}
+		if err := br.Close(); err != nil {
+			return t.fail(fmt.Errorf("pgstore: commit: %w", err))
+		}
+		if canShare {
+			t.begun = false // committed
+			return nil
+		}
+	}
+	ct, err := t.conn.Exec(ctx, "COMMIT")
+	if err := commitResult(ct.String(), err); err != nil {
+		return t.fail(err)
+	}
+	t.begun = false
+	return nil
+}
+
+func commitResult(tag string, err error) error {
+	switch {
+	case err != nil:
+		return fmt.Errorf("pgstore: commit: %w", err)
+	case tag != "COMMIT":
+		// COMMIT of a failed transaction answers ROLLBACK.
+		return errRolledBack
+	}
+	return nil
+}
+
+// end marks t finished and rolls back what is left open. If the ROLLBACK
+// fails the connection is in an unknown state; the pool closes a
+// connection that comes back inside a transaction.
+func (t *tx) end(ctx context.Context) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.done = true
+	t.writes = nil
+	if !t.begun || t.conn.IsClosed() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	if _, err := t.conn.Exec(ctx, "ROLLBACK"); err != nil {
+		_ = t.conn.Close(ctx)
+	}
+	t.begun = false
+}
+
+// Entry implements [ledger.ReadTx].
+func (t *tx) Entry(ctx context.Context, id string) (ledger.Record, error) {
+	if !storable(id) {
+		return ledger.Record{}, t.check(ctx, ledger.ErrNotFound)
+	}
+	return t.one(ctx, "read entry "+id, t.s.q.entry, encText(id))
+}
+
+// EntryByIdempotencyKey implements [ledger.ReadTx].
+func (t *tx) EntryByIdempotencyKey(ctx context.Context, authorityID, key string) (ledger.Record, error) {
+	if key == "" || !storable(authorityID) || !storable(key) {
+		return ledger.Record{}, t.check(ctx, ledger.ErrNotFound)
+	}
+	return t.one(ctx, "read idempotency key", t.s.q.entryByKey, encText(authorityID), encText(key))
+}
+
+// check returns why t cannot be used, or else miss: a lookup that needs
+// no query still honours the context and the transaction's state.
+func (t *tx) check(ctx context.Context, miss error) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.usable(ctx); err != nil {
+		return err
+	}
+	return miss
+}
+
+func (t *tx) one(ctx context.Context, op, sql string, args ...any) (ledger.Record, error) {
+	var r ledger.Record
+	found := false
+	err := t.read(ctx, op, sql, args, func(rows pgx.Rows) error {
+		found = true
+		return scanRecord(rows, &r)
+	})
+	switch {
+	case err != nil:
+		return ledger.Record{}, err
+	case !found:
+		return ledger.Record{}, ledger.ErrNotFound
+	}
+	return r, nil
+}
+
+// scanRecord reads a row of recordColumns.
+func scanRecord(rows pgx.Rows, r *ledger.Record) error {
+	var (
+		id, auth, user, amount, reason, balance, authBalance string
+		createdOn                                            int64
+		itemName, key                                        *string
+		itemUsed                                             *bool
+		data                                                 []byte
+	)
+	if err := rows.Scan(&id, &auth, &user, &createdOn, &amount, &reason, &itemName, &itemUsed, &data, &balance, &authBalance, &key); err != nil {
+		return err
+	}
+	var errs []error
+	text := func(s string) string {
+		d, err := decText(s)
+		errs = append(errs, err)
+		return d
+	}
+	num := func(s string) decimal.Decimal {
+		d, err := decDecimal(s)
+		errs = append(errs, err)
+		return d
+	}
+	*r = ledger.Record{
+		Entry: ledger.Entry{
+			ID:          text(id),
+			AuthorityID: text(auth),
+			UserID:      text(user),
+			CreatedOn:   unixTime(createdOn),
+			Amount:      num(amount),
+			Reason:      text(reason),
+			Balance:     num(balance),
+		},
+		AuthorityBalance: num(authBalance),
+	}
+	if itemName != nil {
+		r.Item = &ledger.Item{Name: text(*itemName), Used: itemUsed != nil && *itemUsed, Data: data}
+	}
+	if key != nil {
+		r.IdempotencyKey = text(*key)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("entry %q: %w", id, err)
+	}
+	return nil
+}
+
+// Entries implements [ledger.ReadTx]. It reads in pages (see firstPage).
+func (t *tx) Entries(ctx context.Context, sc ledger.Scan) iter.Seq2[ledger.Record, error] {
+	return func(yield func(ledger.Record, error) bool) {
+		var k scanKey
+		var args []any
+		if sc.AuthorityID != "" {
+			if !storable(sc.AuthorityID) {
+				return // nothing stored can match
+			}
+			k |= scanAuthority
+			args = append(args, encText(sc.AuthorityID))
+		}
+		if sc.UserID != "" {
+			if !storable(sc.UserID) {
+				return
+			}
+			k |= scanUser
+			args = append(args, encText(sc.UserID))
+		}
+		if sc.ItemsOnly {
+			k |= scanItems
+		}
+		if sc.Reverse {
+			k |= scanReverse
+		}
+		if !storable(sc.Start) || !storable(sc.End) {
+			yield(ledger.Record{}, fmt.Errorf("pgstore: scan entries: bound %q or %q is not valid UTF-8", sc.Start, sc.End))
+			return
+		}
+		fixed := len(args)
+		start, end := encText(sc.Start), encText(sc.End)
+		if sc.Start != "" {
+			k |= scanStart
+		}
+		if sc.End != "" {
+			k |= scanEnd
+		}
+		limit := firstPage
+		for {
+			args = args[:fixed]
+			if k&(scanStart|scanAfter) != 0 {
+				args = append(args, start)
+			}
+			if k&scanEnd != 0 {
+				args = append(args, end)
+			}
+			args = append(args, limit)
+			var page []ledger.Record
+			var last string // stored ID of the page's last row
+			err := t.read(ctx, "scan entries", t.s.q.scans[k], args, func(rows pgx.Rows) error {
+				var r ledger.Record
+				if err := scanRecord(rows, &r); err != nil {
+					return err
+				}
+				page = append(page, r)
+				return nil
+			})
+			if err != nil {
+				yield(ledger.Record{}, err)
+				return
+			}
+			for _, r := range page {
+				if !yield(r, nil) {
+					return
+				}
+			}
+			if len(page) < limit {
+				return
+			}
+			last = encText(page[len(page)-1].ID)
+			if sc.Reverse {
+				k, end = k|scanEnd, last
+			} else {
+				k, start = k&^scanStart|scanAfter, last
+			}
+			limit = min(4*limit, maxPage)
+		}
+	}
+}
+
+// Total implements [ledger.ReadTx].
+func (t *tx) Total(ctx context.Context, authorityID, userID string) (decimal.Decimal, bool, error) {
+	if !storable(authorityID) || !storable(userID) {
+		return decimal.Decimal{}, false, t.check(ctx, nil)
+	}
+	var text string
+	found := false
+	err := t.read(ctx, "read total", t.s.q.total, []any{encText(authorityID), encText(userID)}, func(rows pgx.Rows) error {
+		found = true
+		return rows.Scan(&text)
+	})
+	if err != nil || !found {
+		return decimal.Decimal{}, false, err
+	}
+	v, err := decDecimal(text)
+	if err != nil {
+		return decimal.Decimal{}, false, fmt.Errorf("pgstore: read total of user %q for authority %q: %w", userID, authorityID, err)
+	}
+	return v, true, nil
+}
+
+// Totals implements [ledger.ReadTx]. It reads in pages (see firstPage).
+func (t *tx) Totals(ctx context.Context, authorityID, afterUserID string) iter.Seq2[ledger.UserTotal, error] {
+	return func(yield func(ledger.UserTotal, error) bool) {
+		if !storable(authorityID) {
+			if err := t.check(ctx, nil); err != nil {
+				yield(ledger.UserTotal{}, err)
+			}
+			return
+		}
+		if !storable(afterUserID) {
+			yield(ledger.UserTotal{}, fmt.Errorf("pgstore: read totals: user bound %q is not valid UTF-8", afterUserID))
+			return
+		}
+		a, after := encText(authorityID), encText(afterUserID)
+		q := t.s.q.totals[1]
+		if afterUserID == "" {
+			q = t.s.q.totals[0] // every user, "" included
+		}
+		limit := firstPage
+		for {
+			var page []ledger.UserTotal
+			err := t.read(ctx, "read totals", q, []any{a, after, limit}, func(rows pgx.Rows) error {
+				var u, v string
+				if err := rows.Scan(&u, &v); err != nil {
+					return err
+				}
+				user, err := decText(u)
+				if err != nil {
+					return fmt.Errorf("user %q: %w", u, err)
+				}
+				total, err := decDecimal(v)
+				if err != nil {
+					return fmt.Errorf("user %q: %w", u, err)
+				}
+				page = append(page, ledger.UserTotal{UserID: user, Total: total})
+				return nil
+			})
+			if err != nil {
+				yield(ledger.UserTotal{}, err)
+				return
+			}
+			for _, r := range page {
+				if !yield(r, nil) {
+					return
+				}
+			}
+			if len(page) < limit {
+				return
+			}
+			q, after = t.s.q.totals[1], encText(page[len(page)-1].UserID)
+			limit = min(4*limit, maxPage)
+		}
+	}
+}
+
+// buffer adds a write to send with the next read or the commit.
+func (t *tx) buffer(ctx context.Context, w write) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.usable(ctx); err != nil {
+		return err
+	}
+	t.writes = append(t.writes, w)
+	return nil
+}
+
+// InsertEntry implements [ledger.Tx]. The insert is sent with the next
+// read or the commit; a duplicate ID or idempotency key then fails the
+// transaction, and Update returns the unique violation.
+func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
+	texts := []string{r.ID, r.AuthorityID, r.UserID, r.Reason, r.IdempotencyKey}
+	if r.Item != nil {
+		texts = append(texts, r.Item.Name)
+	}
+	for _, s := range texts {
+		if !storable(s) {
+			return fmt.Errorf("pgstore: insert entry %q: text %q is not valid UTF-8", r.ID, s)
+		}
+	}
+	var (
+		itemName, key any // NULL unless set
+		itemUsed      any
+		data          []byte
+	)
+	if r.Item != nil {
+		itemName, itemUsed = encText(r.Item.Name), r.Item.Used
+		data = slices.Clone(r.Item.Data) // the caller may reuse its slice
+	}
+	if r.IdempotencyKey != "" {
+		key = encText(r.IdempotencyKey)
+	}
+	return t.buffer(ctx, write{kind: writeInsert, id: r.ID, args: []any{
+		encText(r.ID), encText(r.AuthorityID), encText(r.UserID), r.CreatedOn.UnixNano(),
+		encDecimal(r.Amount), encText(r.Reason), itemName, itemUsed, data,
+		encDecimal(r.Balance), encDecimal(r.AuthorityBalance), key,
+	}})
+}
+
+// SetItemUsed implements [ledger.Tx]. The update is sent with the next
+// read or the commit; a missing entry or item then fails the transaction
+// with [ledger.ErrNotFound] or [ledger.ErrNoItem].
+func (t *tx) SetItemUsed(ctx context.Context, id string) error {
+	if !storable(id) {
+		return t.check(ctx, ledger.ErrNotFound)
+	}
+	return t.buffer(ctx, write{kind: writeUse, id: id, args: []any{encText(id)}})
+}
+
+// SetTotal implements [ledger.Tx]. The write is sent with the next read
+// or the commit.
+func (t *tx) SetTotal(ctx context.Context, authorityID, userID string, total decimal.Decimal) error {
+	if !storable(authorityID) || !storable(userID) {
+		return fmt.Errorf("pgstore: write total of user %q for authority %q: not valid UTF-8", userID, authorityID)
+	}
+	a, u := encText(authorityID), encText(userID)
+	return t.buffer(ctx, write{kind: writeTotal, a: a, u: u, args: []any{a, u, encDecimal(total)}})
+}

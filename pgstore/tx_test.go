@@ -1,0 +1,291 @@
+package pgstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/shopspring/decimal"
+	"github.com/stretchr/testify/require"
+
+	"github.com/walletledger/ledger"
+	"github.com/walletledger/ledger/pgstore"
+)
+
+// TestRetry makes two transactions read one total and then both write
+// it: one of them must fail to serialize, and Update runs it again.
+func TestRetry(t *testing.T) {
+	ctx := context.Background()
+	dbURL(t)
+	for _, tc := range []struct {
+		name       string
+		maxRetries int
+		wantRetry  bool
+	}{
+		{"retried", pgstore.DefaultMaxRetries, true},
+		{"no retries", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t, pgstore.WithMaxRetries(tc.maxRetries))
+			require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, "", "u", decimal.Zero) }))
+			var calls atomic.Int32
+			read := make(chan struct{})
+			both := make(chan struct{})
+			errs := make([]error, 2)
+			var wg sync.WaitGroup
+			for i := range errs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errs[i] = s.Update(ctx, func(tx ledger.Tx) error {
+						first := calls.Add(1) <= 2
+						v, _, err := tx.Total(ctx, "", "u")
+						if err != nil {
+							return err
+						}
+						if first {
+							read <- struct{}{}
+							<-both
+						}
+						return tx.SetTotal(ctx, "", "u", v.Add(decimal.NewFromInt(1)))
+					})
+				}()
+			}
+			<-read
+			<-read
+			close(both)
+			wg.Wait()
+
+			var total decimal.Decimal
+			require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+				var err error
+				total, _, err = tx.Total(ctx, "", "u")
+				return err
+			}))
+			if tc.wantRetry {
+				require.NoError(t, errs[0])
+				require.NoError(t, errs[1])
+				require.Equal(t, "2", total.String(), "no lost update")
+				require.Equal(t, int32(3), calls.Load(), "one function ran twice")
+				require.Equal(t, pgstore.Stats{Updates: 3, Retries: 1}, s.Stats())
+				return
+			}
+			failed := errors.Join(errs...)
+			require.Error(t, failed, "one of the two must fail to serialize")
+			require.False(t, errs[0] != nil && errs[1] != nil, "only one fails")
+			var pe *pgconn.PgError
+			require.ErrorAs(t, failed, &pe)
+			require.Equal(t, "40001", pe.Code)
+			require.Equal(t, "1", total.String(), "the failed one wrote nothing")
+			require.Equal(t, int32(2), calls.Load())
+		})
+	}
+}
+
+// counter counts the statements and batches a pool sends: once the
+// statements are prepared on the connection, each is one round trip.
+type counter struct{ n atomic.Int64 }
+
+func (c *counter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+func (c *counter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (c *counter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+func (c *counter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (c *counter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+// TestRoundTrips counts the round trips of the ledger's common calls:
+// BEGIN travels with the first read, and the writes with COMMIT.
+func TestRoundTrips(t *testing.T) {
+	ctx := context.Background()
+	c := &counter{}
+	s := newStore(t, pgstore.WithPoolConfig(func(pc *pgxpool.Config) {
+		pc.ConnConfig.Tracer = c
+		pc.MaxConns = 1 // one connection, so that every statement is prepared once
+	}))
+	l, err := ledger.New(s)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+
+	// Each case prepares (uncounted) and returns the call to count.
+	n := 0
+	create := func(key string, item bool) func() error {
+		return func() error {
+			n++
+			ne := ledger.NewEntry{AuthorityID: "bank", UserID: fmt.Sprint("u", n%3), Amount: decimal.NewFromInt(5), Reason: "in"}
+			if key != "" {
+				ne.IdempotencyKey = fmt.Sprint(key, n)
+			}
+			if item {
+				ne.Item = &ledger.Item{Name: "thing"}
+			}
+			_, err := l.CreateEntry(ctx, ne)
+			return err
+		}
+	}
+	use := func() func() error {
+		e, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "shop", UserID: "u", Amount: decimal.Zero, Reason: "grant", Item: &ledger.Item{Name: "thing"}})
+		require.NoError(t, err)
+		return func() error {
+			_, err := l.UseItem(ctx, "shop", e.ID)
+			return err
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		prepare func() func() error
+		want    int64
+	}{
+		{"CreateEntry: read two totals; write", func() func() error { return create("", false) }, 3},
+		{"CreateEntry with a key: read the key, two totals; write", func() func() error { return create("k", true) }, 4},
+		{"UseItem: read the entry; mark; commit", use, 3},
+		{"Wallets of one user: read the total; end", func() func() error {
+			return func() error {
+				_, err := l.Wallets(ctx, ledger.WalletQuery{UserIDs: []string{"u1"}})
+				return err
+			}
+		}, 2},
+		{"Update that only writes", func() func() error {
+			return func() error {
+				return s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, "x", "y", decimal.NewFromInt(1)) })
+			}
+		}, 1},
+		{"View that reads nothing", func() func() error {
+			return func() error { return s.View(ctx, func(ledger.ReadTx) error { return nil }) }
+		}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.NoError(t, tc.prepare()(), "the first call prepares the statements")
+			fn := tc.prepare()
+			before := c.n.Load()
+			require.NoError(t, fn())
+			require.Equal(t, tc.want, c.n.Load()-before, "round trips")
+		})
+	}
+}
+
+// TestTxMisuse checks what a Tx does when its caller misbehaves.
+func TestTxMisuse(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	l, err := ledger.New(s)
+	require.NoError(t, err)
+	e, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "bank", UserID: "u", Amount: decimal.NewFromInt(1), Reason: "in"})
+	require.NoError(t, err)
+	rec := ledger.Record{Entry: e}
+
+	t.Run("IgnoredWriteFailure", func(t *testing.T) {
+		// The duplicate insert fails when the next read sends it; fn
+		// ignores that and returns nil, but nothing may commit.
+		fresh := rec
+		fresh.ID = "ffffffffffffffffffffffff"
+		err := s.Update(ctx, func(tx ledger.Tx) error {
+			require.NoError(t, tx.InsertEntry(ctx, fresh))
+			require.NoError(t, tx.InsertEntry(ctx, rec))
+			_, err := tx.Entry(ctx, rec.ID)
+			require.Error(t, err, "the read reports the failed insert")
+			_, _, err = tx.Total(ctx, "", "u")
+			require.Error(t, err, "the transaction stays failed")
+			return nil
+		})
+		require.Error(t, err)
+		require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+			_, err := tx.Entry(ctx, fresh.ID)
+			require.ErrorIs(t, err, ledger.ErrNotFound)
+			return nil
+		}))
+	})
+
+	t.Run("ItemErrorsAtNextRead", func(t *testing.T) {
+		err := s.Update(ctx, func(tx ledger.Tx) error {
+			require.NoError(t, tx.SetItemUsed(ctx, rec.ID))
+			_, err := tx.Entry(ctx, rec.ID)
+			require.ErrorIs(t, err, ledger.ErrNoItem)
+			return err
+		})
+		require.ErrorIs(t, err, ledger.ErrNoItem)
+	})
+
+	t.Run("FailedUseCommitsNothing", func(t *testing.T) {
+		// The item use is sent with the other writes and fails by its
+		// result, not by an error: COMMIT must wait for it.
+		fresh := rec
+		fresh.ID = "fffffffffffffffffffffffe"
+		for _, missing := range []string{"000000000000000000000000", rec.ID} {
+			err := s.Update(ctx, func(tx ledger.Tx) error {
+				require.NoError(t, tx.SetTotal(ctx, "", "someone", decimal.NewFromInt(9)))
+				require.NoError(t, tx.InsertEntry(ctx, fresh))
+				return tx.SetItemUsed(ctx, missing)
+			})
+			require.Error(t, err)
+			require.True(t, errors.Is(err, ledger.ErrNotFound) || errors.Is(err, ledger.ErrNoItem), "%v", err)
+			require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+				_, err := tx.Entry(ctx, fresh.ID)
+				require.ErrorIs(t, err, ledger.ErrNotFound, "the insert was committed")
+				_, ok, err := tx.Total(ctx, "", "someone")
+				require.NoError(t, err)
+				require.False(t, ok, "the total was committed")
+				return nil
+			}))
+		}
+	})
+
+	t.Run("UseAfterReturn", func(t *testing.T) {
+		var kept ledger.ReadTx
+		require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+			kept = tx
+			_, err := tx.Entry(ctx, rec.ID)
+			return err
+		}))
+		_, err := kept.Entry(ctx, rec.ID)
+		require.Error(t, err)
+		for _, err := range kept.Entries(ctx, ledger.Scan{}) {
+			require.Error(t, err)
+		}
+	})
+
+	t.Run("CancelledMidScan", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		err := s.View(ctx, func(tx ledger.ReadTx) error {
+			for _, err := range tx.Entries(ctx, ledger.Scan{}) {
+				if err != nil {
+					return err
+				}
+				cancel()
+			}
+			_, err := tx.Entry(ctx, rec.ID)
+			return err
+		})
+		require.ErrorIs(t, err, context.Canceled)
+	})
+
+	t.Run("Panic", func(t *testing.T) {
+		require.Panics(t, func() {
+			_ = s.Update(ctx, func(tx ledger.Tx) error {
+				_, _, _ = tx.Total(ctx, "", "u")
+				panic("boom")
+			})
+		})
+		// The connection went back clean: the store still works.
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		require.NoError(t, s.Ping(tctx))
+		_, err := l.CreateEntry(tctx, ledger.NewEntry{AuthorityID: "bank", UserID: "u", Amount: decimal.NewFromInt(1), Reason: "in"})
+		require.NoError(t, err)
+	})
+
+	require.NoError(t, l.Close())
+	require.ErrorIs(t, s.Close(), ledger.ErrClosed)
+}
