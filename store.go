@@ -35,7 +35,9 @@ type Store interface {
 	// wrote is kept and Update returns that error. A store may call fn
 	// more than once (to retry a conflict), so fn must not have effects
 	// outside the Tx that it cannot repeat. The Tx is valid only until fn
-	// returns.
+	// returns. An error from Update after fn returned nil may leave the
+	// commit's fate unknown (a connection lost during COMMIT): callers
+	// that retry such writes use idempotency keys.
 	Update(ctx context.Context, fn func(Tx) error) error
 
 	// Ping reports whether the store can serve requests.
@@ -80,12 +82,15 @@ type Tx interface {
 	// and, when r.IdempotencyKey is set, for
 	// [ReadTx.EntryByIdempotencyKey]. An entry with the same ID (or the
 	// same authority and idempotency key) must not exist; if one does,
-	// InsertEntry returns an error and writes nothing.
+	// the transaction fails: InsertEntry returns an error, or (in a store
+	// that sends writes in batches) a later read or Update does.
 	InsertEntry(ctx context.Context, r Record) error
 
-	// SetItemUsed marks the item of an existing entry used. It returns
-	// [ErrNotFound] if the entry does not exist and [ErrNoItem] if it has
-	// no item. The ledger has already checked both; this is a last guard.
+	// SetItemUsed marks the item of an existing entry used. If the entry
+	// does not exist or has no item, the transaction fails with
+	// [ErrNotFound] or [ErrNoItem], from SetItemUsed or, in a store that
+	// batches writes, from a later read or Update. The ledger has already
+	// checked both; this is a last guard.
 	SetItemUsed(ctx context.Context, id string) error
 
 	// SetTotal stores the running total of (authorityID, userID);
