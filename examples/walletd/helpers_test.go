@@ -55,8 +55,10 @@ type testEnv struct {
 }
 
 type envOptions struct {
-	store ledger.Store
-	data  string // default ":memory:"
+	store    ledger.Store
+	data     string // default ":memory:"
+	pgSchema string // with a postgres:// data
+	authDir  string // default a new temporary directory
 }
 
 // newTestEnv starts walletd on a loopback port. The API base URL is known
@@ -66,7 +68,10 @@ func newTestEnv(t *testing.T, opts envOptions) *testEnv {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	env := &testEnv{t: t, authDir: t.TempDir(), logs: &syncBuffer{}}
+	env := &testEnv{t: t, authDir: opts.authDir, logs: &syncBuffer{}}
+	if env.authDir == "" {
+		env.authDir = t.TempDir()
+	}
 	env.now.Store(time.Now().UnixNano())
 	data := opts.data
 	if data == "" {
@@ -74,6 +79,7 @@ func newTestEnv(t *testing.T, opts envOptions) *testEnv {
 	}
 	s, err := newServer(context.Background(), config{
 		Data:        data,
+		PGSchema:    opts.pgSchema,
 		Authorities: env.authDir,
 		Logger:      slog.New(slog.NewTextHandler(env.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Store:       opts.store,

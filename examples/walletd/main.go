@@ -74,6 +74,7 @@ func runMain() int {
 
 const usage = `usage:
   walletd serve [-data DIR] [-authorities DIR] [-addr HOST:PORT] [-metrics-addr HOST:PORT]
+                [-store badger|memory|postgres] [-pg URL] [-pg-schema NAME]
   walletd create-authority [-data DIR] [-authorities DIR] REQUEST.json
 
 Run "walletd COMMAND -h" for a command's flags.
@@ -122,8 +123,11 @@ func parseFlags(fs *flag.FlagSet, args []string) (pos []string, help bool, err e
 func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("walletd serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	data := fs.String("data", defaultData, "data `DIR`: the ledger in DIR/ledger, authorities in DIR/authorities; :memory: for a ledger in memory")
-	authDir := fs.String("authorities", "", "authorities `DIR` (default DIR/authorities, or ./walletd-data/authorities with -data :memory:)")
+	data := fs.String("data", defaultData, "data `DIR`: the ledger in DIR/ledger, authorities in DIR/authorities; :memory: for a ledger in memory; a postgres:// URL for a ledger in PostgreSQL")
+	authDir := fs.String("authorities", "", "authorities `DIR` (default DIR/authorities, or ./walletd-data/authorities when the ledger is in memory or PostgreSQL)")
+	storeKind := fs.String("store", "", "ledger store: badger, memory or postgres (default: what -data looks like)")
+	pg := fs.String("pg", "", "PostgreSQL `URL` for -store postgres (postgres://user@host/db)")
+	pgSchema := fs.String("pg-schema", "", "PostgreSQL schema that holds the ledger (default walletledger)")
 	addr := fs.String("addr", defaultAddr, "API listen address")
 	metricsAddr := fs.String("metrics-addr", defaultMetricsAddr, "Prometheus metrics listen address; empty for none")
 	pos, help, err := parseFlags(fs, args)
@@ -142,7 +146,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	s, err := newServer(ctx, config{Data: *data, Authorities: *authDir, Logger: log})
+	s, err := newServer(ctx, config{
+		Data: *data, StoreKind: *storeKind, PG: *pg, PGSchema: *pgSchema, Authorities: *authDir, Logger: log,
+	})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return exitFailure
@@ -192,7 +198,7 @@ func runCreateAuthority(args []string, stdin io.Reader, stdout, stderr io.Writer
 		fs.PrintDefaults()
 	}
 	data := fs.String("data", defaultData, "data `DIR` whose authorities directory (DIR/authorities) gets the authority")
-	authDir := fs.String("authorities", "", "authorities `DIR` (default DIR/authorities, or ./walletd-data/authorities with -data :memory:)")
+	authDir := fs.String("authorities", "", "authorities `DIR` (default DIR/authorities, or ./walletd-data/authorities when -data is :memory: or a postgres:// URL)")
 	pos, help, err := parseFlags(fs, args)
 	switch {
 	case help:
@@ -228,7 +234,7 @@ func runCreateAuthority(args []string, stdin io.Reader, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "walletd create-authority: %s: %v\n", pos[0], err)
 		return exitUsage
 	}
-	dir := authoritiesDir(*data, *authDir)
+	dir := config{Data: *data, Authorities: *authDir}.authoritiesDir()
 	cfg, err := createAuthority(dir, req, time.Now())
 	if err != nil {
 		fmt.Fprintf(stderr, "walletd create-authority: %v\n", err)

@@ -40,10 +40,16 @@ const (
 
 // config is what a server is made from.
 type config struct {
-	// Data is the data directory, or ":memory:".
+	// Data is the data directory, ":memory:", or a postgres:// URL.
 	Data string
-	// Authorities is the authorities directory; "" means Data/authorities
-	// (./walletd-data/authorities with ":memory:").
+	// StoreKind is -store: "badger", "memory" or "postgres"; "" means
+	// what Data looks like.
+	StoreKind string
+	// PG and PGSchema are -pg and -pg-schema: the database and the schema
+	// of a postgres store ("" for pgstore's default schema).
+	PG, PGSchema string
+	// Authorities is the authorities directory; "" means Data/authorities,
+	// or ./walletd-data/authorities when the ledger is not in a directory.
 	Authorities string
 	Logger      *slog.Logger
 	// Store, when set, is used instead of opening Data; for tests.
@@ -72,13 +78,13 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 	if now == nil {
 		now = time.Now
 	}
-	auths, err := loadAuthorities(ctx, authoritiesDir(cfg.Data, cfg.Authorities), log, now)
+	auths, err := loadAuthorities(ctx, cfg.authoritiesDir(), log, now)
 	if err != nil {
 		return nil, err
 	}
 	store := cfg.Store
 	if store == nil {
-		if store, err = openStore(cfg.Data, log); err != nil {
+		if store, err = openStore(ctx, cfg, log); err != nil {
 			return nil, err
 		}
 	}
@@ -92,16 +98,17 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 	return s, nil
 }
 
-// authoritiesDir is where authorities live for the given -data and
-// -authorities flags.
-func authoritiesDir(data, flagValue string) string {
+// authoritiesDir is where authorities live: -authorities, else
+// DIR/authorities for a ledger in -data DIR, else
+// ./walletd-data/authorities.
+func (cfg config) authoritiesDir() string {
 	switch {
-	case flagValue != "":
-		return flagValue
-	case data == memoryData:
+	case cfg.Authorities != "":
+		return cfg.Authorities
+	case cfg.storeKind() != storeBadger:
 		return filepath.Join(defaultData, "authorities")
 	}
-	return filepath.Join(data, "authorities")
+	return filepath.Join(cfg.Data, "authorities")
 }
 
 // Close closes the ledger, after the calls in flight.
