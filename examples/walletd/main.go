@@ -5,7 +5,10 @@
 // Usage:
 //
 //	walletd serve [-data DIR] [-authorities DIR] [-addr HOST:PORT] [-metrics-addr HOST:PORT]
+//	              [-store badger|memory|postgres] [-pg URL] [-pg-schema NAME]
 //	walletd create-authority [-data DIR] [-authorities DIR] REQUEST.json
+//	walletd export [-data DIR] [-store ...] [-pg URL] [-pg-schema NAME] [FILE]
+//	walletd import [-data DIR] [-store ...] [-pg URL] [-pg-schema NAME] [FILE]
 //
 // serve runs the HTTP API (GET /api/v1/health, POST /api/v1/entry, GET
 // /api/v1/wallet, GET /api/v1/entry/inventory, POST
@@ -16,6 +19,13 @@
 // "nickname"}}, stores a new authority with its public key in the
 // authorities directory, and prints the authority client configuration
 // file, the only place its private key ever appears.
+//
+// export writes the whole ledger as JSON Lines to FILE (default standard
+// output); import loads such a file (default standard input) into an
+// empty ledger and verifies it. Together they move a ledger between
+// stores, say from Badger to PostgreSQL:
+//
+//	walletd export -data walletd-data | walletd import -data postgres://wallet@db/wallet
 //
 // DIR (default ./walletd-data) holds the ledger in DIR/ledger (Badger,
 // durable) and the authorities in DIR/authorities/<authority_id>.json.
@@ -40,6 +50,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/walletledger/ledger"
 )
 
 // Exit statuses.
@@ -76,6 +88,8 @@ const usage = `usage:
   walletd serve [-data DIR] [-authorities DIR] [-addr HOST:PORT] [-metrics-addr HOST:PORT]
                 [-store badger|memory|postgres] [-pg URL] [-pg-schema NAME]
   walletd create-authority [-data DIR] [-authorities DIR] REQUEST.json
+  walletd export [-data DIR] [-store ...] [-pg URL] [-pg-schema NAME] [FILE]
+  walletd import [-data DIR] [-store ...] [-pg URL] [-pg-schema NAME] [FILE]
 
 Run "walletd COMMAND -h" for a command's flags.
 `
@@ -93,6 +107,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runServe(ctx, args[1:], stderr)
 	case "create-authority":
 		return runCreateAuthority(args[1:], stdin, stdout, stderr)
+	case "export", "import":
+		return runTransfer(ctx, args[0], args[1:], stdin, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -253,5 +269,80 @@ func runCreateAuthority(args []string, stdin io.Reader, stdout, stderr io.Writer
 	}
 	fmt.Fprintf(stderr, "walletd: created authority %s (%s) in %s; the configuration above is the only copy of its private key\n",
 		cfg.AuthorityID, req.Name, dir)
+	return exitOK
+}
+
+// runTransfer runs export (the ledger to FILE or standard output) or
+// import (FILE or standard input into an empty ledger).
+func runTransfer(ctx context.Context, cmd string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("walletd "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", defaultData, "data `DIR` whose ledger (DIR/ledger) to use; :memory: or a postgres:// URL also work")
+	storeKind := fs.String("store", "", "ledger store: badger, memory or postgres (default: what -data looks like)")
+	pg := fs.String("pg", "", "PostgreSQL `URL` for -store postgres")
+	pgSchema := fs.String("pg-schema", "", "PostgreSQL schema that holds the ledger (default walletledger)")
+	pos, help, err := parseFlags(fs, args)
+	switch {
+	case help:
+		return exitOK
+	case err != nil:
+		return exitUsage
+	case len(pos) > 1:
+		fmt.Fprintf(stderr, "walletd %s: want at most one FILE, got %q\n", cmd, pos)
+		return exitUsage
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "walletd %s: %v\n", cmd, err)
+		return exitFailure
+	}
+	cfg := config{Data: *data, StoreKind: *storeKind, PG: *pg, PGSchema: *pgSchema}
+	store, err := openStore(ctx, cfg, slog.New(slog.NewTextHandler(stderr, nil)))
+	if err != nil {
+		return fail(err)
+	}
+	l, err := ledger.New(store, ledger.WithPrecision(0, 18))
+	if err != nil {
+		store.Close()
+		return fail(err)
+	}
+	defer l.Close()
+
+	file := "-"
+	if len(pos) == 1 {
+		file = pos[0]
+	}
+	if cmd == "export" {
+		out := stdout
+		if file != "-" {
+			f, err := os.Create(file)
+			if err != nil {
+				return fail(err)
+			}
+			defer f.Close()
+			out = f
+		}
+		if err := l.Export(ctx, out); err != nil {
+			return fail(err)
+		}
+		if f, ok := out.(*os.File); ok && file != "-" {
+			if err := f.Sync(); err != nil {
+				return fail(err)
+			}
+		}
+		return exitOK
+	}
+	in := stdin
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return fail(err)
+		}
+		defer f.Close()
+		in = f
+	}
+	if err := ledger.Import(ctx, l, in); err != nil {
+		return fail(err)
+	}
+	fmt.Fprintf(stderr, "walletd import: ledger imported and verified\n")
 	return exitOK
 }
