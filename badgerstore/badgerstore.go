@@ -1,0 +1,530 @@
+// Package badgerstore is a durable [ledger.Store] in a directory on disk,
+// on Badger v4 (github.com/dgraph-io/badger/v4).
+//
+//	s, err := badgerstore.Open("/var/lib/wallet")
+//	...
+//	l, err := ledger.New(s) // l.Close closes s
+//
+// # Durability
+//
+// By default every commit is fsynced before Update returns, so a ledger
+// write that returned survives a crash of the process, of the machine, or
+// a power cut. [WithSyncWrites](false) trades that for speed: a commit
+// that returned survives a crash of the process, but a crash of the
+// machine may lose the last commits (whole transactions, never part of
+// one; the database is never corrupted). Concurrent commits share an
+// fsync, so durable throughput grows with the number of writers (and the
+// ledger groups concurrent writes into one commit besides).
+//
+// A crash while Badger creates a file (when a ledger is created, or when
+// Badger starts a new log file) can leave a file Badger itself refuses to
+// open: an empty log file, or a manifest not yet renamed into place. Such
+// files hold no data, and Open clears them (logging a warning with
+// [WithLogger]).
+//
+// # Concurrency
+//
+// Transactions are Badger's: each reads a snapshot, and a commit fails
+// with a conflict if a transaction that committed meanwhile wrote a key
+// this one read (by a point read, or as a key a scan yielded). Update
+// retries a conflicting transaction itself, after a short randomized
+// backoff, so callers never see a conflict unless an Update keeps
+// conflicting for 64 attempts. This makes read-modify-write of totals,
+// and the ledger's checks of entries and idempotency keys (point reads,
+// hits or misses), serializable. A key that a concurrent transaction
+// inserts into a range an Update scanned is not a conflict: a Tx that
+// decides on a scan of entries is not protected from such phantoms (the
+// ledger never writes on the strength of a scan). Only one process may
+// open a directory: [Open] fails at once with [ErrLocked] in any other.
+//
+// # Key layout
+//
+// Every key starts with a one-byte prefix naming what it holds. Within a
+// key, variable-length components are preceded by their length as a
+// uvarint, except the last, so that the keys sharing a prefix and leading
+// components sort by the last component, bytewise. Entry IDs sort in
+// creation order, so an index ordered by ID is in creation order too.
+// lp(s) below is a uvarint length followed by s; index values are empty.
+//
+//	m "format"                   format version (uvarint)
+//	e id                         the entry's record
+//	u lp(user) id                index: by user
+//	a lp(authority) id           index: by authority
+//	p lp(authority) lp(user) id  index: by authority and user
+//	i id                         index: entries with an item
+//	v lp(user) id                index: entries with an item, by user
+//	w lp(authority) id           index: entries with an item, by authority
+//	t lp(authority) user         running total (decimal); authority "" = all
+//	k lp(authority) key          idempotency key: the value is the entry ID
+//
+// So a wallet total and an (authority, user) total are point lookups, as
+// are an entry by ID and by idempotency key. [ledger.ReadTx.Totals] seeks
+// within one authority's totals. A scan of entries seeks within one index,
+// chosen from the Scan's UserID, AuthorityID and ItemsOnly (by authority
+// and user, filtered by the records for ItemsOnly; else items by user,
+// by user, items by authority, by authority, items, all): an inventory
+// query by user or authority walks only that user's or authority's
+// items, and paging (Start, After) is a seek, not a skip. Index scans
+// read each entry's record with a point lookup.
+//
+// Records are encoded with this package's own compact binary codec, led
+// by a version byte: decimals keep their exact coefficient and exponent,
+// item data is kept byte for byte, and CreatedOn is kept as Unix
+// nanoseconds and comes back in UTC. On disk, records of 256 bytes or
+// more are kept in Badger's value log rather than its LSM tree (see
+// [WithValueLogGC]).
+//
+// # On-disk format
+//
+// Open writes the format version when it creates a ledger and checks it
+// on every open: a directory written by a newer format fails with
+// [ErrFormat], and a directory holding something other than a ledger
+// fails with [ErrNotLedger].
+package badgerstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/walletledger/ledger"
+)
+
+// The errors [Open] returns for a directory it cannot use. Each error
+// satisfies errors.Is with its sentinel and names the directory.
+var (
+	// ErrLocked is returned by Open when another process, or another
+	// Store in this process, has the directory open.
+	ErrLocked = errors.New("badgerstore: directory in use by another process")
+
+	// ErrNotLedger is returned by Open when the path holds something
+	// other than a ledger: a file, a directory with files but no Badger
+	// database, or a Badger database with keys but no ledger format
+	// version. Open creates no database in a directory of other files.
+	ErrNotLedger = errors.New("badgerstore: not a ledger directory")
+
+	// ErrFormat is returned by Open when the directory was written in an
+	// on-disk format this version does not know, by a newer version.
+	ErrFormat = errors.New("badgerstore: unknown on-disk format")
+)
+
+// formatVersion is the on-disk format this version writes and reads.
+const formatVersion = 1
+
+// valueThreshold is the size from which Badger keeps a value in its value
+// log rather than in the LSM tree. Badger's default, 1 MiB, keeps
+// everything in the tree, where a transaction may hold at most 15% of
+// MemTableSize (9.6 MiB): a 10,000-entry batch (the ledger's limit) then
+// fails once records carry about 500 bytes of item data. At 256 bytes,
+// entries without an item or with a small one stay in the tree, larger
+// records cost a transaction only a 12-byte pointer, and a batch of
+// 10,000 entries fits whatever their items' size, as long as user and
+// authority IDs and idempotency keys stay under about 48 bytes (measured
+// with a user of its own for every entry). Records replaced when an item
+// is used leave garbage in the value log, which [WithValueLogGC]
+// reclaims. In memory there is no value log and Badger refuses (or, for
+// values under 1 KiB, panics on) values above the threshold, so
+// in-memory stores keep Badger's default.
+const valueThreshold = 256
+
+// Conflict retries in Update.
+const (
+	maxAttempts = 64
+	minBackoff  = 100 * time.Microsecond
+	maxBackoff  = 50 * time.Millisecond
+)
+
+// Store is a [ledger.Store] in a Badger database. Open one with [Open];
+// the zero value is not usable. It is safe for concurrent use. It holds
+// its directory locked, against other processes, until [Store.Close].
+// Everything it returns is freshly allocated and the caller's.
+type Store struct {
+	db   *badger.DB
+	lock *dirLock
+	name string // the directory, for messages
+	log  *slog.Logger
+
+	// mu guards closed and active; idle is signalled when active drops to
+	// zero, for Close to wait for the calls in flight.
+	mu     sync.Mutex
+	idle   sync.Cond
+	closed bool
+	active int
+
+	gcStop  chan struct{} // closed by Close; nil without value-log GC
+	gcDone  chan struct{} // closed by the GC goroutine when it exits
+	gcRound func()        // from config
+
+	conflicts atomic.Uint64 // commits retried after a conflict
+}
+
+var _ ledger.Store = (*Store)(nil)
+
+// Open opens the ledger in directory dir, creating the directory and an
+// empty ledger if needed. With [WithInMemory], dir must be "". Open
+// fails with [ErrLocked] if another process has dir open, [ErrNotLedger]
+// if dir holds something other than a ledger, and [ErrFormat] if it was
+// written by a newer version of this package. The Store holds dir
+// locked until [Store.Close].
+func Open(dir string, opts ...Option) (*Store, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.err != nil {
+		return nil, cfg.err
+	}
+	name := dir
+	switch {
+	case cfg.inMemory && dir != "":
+		return nil, fmt.Errorf("badgerstore: open %q: WithInMemory needs the directory \"\"", dir)
+	case cfg.inMemory && cfg.gcInterval > 0:
+		return nil, errors.New("badgerstore: open: WithValueLogGC cannot be used WithInMemory, which has no value log")
+	case cfg.inMemory:
+		name = "(in memory)"
+	case dir == "":
+		return nil, errors.New("badgerstore: open: no directory given (use WithInMemory for a store in memory)")
+	}
+
+	bopts := badger.DefaultOptions(dir)
+	if cfg.inMemory {
+		bopts = badger.DefaultOptions("").WithInMemory(true)
+	}
+	bopts.SyncWrites = cfg.syncWrites
+	if !cfg.inMemory {
+		bopts.ValueThreshold = valueThreshold
+	}
+	bopts.Logger = nil
+	if cfg.logger != nil {
+		bopts.Logger = slogLogger{cfg.logger}
+	}
+	bopts.BypassLockGuard = ownLock && !cfg.inMemory
+	if cfg.tune != nil {
+		want := bopts
+		bopts = cfg.tune(bopts)
+		if bopts.Dir != want.Dir || bopts.ValueDir != want.ValueDir || bopts.InMemory != want.InMemory ||
+			bopts.ReadOnly != want.ReadOnly || bopts.BypassLockGuard != want.BypassLockGuard {
+			return nil, fmt.Errorf("badgerstore: open %q: WithBadgerOptions changed Dir, ValueDir, InMemory, ReadOnly or BypassLockGuard", name)
+		}
+	}
+
+	var lock *dirLock
+	if !cfg.inMemory {
+		var err error
+		if lock, err = prepareDir(dir, cfg.logger); err != nil {
+			return nil, err
+		}
+	}
+	db, err := openDB(bopts)
+	if err != nil {
+		lock.release()
+		return nil, fmt.Errorf("badgerstore: open %q: %w", name, err)
+	}
+	s := &Store{db: db, lock: lock, name: name, log: cfg.logger, gcRound: cfg.gcRound}
+	s.idle.L = &s.mu
+	if err := s.initFormat(); err != nil {
+		db.Close()
+		lock.release()
+		return nil, err
+	}
+	if cfg.gcInterval > 0 {
+		s.gcStop, s.gcDone = make(chan struct{}), make(chan struct{})
+		go s.runGC(cfg.gcInterval, cfg.gcRatio)
+	}
+	return s, nil
+}
+
+// prepareDir makes sure dir is a directory that is empty or holds a
+// Badger database, creating it if missing, locks it, and clears what a
+// crash while Badger created a file can leave.
+func prepareDir(dir string, log *slog.Logger) (*dirLock, error) {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("badgerstore: open %q: %w", dir, err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("badgerstore: open %q: %w", dir, err)
+	case !fi.IsDir():
+		return nil, fmt.Errorf("%w: %q is not a directory", ErrNotLedger, dir)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	// Checked under the lock, so that no other process is creating a
+	// ledger here meanwhile.
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		lock.release()
+		return nil, fmt.Errorf("badgerstore: open %q: %w", dir, err)
+	}
+	// Badger creates a database by writing MANIFEST-REWRITE and renaming
+	// it MANIFEST: a crash in between leaves the former alone, which
+	// Badger overwrites.
+	if len(ents) == 0 || len(ents) == 1 && ents[0].Name() == "MANIFEST-REWRITE" {
+		return lock, nil
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "MANIFEST")); err != nil || !fi.Mode().IsRegular() {
+		lock.release()
+		return nil, fmt.Errorf("%w: %q holds files but no Badger database (no MANIFEST)", ErrNotLedger, dir)
+	}
+	if err := removeEmptyLogs(dir, ents, log); err != nil {
+		lock.release()
+		return nil, err
+	}
+	return lock, nil
+}
+
+// removeEmptyLogs removes the empty write-ahead (.mem) and value (.vlog)
+// log files from dir. Badger creates such a file empty, then sizes it and
+// writes its header; a crash in between leaves an empty file, which holds
+// no data but on which Badger's Open fails ("Create a new file"), so
+// that a kill during the creation of a ledger, or when Badger starts a
+// new log file, would leave a directory Badger cannot open.
+func removeEmptyLogs(dir string, ents []os.DirEntry, log *slog.Logger) error {
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".mem") && !strings.HasSuffix(name, ".vlog") || !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return fmt.Errorf("badgerstore: open %q: %w", dir, err)
+		}
+		if fi.Size() > 0 {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("badgerstore: open %q: remove empty log file left by a crash: %w", dir, err)
+		}
+		if log != nil {
+			log.Warn("badgerstore: removed an empty log file left by a crash", "dir", dir, "file", name)
+		}
+	}
+	return nil
+}
+
+// openDB opens the Badger database, turning a panic (Badger panics on
+// some corrupt files) into an error.
+func openDB(opts badger.Options) (db *badger.DB, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			db, err = nil, fmt.Errorf("badger panicked: %v", p)
+		}
+	}()
+	return badger.Open(opts)
+}
+
+// initFormat checks the format version, writing it into a new database.
+func (s *Store) initFormat() error {
+	return s.db.Update(func(txn *badger.Txn) error {
+		v, ok, err := readFormat(txn)
+		switch {
+		case err != nil:
+			return fmt.Errorf("badgerstore: open %q: read format version: %w", s.name, err)
+		case ok && v != formatVersion:
+			return fmt.Errorf("%w: %q has format version %d; this version of badgerstore reads version %d only", ErrFormat, s.name, v, formatVersion)
+		case ok:
+			return nil
+		}
+		it := txn.NewIterator(badger.IteratorOptions{})
+		it.Rewind()
+		foreign := it.Valid()
+		it.Close()
+		if foreign {
+			return fmt.Errorf("%w: %q is a Badger database without a ledger format version", ErrNotLedger, s.name)
+		}
+		if err := txn.Set(formatKey, binary.AppendUvarint(nil, formatVersion)); err != nil {
+			return fmt.Errorf("badgerstore: open %q: write format version: %w", s.name, err)
+		}
+		return nil
+	})
+}
+
+// enter starts a call, failing if the store is closed; leave ends it.
+func (s *Store) enter() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ledger.ErrClosed
+	}
+	s.active++
+	return nil
+}
+
+func (s *Store) leave() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active--; s.active == 0 {
+		s.idle.Broadcast()
+	}
+}
+
+// View implements [ledger.Store]: fn sees a snapshot taken when View
+// starts.
+func (s *Store) View(ctx context.Context, fn func(ledger.ReadTx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	t := &tx{txn: txn}
+	defer t.finish() // before Discard, which panics on an open iterator
+	return fn(t)
+}
+
+// Update implements [ledger.Store]. If the commit conflicts with a
+// concurrent transaction, Update runs fn again in a new transaction,
+// after a randomized backoff that doubles from 100µs to at most 50ms, up
+// to 64 times in all; it gives up early, with ctx's error, if ctx ends.
+// With the default [WithSyncWrites](true), the commit is fsynced when
+// Update returns nil.
+func (s *Store) Update(ctx context.Context, fn func(ledger.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	backoff := minBackoff
+	for attempt := 1; ; attempt++ {
+		conflict, err := s.update(ctx, fn)
+		if !conflict {
+			return err
+		}
+		s.conflicts.Add(1)
+		if attempt == maxAttempts {
+			return fmt.Errorf("badgerstore: commit conflicted with concurrent transactions %d times, giving up: %w", attempt, err)
+		}
+		// Equal jitter: between half the backoff and all of it.
+		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("badgerstore: retrying a conflicting commit: %w", ctx.Err())
+		case <-t.C:
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// update runs fn in one transaction and commits it, reporting whether
+// the commit failed for a conflict.
+func (s *Store) update(ctx context.Context, fn func(ledger.Tx) error) (conflict bool, err error) {
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	t := &tx{txn: txn}
+	defer t.finish() // also if fn panics: Discard panics on an open iterator
+	err = fn(t)
+	t.finish()
+	if err != nil {
+		return false, err
+	}
+	if err := txn.Commit(); err != nil {
+		if errors.Is(err, badger.ErrConflict) {
+			return true, err
+		}
+		return false, fmt.Errorf("badgerstore: commit: %w", err)
+	}
+	return false, nil
+}
+
+// Ping implements [ledger.Store].
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	if s.db.IsClosed() {
+		return fmt.Errorf("badgerstore: %q: database closed", s.name)
+	}
+	return nil
+}
+
+// Close implements [ledger.Store]. It waits for the calls in flight,
+// stops the value-log garbage collection, closes the database and
+// releases the directory.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ledger.ErrClosed
+	}
+	s.closed = true
+	for s.active > 0 {
+		s.idle.Wait()
+	}
+	s.mu.Unlock()
+
+	if s.gcStop != nil {
+		close(s.gcStop)
+		<-s.gcDone
+	}
+	err := s.db.Close()
+	if lerr := s.lock.release(); err == nil && lerr != nil {
+		err = lerr
+	}
+	if err != nil {
+		return fmt.Errorf("badgerstore: close %q: %w", s.name, err)
+	}
+	return nil
+}
+
+// runGC runs value-log garbage collection every interval until Close.
+func (s *Store) runGC(interval time.Duration, ratio float64) {
+	defer close(s.gcDone)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.gcStop:
+			return
+		case <-t.C:
+		}
+		// Each successful call rewrote one file; go on until none
+		// qualifies, or Close.
+	round:
+		for {
+			err := s.db.RunValueLogGC(ratio)
+			switch {
+			case err == nil:
+			case errors.Is(err, badger.ErrNoRewrite), errors.Is(err, badger.ErrRejected):
+				break round
+			default:
+				if s.log != nil {
+					s.log.Warn("badgerstore: value-log garbage collection failed", "dir", s.name, "err", err)
+				}
+				break round
+			}
+			select {
+			case <-s.gcStop:
+				return
+			default:
+			}
+		}
+		if s.gcRound != nil {
+			s.gcRound()
+		}
+	}
+}

@@ -1,0 +1,63 @@
+package badgerstore_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/stretchr/testify/require"
+
+	"github.com/walletledger/ledger"
+	"github.com/walletledger/ledger/badgerstore"
+)
+
+// bigBatch returns a batch of n entries, each for a user of its own,
+// with an idempotency key and an item carrying dataLen bytes of data.
+func bigBatch(n, dataLen int) []ledger.NewEntry {
+	data := fmt.Appendf(nil, "%q", strings.Repeat("x", dataLen-2))
+	es := make([]ledger.NewEntry, n)
+	for i := range es {
+		es[i] = ledger.NewEntry{
+			AuthorityID: "authority-1", UserID: fmt.Sprintf("user-%05d", i), Amount: dec("1.25"),
+			Reason: "a reason of forty bytes, give or take...", IdempotencyKey: fmt.Sprint("key-", i),
+			Item: &ledger.Item{Name: "Soda Can", Data: data},
+		}
+	}
+	return es
+}
+
+// TestLargestBatch commits a batch of the ledger's largest size,
+// 10,000 entries, in one durable transaction on disk.
+func TestLargestBatch(t *testing.T) {
+	ctx := context.Background()
+	n := ledger.DefaultLimits().MaxBatchEntries
+	for _, dataLen := range []int{120, 4096} {
+		t.Run(fmt.Sprint(dataLen, " bytes of item data"), func(t *testing.T) {
+			l := newLedger(t, open(t, t.TempDir()))
+			start := time.Now()
+			es, err := l.CreateEntries(ctx, bigBatch(n, dataLen))
+			require.NoError(t, err)
+			require.Len(t, es, n)
+			t.Logf("%d entries committed in %v", n, time.Since(start))
+			inv, err := l.Inventory(ctx, ledger.InventoryQuery{UserIDs: []string{"user-09999"}})
+			require.NoError(t, err)
+			require.Len(t, inv, 1)
+		})
+	}
+}
+
+// TestTransactionTooLarge shows the error for a transaction beyond
+// Badger's limit: in memory, where every value counts in full.
+func TestTransactionTooLarge(t *testing.T) {
+	ctx := context.Background()
+	l := newLedger(t, open(t, "", badgerstore.WithInMemory()))
+	_, err := l.CreateEntries(ctx, bigBatch(ledger.DefaultLimits().MaxBatchEntries, 1024))
+	require.ErrorIs(t, err, badger.ErrTxnTooBig)
+	require.ErrorContains(t, err, "badgerstore: transaction too large")
+	es, err := l.Entries(ctx, ledger.EntryQuery{})
+	require.NoError(t, err)
+	require.Empty(t, es, "nothing of the batch is written")
+}

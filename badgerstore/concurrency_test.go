@@ -1,0 +1,237 @@
+package badgerstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/shopspring/decimal"
+	"github.com/stretchr/testify/require"
+
+	"github.com/walletledger/ledger"
+	"github.com/walletledger/ledger/badgerstore"
+)
+
+// TestConcurrentSpends has 32 goroutines spend from 3 wallets and race
+// for the same items through a ledger on a durable store on disk.
+func TestConcurrentSpends(t *testing.T) {
+	const (
+		workers   = 32
+		spends    = 15 // per worker
+		funds     = 100
+		maxAmount = 10
+		perUser   = 4 // items
+	)
+	ctx := context.Background()
+	l := newLedger(t, open(t, t.TempDir()))
+	users := []string{"ann", "ben", "cat"}
+	var items []string
+	for _, u := range users {
+		_, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "bank", UserID: u, Amount: decimal.NewFromInt(funds), Reason: "funds"})
+		require.NoError(t, err)
+		for i := range perUser {
+			e, err := l.CreateEntry(ctx, ledger.NewEntry{
+				AuthorityID: "shop", UserID: u, Amount: decimal.Zero, Reason: "gift", Item: &ledger.Item{Name: fmt.Sprint("gift ", i)},
+			})
+			require.NoError(t, err)
+			items = append(items, e.ID)
+		}
+	}
+
+	type outcome struct {
+		spent       map[string]decimal.Decimal // by user, succeeded
+		maxRefused  map[string]decimal.Decimal // by user, largest refused amount
+		refusals    int
+		uses, clash map[string]int // by item: won, lost
+	}
+	out := outcome{
+		spent: map[string]decimal.Decimal{}, maxRefused: map[string]decimal.Decimal{},
+		uses: map[string]int{}, clash: map[string]int{},
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 7))
+			// Every worker tries every item once, between its spends
+			// (there are more spends than items).
+			order := r.Perm(len(items))
+			for i := range spends + len(items) {
+				if i%2 == 1 && len(order) > 0 {
+					id := items[order[0]]
+					order = order[1:]
+					_, err := l.UseItem(ctx, "shop", id)
+					mu.Lock()
+					switch {
+					case err == nil:
+						out.uses[id]++
+					case errors.Is(err, ledger.ErrItemUsed):
+						out.clash[id]++
+					default:
+						t.Errorf("use %s: %v", id, err)
+					}
+					mu.Unlock()
+					continue
+				}
+				u := users[r.IntN(len(users))]
+				a := decimal.NewFromInt(int64(1 + r.IntN(maxAmount)))
+				_, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "shop", UserID: u, Amount: a.Neg(), Reason: "spend"})
+				mu.Lock()
+				switch {
+				case err == nil:
+					out.spent[u] = out.spent[u].Add(a)
+				case errors.Is(err, ledger.ErrNotEnoughFunds):
+					out.refusals++
+					if a.GreaterThan(out.maxRefused[u]) {
+						out.maxRefused[u] = a
+					}
+				default:
+					t.Errorf("spend: %v", err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+
+	require.NoError(t, l.Verify(ctx), "totals recomputed from the entries agree")
+	requireNoNegativeWallet(t, l)
+	require.Positive(t, out.refusals, "the workers ask for more than the wallets hold")
+	got := totals(t, l, ledger.WalletQuery{})
+	for _, u := range users {
+		left := decimal.NewFromInt(funds).Sub(out.spent[u])
+		require.Equal(t, left.String(), got[u], "user %s: funds less successful spends", u)
+		if m := out.maxRefused[u]; !m.IsZero() {
+			// A spend is refused only when it exceeds the balance, and
+			// balances only fall: what is left is below every refusal.
+			require.Truef(t, left.LessThan(m), "user %s: %s left, yet a spend of %s was refused", u, left, m)
+		}
+	}
+	for _, id := range items {
+		require.Equal(t, 1, out.uses[id], "item %s is used exactly once", id)
+		require.Equal(t, workers-1, out.clash[id], "item %s: every other use fails", id)
+	}
+	inv, err := l.Inventory(ctx, ledger.InventoryQuery{Used: ledger.UsedOnly})
+	require.NoError(t, err)
+	require.Len(t, inv, len(items))
+}
+
+// increment adds one to the total of ("", "counter") in s.
+func increment(ctx context.Context, s ledger.Store, barrier func()) error {
+	return s.Update(ctx, func(tx ledger.Tx) error {
+		v, _, err := tx.Total(ctx, "", "counter")
+		if err != nil {
+			return err
+		}
+		barrier()
+		return tx.SetTotal(ctx, "", "counter", v.Add(decimal.NewFromInt(1)))
+	})
+}
+
+// TestConcurrentUpdatesRetryConflicts runs read-modify-write increments of one
+// total from many goroutines straight on the store. The first attempt
+// of every goroutine reads the same snapshot before any commits, so all
+// but one must conflict; none of the increments may be lost.
+func TestConcurrentUpdatesRetryConflicts(t *testing.T) {
+	const workers, increments = 16, 40
+	ctx := context.Background()
+	for _, mode := range []struct {
+		name string
+		dir  func(t *testing.T) string
+		opts []badgerstore.Option
+	}{
+		{"in memory", func(*testing.T) string { return "" }, []badgerstore.Option{badgerstore.WithInMemory()}},
+		{"on disk", func(t *testing.T) string { return t.TempDir() }, nil},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			s := open(t, mode.dir(t), mode.opts...)
+			var ready sync.WaitGroup
+			ready.Add(workers)
+			var wg sync.WaitGroup
+			for range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					first := true
+					err := increment(ctx, s, func() {
+						if first {
+							first = false
+							ready.Done()
+							ready.Wait() // until everyone has read
+						}
+					})
+					if err != nil {
+						t.Error(err)
+					}
+					for range increments - 1 {
+						if err := increment(ctx, s, func() {}); err != nil {
+							t.Error(err)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			err := s.View(ctx, func(tx ledger.ReadTx) error {
+				v, ok, err := tx.Total(ctx, "", "counter")
+				require.NoError(t, err)
+				require.True(t, ok)
+				require.Equal(t, fmt.Sprint(workers*increments), v.String(), "no increment is lost")
+				return nil
+			})
+			require.NoError(t, err)
+			conflicts := badgerstore.Conflicts(s)
+			require.GreaterOrEqual(t, conflicts, uint64(workers-1), "the first round must conflict")
+			t.Logf("%d increments, %d conflicts retried", workers*increments, conflicts)
+		})
+	}
+}
+
+func TestUpdateGivesUp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t, "", badgerstore.WithInMemory())
+	calls := 0
+	// Every attempt conflicts: fn reads the counter, then another
+	// transaction writes it before fn commits.
+	err := s.Update(ctx, func(tx ledger.Tx) error {
+		calls++
+		if _, _, err := tx.Total(ctx, "", "counter"); err != nil {
+			return err
+		}
+		if err := increment(ctx, s, func() {}); err != nil {
+			return err
+		}
+		return tx.SetTotal(ctx, "", "other", decimal.NewFromInt(1))
+	})
+	require.ErrorIs(t, err, badger.ErrConflict)
+	require.ErrorContains(t, err, "badgerstore:")
+	require.Equal(t, 64, calls, "attempts")
+}
+
+func TestUpdateConflictHonoursContext(t *testing.T) {
+	s := open(t, "", badgerstore.WithInMemory())
+	ctx, cancel := context.WithCancel(context.Background())
+	bg := context.Background()
+	calls := 0
+	err := s.Update(ctx, func(tx ledger.Tx) error {
+		if calls++; calls == 3 {
+			cancel() // this attempt still commits, and conflicts
+		}
+		if _, _, err := tx.Total(bg, "", "counter"); err != nil {
+			return err
+		}
+		if err := increment(bg, s, func() {}); err != nil {
+			return err
+		}
+		return tx.SetTotal(bg, "", "other", decimal.NewFromInt(1))
+	})
+	require.ErrorIs(t, err, context.Canceled)
+	require.ErrorContains(t, err, "badgerstore:")
+	require.Equal(t, 3, calls, "no attempt after the context ends")
+}

@@ -1,0 +1,291 @@
+package badgerstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/walletledger/ledger"
+)
+
+// Record values.
+//
+// A record is encoded as
+//
+//	version   byte (recordVersion)
+//	flags     byte (flagItem, flagItemUsed, flagZeroTime)
+//	ID, AuthorityID, UserID            string
+//	CreatedOn varint Unix nanoseconds (absent under flagZeroTime)
+//	Amount    decimal
+//	Reason    string
+//	Item.Name string, Item.Data bytes  (only under flagItem)
+//	Balance, AuthorityBalance          decimal
+//	IdempotencyKey                     string
+//
+// where a string or bytes is a uvarint length and that many bytes, and a
+// decimal is one kind byte and then, unless the kind is decZeroValue, the
+// varint exponent and the coefficient's magnitude: a uvarint when it fits
+// 64 bits (decPos, decNeg), else a uvarint length and that many big-endian
+// bytes (decBigPos, decBigNeg). The coefficient and exponent are kept as
+// they are, not normalized, so 1.50 comes back as 1.50. Totals are stored
+// as a bare decimal.
+//
+// Decoding checks every length against what is left and refuses unknown
+// versions, flags and kinds, and trailing bytes: garbage yields an error,
+// never a panic or a huge allocation.
+
+const recordVersion = 1
+
+const (
+	flagItem = 1 << iota
+	flagItemUsed
+	flagZeroTime
+	flagsKnown = flagItem | flagItemUsed | flagZeroTime
+)
+
+const (
+	decZeroValue = iota // decimal.Decimal{}: nil coefficient, exponent 0
+	decPos
+	decNeg
+	decBigPos
+	decBigNeg
+)
+
+// errCorrupt is wrapped by every decoding error.
+var errCorrupt = errors.New("badgerstore: corrupt value")
+
+// encodeRecord appends the encoding of r to dst.
+func encodeRecord(dst []byte, r *ledger.Record) ([]byte, error) {
+	var flags byte
+	if r.Item != nil {
+		flags |= flagItem
+		if r.Item.Used {
+			flags |= flagItemUsed
+		}
+	}
+	var nanos int64
+	if r.CreatedOn.IsZero() {
+		flags |= flagZeroTime
+	} else {
+		nanos = r.CreatedOn.UnixNano()
+		if !time.Unix(0, nanos).Equal(r.CreatedOn) {
+			return nil, fmt.Errorf("badgerstore: entry %q: CreatedOn %v is outside the years 1678 to 2262 that a store keeps", r.ID, r.CreatedOn)
+		}
+	}
+	b := append(dst, recordVersion, flags)
+	b = appendString(b, r.ID)
+	b = appendString(b, r.AuthorityID)
+	b = appendString(b, r.UserID)
+	if flags&flagZeroTime == 0 {
+		b = binary.AppendVarint(b, nanos)
+	}
+	b = appendDecimal(b, r.Amount)
+	b = appendString(b, r.Reason)
+	if r.Item != nil {
+		b = appendString(b, r.Item.Name)
+		b = binary.AppendUvarint(b, uint64(len(r.Item.Data)))
+		b = append(b, r.Item.Data...)
+	}
+	b = appendDecimal(b, r.Balance)
+	b = appendDecimal(b, r.AuthorityBalance)
+	b = appendString(b, r.IdempotencyKey)
+	return b, nil
+}
+
+// decodeRecord decodes a record encoded by encodeRecord. The record
+// shares no memory with b.
+func decodeRecord(b []byte) (ledger.Record, error) {
+	d := decoder{b: b}
+	var r ledger.Record
+	if v := d.byte(); d.err == nil && v != recordVersion {
+		return ledger.Record{}, fmt.Errorf("%w: record version %d, want %d", errCorrupt, v, recordVersion)
+	}
+	flags := d.byte()
+	if d.err == nil && flags&^flagsKnown != 0 {
+		return ledger.Record{}, fmt.Errorf("%w: unknown record flags %#x", errCorrupt, flags)
+	}
+	r.ID = d.string()
+	r.AuthorityID = d.string()
+	r.UserID = d.string()
+	if flags&flagZeroTime == 0 {
+		r.CreatedOn = time.Unix(0, d.varint()).UTC()
+	}
+	r.Amount = d.decimal()
+	r.Reason = d.string()
+	if flags&flagItem != 0 {
+		r.Item = &ledger.Item{Name: d.string(), Used: flags&flagItemUsed != 0}
+		if data := d.bytes(); len(data) > 0 {
+			r.Item.Data = append([]byte(nil), data...)
+		}
+	} else if flags&flagItemUsed != 0 && d.err == nil {
+		d.fail("used flag without an item")
+	}
+	r.Balance = d.decimal()
+	r.AuthorityBalance = d.decimal()
+	r.IdempotencyKey = d.string()
+	if err := d.end(); err != nil {
+		return ledger.Record{}, err
+	}
+	return r, nil
+}
+
+// encodeDecimal returns the encoding of a total.
+func encodeDecimal(v decimal.Decimal) []byte { return appendDecimal(nil, v) }
+
+// decodeDecimal decodes a total.
+func decodeDecimal(b []byte) (decimal.Decimal, error) {
+	d := decoder{b: b}
+	v := d.decimal()
+	if err := d.end(); err != nil {
+		return decimal.Decimal{}, err
+	}
+	return v, nil
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendDecimal(b []byte, v decimal.Decimal) []byte {
+	if v == (decimal.Decimal{}) {
+		return append(b, decZeroValue)
+	}
+	c := v.Coefficient() // a copy, ours to change
+	neg := c.Sign() < 0
+	c.Abs(c)
+	kind := byte(decPos)
+	if !c.IsUint64() {
+		kind = decBigPos
+	}
+	if neg {
+		kind++
+	}
+	b = append(b, kind)
+	b = binary.AppendVarint(b, int64(v.Exponent()))
+	if kind <= decNeg {
+		return binary.AppendUvarint(b, c.Uint64())
+	}
+	mag := c.Bytes()
+	b = binary.AppendUvarint(b, uint64(len(mag)))
+	return append(b, mag...)
+}
+
+// decoder reads an encoding; after the first error every read returns a
+// zero value and the error sticks.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s", errCorrupt, fmt.Sprintf(format, args...))
+	}
+	d.b = nil
+}
+
+func (d *decoder) end() error {
+	if d.err == nil && len(d.b) > 0 {
+		d.fail("%d trailing bytes", len(d.b))
+	}
+	return d.err
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) == 0 {
+		d.fail("truncated")
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("bad uvarint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// bytes returns the next length-prefixed bytes, aliasing the input.
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("length %d beyond the %d bytes left", n, len(d.b))
+		return nil
+	}
+	s := d.b[:n:n]
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) string() string { return string(d.bytes()) }
+
+func (d *decoder) decimal() decimal.Decimal {
+	kind := d.byte()
+	if d.err != nil {
+		return decimal.Decimal{}
+	}
+	if kind == decZeroValue {
+		return decimal.Decimal{}
+	}
+	if kind > decBigNeg {
+		d.fail("unknown decimal kind %d", kind)
+		return decimal.Decimal{}
+	}
+	exp := d.varint()
+	if d.err == nil && (exp < math.MinInt32 || exp > math.MaxInt32) {
+		d.fail("decimal exponent %d out of range", exp)
+	}
+	neg := kind == decNeg || kind == decBigNeg
+	if kind <= decNeg {
+		mag := d.uvarint()
+		if d.err != nil {
+			return decimal.Decimal{}
+		}
+		if mag <= math.MaxInt64 {
+			v := int64(mag)
+			if neg {
+				v = -v
+			}
+			return decimal.New(v, int32(exp))
+		}
+		c := new(big.Int).SetUint64(mag)
+		if neg {
+			c.Neg(c)
+		}
+		return decimal.NewFromBigInt(c, int32(exp))
+	}
+	mag := d.bytes()
+	if d.err != nil {
+		return decimal.Decimal{}
+	}
+	c := new(big.Int).SetBytes(mag)
+	if neg {
+		c.Neg(c)
+	}
+	return decimal.NewFromBigInt(c, int32(exp))
+}

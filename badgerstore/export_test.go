@@ -1,0 +1,32 @@
+package badgerstore
+
+import (
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/walletledger/ledger"
+)
+
+// Internals the external tests use.
+
+// Conflicts returns how many commits s retried after a conflict.
+func Conflicts(s *Store) uint64 { return s.conflicts.Load() }
+
+// GCDone returns a channel closed when the value-log GC goroutine of s
+// exits, nil if s runs none.
+func GCDone(s *Store) <-chan struct{} { return s.gcDone }
+
+// WithGCRoundHook calls f after each value-log GC round.
+func WithGCRoundHook(f func()) Option { return func(c *config) { c.gcRound = f } }
+
+// EncodeRecord and DecodeRecord expose the record codec.
+func EncodeRecord(r ledger.Record) ([]byte, error) { return encodeRecord(nil, &r) }
+
+func DecodeRecord(b []byte) (ledger.Record, error) { return decodeRecord(b) }
+
+const FormatVersion = formatVersion
+
+// FormatKey is the key of the format version.
+var FormatKey = formatKey
+
+// BadgerOptions returns the options s's database runs with.
+func BadgerOptions(s *Store) badger.Options { return s.db.Opts() }
