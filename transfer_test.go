@@ -5,14 +5,19 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/walletledger/ledger"
+	"github.com/walletledger/ledger/badgerstore"
 	"github.com/walletledger/ledger/memstore"
+	"github.com/walletledger/ledger/pgstore"
 )
 
 // fill writes a varied history: credits, spends, items with odd data,
@@ -156,4 +161,59 @@ func TestImportRefusals(t *testing.T) {
 		require.NoError(t, l.Close())
 		require.ErrorIs(t, ledger.Import(ctx, l, strings.NewReader(strings.Join(good, ""))), ledger.ErrClosed)
 	})
+}
+
+// TestExportImportAcrossStores moves one ledger memstore -> badgerstore
+// -> pgstore -> memstore (pgstore when LEDGER_PG_URL is set) and checks
+// that every hop exports the same bytes and verifies.
+func TestExportImportAcrossStores(t *testing.T) {
+	ctx := context.Background()
+	src := newLedger(t)
+	fill(t, src, 1500)
+	want := export(t, src)
+
+	hops := []struct {
+		name string
+		open func(t *testing.T) ledger.Store
+	}{
+		{"badgerstore", func(t *testing.T) ledger.Store {
+			s, err := badgerstore.Open(filepath.Join(t.TempDir(), "ledger"))
+			require.NoError(t, err)
+			return s
+		}},
+	}
+	if url := os.Getenv("LEDGER_PG_URL"); url != "" {
+		hops = append(hops, struct {
+			name string
+			open func(t *testing.T) ledger.Store
+		}{"pgstore", func(t *testing.T) ledger.Store {
+			schema := fmt.Sprintf("transfer_%d", time.Now().UnixNano())
+			s, err := pgstore.Open(ctx, url, pgstore.WithSchema(schema))
+			require.NoError(t, err)
+			t.Cleanup(func() {
+				conn, err := pgx.Connect(ctx, url)
+				require.NoError(t, err)
+				defer conn.Close(ctx)
+				_, err = conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+				require.NoError(t, err)
+			})
+			return s
+		}})
+	} else {
+		t.Log("LEDGER_PG_URL not set: the pgstore hop is skipped")
+	}
+	hops = append(hops, struct {
+		name string
+		open func(t *testing.T) ledger.Store
+	}{"memstore", func(*testing.T) ledger.Store { return memstore.New() }})
+
+	stream := want
+	for _, hop := range hops {
+		l, err := ledger.New(hop.open(t))
+		require.NoError(t, err, hop.name)
+		require.NoError(t, ledger.Import(ctx, l, strings.NewReader(stream)), hop.name)
+		stream = export(t, l)
+		require.Equal(t, want, stream, "%s exports what it imported", hop.name)
+		require.NoError(t, l.Close())
+	}
 }
