@@ -167,6 +167,8 @@ type Store struct {
 	gcRound func()        // from config
 
 	conflicts atomic.Uint64 // commits retried after a conflict
+
+	cache *totalsCache // nil when disabled
 }
 
 var _ ledger.Store = (*Store)(nil)
@@ -231,7 +233,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		lock.release()
 		return nil, fmt.Errorf("badgerstore: open %q: %w", name, err)
 	}
-	s := &Store{db: db, lock: lock, name: name, log: cfg.logger, gcRound: cfg.gcRound}
+	s := &Store{db: db, lock: lock, name: name, log: cfg.logger, gcRound: cfg.gcRound, cache: newTotalsCache(cfg.cacheTotals)}
 	s.idle.L = &s.mu
 	if err := s.initFormat(); err != nil {
 		db.Close()
@@ -383,9 +385,12 @@ func (s *Store) View(ctx context.Context, fn func(ledger.ReadTx) error) error {
 		return err
 	}
 	defer s.leave()
-	txn := s.db.NewTransaction(false)
-	defer txn.Discard()
-	t := &tx{txn: txn}
+	t := &tx{}
+	gen, useCache := s.cache.snapshot(func() { t.txn = s.db.NewTransaction(false) })
+	defer t.txn.Discard()
+	if useCache {
+		t.cache, t.gen = s.cache, gen
+	}
 	defer t.finish() // before Discard, which panics on an open iterator
 	return fn(t)
 }
@@ -437,6 +442,10 @@ func (s *Store) update(ctx context.Context, fn func(ledger.Tx) error) (conflict 
 	t.finish()
 	if err != nil {
 		return false, err
+	}
+	if len(t.wroteTotals) > 0 {
+		s.cache.begin()
+		defer s.cache.end(t.wroteTotals)
 	}
 	if err := txn.Commit(); err != nil {
 		if errors.Is(err, badger.ErrConflict) {

@@ -14,18 +14,39 @@ import (
 type Option func(*config)
 
 type config struct {
-	inMemory   bool
-	syncWrites bool
-	logger     *slog.Logger
-	tune       func(badger.Options) badger.Options
-	gcInterval time.Duration
-	gcRatio    float64
-	gcRound    func() // if set (by tests), called after each GC round
-	err        error
+	inMemory    bool
+	syncWrites  bool
+	logger      *slog.Logger
+	tune        func(badger.Options) badger.Options
+	gcInterval  time.Duration
+	gcRatio     float64
+	gcRound     func() // if set (by tests), called after each GC round
+	cacheTotals int
+	err         error
 }
 
+// DefaultCachedTotals is how many wallet totals a Store keeps in memory
+// for reads unless [WithCachedTotals] says otherwise.
+const DefaultCachedTotals = 1 << 18
+
 func defaultConfig() config {
-	return config{syncWrites: true}
+	return config{syncWrites: true, cacheTotals: DefaultCachedTotals}
+}
+
+// WithCachedTotals sets how many wallet totals (per user, and per
+// authority and user) the store keeps in memory for reads, about 100
+// bytes each; 0 turns the cache off. Reading a cached total is a map
+// lookup; reading one from Badger walks every level of its tree that may
+// hold the key, which grows with history. The default is
+// [DefaultCachedTotals].
+func WithCachedTotals(n int) Option {
+	return func(c *config) {
+		if n < 0 {
+			c.fail(fmt.Errorf("badgerstore: WithCachedTotals(%d): negative", n))
+			return
+		}
+		c.cacheTotals = n
+	}
 }
 
 func (c *config) fail(err error) {

@@ -28,6 +28,13 @@ type tx struct {
 	txn  *badger.Txn
 	done atomic.Bool
 
+	// A View's use of the totals cache: the cache (nil if not to be
+	// used) and the generation its snapshot agrees with.
+	cache *totalsCache
+	gen   uint64
+	// The totals an Update wrote, for the cache to drop once committed.
+	wroteTotals [][]byte
+
 	mu      sync.Mutex
 	cursors map[*cursor]struct{}
 }
@@ -182,18 +189,28 @@ func (t *tx) Total(ctx context.Context, authorityID, userID string) (decimal.Dec
 	if err := t.check(ctx); err != nil {
 		return decimal.Decimal{}, false, err
 	}
-	item, err := t.txn.Get(key(prefixTotal, authorityID, userID))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return decimal.Decimal{}, false, nil
+	k := key(prefixTotal, authorityID, userID)
+	if t.cache != nil {
+		if c, ok := t.cache.get(t.gen, k); ok {
+			return c.val, c.exists, nil
+		}
 	}
-	if err != nil {
+	var c cachedTotal
+	item, err := t.txn.Get(k)
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+	case err != nil:
 		return decimal.Decimal{}, false, fmt.Errorf("badgerstore: read total of user %q from authority %q: %w", userID, authorityID, err)
+	default:
+		if c.val, err = decodeTotal(item); err != nil {
+			return decimal.Decimal{}, false, err
+		}
+		c.exists = true
 	}
-	v, err := decodeTotal(item)
-	if err != nil {
-		return decimal.Decimal{}, false, err
+	if t.cache != nil {
+		t.cache.fill(t.gen, k, c)
 	}
-	return v, true, nil
+	return c.val, c.exists, nil
 }
 
 func decodeTotal(item *badger.Item) (decimal.Decimal, error) {
@@ -296,8 +313,9 @@ func (t *tx) SetTotal(ctx context.Context, authorityID, userID string, total dec
 	if err := t.check(ctx); err != nil {
 		return err
 	}
-	return t.set(key(prefixTotal, authorityID, userID), encodeDecimal(total),
-		"write total of user %q from authority %q", userID, authorityID)
+	k := key(prefixTotal, authorityID, userID)
+	t.wroteTotals = append(t.wroteTotals, k)
+	return t.set(k, encodeDecimal(total), "write total of user %q from authority %q", userID, authorityID)
 }
 
 // walk yields load(rest, item) for each key that starts with prefix and
