@@ -26,7 +26,7 @@ type idGen struct {
 // observe makes the generator continue after id, if id is a valid entry
 // ID later than the last one handed out.
 func (g *idGen) observe(id string) {
-	n, s, ok := parseID(id)
+	n, s, ok := ParseEntryID(id)
 	if ok && (n > g.nanos || n == g.nanos && s > g.seq) {
 		g.nanos, g.seq = n, s
 	}
@@ -45,10 +45,14 @@ func (g *idGen) next(now time.Time) (string, time.Time) {
 	default:
 		g.nanos, g.seq = g.nanos+1, rand.Uint32()>>1
 	}
-	return formatID(g.nanos, g.seq), time.Unix(0, g.nanos).UTC()
+	return FormatEntryID(g.nanos, g.seq), time.Unix(0, g.nanos).UTC()
 }
 
-func formatID(nanos int64, seq uint32) string {
+// FormatEntryID returns the entry ID of an entry created nanos Unix
+// nanoseconds into the epoch with sequence number seq: 24 lowercase hex
+// digits, which sort as (nanos, seq) do. Stores that keep IDs compactly
+// use it with [ParseEntryID]; applications never need to.
+func FormatEntryID(nanos int64, seq uint32) string {
 	var raw [12]byte
 	binary.BigEndian.PutUint64(raw[:8], uint64(nanos))
 	binary.BigEndian.PutUint32(raw[8:], seq)
@@ -57,8 +61,10 @@ func formatID(nanos int64, seq uint32) string {
 	return string(out[:])
 }
 
-// parseID splits a well-formed entry ID into its time and sequence.
-func parseID(id string) (nanos int64, seq uint32, ok bool) {
+// ParseEntryID splits an entry ID into the Unix nanoseconds of its
+// CreatedOn and its sequence number; ok is false if id is not an entry ID
+// as [FormatEntryID] makes them.
+func ParseEntryID(id string) (nanos int64, seq uint32, ok bool) {
 	if len(id) != idLen {
 		return 0, 0, false
 	}

@@ -469,7 +469,7 @@ func (v *verifier) run(ctx context.Context, tx ReadTx) error {
 				return err
 			}
 		}
-		nanos, _, ok := parseID(r.ID)
+		nanos, _, ok := ParseEntryID(r.ID)
 		switch {
 		case !ok:
 			v.report("entry %q: malformed ID", r.ID)

@@ -301,7 +301,7 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 // checkImported validates one exported entry against the ledger's rules
 // and turns it into a record.
 func (l *Ledger) checkImported(line exportLine, last string) (Record, error) {
-	nanos, _, ok := parseID(line.ID)
+	nanos, _, ok := ParseEntryID(line.ID)
 	switch {
 	case !ok:
 		return Record{}, fmt.Errorf("malformed entry ID %q", line.ID)

@@ -24,8 +24,6 @@ package memstore
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"iter"
 	"math"
@@ -177,36 +175,7 @@ type recExt struct {
 	big  [3]decimal.Decimal // amount, balance, authBalance when num.big
 }
 
-func (r *rec) id() string { return formatID(r.nanos, r.seq) }
-
-func formatID(nanos int64, seq uint32) string {
-	var raw [12]byte
-	binary.BigEndian.PutUint64(raw[:8], uint64(nanos))
-	binary.BigEndian.PutUint32(raw[8:], seq)
-	return hex.EncodeToString(raw[:])
-}
-
-// parseID reads an entry ID, which the ledger always makes 24 lowercase
-// hex digits.
-func parseID(id string) (nanos int64, seq uint32, ok bool) {
-	if len(id) != 24 {
-		return 0, 0, false
-	}
-	for i := range len(id) {
-		if c := id[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return 0, 0, false
-		}
-	}
-	var raw [12]byte
-	if _, err := hex.Decode(raw[:], []byte(id)); err != nil {
-		return 0, 0, false
-	}
-	n := binary.BigEndian.Uint64(raw[:8])
-	if n > math.MaxInt64 {
-		return 0, 0, false
-	}
-	return int64(n), binary.BigEndian.Uint32(raw[8:]), true
-}
+func (r *rec) id() string { return ledger.FormatEntryID(r.nanos, r.seq) }
 
 // less orders records by ID.
 func (r *rec) less(o *rec) bool {
@@ -308,7 +277,7 @@ func (s *Store) removeSlot(ix *index, slot uint32) {
 
 // lookup returns the slot of the entry with the given ID.
 func (s *Store) lookup(id string) (uint32, bool) {
-	nanos, seq, ok := parseID(id)
+	nanos, seq, ok := ledger.ParseEntryID(id)
 	if !ok {
 		return 0, false
 	}
@@ -559,7 +528,7 @@ func (t *tx) InsertEntry(ctx context.Context, in ledger.Record) error {
 		return err
 	}
 	s := t.s
-	nanos, seq, ok := parseID(in.ID)
+	nanos, seq, ok := ledger.ParseEntryID(in.ID)
 	if !ok {
 		return fmt.Errorf("memstore: malformed entry ID %q", in.ID)
 	}

@@ -25,14 +25,7 @@ func TestPostgresReplicas(t *testing.T) {
 	if url == "" {
 		t.Skip("walletd: LEDGER_PG_URL not set; see README")
 	}
-	schema := fmt.Sprintf("walletd_test_%d", time.Now().UnixNano())
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), url)
-		require.NoError(t, err)
-		defer conn.Close(context.Background())
-		_, err = conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-		require.NoError(t, err)
-	})
+	schema := tempSchema(t, url)
 	// Two walletd processes, one named by -store and -pg, the other by a
 	// postgres:// -data, sharing the authorities directory.
 	authDir := filepath.Join(t.TempDir(), "authorities")
@@ -104,4 +97,20 @@ func TestPostgresReplicas(t *testing.T) {
 	require.Equal(t, int64(9), conflicts.Load())
 	require.Equal(t, 0, a.stop(syscall.SIGTERM))
 	require.Equal(t, 0, b.stop(syscall.SIGTERM))
+}
+
+// tempSchema names a new PostgreSQL schema for a test in the database at
+// url, and drops it when the test ends.
+func tempSchema(t *testing.T, url string) string {
+	t.Helper()
+	schema := fmt.Sprintf("walletd_test_%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, url)
+		require.NoError(t, err)
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+		require.NoError(t, err)
+	})
+	return schema
 }

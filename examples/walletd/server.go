@@ -302,17 +302,7 @@ func (s *server) wallets(w http.ResponseWriter, r *http.Request, _ string) {
 		s.fail(w, r, err)
 		return
 	}
-	b := append(make([]byte, 0, 64+48*len(ws)), `{"wallets":[`...)
-	for i := range ws {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		if b, err = appendWallet(b, &ws[i]); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-	}
-	writeBody(w, http.StatusOK, append(b, "]}"...))
+	writeList(s, w, r, "wallets", ws, 48, appendWallet)
 }
 
 // inventory serves GET
@@ -338,12 +328,20 @@ func (s *server) inventory(w http.ResponseWriter, r *http.Request, _ string) {
 		s.fail(w, r, err)
 		return
 	}
-	b := append(make([]byte, 0, 64+160*len(items)), `{"inventory":[`...)
-	for i := range items {
+	writeList(s, w, r, "inventory", items, 160, appendInventoryItem)
+}
+
+// writeList answers 200 with {"name": [...]}, each element written by
+// add; size guesses an element's bytes.
+func writeList[T any](s *server, w http.ResponseWriter, r *http.Request, name string, xs []T, size int,
+	add func([]byte, *T) ([]byte, error)) {
+	b := append(make([]byte, 0, 64+size*len(xs)), `{"`+name+`":[`...)
+	var err error
+	for i := range xs {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		if b, err = appendInventoryItem(b, &items[i]); err != nil {
+		if b, err = add(b, &xs[i]); err != nil {
 			s.fail(w, r, err)
 			return
 		}

@@ -1,16 +1,12 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -39,15 +35,7 @@ func TestMoveLedger(t *testing.T) {
 
 	targets := map[string][]string{"badger": {"-data", filepath.Join(t.TempDir(), "copy")}}
 	if url := os.Getenv("LEDGER_PG_URL"); url != "" {
-		schema := fmt.Sprintf("walletd_move_%d", time.Now().UnixNano())
-		t.Cleanup(func() {
-			conn, err := pgx.Connect(context.Background(), url)
-			require.NoError(t, err)
-			defer conn.Close(context.Background())
-			_, err = conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-			require.NoError(t, err)
-		})
-		targets["postgres"] = []string{"-data", url, "-pg-schema", schema}
+		targets["postgres"] = []string{"-data", url, "-pg-schema", tempSchema(t, url)}
 	} else {
 		t.Log("LEDGER_PG_URL not set: moving to PostgreSQL not tested")
 	}
