@@ -219,6 +219,9 @@ func (c *committer) commit(group []*request) {
 	st := &c.st
 	err := c.l.store.Update(ctx, func(tx Tx) error {
 		st.reset(ctx, tx)
+		if err := st.prefetch(group); err != nil {
+			return err
+		}
 		for _, r := range group {
 			r.out, r.err = r.out[:0], nil
 			if err := r.ctx.Err(); err != nil {
@@ -288,6 +291,7 @@ type batchState struct {
 	byKey   map[totalKey]int // (authority, idempotency key) -> index in inserts
 	uses    []string         // entries whose item is marked used
 	used    map[string]bool
+	keys    []TotalKey // prefetch's scratch
 }
 
 func (st *batchState) init(l *Ledger) {
@@ -360,6 +364,41 @@ func (st *batchState) apply(r *request) error {
 			return err
 		}
 		r.out, r.err = r.out[:0], err
+	}
+	return nil
+}
+
+// prefetch reads, in one call, every total the group's new entries will
+// read, when the store reads many totals more cheaply than one (see
+// [TotalsPrefetcher]).
+func (st *batchState) prefetch(group []*request) error {
+	p, ok := st.tx.(TotalsPrefetcher)
+	if !ok {
+		return nil
+	}
+	keys := st.keys[:0]
+	seen := make(map[TotalKey]bool)
+	for _, r := range group {
+		for _, ne := range r.entries {
+			for _, k := range [2]TotalKey{{"", ne.UserID}, {ne.AuthorityID, ne.UserID}} {
+				if !seen[k] {
+					seen[k] = true
+					keys = append(keys, k)
+				}
+			}
+		}
+	}
+	st.keys = keys
+	if len(keys) == 0 {
+		return nil
+	}
+	got, err := p.TotalsOf(st.ctx, keys)
+	if err != nil {
+		return storeErr("read totals", err)
+	}
+	for _, k := range keys {
+		v, exists := got[k]
+		st.totals[totalKey{k.AuthorityID, k.UserID}] = totalSlot{val: v, exists: exists}
 	}
 	return nil
 }

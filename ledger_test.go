@@ -477,3 +477,71 @@ func (s *gatedStore) Update(ctx context.Context, fn func(ledger.Tx) error) error
 	}
 	return s.failingStore.Update(ctx, fn)
 }
+
+// prefetchStore is a memstore whose transactions read totals in bulk, as
+// a database across a network would, counting each kind of read.
+type prefetchStore struct {
+	*memstore.Store
+	bulk, single atomic.Int64
+}
+
+type prefetchTx struct {
+	ledger.Tx
+	s *prefetchStore
+}
+
+func (s *prefetchStore) Update(ctx context.Context, fn func(ledger.Tx) error) error {
+	return s.Store.Update(ctx, func(tx ledger.Tx) error { return fn(prefetchTx{tx, s}) })
+}
+
+func (t prefetchTx) Total(ctx context.Context, authorityID, userID string) (decimal.Decimal, bool, error) {
+	t.s.single.Add(1)
+	return t.Tx.Total(ctx, authorityID, userID)
+}
+
+func (t prefetchTx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.TotalKey]decimal.Decimal, error) {
+	t.s.bulk.Add(1)
+	out := map[ledger.TotalKey]decimal.Decimal{}
+	for _, k := range keys {
+		v, ok, err := t.Tx.Total(ctx, k.AuthorityID, k.UserID)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+// TestTotalsPrefetch: a store that reads totals in bulk gets one bulk
+// read per commit and no single reads, and the rules hold on what it
+// returned.
+func TestTotalsPrefetch(t *testing.T) {
+	ctx := context.Background()
+	s := &prefetchStore{Store: memstore.New()}
+	l, err := ledger.New(s)
+	require.NoError(t, err)
+	defer l.Close()
+	_, err = l.CreateEntries(ctx, []ledger.NewEntry{
+		{AuthorityID: "bank", UserID: "u", Amount: dec("10"), Reason: "in"},
+		{AuthorityID: "bank", UserID: "v", Amount: dec("3"), Reason: "in"},
+		{AuthorityID: "shop", UserID: "u", Amount: dec("-4"), Reason: "out"},
+	})
+	require.NoError(t, err)
+	_, err = l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "shop", UserID: "v", Amount: dec("-3.01"), Reason: "too much"})
+	require.ErrorIs(t, err, ledger.ErrNotEnoughFunds, "the funds check reads the prefetched total")
+	e, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "shop", UserID: "u", Amount: dec("-6"), Reason: "all"})
+	require.NoError(t, err)
+	requireDecimalString(t, "0", e.Balance.String())
+	require.Equal(t, int64(3), s.bulk.Load(), "one bulk read per commit")
+	require.Zero(t, s.single.Load(), "no total read one by one")
+	require.Equal(t, "u=0 v=3", wallets(t, l, ledger.WalletQuery{}))
+	require.Equal(t, "u=-10", wallets(t, l, ledger.WalletQuery{AuthorityIDs: []string{"shop"}}))
+	require.NoError(t, l.Verify(ctx))
+}
+
+func requireDecimalString(t *testing.T, want, got string) {
+	t.Helper()
+	require.True(t, dec(want).Equal(dec(got)), "got %s, want %s", got, want)
+}

@@ -98,6 +98,23 @@ type Tx interface {
 	SetTotal(ctx context.Context, authorityID, userID string, total decimal.Decimal) error
 }
 
+// TotalsPrefetcher is implemented by a [ReadTx] that reads many totals in
+// one call more cheaply than one by one: a database across a network,
+// where each read is a round trip. At the start of a group commit the
+// ledger hands it every total the group's entries will read, and reads
+// the rest of them from what it returned. A store without the need does
+// not implement it.
+type TotalsPrefetcher interface {
+	// TotalsOf returns the stored totals among keys, as [ReadTx.Total]
+	// would one by one; a key without a stored total is absent from the
+	// result.
+	TotalsOf(ctx context.Context, keys []TotalKey) (map[TotalKey]decimal.Decimal, error)
+}
+
+// TotalKey names a running total: an authority's for a user, or with
+// AuthorityID "" the user's total over all authorities.
+type TotalKey struct{ AuthorityID, UserID string }
+
 // Record is an entry as a [Store] keeps it: the [Entry] and what the
 // ledger needs besides to answer retries and historical queries. Its ID
 // is always an entry ID as the ledger makes them (24 lowercase hex

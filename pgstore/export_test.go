@@ -61,6 +61,7 @@ func LookupQueries(s *Store, id, authority, user, key string) []Query {
 		{"Entry by ID", s.q.entry, []any{id}, "entries_pkey"},
 		{"Entry by idempotency key", s.q.entryByKey, []any{authority, key}, "entries_idempotency_key"},
 		{"Total", s.q.total, []any{authority, user}, "totals_pkey"},
+		{"Totals of a group", s.q.totalsOf, []any{[]string{authority, ""}, []string{user, user}}, "totals_pkey"},
 		{"Totals, first page", s.q.totals[0], []any{authority, "", firstPage}, "totals_pkey"},
 		{"Totals, after a user", s.q.totals[1], []any{authority, user, firstPage}, "totals_pkey"},
 		{"SetItemUsed", s.q.use, []any{id}, "entries_pkey"},

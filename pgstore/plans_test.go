@@ -176,6 +176,8 @@ func literals(args []any) string {
 		switch v := a.(type) {
 		case string:
 			out = append(out, "'"+strings.ReplaceAll(v, "'", "''")+"'")
+		case []string:
+			out = append(out, "ARRAY["+literals(toAny(v))+"]::text[]")
 		default:
 			out = append(out, fmt.Sprint(v))
 		}
@@ -214,3 +216,11 @@ primary key of totals (` + "`ON CONFLICT (authority_id, user_id)`" + `), and
 SetItemUsed, whose plan is among those below.
 
 `
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}

@@ -13,7 +13,7 @@ import (
 type queries struct {
 	schema string // quoted
 
-	entry, entryByKey, total string
+	entry, entryByKey, total, totalsOf string
 	insert, use, setTotal    string
 	// scans[scanKey] and totals[after != ""]: see scanSQL and totalsSQL.
 	scans  [scanKeys]string
@@ -30,6 +30,11 @@ func newQueries(schema string) *queries {
 	q.entry = `SELECT ` + recordColumns + ` FROM ` + s + `.entries WHERE id = $1`
 	q.entryByKey = `SELECT ` + recordColumns + ` FROM ` + s + `.entries WHERE authority_id = $1 AND idempotency_key = $2`
 	q.total = `SELECT total::text FROM ` + s + `.totals WHERE authority_id = $1 AND user_id = $2`
+	// Many totals in one statement: an index lookup per key (a scalar
+	// subquery, so that no plan can trade the lookups for a scan of the
+	// table); NULL where a key has no total.
+	q.totalsOf = `SELECT k.a, k.u, (SELECT total::text FROM ` + s + `.totals
+WHERE authority_id = k.a COLLATE "C" AND user_id = k.u COLLATE "C") FROM unnest($1::text[], $2::text[]) AS k(a, u)`
 	q.insert = `INSERT INTO ` + s + `.entries (id, authority_id, user_id, created_on, amount, reason, item_name, item_used, item_data, balance, authority_balance, idempotency_key)
 VALUES ($1, $2, $3, $4, $5::numeric, $6, $7, $8, $9, $10::numeric, $11::numeric, $12)`
 	// One statement says whether the entry exists and has an item, so that

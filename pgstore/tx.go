@@ -535,6 +535,47 @@ func (t *tx) Total(ctx context.Context, authorityID, userID string) (decimal.Dec
 	return v, true, nil
 }
 
+// TotalsOf implements [ledger.TotalsPrefetcher]: one round trip for the
+// totals of a whole group commit.
+func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.TotalKey]decimal.Decimal, error) {
+	auths, users := make([]string, 0, len(keys)), make([]string, 0, len(keys))
+	byText := make(map[[2]string]ledger.TotalKey, len(keys))
+	for _, k := range keys {
+		if !storable(k.AuthorityID) || !storable(k.UserID) {
+			continue // cannot be stored, so is not
+		}
+		a, u := encText(k.AuthorityID), encText(k.UserID)
+		auths, users = append(auths, a), append(users, u)
+		byText[[2]string{a, u}] = k
+	}
+	out := make(map[ledger.TotalKey]decimal.Decimal, len(keys))
+	if len(auths) == 0 {
+		return out, t.check(ctx, nil)
+	}
+	err := t.read(ctx, "read totals", t.s.q.totalsOf, []any{auths, users}, func(rows pgx.Rows) error {
+		var a, u string
+		var text *string
+		if err := rows.Scan(&a, &u, &text); err != nil {
+			return err
+		}
+		if text == nil {
+			return nil // no total
+		}
+		v, err := decDecimal(*text)
+		if err != nil {
+			return fmt.Errorf("pgstore: read total of user %q for authority %q: %w", u, a, err)
+		}
+		out[byText[[2]string{a, u}]] = v
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+var _ ledger.TotalsPrefetcher = (*tx)(nil)
+
 // Totals implements [ledger.ReadTx]. It reads in pages (see firstPage).
 func (t *tx) Totals(ctx context.Context, authorityID, afterUserID string) iter.Seq2[ledger.UserTotal, error] {
 	return func(yield func(ledger.UserTotal, error) bool) {
