@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -157,6 +159,13 @@ func TestRoutes(t *testing.T) {
 		{"DELETE wallet", http.MethodDelete, "/wallet", http.StatusMethodNotAllowed, "GET, HEAD"},
 		{"POST inventory", http.MethodPost, "/entry/inventory", http.StatusMethodNotAllowed, "GET, HEAD"},
 		{"GET use", http.MethodGet, "/entry/x/inventory/use", http.StatusMethodNotAllowed, "POST"},
+		// Unclean paths: 404, not ServeMux's redirect to the clean path.
+		{"double slash", http.MethodGet, "//wallet", http.StatusNotFound, ""},
+		{"dot", http.MethodGet, "/./wallet", http.StatusNotFound, ""},
+		{"dot dot", http.MethodGet, "/entry/../wallet", http.StatusNotFound, ""},
+		{"escaped dot dot", http.MethodGet, "/entry/%2e%2e/wallet", http.StatusNotFound, ""},
+		{"trailing dot", http.MethodGet, "/wallet/.", http.StatusNotFound, ""},
+		{"empty entry ID", http.MethodPost, "/entry//inventory/use", http.StatusNotFound, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := c.do(tc.method, tc.path, nil, nil)
@@ -164,8 +173,29 @@ func TestRoutes(t *testing.T) {
 			assert.Equal(t, tc.allow, r.header.Get("Allow"))
 		})
 	}
+	// Redirects are not followed: they would hide one.
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, path := range []string{"/api/v1//wallet", "/api//v1/health", "/api/v1/entry/../wallet?user_ids=&authority_ids=", "//", "/."} {
+		res, err := noRedirect.Get(env.ts.URL + path)
+		require.NoError(t, err)
+		res.Body.Close()
+		assert.Equal(t, http.StatusNotFound, res.StatusCode, "GET %s", path)
+		assert.Empty(t, res.Header.Get("Location"), "GET %s", path)
+		assert.Equal(t, "application/json", res.Header.Get("Content-Type"), "GET %s", path)
+	}
+	// CONNECT, whose paths ServeMux does not clean, is no exception.
+	conn, err := net.Dial("tcp", env.ts.Listener.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.Write([]byte("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"))
+	require.NoError(t, err)
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, http.StatusNotFound, res.StatusCode, "CONNECT")
+	assert.Equal(t, "application/json", res.Header.Get("Content-Type"), "CONNECT")
 	// Outside /api/v1 too.
-	res, err := http.Get(env.ts.URL + "/")
+	res, err = http.Get(env.ts.URL + "/")
 	require.NoError(t, err)
 	res.Body.Close()
 	assert.Equal(t, http.StatusNotFound, res.StatusCode)
@@ -192,6 +222,13 @@ func TestBadRequests(t *testing.T) {
 		{"null body", `null`, "missing user_id"},
 		{"unknown key", `{"user_id": "u", "amount": 1, "reason": "r", "item": null, "balance": 5}`, `invalid request body: unknown field "balance"`},
 		{"unknown item key", `{"user_id": "u", "amount": 1, "reason": "r", "item": {"name": "n", "used": true}}`, `invalid request body: unknown field "used"`},
+		{"key in upper case", `{"USER_ID": "u", "amount": 1, "reason": "r", "item": null}`, `invalid request body: unknown field "USER_ID"`},
+		{"key capitalized", `{"user_id": "u", "Amount": 1, "reason": "r", "item": null}`, `invalid request body: unknown field "Amount"`},
+		{"key in two cases", `{"user_id": "u", "User_Id": "v", "amount": 1, "reason": "r", "item": null}`, `invalid request body: unknown field "User_Id"`},
+		{"item key capitalized", `{"user_id": "u", "amount": 1, "reason": "r", "item": {"Name": "n"}}`, `invalid request body: unknown field "Name"`},
+		{"duplicate key", `{"user_id": "u", "amount": 1, "amount": 2, "reason": "r", "item": null}`, `invalid request body: duplicate field "amount"`},
+		{"duplicate item", `{"user_id": "u", "amount": 1, "reason": "r", "item": null, "item": {"name": "n"}}`, `invalid request body: duplicate field "item"`},
+		{"duplicate item key", `{"user_id": "u", "amount": 1, "reason": "r", "item": {"name": "n", "name": "m"}}`, `invalid request body: duplicate field "name"`},
 		{"user_id number", `{"user_id": 5, "amount": 1, "reason": "r", "item": null}`, ""},
 		{"reason null", `{"user_id": "u", "amount": 1, "reason": null, "item": null}`, "missing reason"},
 		{"item not object", `{"user_id": "u", "amount": 1, "reason": "r", "item": "sword"}`, ""},
@@ -259,6 +296,7 @@ func TestItemData(t *testing.T) {
 		{"array", `[1,2,3]`, `[1,2,3]`},
 		{"array with spaces", `[ 1 , [ ] , { } ]`, `[ 1 , [ ] , { } ]`},
 		{"object keeps key order and duplicates", `{"b": 1, "a": 2, "b": 3}`, `{"b": 1, "a": 2, "b": 3}`},
+		{"object keys are not checked", `{"Name": 1, "name": {"USER_ID": 2, "x": 3, "x": 4}}`, `{"Name": 1, "name": {"USER_ID": 2, "x": 3, "x": 4}}`},
 		{"string", `"<b>&</b>"`, `"<b>&</b>"`},
 		{"number", `1.50e+3`, `1.50e+3`},
 		{"false", `false`, `false`},
@@ -282,6 +320,21 @@ func TestItemData(t *testing.T) {
 			assert.True(t, bytes.Contains(r.raw, []byte(`"data":`+tc.want+`}`)), "entry body %s", r.raw)
 			assert.True(t, bytes.Contains(inv.raw, []byte(`"data":`+tc.want+`}`)), "inventory body %s", inv.raw)
 		})
+	}
+}
+
+// TestRequestLogTruncatesPath: a client chooses the path, up to the
+// header limit; the request log keeps its first maxLogPath bytes.
+func TestRequestLogTruncatesPath(t *testing.T) {
+	env := newTestEnv(t, envOptions{})
+	c := env.newAuthority("a")
+	long := "/" + strings.Repeat("x", 10_000)
+	requireError(t, c.do(http.MethodGet, long, nil, nil), http.StatusNotFound, "not found")
+	logs := env.logs.String()
+	want := "path=" + truncate("/api/v1"+long, maxLogPath) + " "
+	assert.True(t, strings.Contains(logs, want), "no request log line with the path cut to %d bytes", maxLogPath)
+	for line := range strings.Lines(logs) {
+		assert.Less(t, len(line), 2*maxLogPath, "log line %.200s...", line)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"net/http"
 	"os"
@@ -98,20 +99,23 @@ func TestAuthentication(t *testing.T) {
 }
 
 // TestNewAuthorityWithoutRestart: an authority created while the server
-// runs is usable at once.
+// runs is usable once the server has listed its directory again, within
+// rescanInterval.
 func TestNewAuthorityWithoutRestart(t *testing.T) {
 	env := newTestEnv(t, envOptions{})
 	first := env.newAuthority("first")
 	require.Equal(t, http.StatusOK, first.getWallets(nil, nil).status)
-	late := env.newAuthority("late") // written after the server loaded the directory
+	late := env.createAuthority("late") // written after the server listed the directory
+	env.advance(rescanInterval)
 	r := late.createEntry("u", 1, "r", nil)
 	require.Equal(t, http.StatusOK, r.status, "body %s", r.raw)
 	assert.Equal(t, late.authorityID, requireEntry(t, r.body["entry"], false)["authority_id"])
 }
 
-// TestUnknownAuthorityMissCache: a miss is remembered for missTTL, after
-// which the file is looked for again.
-func TestUnknownAuthorityMissCache(t *testing.T) {
+// TestUnknownAuthorityListing: an unknown authority is looked up in the
+// listing of the directory, which is at most rescanInterval old: a file
+// that appears is found after the next rescan, not before.
+func TestUnknownAuthorityListing(t *testing.T) {
 	env := newTestEnv(t, envOptions{})
 	c := env.newAuthority("a")
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -121,26 +125,87 @@ func TestUnknownAuthorityMissCache(t *testing.T) {
 	ghost.token = ghost.sign(jwt.MapClaims{"sub": id})
 
 	requireError(t, ghost.getWallets(nil, nil), http.StatusForbidden, "forbidden")
-	// The file appears, but the miss is remembered.
+	// The file appears, but the listing is not rescanned yet.
 	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	require.NoError(t, err)
 	require.NoError(t, writeAuthorityFile(env.authDir, authorityFile{
 		ID: id, Name: "ghost", PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub})),
 	}))
 	requireError(t, ghost.getWallets(nil, nil), http.StatusForbidden, "forbidden")
-	env.advance(missTTL)
+	env.advance(rescanInterval - time.Millisecond)
+	requireError(t, ghost.getWallets(nil, nil), http.StatusForbidden, "forbidden")
+	env.advance(time.Millisecond)
 	require.Equal(t, http.StatusOK, ghost.getWallets(nil, nil).status)
 }
 
-// TestUnknownAuthorityRateLimit: tokens naming ever new unknown
-// authorities cost at most reloadBurst disk reads at once and reloadRate
-// a second after.
-func TestUnknownAuthorityRateLimit(t *testing.T) {
+// diskAccess returns how many times as listed its directory and read an
+// authority file since it loaded the directory.
+func (as *authorities) diskAccess() (scans, reads int) {
+	as.scanMu.Lock()
+	defer as.scanMu.Unlock()
+	return as.scans, as.reads
+}
+
+// garbageToken is an ES256 token for a random, unknown subject, with a
+// random signature.
+func garbageToken(t *testing.T) string {
+	t.Helper()
+	var sub [16]byte
+	sig := make([]byte, 64)
+	_, err := rand.Read(sub[:])
+	require.NoError(t, err)
+	_, err = rand.Read(sig)
+	require.NoError(t, err)
+	b64 := base64.RawURLEncoding.EncodeToString
+	return b64([]byte(`{"alg":"ES256","typ":"JWT"}`)) + "." + b64([]byte(`{"sub":"`+hex.EncodeToString(sub[:])+`"}`)) + "." + b64(sig)
+}
+
+// TestUnknownAuthorityFlood: tokens for made-up authorities with garbage
+// signatures, sent without pause, neither make the server read the disk
+// per token nor keep out an authority created meanwhile, which is
+// accepted within rescanInterval of its creation.
+func TestUnknownAuthorityFlood(t *testing.T) {
+	env := newTestEnv(t, envOptions{})
+	c := env.newAuthority("first")
+	flood := func(n int) {
+		t.Helper()
+		for range n {
+			r := c.doAuth(http.MethodGet, "/wallet?user_ids=&authority_ids=", nil, nil, garbageToken(t))
+			requireError(t, r, http.StatusForbidden, "forbidden")
+		}
+	}
+	flood(100)
+	late := env.createAuthority("late")
+	const step = 100 * time.Millisecond
+	var waited time.Duration
+	for {
+		flood(25) // far more than one token per step
+		r := late.getWallets(nil, nil)
+		if r.status == http.StatusOK {
+			break
+		}
+		requireError(t, r, http.StatusForbidden, "forbidden")
+		require.Less(t, waited, 2*rescanInterval, "the new authority is still refused after %v of flooding", waited)
+		env.advance(step)
+		waited += step
+	}
+	assert.LessOrEqual(t, waited, rescanInterval, "accepted after %v", waited)
+	scans, reads := env.srv.auths.diskAccess()
+	assert.LessOrEqual(t, scans, 1+int(waited/rescanInterval), "directory listings: one per rescanInterval")
+	assert.Equal(t, 1, reads, "files read: the new authority's only")
+}
+
+// TestUnknownAuthorityDiskAccess: unknown authority IDs cost at most one
+// listing of the directory per rescanInterval and no file reads; a file
+// is read once after it appears in the listing, and a file that does not
+// load is not read again before the next listing.
+func TestUnknownAuthorityDiskAccess(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	dir := t.TempDir()
 	as, err := loadAuthorities(context.Background(), dir, discardLogger(), func() time.Time { return now })
 	require.NoError(t, err)
 	unknown := func(n int) {
+		t.Helper()
 		for i := range n {
 			var raw [16]byte
 			_, err := rand.Read(raw[:])
@@ -148,16 +213,75 @@ func TestUnknownAuthorityRateLimit(t *testing.T) {
 			require.Nil(t, as.lookup(context.Background(), hex.EncodeToString(raw[:])), "lookup %d", i)
 		}
 	}
-	unknown(100)
-	assert.Equal(t, reloadBurst, as.reads)
-	now = now.Add(time.Second)
-	unknown(100)
-	assert.Equal(t, reloadBurst+reloadRate, as.reads)
+	wantDisk := func(scans, reads int) {
+		t.Helper()
+		gotScans, gotReads := as.diskAccess()
+		assert.Equal(t, scans, gotScans, "directory listings")
+		assert.Equal(t, reads, gotReads, "files read")
+	}
+	unknown(1000)
+	wantDisk(0, 0) // listed at load, less than rescanInterval ago
+	now = now.Add(rescanInterval)
+	unknown(1000)
+	wantDisk(1, 0)
 	// Malformed IDs never reach the disk.
+	now = now.Add(rescanInterval)
 	for _, id := range []string{"", "..", "../x", strings.Repeat("A", 32), strings.Repeat("0", 31)} {
 		require.Nil(t, as.lookup(context.Background(), id))
 	}
-	assert.Equal(t, reloadBurst+reloadRate, as.reads)
+	wantDisk(1, 0)
+
+	// A new authority and a file that does not load.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	require.NoError(t, err)
+	good, bad := strings.Repeat("a", 32), strings.Repeat("b", 32)
+	require.NoError(t, writeAuthorityFile(dir, authorityFile{
+		ID: good, PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub})),
+	}))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, bad+".json"), []byte("{not json"), 0o600))
+	require.NotNil(t, as.lookup(context.Background(), good))
+	wantDisk(2, 1)
+	require.NotNil(t, as.lookup(context.Background(), good))
+	require.Nil(t, as.lookup(context.Background(), bad))
+	require.Nil(t, as.lookup(context.Background(), bad))
+	wantDisk(2, 2)
+	now = now.Add(rescanInterval)
+	require.Nil(t, as.lookup(context.Background(), bad))
+	wantDisk(3, 3)
+}
+
+// TestAuthoritySymlinks: a symbolic link named like an authority file is
+// skipped both when the server starts and when a token names it later,
+// even though it points to a valid authority file.
+func TestAuthoritySymlinks(t *testing.T) {
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	linked := func(name string) (*sdkClient, string) {
+		t.Helper()
+		req, err := parseAuthorityRequest(strings.NewReader(`{"api_base_url": "http://127.0.0.1:1", "name": "` + name +
+			`", "owner": {"contact": "ops@example.com", "nickname": "ops"}}`))
+		require.NoError(t, err)
+		cfg, err := createAuthority(elsewhere, req, time.Now())
+		require.NoError(t, err)
+		file := cfg.AuthorityID + ".json"
+		require.NoError(t, os.Symlink(filepath.Join(elsewhere, file), filepath.Join(dir, file)))
+		raw, err := json.Marshal(cfg)
+		require.NoError(t, err)
+		return loadSDKClient(t, raw, "http://127.0.0.1:1"), cfg.AuthorityID
+	}
+	before, _ := linked("before") // there when the server starts
+	env := newTestEnv(t, envOptions{authDir: dir})
+	after, _ := linked("after") // appears while it runs
+	regular := env.newAuthority("regular")
+	env.advance(rescanInterval)
+	require.Equal(t, http.StatusOK, regular.getWallets(nil, nil).status, "a regular file is found")
+	for _, c := range []*sdkClient{before, after} {
+		c.apiURL = regular.apiURL
+		requireError(t, c.getWallets(nil, nil), http.StatusForbidden, "forbidden")
+	}
+	_, err := readAuthorityFile(dir, before.authorityID)
+	assert.ErrorContains(t, err, "not a regular file")
 }
 
 // TestAuthorityFiles checks what create-authority writes: the public key
@@ -198,6 +322,10 @@ func TestParseAuthorityRequest(t *testing.T) {
 	}{
 		{"ok", `{"api_base_url": "https://w.example", "name": "n", "owner": {"contact": "c", "nickname": "k"}}`, ""},
 		{"unknown key", `{"api_base_url": "https://w.example", "name": "n", "owner": {"contact": "c", "nickname": "k"}, "admin": true}`, `unknown field "admin"`},
+		{"key in upper case", `{"API_BASE_URL": "https://w.example", "name": "n", "owner": {"contact": "c", "nickname": "k"}}`, `unknown field "API_BASE_URL"`},
+		{"owner key capitalized", `{"api_base_url": "https://w.example", "name": "n", "owner": {"Contact": "c", "nickname": "k"}}`, `unknown field "Contact"`},
+		{"duplicate key", `{"api_base_url": "https://w.example", "name": "n", "name": "m", "owner": {"contact": "c", "nickname": "k"}}`, `duplicate field "name"`},
+		{"duplicate owner key", `{"api_base_url": "https://w.example", "name": "n", "owner": {"contact": "c", "nickname": "k", "nickname": "j"}}`, `duplicate field "nickname"`},
 		{"missing name", `{"api_base_url": "https://w.example", "owner": {"contact": "c", "nickname": "k"}}`, "missing or empty name"},
 		{"blank name", `{"api_base_url": "https://w.example", "name": " ", "owner": {"contact": "c", "nickname": "k"}}`, "missing or empty name"},
 		{"missing owner", `{"api_base_url": "https://w.example", "name": "n"}`, "missing or empty owner.contact, owner.nickname"},

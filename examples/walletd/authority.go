@@ -8,10 +8,14 @@ package main
 // Because they are plain files written atomically, create-authority needs
 // no running server and no lock on the ledger: it works before the first
 // serve and while a server runs on the same directory. A running server
-// loads every file at start and, when a token names an authority it does
-// not know, reads that one file. Misses are remembered for a while and
-// disk reads for unknown authorities are rate limited, so a stream of
-// tokens with made-up subjects costs no more than a few reads a second.
+// loads every file at start. When a token names an authority it does not
+// know, the server looks the name up in its listing of the directory,
+// which it refreshes at most once every rescanInterval, and reads the file
+// only if the listing has it. So no request, whatever its token says,
+// makes the server touch the disk more than once a second (plus one read
+// per authority file that appeared), and a new authority is usable within
+// rescanInterval of its creation however many made-up subjects arrive
+// meanwhile.
 
 import (
 	"bytes"
@@ -26,7 +30,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -59,6 +62,13 @@ type owner struct {
 	Nickname string `json:"nickname"`
 }
 
+// authorityRequestFields are the keys of authorityRequest, for
+// checkFields.
+var authorityRequestFields = fields{
+	"api_base_url": nil, "name": nil,
+	"owner": {"contact": nil, "nickname": nil},
+}
+
 // authorityFile is what DIR/authorities/<id>.json holds.
 type authorityFile struct {
 	ID         string    `json:"id"`
@@ -84,13 +94,20 @@ type clientConfig struct {
 // errors describe what is wrong for the person who wrote the file.
 func parseAuthorityRequest(r io.Reader) (authorityRequest, error) {
 	var req authorityRequest
-	dec := json.NewDecoder(io.LimitReader(r, maxBodyBytes))
+	raw, err := io.ReadAll(io.LimitReader(r, maxBodyBytes))
+	if err != nil {
+		return req, fmt.Errorf("read authority request: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		return req, fmt.Errorf("not a valid authority request: %w", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return req, errors.New("not a valid authority request: data after the JSON object")
+	}
+	if err := checkFields(raw, authorityRequestFields); err != nil {
+		return req, fmt.Errorf("not a valid authority request: %w", err)
 	}
 	var missing []string
 	if strings.TrimSpace(req.APIBaseURL) == "" {
@@ -218,9 +235,19 @@ type authority struct {
 	key *ecdsa.PublicKey
 }
 
-// readAuthorityFile loads dir/<id>.json. A missing file is fs.ErrNotExist.
+// readAuthorityFile loads dir/<id>.json. A missing file is
+// fs.ErrNotExist; a symbolic link or any other file that is not regular is
+// refused, as listAuthorityFiles skips it.
 func readAuthorityFile(dir, id string) (*authority, error) {
-	data, err := os.ReadFile(filepath.Join(dir, id+".json"))
+	name := filepath.Join(dir, id+".json")
+	fi, err := os.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("authority file %s.json: not a regular file (%v)", id, fi.Mode().Type())
+	}
+	data, err := os.ReadFile(name)
 	if err != nil {
 		return nil, err
 	}
@@ -247,18 +274,35 @@ func readAuthorityFile(dir, id string) (*authority, error) {
 	return &authority{id: id, key: ek}, nil
 }
 
-// Reload limits for authorities the server does not know yet.
-const (
-	// missTTL is how long an unknown authority ID stays unknown before
-	// its file is looked for again.
-	missTTL = 2 * time.Second
-	// maxMisses bounds the remembered misses.
-	maxMisses = 10000
-	// reloadRate and reloadBurst bound disk reads for unknown authorities
-	// over all IDs: a token bucket.
-	reloadRate  = 10 // per second
-	reloadBurst = 20
-)
+// listAuthorityFiles lists dir: the IDs of its authority files, which are
+// the regular files named <id>.json with a well-formed ID, and the names
+// of the files that look like authority files (*.json) but whose names
+// are not well-formed. Symbolic links and other files that are not
+// regular are skipped, at start and on every rescan alike.
+func listAuthorityFiles(dir string) (ids map[string]bool, malformed []string, err error) {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids = make(map[string]bool, len(des))
+	for _, de := range des {
+		id, ok := strings.CutSuffix(de.Name(), ".json")
+		switch {
+		case !ok || !de.Type().IsRegular():
+		case !authorityIDRE.MatchString(id):
+			malformed = append(malformed, de.Name())
+		default:
+			ids[id] = true
+		}
+	}
+	return ids, malformed, nil
+}
+
+// rescanInterval is how often, at most, the server lists the authorities
+// directory again to find authorities created since it started. It bounds
+// both the disk work that tokens naming unknown authorities can cause and
+// how long a new authority waits before a running server accepts it.
+const rescanInterval = time.Second
 
 // authorities is the server's view of the authorities directory. It is
 // safe for concurrent use.
@@ -267,12 +311,16 @@ type authorities struct {
 	log *slog.Logger
 	now func() time.Time
 
-	mu     sync.Mutex
-	known  map[string]*authority
-	misses map[string]time.Time // ID -> when its file may be read again
-	tokens float64              // token bucket of disk reads
-	filled time.Time            // when tokens was last topped up
-	reads  int                  // disk reads for unknown IDs, for tests
+	mu    sync.RWMutex
+	known map[string]*authority
+
+	// scanMu guards the fields below, and serializes the slow path of
+	// lookup: rescans and file reads.
+	scanMu  sync.Mutex
+	listed  map[string]bool // IDs of the files found by the last scan, not known yet
+	scanned time.Time       // when that scan ran
+	scans   int             // directory scans since the first, for tests
+	reads   int             // files read since the first scan, for tests
 }
 
 // loadAuthorities reads every authority file in dir, creating dir if it
@@ -282,31 +330,25 @@ func loadAuthorities(ctx context.Context, dir string, log *slog.Logger, now func
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("authorities directory: %w", err)
 	}
-	des, err := os.ReadDir(dir)
+	ids, malformed, err := listAuthorityFiles(dir)
 	if err != nil {
 		return nil, fmt.Errorf("authorities directory: %w", err)
 	}
-	as := &authorities{
-		dir:    dir,
-		log:    log,
-		now:    now,
-		known:  make(map[string]*authority),
-		misses: make(map[string]time.Time),
-		tokens: reloadBurst,
-		filled: now(),
+	for _, name := range malformed {
+		log.WarnContext(ctx, "authorities: ignoring file with a malformed name", "dir", dir, "file", name)
 	}
-	for _, de := range des {
-		id, ok := strings.CutSuffix(de.Name(), ".json")
-		if !ok || !de.Type().IsRegular() {
-			continue
-		}
-		if !authorityIDRE.MatchString(id) {
-			log.WarnContext(ctx, "authorities: ignoring file with a malformed name", "dir", dir, "file", de.Name())
-			continue
-		}
+	as := &authorities{
+		dir:     dir,
+		log:     log,
+		now:     now,
+		known:   make(map[string]*authority, len(ids)),
+		listed:  map[string]bool{},
+		scanned: now(),
+	}
+	for id := range ids {
 		a, err := readAuthorityFile(dir, id)
 		if err != nil {
-			log.ErrorContext(ctx, "authorities: skipping file", "dir", dir, "file", de.Name(), "err", err)
+			log.ErrorContext(ctx, "authorities: skipping file", "dir", dir, "file", id+".json", "err", err)
 			continue
 		}
 		as.known[id] = a
@@ -316,76 +358,65 @@ func loadAuthorities(ctx context.Context, dir string, log *slog.Logger, now func
 }
 
 // lookup returns the authority with the given ID, or nil if there is
-// none. An ID not loaded yet is looked for on disk, subject to the miss
-// cache and the rate limit.
+// none. An ID not loaded yet is looked for in the listing of the
+// directory, rescanned if it is rescanInterval old; its file is read only
+// if the listing has it. Nothing in the ID itself ever causes a disk
+// access.
 func (as *authorities) lookup(ctx context.Context, id string) *authority {
 	if !authorityIDRE.MatchString(id) {
 		return nil
 	}
-	as.mu.Lock()
-	if a := as.known[id]; a != nil {
-		as.mu.Unlock()
+	as.mu.RLock()
+	a := as.known[id]
+	as.mu.RUnlock()
+	if a != nil {
 		return a
 	}
-	now := as.now()
-	if until, ok := as.misses[id]; ok && now.Before(until) {
-		as.mu.Unlock()
+
+	as.scanMu.Lock()
+	defer as.scanMu.Unlock()
+	as.mu.RLock()
+	a = as.known[id] // loaded meanwhile by another request
+	as.mu.RUnlock()
+	if a != nil {
+		return a
+	}
+	if now := as.now(); now.Sub(as.scanned) >= rescanInterval {
+		as.rescan(ctx, now)
+	}
+	if !as.listed[id] {
 		return nil
 	}
-	if !as.take(now) {
-		as.mu.Unlock()
-		as.log.DebugContext(ctx, "authorities: reload rate limit reached; treating authority as unknown", "authority", id)
-		return nil
-	}
+	// Whatever the outcome, this file is not read again before the next
+	// scan.
+	delete(as.listed, id)
 	as.reads++
-	as.mu.Unlock()
-
 	a, err := readAuthorityFile(as.dir, id)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err != nil {
 		as.log.ErrorContext(ctx, "authorities: cannot load file", "authority", id, "err", err)
-	}
-
-	as.mu.Lock()
-	defer as.mu.Unlock()
-	if a == nil {
-		if len(as.misses) >= maxMisses {
-			as.forgetMisses(now)
-		}
-		as.misses[id] = now.Add(missTTL)
 		return nil
 	}
-	delete(as.misses, id)
-	if prev := as.known[id]; prev != nil { // loaded meanwhile by another request
-		return prev
-	}
+	as.mu.Lock()
 	as.known[id] = a
+	as.mu.Unlock()
 	as.log.InfoContext(ctx, "authorities: loaded new authority", "authority", id)
 	return a
 }
 
-// take takes a token from the reload bucket, if there is one. as.mu is
-// held.
-func (as *authorities) take(now time.Time) bool {
-	if elapsed := now.Sub(as.filled); elapsed > 0 {
-		as.tokens = min(reloadBurst, as.tokens+elapsed.Seconds()*reloadRate)
-		as.filled = now
+// rescan lists the directory again. as.scanMu is held. A failed scan
+// keeps the previous listing and is not retried before rescanInterval.
+func (as *authorities) rescan(ctx context.Context, now time.Time) {
+	as.scanned = now
+	as.scans++
+	ids, _, err := listAuthorityFiles(as.dir)
+	if err != nil {
+		as.log.ErrorContext(ctx, "authorities: cannot list directory", "dir", as.dir, "err", err)
+		return
 	}
-	if as.tokens < 1 {
-		return false
+	as.mu.RLock()
+	for id := range as.known {
+		delete(ids, id)
 	}
-	as.tokens--
-	return true
-}
-
-// forgetMisses drops expired misses, or all of them if none has expired.
-// as.mu is held.
-func (as *authorities) forgetMisses(now time.Time) {
-	for id, until := range as.misses {
-		if !now.Before(until) {
-			delete(as.misses, id)
-		}
-	}
-	if len(as.misses) >= maxMisses {
-		clear(as.misses)
-	}
+	as.mu.RUnlock()
+	as.listed = ids
 }

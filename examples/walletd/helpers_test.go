@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -8,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -24,6 +26,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/walletledger/ledger"
@@ -59,6 +62,7 @@ type envOptions struct {
 	data     string // default ":memory:"
 	pgSchema string // with a postgres:// data
 	authDir  string // default a new temporary directory
+	pageSize int    // default defaultPageSize
 }
 
 // newTestEnv starts walletd on a loopback port. The API base URL is known
@@ -84,6 +88,7 @@ func newTestEnv(t *testing.T, opts envOptions) *testEnv {
 		Logger:      slog.New(slog.NewTextHandler(env.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Store:       opts.store,
 		Now:         func() time.Time { return time.Unix(0, env.now.Load()) },
+		PageSize:    opts.pageSize,
 	})
 	require.NoError(t, err)
 	env.srv = s
@@ -105,9 +110,20 @@ func newTestEnv(t *testing.T, opts envOptions) *testEnv {
 
 func (env *testEnv) advance(d time.Duration) { env.now.Add(int64(d)) }
 
-// newAuthority creates an authority as create-authority does and returns
-// a client that uses its configuration file.
+// newAuthority creates an authority as create-authority does, moves the
+// server's clock on so that it lists the authorities directory again on
+// the next unknown token, and returns a client that uses the authority's
+// configuration file.
 func (env *testEnv) newAuthority(name string) *sdkClient {
+	env.t.Helper()
+	c := env.createAuthority(name)
+	env.advance(rescanInterval)
+	return c
+}
+
+// createAuthority is newAuthority without moving the clock: the server
+// refuses the authority until its clock has moved on by rescanInterval.
+func (env *testEnv) createAuthority(name string) *sdkClient {
 	env.t.Helper()
 	req, err := parseAuthorityRequest(strings.NewReader(`{"api_base_url": "` + env.ts.URL + `", "name": "` + name +
 		`", "owner": {"contact": "ops@example.com", "nickname": "ops"}}`))
@@ -160,6 +176,13 @@ func loadSDKClient(t *testing.T, configJSON []byte, baseURL string) *sdkClient {
 	return c
 }
 
+// The client's calls come in two kinds. The plain ones (do, createEntry,
+// ...) fail the test on an error and may only be called from the test's
+// goroutine. The try ones (tryDo, tryCreateEntry, ...) return the error
+// instead and are for other goroutines, which must not call t.FailNow:
+// it would end the goroutine without its result, and the test would wait
+// for it until the go test timeout.
+
 func (c *sdkClient) sign(claims jwt.Claims) string {
 	c.t.Helper()
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(c.key)
@@ -176,12 +199,30 @@ type resp struct {
 	body   map[string]any
 }
 
+// must fails the test if err is not nil, and returns r.
+func (c *sdkClient) must(r resp, err error) resp {
+	c.t.Helper()
+	require.NoError(c.t, err)
+	return r
+}
+
 func (c *sdkClient) do(method, path string, query url.Values, body []byte) resp {
-	return c.doAuth(method, path, query, body, c.token)
+	c.t.Helper()
+	return c.must(c.tryDo(method, path, query, body))
 }
 
 func (c *sdkClient) doAuth(method, path string, query url.Values, body []byte, auth string) resp {
 	c.t.Helper()
+	return c.must(c.tryDoAuth(method, path, query, body, auth))
+}
+
+func (c *sdkClient) tryDo(method, path string, query url.Values, body []byte) (resp, error) {
+	return c.tryDoAuth(method, path, query, body, c.token)
+}
+
+// tryDoAuth sends a request with the given Authorization header ("" for
+// none) and reads the answer, which must be JSON (unless method is HEAD).
+func (c *sdkClient) tryDoAuth(method, path string, query url.Values, body []byte, auth string) (resp, error) {
 	u := c.apiURL + path
 	if query != nil {
 		u += "?" + query.Encode()
@@ -191,7 +232,9 @@ func (c *sdkClient) doAuth(method, path string, query url.Values, body []byte, a
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequest(method, u, rd)
-	require.NoError(c.t, err)
+	if err != nil {
+		return resp{}, err
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -200,39 +243,69 @@ func (c *sdkClient) doAuth(method, path string, query url.Values, body []byte, a
 	}
 	req.Header.Set("User-Agent", "wallet-service-py-sdk 1.1.0")
 	r, err := c.hc.Do(req)
-	require.NoError(c.t, err)
+	if err != nil {
+		return resp{}, err
+	}
 	defer r.Body.Close()
 	raw, err := io.ReadAll(r.Body)
-	require.NoError(c.t, err)
+	if err != nil {
+		return resp{}, fmt.Errorf("%s %s: read body: %w", method, path, err)
+	}
 	out := resp{status: r.StatusCode, header: r.Header, raw: raw}
 	if method != http.MethodHead {
-		require.Equal(c.t, "application/json", r.Header.Get("Content-Type"), "%s %s: body %s", method, path, raw)
-		out.body = decodeObject(c.t, raw)
+		if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+			return out, fmt.Errorf("%s %s: got Content-Type %q, want application/json; body %s", method, path, ct, raw)
+		}
+		if out.body, err = parseObject(raw); err != nil {
+			return out, fmt.Errorf("%s %s: %w", method, path, err)
+		}
 	}
-	return out
+	return out, nil
 }
 
 func decodeObject(t *testing.T, raw []byte) map[string]any {
 	t.Helper()
+	m, err := parseObject(raw)
+	require.NoError(t, err)
+	return m
+}
+
+// parseObject decodes a JSON object, numbers kept as written.
+func parseObject(raw []byte) (map[string]any, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var m map[string]any
-	require.NoError(t, dec.Decode(&m), "body %s", raw)
-	require.NotNil(t, m, "body %s is a JSON object", raw)
-	return m
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("body %s: %w", raw, err)
+	}
+	if m == nil {
+		return nil, fmt.Errorf("body %s is not a JSON object", raw)
+	}
+	return m, nil
 }
 
 // createEntry is the SDK's create_entry: the item key is always sent.
 func (c *sdkClient) createEntry(userID string, amount int64, reason string, item map[string]any) resp {
 	c.t.Helper()
+	return c.must(c.tryCreateEntry(userID, amount, reason, item))
+}
+
+func (c *sdkClient) tryCreateEntry(userID string, amount int64, reason string, item map[string]any) (resp, error) {
 	body, err := json.Marshal(map[string]any{"user_id": userID, "amount": amount, "reason": reason, "item": item})
-	require.NoError(c.t, err)
-	return c.do(http.MethodPost, "/entry", nil, body)
+	if err != nil {
+		return resp{}, err
+	}
+	return c.tryDo(http.MethodPost, "/entry", nil, body)
 }
 
 // getWallets is the SDK's get_wallets: both lists always sent.
 func (c *sdkClient) getWallets(userIDs, authorityIDs []string) resp {
-	return c.do(http.MethodGet, "/wallet", url.Values{
+	c.t.Helper()
+	return c.must(c.tryGetWallets(userIDs, authorityIDs))
+}
+
+func (c *sdkClient) tryGetWallets(userIDs, authorityIDs []string) (resp, error) {
+	return c.tryDo(http.MethodGet, "/wallet", url.Values{
 		"user_ids":      {strings.Join(userIDs, ",")},
 		"authority_ids": {strings.Join(authorityIDs, ",")},
 	}, nil)
@@ -241,6 +314,7 @@ func (c *sdkClient) getWallets(userIDs, authorityIDs []string) resp {
 // getInventory is the SDK's get_inventory; used nil leaves the parameter
 // out, as Python's requests does with None.
 func (c *sdkClient) getInventory(entryIDs, userIDs, authorityIDs []string, used *bool) resp {
+	c.t.Helper()
 	q := url.Values{
 		"entry_ids":     {strings.Join(entryIDs, ",")},
 		"user_ids":      {strings.Join(userIDs, ",")},
@@ -253,11 +327,33 @@ func (c *sdkClient) getInventory(entryIDs, userIDs, authorityIDs []string, used 
 }
 
 func (c *sdkClient) useItem(entryID string) resp {
-	return c.do(http.MethodPost, "/entry/"+url.PathEscape(entryID)+"/inventory/use", nil, nil)
+	c.t.Helper()
+	return c.must(c.tryUseItem(entryID))
+}
+
+func (c *sdkClient) tryUseItem(entryID string) (resp, error) {
+	return c.tryDo(http.MethodPost, "/entry/"+url.PathEscape(entryID)+"/inventory/use", nil, nil)
 }
 
 func (c *sdkClient) checkServiceHealth() resp {
+	c.t.Helper()
 	return c.doAuth(http.MethodGet, "/health", nil, nil, "")
+}
+
+// awaitAccepted waits, up to a bound, until the server accepts c's
+// token: a server that is running when an authority is created accepts
+// it after its next rescan of the authorities directory, within
+// rescanInterval. For servers on the real clock (subprocesses); tests of
+// a testEnv move its clock instead.
+func (c *sdkClient) awaitAccepted() {
+	c.t.Helper()
+	var last string
+	ok := assert.Eventually(c.t, func() bool {
+		r, err := c.tryGetWallets(nil, nil)
+		last = fmt.Sprintf("%d %s %v", r.status, r.raw, err)
+		return err == nil && r.status == http.StatusOK
+	}, 5*rescanInterval, 10*time.Millisecond)
+	require.True(c.t, ok, "authority %s not accepted within %v; last answer: %s", c.authorityID, 5*rescanInterval, last)
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -385,10 +481,13 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-// faultyStore is a memstore that fails, panics or blocks on demand.
+// faultyStore is a memstore that fails, panics or blocks on demand, and
+// counts its read transactions.
 type faultyStore struct {
 	*memstore.Store
 	failView, failUpdate, failPing, panicView atomic.Bool
+	views                                     atomic.Int64 // View calls so far
+	failViewsFrom                             atomic.Int64 // when > 0, the View calls from this one on fail
 
 	mu      sync.Mutex
 	entered chan struct{} // when set, View signals here and waits on release
@@ -400,10 +499,11 @@ var errInjected = errors.New("faultyStore: injected failure")
 func newFaultyStore() *faultyStore { return &faultyStore{Store: memstore.New()} }
 
 func (s *faultyStore) View(ctx context.Context, fn func(ledger.ReadTx) error) error {
+	n := s.views.Add(1)
 	if s.panicView.Load() {
 		panic("faultyStore: injected panic")
 	}
-	if s.failView.Load() {
+	if from := s.failViewsFrom.Load(); s.failView.Load() || from > 0 && n >= from {
 		return errInjected
 	}
 	s.mu.Lock()
@@ -440,7 +540,89 @@ func (s *faultyStore) blockNextView() (entered, release chan struct{}) {
 	return s.entered, s.release
 }
 
+// closeStore is a memstore that records its Close and fails it on
+// demand.
+type closeStore struct {
+	*memstore.Store
+	closeErr error
+	closed   atomic.Bool
+}
+
+func (s *closeStore) Close() error {
+	s.closed.Store(true)
+	if err := s.Store.Close(); err != nil {
+		return err
+	}
+	return s.closeErr
+}
+
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// inProcess is walletd serve running in a goroutine of the test.
+type inProcess struct {
+	addr string      // API listen address
+	logs *syncBuffer // what serve logged
+	// stop cancels serve's context and returns its exit status once it
+	// has returned and its log has been read in full.
+	stop func() int
+}
+
+// serveInProcess runs serve, a call of run or runServer that logs to
+// stderr, until the test ends or stop is called, and waits until it logs
+// where it listens.
+func serveInProcess(t *testing.T, serve func(ctx context.Context, stderr io.Writer) int) *inProcess {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	pr, pw := io.Pipe()
+	listening := make(chan string, 1)
+	logRead := make(chan struct{})
+	go func() {
+		defer close(logRead)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			logs.Write(append(sc.Bytes(), '\n'))
+			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
+				listening <- m[1]
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	done := make(chan int, 1)
+	go func() {
+		code := serve(ctx, pw)
+		pw.Close()
+		<-logRead
+		done <- code
+	}()
+	stop := sync.OnceValue(func() int {
+		cancel()
+		select {
+		case code := <-done:
+			return code
+		case <-time.After(shutdownTimeout + 10*time.Second):
+			t.Errorf("serve did not return after its context ended")
+			return -1
+		}
+	})
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("serve log:\n%s", logs.String())
+		}
+	})
+	select {
+	case addr := <-listening:
+		return &inProcess{addr: addr, logs: logs, stop: stop}
+	case code := <-done:
+		done <- code // for stop
+		t.Fatalf("serve returned %d before listening:\n%s", code, logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve did not start listening within 30s:\n%s", logs.String())
+	}
+	return nil
+}
 
 // loadTestData is the -data of the load test: a directory, so that the
 // load runs on the durable Badger store walletd uses by default.

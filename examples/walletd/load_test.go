@@ -42,6 +42,7 @@ func TestConcurrentSpendAndUse(t *testing.T) {
 		spent    map[string]int64 // accepted spends by user
 		uses     map[string]int   // 200s by item
 		statuses map[int]int
+		err      error // the first request that got no answer
 	}
 	results := make([]result, clients)
 	start := time.Now()
@@ -50,17 +51,22 @@ func TestConcurrentSpendAndUse(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := *auths[i%len(auths)]
-			c.t = t
+			// Only the try calls here: this is not the test's goroutine.
+			c := auths[i%len(auths)]
 			rng := rand.New(rand.NewPCG(uint64(i), 42))
 			res := result{spent: map[string]int64{}, uses: map[string]int{}, statuses: map[int]int{}}
+			defer func() { results[i] = res }()
 			// Every client tries every item once, in its own order, so
 			// that each item is raced for by all clients.
 			order := rng.Perm(items)
 			for n := range perClient {
 				if n < items {
 					id := itemIDs[order[n]]
-					r := c.useItem(id)
+					r, err := c.tryUseItem(id)
+					if err != nil {
+						res.err = err
+						return
+					}
 					res.statuses[r.status]++
 					if r.status == http.StatusOK {
 						res.uses[id]++
@@ -69,13 +75,16 @@ func TestConcurrentSpendAndUse(t *testing.T) {
 				}
 				u := users[rng.IntN(len(users))]
 				amount := -int64(1 + rng.IntN(9))
-				r := c.createEntry(u, amount, "spend", nil)
+				r, err := c.tryCreateEntry(u, amount, "spend", nil)
+				if err != nil {
+					res.err = err
+					return
+				}
 				res.statuses[r.status]++
 				if r.status == http.StatusOK {
 					res.spent[u] += -amount
 				}
 			}
-			results[i] = res
 		}()
 	}
 	wg.Wait()
@@ -84,7 +93,8 @@ func TestConcurrentSpendAndUse(t *testing.T) {
 	spent := map[string]int64{}
 	uses := map[string]int{}
 	statuses := map[int]int{}
-	for _, res := range results {
+	for i, res := range results {
+		require.NoError(t, res.err, "client %d", i)
 		for u, v := range res.spent {
 			spent[u] += v
 		}

@@ -29,8 +29,11 @@
 //
 // DIR (default ./walletd-data) holds the ledger in DIR/ledger (Badger,
 // durable) and the authorities in DIR/authorities/<authority_id>.json.
-// With -data :memory: the ledger lives in memory and authorities come
-// from -authorities (default ./walletd-data/authorities).
+// With -data :memory: the ledger lives in memory, and with -data
+// postgres://... in PostgreSQL; the authorities then come from
+// -authorities (default ./walletd-data/authorities). The authorities
+// directory follows from -data and -authorities alone, never from -store,
+// so that serve and create-authority given the same -data agree on it.
 //
 // See README.md for a walk-through.
 package main
@@ -140,7 +143,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("walletd serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	data := fs.String("data", defaultData, "data `DIR`: the ledger in DIR/ledger, authorities in DIR/authorities; :memory: for a ledger in memory; a postgres:// URL for a ledger in PostgreSQL")
-	authDir := fs.String("authorities", "", "authorities `DIR` (default DIR/authorities, or ./walletd-data/authorities when the ledger is in memory or PostgreSQL)")
+	authDir := fs.String("authorities", "", "authorities `DIR` (default DIR/authorities, or ./walletd-data/authorities when -data is :memory: or a postgres:// URL; -store plays no part)")
 	storeKind := fs.String("store", "", "ledger store: badger, memory or postgres (default: what -data looks like)")
 	pg := fs.String("pg", "", "PostgreSQL `URL` for -store postgres (postgres://user@host/db)")
 	pgSchema := fs.String("pg-schema", "", "PostgreSQL schema that holds the ledger (default walletledger)")
@@ -161,45 +164,67 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		return exitUsage
 	}
 
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	s, err := newServer(ctx, config{
-		Data: *data, StoreKind: *storeKind, PG: *pg, PGSchema: *pgSchema, Authorities: *authDir, Logger: log,
-	})
+	return runServer(ctx, config{
+		Data: *data, StoreKind: *storeKind, PG: *pg, PGSchema: *pgSchema, Authorities: *authDir,
+		Logger: slog.New(slog.NewTextHandler(stderr, nil)),
+	}, *addr, *metricsAddr)
+}
+
+// runServer is serve once its flags are read: it serves cfg on addr, and
+// its metrics on metricsAddr ("" for none), until ctx is done, and
+// returns the exit status. It closes the ledger before it returns, and
+// the status is 0, with "stopped cleanly" as the last log line, only if
+// serving and closing both went well.
+func runServer(ctx context.Context, cfg config, addr, metricsAddr string) int {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s, err := newServer(ctx, cfg)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return exitFailure
 	}
-	defer func() {
-		if err := s.Close(); err != nil {
-			log.Error("close", "err", err)
-		}
-	}()
+	code := listenAndServe(ctx, s, cfg.Data, addr, metricsAddr)
+	// Not deferred: a ledger that fails to close (say, Badger cannot
+	// flush) is a failed run, and the exit status must say so.
+	if err := s.Close(); err != nil {
+		log.Error("cannot close the ledger", "err", err)
+		return exitFailure
+	}
+	if code == exitOK {
+		log.Info("stopped cleanly")
+	}
+	return code
+}
 
+// listenAndServe runs s on addr and metricsAddr until ctx is done and
+// returns the exit status. It leaves s open.
+func listenAndServe(ctx context.Context, s *server, data, addr, metricsAddr string) int {
 	if ctx.Err() != nil { // stopped while opening the ledger
 		return exitOK
 	}
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", *addr)
+	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
-		log.Error("cannot listen", "err", err)
+		s.log.Error("cannot listen", "err", err)
 		return exitFailure
 	}
 	var mln net.Listener
 	metricsShown := "off"
-	if *metricsAddr != "" {
-		if mln, err = lc.Listen(ctx, "tcp", *metricsAddr); err != nil {
+	if metricsAddr != "" {
+		if mln, err = lc.Listen(ctx, "tcp", metricsAddr); err != nil {
 			ln.Close()
-			log.Error("cannot listen for metrics", "err", err)
+			s.log.Error("cannot listen for metrics", "err", err)
 			return exitFailure
 		}
 		metricsShown = mln.Addr().String()
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "metrics_addr", metricsShown, "data", *data)
+	s.log.Info("listening", "addr", ln.Addr().String(), "metrics_addr", metricsShown, "data", redacted(data))
 	if err := s.serve(ctx, ln, mln); err != nil {
-		log.Error("stopped", "err", err)
+		s.log.Error("stopped", "err", err)
 		return exitFailure
 	}
-	log.Info("stopped cleanly")
 	return exitOK
 }
 

@@ -12,7 +12,16 @@ import (
 // requestInfo is what inner handlers tell the request log.
 type requestInfo struct {
 	authority string
+	// aborted is set when the answer was cut off after it had started.
+	aborted bool
 }
+
+// maxLogPath bounds the path in log lines: a client chooses it, and a
+// request line may be up to maxHeaderBytes long.
+const maxLogPath = 256
+
+// logPath is r's path for a log line, truncated to maxLogPath bytes.
+func logPath(r *http.Request) string { return truncate(r.URL.Path, maxLogPath) }
 
 type infoKey struct{}
 
@@ -63,12 +72,12 @@ func (s *server) observe(next http.Handler) http.Handler {
 			route := routeLabel(r.Pattern)
 			s.metrics.observe(route, r.Method, sw.status, d)
 			level := slog.LevelInfo
-			if sw.status >= 500 || sw.status == 0 {
+			if sw.status >= 500 || sw.status == 0 || info.aborted {
 				level = slog.LevelWarn
 			}
 			attrs := []slog.Attr{
 				slog.String("method", r.Method),
-				slog.String("path", r.URL.Path),
+				slog.String("path", logPath(r)),
 				slog.String("route", route),
 				slog.Int("status", sw.status),
 				slog.Duration("duration", d),
@@ -77,6 +86,9 @@ func (s *server) observe(next http.Handler) http.Handler {
 			}
 			if info.authority != "" {
 				attrs = append(attrs, slog.String("authority", info.authority))
+			}
+			if info.aborted {
+				attrs = append(attrs, slog.Bool("aborted", true))
 			}
 			s.log.LogAttrs(r.Context(), level, "request", attrs...)
 		}()
@@ -114,9 +126,12 @@ func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
 			if p == http.ErrAbortHandler {
 				panic(p)
 			}
-			log.ErrorContext(r.Context(), "handler panicked", "method", r.Method, "path", r.URL.Path,
+			log.ErrorContext(r.Context(), "handler panicked", "method", r.Method, "path", logPath(r),
 				"panic", p, "stack", string(debug.Stack()))
 			if sw.status != 0 {
+				if info := infoFrom(r.Context()); info != nil {
+					info.aborted = true
+				}
 				panic(http.ErrAbortHandler)
 			}
 			writeError(sw, http.StatusInternalServerError, "internal error")

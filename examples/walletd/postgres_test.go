@@ -52,10 +52,13 @@ func TestPostgresReplicas(t *testing.T) {
 			if i%2 == 1 {
 				c = &viaB
 			}
-			switch r := c.createEntry("alice", -7, "spend", nil); r.status {
-			case http.StatusOK:
+			r, err := c.tryCreateEntry("alice", -7, "spend", nil)
+			switch {
+			case err != nil:
+				t.Errorf("spend: %v", err)
+			case r.status == http.StatusOK:
 				ok.Add(1)
-			case http.StatusPaymentRequired:
+			case r.status == http.StatusPaymentRequired:
 				refused.Add(1)
 			default:
 				t.Errorf("spend: %d %s", r.status, r.raw)
@@ -82,10 +85,13 @@ func TestPostgresReplicas(t *testing.T) {
 			if i%2 == 1 {
 				c = &viaB
 			}
-			switch r := c.useItem(id); r.status {
-			case http.StatusOK:
+			r, err := c.tryUseItem(id)
+			switch {
+			case err != nil:
+				t.Errorf("use: %v", err)
+			case r.status == http.StatusOK:
 				used.Add(1)
-			case http.StatusConflict:
+			case r.status == http.StatusConflict:
 				conflicts.Add(1)
 			default:
 				t.Errorf("use: %d %s", r.status, r.raw)
@@ -113,4 +119,12 @@ func tempSchema(t *testing.T, url string) string {
 		require.NoError(t, err)
 	})
 	return schema
+}
+
+// TestRedactedData: a password in a postgres:// -data never reaches the
+// logs.
+func TestRedactedData(t *testing.T) {
+	require.Equal(t, "postgres://wallet:xxxxx@db.example/wallet", redacted("postgres://wallet:s3cret@db.example/wallet"))
+	require.Equal(t, "walletd-data", redacted("walletd-data"))
+	require.Equal(t, ":memory:", redacted(":memory:"))
 }

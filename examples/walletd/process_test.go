@@ -140,7 +140,8 @@ func createAuthorityCLI(t *testing.T, data string) []byte {
 
 // TestRestart: entries and authorities survive stopping walletd with
 // SIGTERM (a clean exit) and starting it again on the same directory; an
-// authority created while walletd runs works at once, without restart.
+// authority created while walletd runs works within rescanInterval,
+// without restart.
 func TestRestart(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	cfg := createAuthorityCLI(t, data) // before the first serve
@@ -156,6 +157,7 @@ func TestRestart(t *testing.T) {
 	// A second authority, created while the server runs on the same
 	// directory, is usable without a restart.
 	late := loadSDKClient(t, createAuthorityCLI(t, data), p.baseURL())
+	late.awaitAccepted()
 	r = late.useItem(sword["entry_id"].(string))
 	require.Equal(t, http.StatusOK, r.status, "body %s", r.raw)
 	require.Equal(t, http.StatusOK, late.createEntry("bob", 7, "late", nil).status)
@@ -168,9 +170,10 @@ func TestRestart(t *testing.T) {
 	assert.Equal(t, 0, p.stop(syscall.SIGTERM), "clean exit on SIGTERM")
 	assert.Contains(t, p.stderr.String(), "stopped cleanly")
 
+	third := createAuthorityCLI(t, data) // between runs, for good measure
 	p2 := startWalletd(t, "-data", data)
 	c = loadSDKClient(t, cfg, p2.baseURL())
-	late = loadSDKClient(t, createAuthorityCLI(t, data), p2.baseURL()) // and a third, for good measure
+	late = loadSDKClient(t, third, p2.baseURL())
 	late2 := loadSDKClient(t, cfg, p2.baseURL())
 	assert.Equal(t, map[string]int64{"alice": 30, "bob": 7}, requireWallets(t, c.getWallets(nil, nil)))
 	inv := requireInventory(t, late.getInventory(nil, nil, nil, ptr(true)))
@@ -247,4 +250,44 @@ func TestCommandLine(t *testing.T) {
 	des, err := os.ReadDir(filepath.Join(data, "authorities"))
 	require.NoError(t, err)
 	assert.Len(t, des, 1)
+}
+
+// TestAuthoritiesDir: the authorities directory follows from -data and
+// -authorities alone, never from -store, so that serve and
+// create-authority (which has no -store) given the same -data agree.
+func TestAuthoritiesDir(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  config
+		want string
+	}{
+		{"data directory", config{Data: "/srv/w"}, "/srv/w/authorities"},
+		{"data directory, memory store", config{Data: "/srv/w", StoreKind: storeMemory}, "/srv/w/authorities"},
+		{"data directory, postgres store", config{Data: "/srv/w", StoreKind: storePostgres, PG: "postgres://db/w"}, "/srv/w/authorities"},
+		{"memory", config{Data: memoryData}, "walletd-data/authorities"},
+		{"postgres URL", config{Data: "postgres://db/w"}, "walletd-data/authorities"},
+		{"postgresql URL, badger store named", config{Data: "postgresql://db/w", StoreKind: storeBadger}, "walletd-data/authorities"},
+		{"-authorities", config{Data: "/srv/w", StoreKind: storePostgres, Authorities: "/etc/walletd"}, "/etc/walletd"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, filepath.FromSlash(tc.want), tc.cfg.authoritiesDir())
+		})
+	}
+
+	// End to end: serve with a -store that differs from what -data looks
+	// like finds what create-authority wrote for the same -data.
+	t.Chdir(t.TempDir()) // where a wrong ./walletd-data would go
+	data := filepath.Join(t.TempDir(), "w")
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"create-authority", "-data", data, "-"}, strings.NewReader(authorityRequestJSON), &stdout, &stderr)
+	require.Equal(t, exitOK, code, "stderr: %s", stderr.String())
+	p := serveInProcess(t, func(ctx context.Context, stderr io.Writer) int {
+		return run(ctx, []string{"serve", "-store", "memory", "-data", data, "-addr", "127.0.0.1:0", "-metrics-addr", ""}, nil, io.Discard, stderr)
+	})
+	c := loadSDKClient(t, stdout.Bytes(), "http://"+p.addr)
+	r := c.getWallets(nil, nil)
+	require.Equal(t, http.StatusOK, r.status, "body %s", r.raw)
+	require.Equal(t, exitOK, p.stop())
+	_, err := os.Stat(defaultData)
+	assert.ErrorIs(t, err, os.ErrNotExist, "./%s", defaultData)
 }

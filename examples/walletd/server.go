@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -26,7 +27,7 @@ const apiVersion = "1.1.0"
 // memoryData is the -data value that runs the ledger in memory.
 const memoryData = ":memory:"
 
-// Server timeouts.
+// Server timeouts: the defaults of the config fields of the same names.
 const (
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 15 * time.Second
@@ -37,6 +38,11 @@ const (
 	// SIGTERM; requests still running then are cut off.
 	shutdownTimeout = 20 * time.Second
 )
+
+// defaultPageSize is how many rows GET /api/v1/wallet and GET
+// /api/v1/entry/inventory read from the ledger at a time, and so about how
+// many rows of a list answer are in memory at once.
+const defaultPageSize = 1000
 
 // config is what a server is made from.
 type config struct {
@@ -49,23 +55,36 @@ type config struct {
 	// of a postgres store ("" for pgstore's default schema).
 	PG, PGSchema string
 	// Authorities is the authorities directory; "" means Data/authorities,
-	// or ./walletd-data/authorities when the ledger is not in a directory.
+	// or ./walletd-data/authorities when Data is ":memory:" or a
+	// postgres:// URL. StoreKind plays no part: create-authority, which
+	// has no -store, must find the same directory as serve.
 	Authorities string
 	Logger      *slog.Logger
 	// Store, when set, is used instead of opening Data; for tests.
 	Store ledger.Store
-	// Now is the clock of the authority miss cache; nil means time.Now.
+	// Now is the clock that times rescans of the authorities directory;
+	// nil means time.Now.
 	Now func() time.Time
+	// PageSize is how many rows list answers read from the ledger at a
+	// time; 0 means defaultPageSize.
+	PageSize int
+	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are
+	// those of the API and metrics servers (see http.Server); 0 means the
+	// default, the constant of the same name.
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 }
 
 // server is walletd: the API handler over a ledger, its authorities and
 // its metrics. Create one with newServer and release it with Close.
 type server struct {
-	log     *slog.Logger
-	ledger  *ledger.Ledger
-	auths   *authorities
-	metrics *metrics
-	api     http.Handler
+	log      *slog.Logger
+	ledger   *ledger.Ledger
+	auths    *authorities
+	metrics  *metrics
+	api      http.Handler
+	pageSize int
+	// The timeouts of the HTTP servers, defaults filled in.
+	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout time.Duration
 }
 
 // newServer opens the ledger and loads the authorities that cfg names.
@@ -93,19 +112,40 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 		store.Close()
 		return nil, fmt.Errorf("open ledger: %w", err)
 	}
-	s := &server{log: log, ledger: l, auths: auths, metrics: newMetrics()}
+	s := &server{
+		log:               log,
+		ledger:            l,
+		auths:             auths,
+		metrics:           newMetrics(),
+		pageSize:          orDefault(cfg.PageSize, defaultPageSize),
+		readHeaderTimeout: orDefault(cfg.ReadHeaderTimeout, readHeaderTimeout),
+		readTimeout:       orDefault(cfg.ReadTimeout, readTimeout),
+		writeTimeout:      orDefault(cfg.WriteTimeout, writeTimeout),
+		idleTimeout:       orDefault(cfg.IdleTimeout, idleTimeout),
+	}
 	s.api = s.routes()
 	return s, nil
 }
 
+// orDefault is v, or def when v is not positive.
+func orDefault[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
 // authoritiesDir is where authorities live: -authorities, else
-// DIR/authorities for a ledger in -data DIR, else
-// ./walletd-data/authorities.
+// ./walletd-data/authorities when -data is ":memory:" or a postgres://
+// URL, else DIR/authorities for -data DIR. It depends on -data alone,
+// never on -store, so that serve and create-authority (which has no
+// -store) agree: serve -store postgres -pg URL -data DIR and
+// create-authority -data DIR both use DIR/authorities.
 func (cfg config) authoritiesDir() string {
 	switch {
 	case cfg.Authorities != "":
 		return cfg.Authorities
-	case cfg.storeKind() != storeBadger:
+	case cfg.Data == memoryData || isPostgresURL(cfg.Data):
 		return filepath.Join(defaultData, "authorities")
 	}
 	return filepath.Join(cfg.Data, "authorities")
@@ -130,29 +170,12 @@ func (s *server) MetricsHandler() http.Handler { return s.metrics.handler() }
 // it stops accepting, waits up to shutdownTimeout for requests in flight
 // and returns. It does not close the ledger; Close does.
 func (s *server) serve(ctx context.Context, ln, mln net.Listener) error {
-	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
-	api := &http.Server{
-		Handler:           s.api,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          errLog,
-	}
+	api := s.httpServer(s.api)
 	servers := []*http.Server{api}
 	errc := make(chan error, 2)
 	go func() { errc <- fmt.Errorf("api server: %w", api.Serve(ln)) }()
 	if mln != nil {
-		m := &http.Server{
-			Handler:           s.MetricsHandler(),
-			ReadHeaderTimeout: readHeaderTimeout,
-			ReadTimeout:       readTimeout,
-			WriteTimeout:      writeTimeout,
-			IdleTimeout:       idleTimeout,
-			MaxHeaderBytes:    maxHeaderBytes,
-			ErrorLog:          errLog,
-		}
+		m := s.httpServer(s.MetricsHandler())
 		servers = append(servers, m)
 		go func() { errc <- fmt.Errorf("metrics server: %w", m.Serve(mln)) }()
 	}
@@ -176,9 +199,22 @@ func (s *server) serve(ctx context.Context, ln, mln net.Listener) error {
 	return errors.Join(errs...)
 }
 
+// httpServer returns an HTTP server of h with the server's timeouts.
+func (s *server) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: s.readHeaderTimeout,
+		ReadTimeout:       s.readTimeout,
+		WriteTimeout:      s.writeTimeout,
+		IdleTimeout:       s.idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
+
 // routes builds the API handler. Every route answers in JSON; a known
 // path with another method gets 405 with an Allow header, an unknown
-// path 404.
+// path 404, and so does a path that is not clean (see refuseUncleanPaths).
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	route := func(method, path string, h http.HandlerFunc) {
@@ -193,7 +229,32 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")
 	})
-	return s.observe(recoverPanics(s.log, mux))
+	return s.observe(recoverPanics(s.log, refuseUncleanPaths(mux)))
+}
+
+// refuseUncleanPaths answers 404 to a request whose path is not clean
+// (with "//", "/./", "/../" or a trailing "/."), which http.ServeMux would
+// redirect to the clean path with a 307 and an HTML body; no API path is
+// unclean, and an API client has no use for the redirect. CONNECT, whose
+// paths ServeMux does not clean, gets 404 as well: walletd is no proxy.
+func refuseUncleanPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodConnect || !isCleanPath(r.URL.EscapedPath()) {
+			writeError(w, http.StatusNotFound, "not found")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// isCleanPath says whether ServeMux leaves p as it is: p is absolute and
+// path.Clean changes nothing in it but a trailing slash.
+func isCleanPath(p string) bool {
+	if !strings.HasPrefix(p, "/") {
+		return false
+	}
+	c := path.Clean(p)
+	return c == p || c != "/" && c+"/" == p
 }
 
 func methodNotAllowed(allow string) http.HandlerFunc {
@@ -294,15 +355,16 @@ func (s *server) wallets(w http.ResponseWriter, r *http.Request, _ string) {
 		s.fail(w, r, err)
 		return
 	}
-	ws, err := s.ledger.Wallets(r.Context(), ledger.WalletQuery{
+	wq := ledger.WalletQuery{
 		UserIDs:      idList(q, "user_ids"),
 		AuthorityIDs: idList(q, "authority_ids"),
-	})
-	if err != nil {
-		s.fail(w, r, err)
-		return
 	}
-	writeList(s, w, r, "wallets", ws, 48, appendWallet)
+	page := func(after string, limit int) ([]ledger.WalletTotal, error) {
+		wq.After, wq.Limit = after, limit
+		return s.ledger.Wallets(r.Context(), wq)
+	}
+	userID := func(wt *ledger.WalletTotal) string { return wt.UserID }
+	streamList(s, w, r, "wallets", page, userID, appendWallet)
 }
 
 // inventory serves GET
@@ -318,35 +380,95 @@ func (s *server) inventory(w http.ResponseWriter, r *http.Request, _ string) {
 		s.fail(w, r, err)
 		return
 	}
-	items, err := s.ledger.Inventory(r.Context(), ledger.InventoryQuery{
+	iq := ledger.InventoryQuery{
 		EntryIDs:     idList(q, "entry_ids"),
 		UserIDs:      idList(q, "user_ids"),
 		AuthorityIDs: idList(q, "authority_ids"),
 		Used:         used,
-	})
-	if err != nil {
-		s.fail(w, r, err)
-		return
 	}
-	writeList(s, w, r, "inventory", items, 160, appendInventoryItem)
+	page := func(after string, limit int) ([]ledger.InventoryItem, error) {
+		iq.After, iq.Limit = after, limit
+		return s.ledger.Inventory(r.Context(), iq)
+	}
+	entryID := func(ii *ledger.InventoryItem) string { return ii.EntryID }
+	streamList(s, w, r, "inventory", page, entryID, appendInventoryItem)
 }
 
-// writeList answers 200 with {"name": [...]}, each element written by
-// add; size guesses an element's bytes.
-func writeList[T any](s *server, w http.ResponseWriter, r *http.Request, name string, xs []T, size int,
+// streamList answers 200 with {"name": [...]}. It reads the list from the
+// ledger a page at a time (page returns up to limit rows after the row
+// whose key is after; key gives a row's key) and writes each page as soon
+// as it has it, each row written by add, so that a list holds one page in
+// memory however long it is. The bytes are those of the whole list
+// written at once.
+//
+// A list that fits in one page is answered like any other body, with a
+// Content-Length. A longer one goes out chunked, flushed page by page.
+// The first page is read before anything is written, so that a failure
+// there gets an ordinary error answer. A failure on a later page comes
+// after the status and part of the list have gone out, when no error
+// answer can follow: it is logged and the response is aborted with
+// panic(http.ErrAbortHandler), which cuts the connection (HTTP/1.1) or
+// resets the stream (HTTP/2). The client then sees a truncated body,
+// never a well-formed list with rows missing.
+//
+// Each page is read in a read transaction of its own, so a long list is
+// not a snapshot: a row appears once and in order, but rows written while
+// the list is read may or may not be in it.
+func streamList[T any](s *server, w http.ResponseWriter, r *http.Request, name string,
+	page func(after string, limit int) ([]T, error), key func(*T) string,
 	add func([]byte, *T) ([]byte, error)) {
-	b := append(make([]byte, 0, 64+size*len(xs)), `{"`+name+`":[`...)
-	var err error
-	for i := range xs {
-		if i > 0 {
-			b = append(b, ',')
+	b := append(make([]byte, 0, 4096), `{"`+name+`":[`...)
+	after, first := "", true
+	for {
+		rows, err := page(after, s.pageSize)
+		for i := 0; i < len(rows) && err == nil; i++ {
+			if i > 0 || !first {
+				b = append(b, ',')
+			}
+			b, err = add(b, &rows[i])
 		}
-		if b, err = add(b, &xs[i]); err != nil {
-			s.fail(w, r, err)
-			return
+		if err != nil {
+			if first {
+				s.fail(w, r, err)
+				return
+			}
+			s.abortResponse(r, err)
 		}
+		last := len(rows) < s.pageSize
+		if last {
+			b = append(b, "]}"...)
+			if first {
+				writeBody(w, http.StatusOK, b)
+				return
+			}
+			b = append(b, '\n')
+		}
+		if first {
+			setBodyHeaders(w.Header())
+			w.WriteHeader(http.StatusOK)
+		}
+		if _, err := w.Write(b); err != nil || last {
+			return // on error, the client has gone
+		}
+		http.NewResponseController(w).Flush()
+		after, first, b = key(&rows[len(rows)-1]), false, b[:0]
 	}
-	writeBody(w, http.StatusOK, append(b, "]}"...))
+}
+
+// abortResponse ends a request whose answer has started and cannot be
+// finished because of err: it logs err and aborts the response (see
+// streamList). It does not return.
+func (s *server) abortResponse(r *http.Request, err error) {
+	level := slog.LevelError
+	if r.Context().Err() != nil {
+		level = slog.LevelInfo // the client went away
+	}
+	s.log.Log(r.Context(), level, "request failed after its answer started; response aborted",
+		"method", r.Method, "path", logPath(r), "err", err)
+	if info := infoFrom(r.Context()); info != nil {
+		info.aborted = true
+	}
+	panic(http.ErrAbortHandler)
 }
 
 // parseQuery parses a query string that may hold only the given keys.
@@ -427,7 +549,7 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		if r.Context().Err() != nil {
 			level = slog.LevelInfo // the client went away
 		}
-		s.log.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.log.Log(r.Context(), level, "request failed", "method", r.Method, "path", logPath(r), "err", err)
 		writeError(w, http.StatusInternalServerError, "internal error")
 	}
 }
@@ -473,11 +595,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	writeBody(w, status, b)
 }
 
+// writeBody answers with status and the JSON body b and a newline.
 func writeBody(w http.ResponseWriter, status int, b []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	setBodyHeaders(h)
 	h.Set("Content-Length", strconv.Itoa(len(b)+1))
-	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
+}
+
+// setBodyHeaders sets the headers of every JSON answer.
+func setBodyHeaders(h http.Header) {
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -41,6 +42,19 @@ func (cfg config) storeKind() string {
 		return storePostgres
 	}
 	return storeBadger
+}
+
+// redacted is -data as it may be logged: a postgres:// URL without its
+// password.
+func redacted(data string) string {
+	if !isPostgresURL(data) {
+		return data
+	}
+	u, err := url.Parse(data)
+	if err != nil {
+		return "postgres://(unparsable URL)"
+	}
+	return u.Redacted()
 }
 
 func isPostgresURL(s string) bool {

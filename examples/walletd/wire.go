@@ -2,8 +2,9 @@ package main
 
 // The JSON wire format of API v1.
 //
-// Requests are decoded strictly (unknown keys, wrong types, trailing data
-// and fractional amounts are refused). Responses that carry entries or
+// Requests are decoded strictly: unknown keys, keys that match only when
+// case is ignored, duplicate keys, wrong types, trailing data and
+// fractional amounts are refused. Responses that carry entries or
 // items are written by hand rather than by encoding/json: encoding/json
 // compacts and HTML-escapes a json.RawMessage, and item data must come
 // back exactly as it was sent.
@@ -19,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/shopspring/decimal"
 
@@ -53,12 +55,19 @@ type itemRequest struct {
 	Data json.RawMessage `json:"data"`
 }
 
+// entryRequestFields are the keys of entryRequest, for checkFields. Item
+// data is any JSON value, whose keys are the authority's business.
+var entryRequestFields = fields{
+	"user_id": nil, "amount": nil, "reason": nil,
+	"item": {"name": nil, "data": nil},
+}
+
 // decodeEntryRequest reads and checks the body of POST /api/v1/entry and
 // returns the entry it asks for, without AuthorityID. Every error is a
 // *badRequestError.
 func decodeEntryRequest(body io.Reader) (ledger.NewEntry, error) {
 	var req entryRequest
-	if err := decodeJSONObject(body, &req); err != nil {
+	if err := decodeJSONObject(body, &req, entryRequestFields); err != nil {
 		return ledger.NewEntry{}, err
 	}
 	switch {
@@ -87,10 +96,14 @@ func decodeEntryRequest(body io.Reader) (ledger.NewEntry, error) {
 }
 
 // decodeJSONObject decodes exactly one JSON value from body into v,
-// refusing unknown keys and anything after the value. Every error is a
-// *badRequestError.
-func decodeJSONObject(body io.Reader, v any) error {
-	dec := json.NewDecoder(body)
+// refusing anything after the value and any key that is not in want,
+// exactly, or that comes twice. Every error is a *badRequestError.
+func decodeJSONObject(body io.Reader, v any, want fields) error {
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		return decodeError(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
@@ -101,6 +114,54 @@ func decodeJSONObject(body io.Reader, v any) error {
 			return decodeError(err)
 		}
 		return badRequest("invalid request body: unexpected data after the JSON object")
+	}
+	if err := checkFields(raw, want); err != nil {
+		return badRequest("invalid request body: %v", err)
+	}
+	return nil
+}
+
+// fields are the keys a JSON object may have. Each maps to the fields of
+// its value when that is an object whose keys are to be checked too, and
+// to nil when the value is not looked into.
+type fields map[string]fields
+
+// checkFields returns an error naming the first key of the JSON object
+// in raw that is not one of want, exactly, or that comes twice, at every
+// level that want describes. encoding/json, left to itself, matches keys
+// ignoring case and keeps the last of duplicate keys, so
+// {"USER_ID": ...} or {"amount": 1, "amount": 2} would pass it. raw is
+// one valid JSON value; if it is not an object, there is nothing to
+// check.
+func checkFields(raw []byte, want fields) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return err
+	}
+	seen := make(map[string]bool, len(want))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := tok.(string)
+		sub, ok := want[key]
+		switch {
+		case !ok:
+			return fmt.Errorf("unknown field %q", truncate(key, 40))
+		case seen[key]:
+			return fmt.Errorf("duplicate field %q", key)
+		}
+		seen[key] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return err
+		}
+		if sub != nil {
+			if err := checkFields(v, sub); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -155,9 +216,14 @@ func parseAmount(raw json.RawMessage) (decimal.Decimal, error) {
 	return decimal.NewFromInt(n), nil
 }
 
+// truncate cuts s to at most n bytes, at a rune boundary, and marks the
+// cut with "...".
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "..."
 }
