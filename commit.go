@@ -8,8 +8,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/shopspring/decimal"
 )
 
 // Group commit.
@@ -264,7 +262,7 @@ func storeErr(op string, err error) error {
 type totalKey struct{ authorityID, userID string }
 
 type totalSlot struct {
-	val    decimal.Decimal
+	t      Total
 	exists bool // stored before this group
 	dirty  bool // to be written
 }
@@ -397,34 +395,34 @@ func (st *batchState) prefetch(group []*request) error {
 		return storeErr("read totals", err)
 	}
 	for _, k := range keys {
-		v, exists := got[k]
-		st.totals[totalKey{k.AuthorityID, k.UserID}] = totalSlot{val: v, exists: exists}
+		t, exists := got[k]
+		st.totals[totalKey{k.AuthorityID, k.UserID}] = totalSlot{t: t, exists: exists}
 	}
 	return nil
 }
 
-func (st *batchState) total(authorityID, userID string) (decimal.Decimal, error) {
+func (st *batchState) total(authorityID, userID string) (Total, error) {
 	k := totalKey{authorityID, userID}
 	if s, ok := st.totals[k]; ok {
-		return s.val, nil
+		return s.t, nil
 	}
-	v, exists, err := st.tx.Total(st.ctx, authorityID, userID)
+	t, exists, err := st.tx.Total(st.ctx, authorityID, userID)
 	if err != nil {
-		return decimal.Decimal{}, storeErr("read total", err)
+		return Total{}, storeErr("read total", err)
 	}
 	if !exists {
-		v = decimal.Decimal{}
+		t = Total{}
 	}
-	st.totals[k] = totalSlot{val: v, exists: exists}
-	return v, nil
+	st.totals[k] = totalSlot{t: t, exists: exists}
+	return t, nil
 }
 
 // setTotal updates a total read by total.
-func (st *batchState) setTotal(authorityID, userID string, v decimal.Decimal) {
+func (st *batchState) setTotal(authorityID, userID string, t Total) {
 	k := totalKey{authorityID, userID}
 	prev := st.totals[k]
 	st.undo = append(st.undo, totalUndo{k, prev})
-	st.totals[k] = totalSlot{val: v, exists: prev.exists, dirty: true}
+	st.totals[k] = totalSlot{t: t, exists: prev.exists, dirty: true}
 	if !prev.dirty {
 		// A rollback may leave k here undirtied, or listed twice once
 		// set again: flush skips the one and rewrites the other.
@@ -471,10 +469,14 @@ func (st *batchState) create(ne NewEntry) (Entry, error) {
 		}
 	}
 
-	balance, err := st.total("", ne.UserID)
+	user, err := st.total("", ne.UserID)
 	if err != nil {
 		return Entry{}, err
 	}
+	// The new ID must sort after the user's last entry, even one that
+	// another process, with another clock, wrote to a shared store.
+	st.l.commits.ids.observe(user.LastEntryID)
+	balance := user.Value
 	newBalance := balance.Add(ne.Amount)
 	if ne.Amount.Sign() < 0 && newBalance.Sign() < 0 {
 		return Entry{}, &NotEnoughFundsError{UserID: ne.UserID, Balance: balance, Amount: ne.Amount}
@@ -486,7 +488,7 @@ func (st *batchState) create(ne NewEntry) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	newAuthTotal := authTotal.Add(ne.Amount)
+	newAuthTotal := authTotal.Value.Add(ne.Amount)
 	if !st.l.fits(newAuthTotal) {
 		return Entry{}, invalid("Amount", "would take authority %q's total for user %q to %s, beyond the ledger's precision",
 			ne.AuthorityID, ne.UserID, newAuthTotal)
@@ -507,8 +509,8 @@ func (st *batchState) create(ne NewEntry) (Entry, error) {
 		IdempotencyKey:   ne.IdempotencyKey,
 		AuthorityBalance: newAuthTotal,
 	}
-	st.setTotal("", ne.UserID, newBalance)
-	st.setTotal(ne.AuthorityID, ne.UserID, newAuthTotal)
+	st.setTotal("", ne.UserID, Total{Value: newBalance, LastEntryID: id})
+	st.setTotal(ne.AuthorityID, ne.UserID, Total{Value: newAuthTotal, LastEntryID: id})
 	if ne.IdempotencyKey != "" {
 		st.byKey[totalKey{ne.AuthorityID, ne.IdempotencyKey}] = len(st.inserts)
 	}
@@ -595,7 +597,7 @@ func (st *batchState) flush() error {
 		if !s.dirty {
 			continue
 		}
-		if err := st.tx.SetTotal(st.ctx, k.authorityID, k.userID, s.val); err != nil {
+		if err := st.tx.SetTotal(st.ctx, k.authorityID, k.userID, s.t); err != nil {
 			return storeErr("write total", err)
 		}
 	}

@@ -152,6 +152,8 @@ func TestValidation(t *testing.T) {
 		{"amount with 9 places", func(e *ledger.NewEntry) { e.Amount = dec("0.000000001") }, "Amount"},
 		{"negative amount with 9 places", func(e *ledger.NewEntry) { e.Amount = dec("-1.123456789") }, "Amount"},
 		{"amount with 8 places", func(e *ledger.NewEntry) { e.Amount = dec("0.00000001") }, ""},
+		{"amount with a billion places", func(e *ledger.NewEntry) { e.Amount = decimal.New(1, -999_999_999) }, "Amount"},
+		{"amount of 10^999999999", func(e *ledger.NewEntry) { e.Amount = decimal.New(1, 999_999_999) }, "Amount"},
 		{"trailing zeros are not places", func(e *ledger.NewEntry) { e.Amount = dec("1.5000000000000") }, ""},
 		{"amount of 10^22", func(e *ledger.NewEntry) { e.Amount = dec("10000000000000000000000") }, "Amount"},
 		{"amount of -10^22", func(e *ledger.NewEntry) { e.Amount = dec("-10000000000000000000000") }, "Amount"},
@@ -494,14 +496,14 @@ func (s *prefetchStore) Update(ctx context.Context, fn func(ledger.Tx) error) er
 	return s.Store.Update(ctx, func(tx ledger.Tx) error { return fn(prefetchTx{tx, s}) })
 }
 
-func (t prefetchTx) Total(ctx context.Context, authorityID, userID string) (decimal.Decimal, bool, error) {
+func (t prefetchTx) Total(ctx context.Context, authorityID, userID string) (ledger.Total, bool, error) {
 	t.s.single.Add(1)
 	return t.Tx.Total(ctx, authorityID, userID)
 }
 
-func (t prefetchTx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.TotalKey]decimal.Decimal, error) {
+func (t prefetchTx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.TotalKey]ledger.Total, error) {
 	t.s.bulk.Add(1)
-	out := map[ledger.TotalKey]decimal.Decimal{}
+	out := map[ledger.TotalKey]ledger.Total{}
 	for _, k := range keys {
 		v, ok, err := t.Tx.Total(ctx, k.AuthorityID, k.UserID)
 		if err != nil {

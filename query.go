@@ -135,9 +135,9 @@ func (l *Ledger) Wallets(ctx context.Context, q WalletQuery) ([]WalletTotal, err
 				if !counted {
 					continue
 				}
-				row.Total = total
+				row.Value = total
 			}
-			out = append(out, WalletTotal(row))
+			out = append(out, WalletTotal{UserID: row.UserID, Total: row.Value})
 		}
 		return nil
 	})
@@ -178,11 +178,11 @@ func (w *walletReader) total(u string) (decimal.Decimal, bool, error) {
 // one returns the total of one authority ("" for all) for u.
 func (w *walletReader) one(a, u string) (decimal.Decimal, bool, error) {
 	if w.end == "" {
-		v, ok, err := w.tx.Total(w.ctx, a, u)
+		t, ok, err := w.tx.Total(w.ctx, a, u)
 		if !ok {
-			v = decimal.Decimal{}
+			return decimal.Decimal{}, false, err
 		}
-		return v, ok, err
+		return t.Value, true, err
 	}
 	// As of an instant: the running total recorded on the last entry
 	// before it.
@@ -217,7 +217,7 @@ func (w *walletReader) all(after string) iter.Seq2[UserTotal, error] {
 				return
 			}
 			if have && row.UserID == cur.UserID {
-				cur.Total = cur.Total.Add(row.Total)
+				cur.Value = cur.Value.Add(row.Value)
 				continue
 			}
 			if have && !yield(cur, nil) {
@@ -456,7 +456,7 @@ func (v *verifier) report(format string, args ...any) {
 }
 
 func (v *verifier) run(ctx context.Context, tx ReadTx) error {
-	sums := map[totalKey]decimal.Decimal{}
+	sums := totalSums{} // recomputed from the entries
 	var prev string
 	var prevNanos int64
 	n := 0
@@ -482,18 +482,16 @@ func (v *verifier) run(ctx context.Context, tx ReadTx) error {
 		}
 		prev, prevNanos = r.ID, nanos
 
-		user := totalKey{"", r.UserID}
-		pair := totalKey{r.AuthorityID, r.UserID}
-		sums[user] = sums[user].Add(r.Amount)
-		sums[pair] = sums[pair].Add(r.Amount)
-		if !sums[user].Equal(r.Balance) {
-			v.report("entry %s: Balance %s, but the user's entries sum to %s", r.ID, r.Balance, sums[user])
+		user := sums.add(totalKey{"", r.UserID}, r)
+		pair := sums.add(totalKey{r.AuthorityID, r.UserID}, r)
+		if !user.Equal(r.Balance) {
+			v.report("entry %s: Balance %s, but the user's entries sum to %s", r.ID, r.Balance, user)
 		}
-		if !sums[pair].Equal(r.AuthorityBalance) {
+		if !pair.Equal(r.AuthorityBalance) {
 			v.report("entry %s: authority balance %s, but the authority's entries for the user sum to %s",
-				r.ID, r.AuthorityBalance, sums[pair])
+				r.ID, r.AuthorityBalance, pair)
 		}
-		if sums[user].Sign() < 0 {
+		if user.Sign() < 0 {
 			v.report("entry %s: takes user %q below zero", r.ID, r.UserID)
 		}
 		if r.IdempotencyKey != "" {
@@ -522,9 +520,20 @@ func (v *verifier) run(ctx context.Context, tx ReadTx) error {
 	return nil
 }
 
+// totalSums holds totals recomputed from entries read in ID order.
+type totalSums map[totalKey]Total
+
+// add counts r in the total k and returns the new sum.
+func (s totalSums) add(k totalKey, r Record) decimal.Decimal {
+	t := s[k]
+	t.Value, t.LastEntryID = t.Value.Add(r.Amount), r.ID
+	s[k] = t
+	return t.Value
+}
+
 // totals checks the stored totals of authority a ("" for all) against
 // the sums of the entries.
-func (v *verifier) totals(ctx context.Context, tx ReadTx, a string, sums map[totalKey]decimal.Decimal) error {
+func (v *verifier) totals(ctx context.Context, tx ReadTx, a string, sums totalSums) error {
 	who := "total"
 	if a != "" {
 		who = fmt.Sprintf("total from authority %q", a)
@@ -538,9 +547,11 @@ func (v *verifier) totals(ctx context.Context, tx ReadTx, a string, sums map[tot
 		sum, ok := sums[totalKey{a, row.UserID}]
 		switch {
 		case !ok:
-			v.report("user %q: stored %s %s, but no entries", row.UserID, who, row.Total)
-		case !sum.Equal(row.Total):
-			v.report("user %q: stored %s %s, but the entries sum to %s", row.UserID, who, row.Total, sum)
+			v.report("user %q: stored %s %s, but no entries", row.UserID, who, row.Value)
+		case !sum.Value.Equal(row.Value):
+			v.report("user %q: stored %s %s, but the entries sum to %s", row.UserID, who, row.Value, sum.Value)
+		case sum.LastEntryID != row.LastEntryID:
+			v.report("user %q: stored %s counts up to entry %q, but the last entry is %s", row.UserID, who, row.LastEntryID, sum.LastEntryID)
 		}
 	}
 	var missing []string
@@ -551,7 +562,7 @@ func (v *verifier) totals(ctx context.Context, tx ReadTx, a string, sums map[tot
 	}
 	slices.Sort(missing)
 	for _, u := range missing {
-		v.report("user %q: entries sum to %s, but no %s is stored", u, sums[totalKey{a, u}], who)
+		v.report("user %q: entries sum to %s, but no %s is stored", u, sums[totalKey{a, u}].Value, who)
 	}
 	return nil
 }

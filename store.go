@@ -65,7 +65,7 @@ type ReadTx interface {
 	// Total returns the running total stored for (authorityID, userID) by
 	// [Tx.SetTotal], and whether one is stored. authorityID "" names the
 	// user's total over all authorities.
-	Total(ctx context.Context, authorityID, userID string) (decimal.Decimal, bool, error)
+	Total(ctx context.Context, authorityID, userID string) (Total, bool, error)
 
 	// Totals yields the stored totals of one authority ("" for the totals
 	// over all authorities) for users whose ID sorts after the given one,
@@ -95,7 +95,7 @@ type Tx interface {
 
 	// SetTotal stores the running total of (authorityID, userID);
 	// authorityID "" names the user's total over all authorities.
-	SetTotal(ctx context.Context, authorityID, userID string, total decimal.Decimal) error
+	SetTotal(ctx context.Context, authorityID, userID string, total Total) error
 }
 
 // TotalsPrefetcher is implemented by a [ReadTx] that reads many totals in
@@ -108,7 +108,17 @@ type TotalsPrefetcher interface {
 	// TotalsOf returns the stored totals among keys, as [ReadTx.Total]
 	// would one by one; a key without a stored total is absent from the
 	// result.
-	TotalsOf(ctx context.Context, keys []TotalKey) (map[TotalKey]decimal.Decimal, error)
+	TotalsOf(ctx context.Context, keys []TotalKey) (map[TotalKey]Total, error)
+}
+
+// Total is a running total as a [Store] keeps it: the sum of the entries
+// it counts, and the ID of the last of them. The ledger makes every new
+// entry's ID sort after the user's last one, read in the same
+// transaction, so that a user's entries sort in the order they were
+// committed even when processes with different clocks share a store.
+type Total struct {
+	Value       decimal.Decimal
+	LastEntryID string
 }
 
 // TotalKey names a running total: an authority's for a user, or with
@@ -148,5 +158,5 @@ type Scan struct {
 // UserTotal is one row yielded by [ReadTx.Totals].
 type UserTotal struct {
 	UserID string
-	Total  decimal.Decimal
+	Total
 }

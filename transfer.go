@@ -209,7 +209,7 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		return lineErr("not a walletledger export (format %q version %d)", h.Format, h.Version)
 	}
 
-	sums := map[totalKey]decimal.Decimal{}
+	sums := totalSums{}
 	var batch []Record
 	touched := map[totalKey]bool{}
 	flush := func() error {
@@ -265,16 +265,16 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 			}
 			keys[k] = rec.ID
 		}
-		user, pair := totalKey{"", rec.UserID}, totalKey{rec.AuthorityID, rec.UserID}
-		sums[user], sums[pair] = sums[user].Add(rec.Amount), sums[pair].Add(rec.Amount)
+		userKey, pairKey := totalKey{"", rec.UserID}, totalKey{rec.AuthorityID, rec.UserID}
+		user, pair := sums.add(userKey, rec), sums.add(pairKey, rec)
 		switch {
-		case sums[user].IsNegative():
+		case user.IsNegative():
 			return lineErr("entry %s takes user %q below zero", rec.ID, rec.UserID)
-		case !sums[user].Equal(rec.Balance):
-			return lineErr("entry %s records balance %s, but the entries sum to %s", rec.ID, rec.Balance, sums[user])
-		case !sums[pair].Equal(rec.AuthorityBalance):
-			return lineErr("entry %s records authority balance %s, but the entries sum to %s", rec.ID, rec.AuthorityBalance, sums[pair])
-		case !l.fits(sums[user]) || !l.fits(sums[pair]):
+		case !user.Equal(rec.Balance):
+			return lineErr("entry %s records balance %s, but the entries sum to %s", rec.ID, rec.Balance, user)
+		case !pair.Equal(rec.AuthorityBalance):
+			return lineErr("entry %s records authority balance %s, but the entries sum to %s", rec.ID, rec.AuthorityBalance, pair)
+		case !l.fits(user) || !l.fits(pair):
 			return lineErr("entry %s takes a total beyond the ledger's precision", rec.ID)
 		}
 		last = rec.ID
@@ -282,7 +282,7 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 			continue
 		}
 		batch = append(batch, rec)
-		touched[user], touched[pair] = true, true
+		touched[userKey], touched[pairKey] = true, true
 		if len(batch) == importBatch {
 			if err := flush(); err != nil {
 				return err

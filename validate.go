@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"unicode/utf8"
 
@@ -81,10 +82,20 @@ func (l *Ledger) checkAmount(field string, a decimal.Decimal) error {
 	if exp, places := int64(a.Exponent()), int64(l.cfg.places); exp < -places {
 		// The digits past the allowed places must all be zero.
 		if -exp-places >= int64(a.NumDigits()) || !a.Equal(a.Truncate(int32(places))) {
-			return invalid(field, "%s has more than %d decimal places", a, places)
+			return invalid(field, "%s has more than %d decimal places", brief(a), places)
 		}
 	}
 	return nil
+}
+
+// brief formats d for an error message, without expanding a value whose
+// exponent or coefficient is huge (decimal.New(1, -999999999) would print
+// as a billion digits).
+func brief(d decimal.Decimal) string {
+	if e := d.Exponent(); e < -64 || e > 64 || d.NumDigits() > 64 {
+		return fmt.Sprintf("an amount of %d digits with exponent %d", d.NumDigits(), e)
+	}
+	return d.String()
 }
 
 // fits reports whether |d| < 10^(digits-places), the bound on every

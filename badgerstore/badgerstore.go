@@ -283,9 +283,13 @@ func prepareDir(dir string, log *slog.Logger) (*dirLock, error) {
 		lock.release()
 		return nil, fmt.Errorf("%w: %q holds files but no Badger database (no MANIFEST)", ErrNotLedger, dir)
 	}
-	if err := removeEmptyLogs(dir, ents, log); err != nil {
-		lock.release()
-		return nil, err
+	// Only under our own lock: where Badger takes the lock itself, later,
+	// an empty log file might be one another process is creating.
+	if ownLock {
+		if err := removeEmptyLogs(dir, ents, log); err != nil {
+			lock.release()
+			return nil, err
+		}
 	}
 	return lock, nil
 }

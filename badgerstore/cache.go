@@ -3,7 +3,7 @@ package badgerstore
 import (
 	"sync"
 
-	"github.com/shopspring/decimal"
+	"github.com/walletledger/ledger"
 )
 
 // totalsCache keeps wallet totals that read transactions looked up, so
@@ -28,7 +28,7 @@ type totalsCache struct {
 }
 
 type cachedTotal struct {
-	val    decimal.Decimal
+	val    ledger.Total
 	exists bool
 }
 
@@ -74,8 +74,9 @@ func (c *totalsCache) fill(gen uint64, key []byte, v cachedTotal) {
 		return
 	}
 	if len(c.vals) >= c.max {
-		// Evict an eighth, whichever keys the map yields first.
-		n := c.max / 8
+		// Evict an eighth (at least one), whichever keys the map yields
+		// first.
+		n := max(c.max/8, 1)
 		for k := range c.vals {
 			if n--; n < 0 {
 				break

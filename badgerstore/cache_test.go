@@ -34,7 +34,7 @@ func TestCachedTotalsAgreeWithSnapshot(t *testing.T) {
 		for n := 1; n <= 400; n++ {
 			err := s.Update(ctx, func(tx ledger.Tx) error {
 				for _, u := range users {
-					if err := tx.SetTotal(ctx, "", u, decimal.NewFromInt(int64(n))); err != nil {
+					if err := tx.SetTotal(ctx, "", u, ledger.Total{Value: decimal.NewFromInt(int64(n))}); err != nil {
 						return err
 					}
 				}
@@ -58,13 +58,14 @@ func TestCachedTotalsAgreeWithSnapshot(t *testing.T) {
 						if err != nil {
 							return err
 						}
-						scanned[row.UserID] = row.Total
+						scanned[row.UserID] = row.Value
 					}
 					for _, u := range users {
-						v, ok, err := tx.Total(ctx, "", u)
+						t0, ok, err := tx.Total(ctx, "", u)
 						if err != nil {
 							return err
 						}
+						v := t0.Value
 						if ok != (scanned[u] != decimal.Decimal{}) || ok && !v.Equal(scanned[u]) {
 							t.Errorf("user %s: lookup %s (%v), scan %s in one snapshot", u, v, ok, scanned[u])
 						}

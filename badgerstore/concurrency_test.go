@@ -130,7 +130,7 @@ func increment(ctx context.Context, s ledger.Store, barrier func()) error {
 			return err
 		}
 		barrier()
-		return tx.SetTotal(ctx, "", "counter", v.Add(decimal.NewFromInt(1)))
+		return tx.SetTotal(ctx, "", "counter", ledger.Total{Value: v.Value.Add(decimal.NewFromInt(1))})
 	})
 }
 
@@ -181,7 +181,7 @@ func TestConcurrentUpdatesRetryConflicts(t *testing.T) {
 				v, ok, err := tx.Total(ctx, "", "counter")
 				require.NoError(t, err)
 				require.True(t, ok)
-				require.Equal(t, fmt.Sprint(workers*increments), v.String(), "no increment is lost")
+				require.Equal(t, fmt.Sprint(workers*increments), v.Value.String(), "no increment is lost")
 				return nil
 			})
 			require.NoError(t, err)
@@ -207,7 +207,7 @@ func TestUpdateGivesUp(t *testing.T) {
 		if err := increment(ctx, s, func() {}); err != nil {
 			return err
 		}
-		return tx.SetTotal(ctx, "", "other", decimal.NewFromInt(1))
+		return tx.SetTotal(ctx, "", "other", ledger.Total{Value: decimal.NewFromInt(1)})
 	})
 	require.ErrorIs(t, err, badger.ErrConflict)
 	require.ErrorContains(t, err, "badgerstore:")
@@ -229,7 +229,7 @@ func TestUpdateConflictHonoursContext(t *testing.T) {
 		if err := increment(bg, s, func() {}); err != nil {
 			return err
 		}
-		return tx.SetTotal(bg, "", "other", decimal.NewFromInt(1))
+		return tx.SetTotal(bg, "", "other", ledger.Total{Value: decimal.NewFromInt(1)})
 	})
 	require.ErrorIs(t, err, context.Canceled)
 	require.ErrorContains(t, err, "badgerstore:")

@@ -77,6 +77,11 @@ func encodeRecord(dst []byte, r *ledger.Record) ([]byte, error) {
 			return nil, fmt.Errorf("badgerstore: entry %q: CreatedOn %v is outside the years 1678 to 2262 that a store keeps", r.ID, r.CreatedOn)
 		}
 	}
+	for _, d := range [...]decimal.Decimal{r.Amount, r.Balance, r.AuthorityBalance} {
+		if err := checkExponent(d); err != nil {
+			return nil, fmt.Errorf("badgerstore: entry %q: %w", r.ID, err)
+		}
+	}
 	b := append(dst, recordVersion, flags)
 	b = appendString(b, r.ID)
 	b = appendString(b, r.AuthorityID)
@@ -135,16 +140,31 @@ func decodeRecord(b []byte) (ledger.Record, error) {
 }
 
 // encodeDecimal returns the encoding of a total.
-func encodeDecimal(v decimal.Decimal) []byte { return appendDecimal(nil, v) }
-
-// decodeDecimal decodes a total.
-func decodeDecimal(b []byte) (decimal.Decimal, error) {
-	d := decoder{b: b}
-	v := d.decimal()
-	if err := d.end(); err != nil {
-		return decimal.Decimal{}, err
+func encodeTotal(t ledger.Total) ([]byte, error) {
+	if err := checkExponent(t.Value); err != nil {
+		return nil, fmt.Errorf("badgerstore: total: %w", err)
 	}
-	return v, nil
+	return appendString(appendDecimal(nil, t.Value), t.LastEntryID), nil
+}
+
+// checkExponent refuses a decimal whose exponent decoding would refuse.
+func checkExponent(d decimal.Decimal) error {
+	if e := d.Exponent(); e < -maxExponent || e > maxExponent {
+		// Not d itself: printing it would expand it.
+		return fmt.Errorf("decimal exponent %d beyond ±%d", e, maxExponent)
+	}
+	return nil
+}
+
+// decodeTotal decodes a total: its value, then the ID of the last entry
+// it counts.
+func decodeTotal(b []byte) (ledger.Total, error) {
+	d := decoder{b: b}
+	t := ledger.Total{Value: d.decimal(), LastEntryID: d.string()}
+	if err := d.end(); err != nil {
+		return ledger.Total{}, err
+	}
+	return t, nil
 }
 
 func appendString(b []byte, s string) []byte {
@@ -244,6 +264,9 @@ func (d *decoder) bytes() []byte {
 
 func (d *decoder) string() string { return string(d.bytes()) }
 
+// maxExponent bounds the exponents decimal decodes.
+const maxExponent = 1000
+
 func (d *decoder) decimal() decimal.Decimal {
 	kind := d.byte()
 	if d.err != nil {
@@ -257,7 +280,10 @@ func (d *decoder) decimal() decimal.Decimal {
 		return decimal.Decimal{}
 	}
 	exp := d.varint()
-	if d.err == nil && (exp < math.MinInt32 || exp > math.MaxInt32) {
+	// The ledger's precision (at most 1,000 digits) bounds every exponent
+	// it writes; a larger one is corruption, and would make the first
+	// arithmetic on the value expand it to billions of digits.
+	if d.err == nil && (exp < -maxExponent || exp > maxExponent) {
 		d.fail("decimal exponent %d out of range", exp)
 	}
 	neg := kind == decNeg || kind == decBigNeg

@@ -1,6 +1,8 @@
 package badgerstore_test
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"math"
 	"math/big"
@@ -92,9 +94,9 @@ func TestRecordRoundTrip(t *testing.T) {
 		{"big decimals", ledger.Record{Entry: ledger.Entry{
 			Amount:  bigDecimal(t, "123456789012345678901234567890", -8),
 			Balance: bigDecimal(t, "-18446744073709551616", 3), // -2^64
-		}, AuthorityBalance: bigDecimal(t, "18446744073709551615", math.MinInt32)}}, // 2^64-1
+		}, AuthorityBalance: bigDecimal(t, "18446744073709551615", -1000)}}, // 2^64-1, the smallest exponent kept
 		{"decimal edges", ledger.Record{Entry: ledger.Entry{
-			Amount:  decimal.New(math.MinInt64, math.MaxInt32),
+			Amount:  decimal.New(math.MinInt64, 1000), // the largest exponent kept
 			Balance: decimal.New(0, -5),
 		}, AuthorityBalance: decimal.New(math.MaxInt64, 0)}},
 	}
@@ -187,6 +189,10 @@ func FuzzDecodeRecord(f *testing.F) {
 			r.Item = &ledger.Item{Name: name, Used: used, Data: data}
 		}
 		b, err := badgerstore.EncodeRecord(r)
+		if exp < -1000 || exp > 1000 || -exp/2 > 1000 {
+			require.ErrorContains(t, err, "exponent", "no ledger writes such an exponent")
+			return
+		}
 		require.NoError(t, err)
 		got, err := badgerstore.DecodeRecord(b)
 		require.NoError(t, err)
@@ -205,4 +211,26 @@ func FuzzDecodeRecord(f *testing.F) {
 			requireSameRecord(t, r, got)
 		}
 	})
+}
+
+// TestDecodeRefusesHugeExponent: an exponent no ledger writes is
+// corruption; decoding it must fail rather than hand out a value whose
+// first use expands to billions of digits.
+func TestDecodeRefusesHugeExponent(t *testing.T) {
+	r := ledger.Record{Entry: ledger.Entry{
+		ID: "18ebe2dd85a4c346781339cc", AuthorityID: "a", UserID: "u",
+		CreatedOn: time.Unix(0, 1).UTC(), Amount: decimal.New(7, 900), Reason: "r",
+	}}
+	b, err := badgerstore.EncodeRecord(r)
+	require.NoError(t, err)
+	_, err = badgerstore.DecodeRecord(b)
+	require.NoError(t, err, "an exponent of 900 is within bounds")
+	_, err = badgerstore.EncodeRecord(ledger.Record{Entry: ledger.Entry{ID: r.ID, Amount: decimal.New(7, 1<<30)}})
+	require.ErrorContains(t, err, "exponent", "the encoder refuses what the decoder would")
+	// The same record with its amount's exponent bytes forged to 2^30.
+	i := bytes.Index(b, []byte{0x01, 0x88, 0x0e, 0x07}) // decPos, varint(900), 7
+	require.GreaterOrEqual(t, i, 0, "% x", b)
+	forged := append(append(append([]byte{}, b[:i+1]...), binary.AppendVarint(nil, 1<<30)...), b[i+3:]...)
+	_, err = badgerstore.DecodeRecord(forged)
+	require.ErrorContains(t, err, "exponent")
 }

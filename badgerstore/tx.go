@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/shopspring/decimal"
 
 	"github.com/walletledger/ledger"
 )
@@ -185,9 +184,9 @@ func (t *tx) Entries(ctx context.Context, s ledger.Scan) iter.Seq2[ledger.Record
 	}
 }
 
-func (t *tx) Total(ctx context.Context, authorityID, userID string) (decimal.Decimal, bool, error) {
+func (t *tx) Total(ctx context.Context, authorityID, userID string) (ledger.Total, bool, error) {
 	if err := t.check(ctx); err != nil {
-		return decimal.Decimal{}, false, err
+		return ledger.Total{}, false, err
 	}
 	k := key(prefixTotal, authorityID, userID)
 	if t.cache != nil {
@@ -200,10 +199,10 @@ func (t *tx) Total(ctx context.Context, authorityID, userID string) (decimal.Dec
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
 	case err != nil:
-		return decimal.Decimal{}, false, fmt.Errorf("badgerstore: read total of user %q from authority %q: %w", userID, authorityID, err)
+		return ledger.Total{}, false, fmt.Errorf("badgerstore: read total of user %q from authority %q: %w", userID, authorityID, err)
 	default:
-		if c.val, err = decodeTotal(item); err != nil {
-			return decimal.Decimal{}, false, err
+		if c.val, err = totalOf(item); err != nil {
+			return ledger.Total{}, false, err
 		}
 		c.exists = true
 	}
@@ -213,17 +212,17 @@ func (t *tx) Total(ctx context.Context, authorityID, userID string) (decimal.Dec
 	return c.val, c.exists, nil
 }
 
-func decodeTotal(item *badger.Item) (decimal.Decimal, error) {
-	var v decimal.Decimal
+func totalOf(item *badger.Item) (ledger.Total, error) {
+	var t ledger.Total
 	err := item.Value(func(b []byte) error {
 		var err error
-		v, err = decodeDecimal(b)
+		t, err = decodeTotal(b)
 		return err
 	})
 	if err != nil {
-		return decimal.Decimal{}, fmt.Errorf("badgerstore: read total %q: %w", item.Key(), err)
+		return ledger.Total{}, fmt.Errorf("badgerstore: read total %q: %w", item.Key(), err)
 	}
-	return v, nil
+	return t, nil
 }
 
 func (t *tx) Totals(ctx context.Context, authorityID, afterUserID string) iter.Seq2[ledger.UserTotal, error] {
@@ -237,8 +236,8 @@ func (t *tx) Totals(ctx context.Context, authorityID, afterUserID string) iter.S
 			start = afterUserID + "\x00"
 		}
 		load := func(user []byte, item *badger.Item) (ledger.UserTotal, error) {
-			v, err := decodeTotal(item)
-			return ledger.UserTotal{UserID: string(user), Total: v}, err
+			t, err := totalOf(item)
+			return ledger.UserTotal{UserID: string(user), Total: t}, err
 		}
 		for row, err := range walk(ctx, t, key(prefixTotal, authorityID, ""), start, "", false, load) {
 			if !yield(row, err) || err != nil {
@@ -309,13 +308,17 @@ func (t *tx) SetItemUsed(ctx context.Context, id string) error {
 	return t.set(key(prefixEntry, id), v, "mark item of entry %q used", id)
 }
 
-func (t *tx) SetTotal(ctx context.Context, authorityID, userID string, total decimal.Decimal) error {
+func (t *tx) SetTotal(ctx context.Context, authorityID, userID string, total ledger.Total) error {
 	if err := t.check(ctx); err != nil {
 		return err
 	}
 	k := key(prefixTotal, authorityID, userID)
 	t.wroteTotals = append(t.wroteTotals, k)
-	return t.set(k, encodeDecimal(total), "write total of user %q from authority %q", userID, authorityID)
+	v, err := encodeTotal(total)
+	if err != nil {
+		return err
+	}
+	return t.set(k, v, "write total of user %q from authority %q", userID, authorityID)
 }
 
 // walk yields load(rest, item) for each key that starts with prefix and

@@ -293,7 +293,7 @@ func (s *Store) lookup(id string) (uint32, bool) {
 
 // totalTable holds one authority's totals, with the users sorted.
 type totalTable struct {
-	vals  map[string]decimal.Decimal
+	vals  map[string]ledger.Total
 	users []string
 }
 
@@ -320,7 +320,7 @@ type undo struct {
 	item    *ledger.Item // undoUse: the item before
 	tt      *totalTable  // undoTotal
 	user    string
-	prev    decimal.Decimal
+	prev    ledger.Total
 	existed bool
 }
 
@@ -490,15 +490,15 @@ func (s *Store) indexFor(sc ledger.Scan) (*index, bool) {
 	return &ixs.all, false
 }
 
-func (t *tx) Total(ctx context.Context, authorityID, userID string) (decimal.Decimal, bool, error) {
+func (t *tx) Total(ctx context.Context, authorityID, userID string) (ledger.Total, bool, error) {
 	if err := t.check(ctx); err != nil {
-		return decimal.Decimal{}, false, err
+		return ledger.Total{}, false, err
 	}
 	if tt := t.s.totals[authorityID]; tt != nil {
 		v, ok := tt.vals[userID]
 		return v, ok, nil
 	}
-	return decimal.Decimal{}, false, nil
+	return ledger.Total{}, false, nil
 }
 
 func (t *tx) Totals(ctx context.Context, authorityID, after string) iter.Seq2[ledger.UserTotal, error] {
@@ -634,13 +634,13 @@ func (t *tx) SetItemUsed(ctx context.Context, id string) error {
 	return nil
 }
 
-func (t *tx) SetTotal(ctx context.Context, authorityID, userID string, total decimal.Decimal) error {
+func (t *tx) SetTotal(ctx context.Context, authorityID, userID string, total ledger.Total) error {
 	if err := t.check(ctx); err != nil {
 		return err
 	}
 	tt := t.s.totals[authorityID]
 	if tt == nil {
-		tt = &totalTable{vals: make(map[string]decimal.Decimal)}
+		tt = &totalTable{vals: make(map[string]ledger.Total)}
 		t.s.totals[strings.Clone(authorityID)] = tt
 	}
 	prev, existed := tt.vals[userID]

@@ -64,7 +64,7 @@ func TestBytewiseOrder(t *testing.T) {
 			}
 			for i, u := range awkward {
 				for _, a := range []string{"", "a\x00", "B"} {
-					if err := tx.SetTotal(ctx, a, u, decimal.NewFromInt(int64(i))); err != nil {
+					if err := tx.SetTotal(ctx, a, u, ledger.Total{Value: decimal.NewFromInt(int64(i))}); err != nil {
 						return err
 					}
 				}
@@ -105,7 +105,7 @@ func TestBytewiseOrder(t *testing.T) {
 			var out []string
 			for r, err := range tx.Totals(ctx, a, after) {
 				require.NoError(t, err)
-				out = append(out, fmt.Sprintf("%q=%s", r.UserID, r.Total))
+				out = append(out, fmt.Sprintf("%q=%s", r.UserID, r.Value))
 			}
 			return out
 		}

@@ -44,6 +44,7 @@ CREATE TABLE {schema}.totals (
 	authority_id text COLLATE "C" NOT NULL,
 	user_id      text COLLATE "C" NOT NULL,
 	total        numeric NOT NULL,
+	last_entry   text COLLATE "C" NOT NULL,
 	PRIMARY KEY (authority_id, user_id)
 ) WITH (fillfactor = 70);`,
 }

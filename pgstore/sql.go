@@ -29,12 +29,13 @@ func newQueries(schema string) *queries {
 	q := &queries{schema: s}
 	q.entry = `SELECT ` + recordColumns + ` FROM ` + s + `.entries WHERE id = $1`
 	q.entryByKey = `SELECT ` + recordColumns + ` FROM ` + s + `.entries WHERE authority_id = $1 AND idempotency_key = $2`
-	q.total = `SELECT total::text FROM ` + s + `.totals WHERE authority_id = $1 AND user_id = $2`
-	// Many totals in one statement: an index lookup per key (a scalar
-	// subquery, so that no plan can trade the lookups for a scan of the
-	// table); NULL where a key has no total.
-	q.totalsOf = `SELECT k.a, k.u, (SELECT total::text FROM ` + s + `.totals
-WHERE authority_id = k.a COLLATE "C" AND user_id = k.u COLLATE "C") FROM unnest($1::text[], $2::text[]) AS k(a, u)`
+	q.total = `SELECT total::text, last_entry FROM ` + s + `.totals WHERE authority_id = $1 AND user_id = $2`
+	// Many totals in one statement: an index lookup per key (a lateral
+	// subquery with a LIMIT, which the planner cannot turn into a join
+	// that scans the table); NULLs where a key has no total.
+	q.totalsOf = `SELECT k.a, k.u, t.total::text, t.last_entry FROM unnest($1::text[], $2::text[]) AS k(a, u)
+LEFT JOIN LATERAL (SELECT total, last_entry FROM ` + s + `.totals
+WHERE authority_id = k.a COLLATE "C" AND user_id = k.u COLLATE "C" LIMIT 1) t ON true`
 	q.insert = `INSERT INTO ` + s + `.entries (id, authority_id, user_id, created_on, amount, reason, item_name, item_used, item_data, balance, authority_balance, idempotency_key)
 VALUES ($1, $2, $3, $4, $5::numeric, $6, $7, $8, $9, $10::numeric, $11::numeric, $12)`
 	// One statement says whether the entry exists and has an item, so that
@@ -42,8 +43,8 @@ VALUES ($1, $2, $3, $4, $5::numeric, $6, $7, $8, $9, $10::numeric, $11::numeric,
 	// found when the entry exists.
 	q.use = `WITH u AS (UPDATE ` + s + `.entries SET item_used = true WHERE id = $1 AND item_name IS NOT NULL RETURNING 1)
 SELECT EXISTS (SELECT FROM u), EXISTS (SELECT FROM ` + s + `.entries WHERE id = $1)`
-	q.setTotal = `INSERT INTO ` + s + `.totals (authority_id, user_id, total) VALUES ($1, $2, $3::numeric)
-ON CONFLICT (authority_id, user_id) DO UPDATE SET total = EXCLUDED.total`
+	q.setTotal = `INSERT INTO ` + s + `.totals (authority_id, user_id, total, last_entry) VALUES ($1, $2, $3::numeric, $4)
+ON CONFLICT (authority_id, user_id) DO UPDATE SET total = EXCLUDED.total, last_entry = EXCLUDED.last_entry`
 	for k := range scanKey(scanKeys) {
 		q.scans[k] = scanSQL(s, k)
 	}
@@ -129,6 +130,6 @@ func scanSQL(schema string, k scanKey) string {
 // totalsSQL returns the query for one page of [ledger.ReadTx.Totals],
 // served by the primary key of totals: authority, user bound, page size.
 func totalsSQL(schema, op string) string {
-	return `SELECT user_id, total::text FROM ` + schema + `.totals WHERE authority_id = $1 AND user_id ` + op +
+	return `SELECT user_id, total::text, last_entry FROM ` + schema + `.totals WHERE authority_id = $1 AND user_id ` + op +
 		` $2 ORDER BY authority_id, user_id LIMIT $3`
 }

@@ -515,29 +515,44 @@ func (t *tx) Entries(ctx context.Context, sc ledger.Scan) iter.Seq2[ledger.Recor
 }
 
 // Total implements [ledger.ReadTx].
-func (t *tx) Total(ctx context.Context, authorityID, userID string) (decimal.Decimal, bool, error) {
+func (t *tx) Total(ctx context.Context, authorityID, userID string) (ledger.Total, bool, error) {
 	if !storable(authorityID) || !storable(userID) {
-		return decimal.Decimal{}, false, t.check(ctx, nil)
+		return ledger.Total{}, false, t.check(ctx, nil)
 	}
-	var text string
+	var total ledger.Total
 	found := false
 	err := t.read(ctx, "read total", t.s.q.total, []any{encText(authorityID), encText(userID)}, func(rows pgx.Rows) error {
+		var v, last string
+		if err := rows.Scan(&v, &last); err != nil {
+			return err
+		}
+		var err error
+		total, err = decTotal(v, last)
 		found = true
-		return rows.Scan(&text)
+		return err
 	})
-	if err != nil || !found {
-		return decimal.Decimal{}, false, err
-	}
-	v, err := decDecimal(text)
 	if err != nil {
-		return decimal.Decimal{}, false, fmt.Errorf("pgstore: read total of user %q for authority %q: %w", userID, authorityID, err)
+		return ledger.Total{}, false, fmt.Errorf("pgstore: read total of user %q for authority %q: %w", userID, authorityID, err)
 	}
-	return v, true, nil
+	return total, found, nil
+}
+
+// decTotal decodes a total read as text.
+func decTotal(v, last string) (ledger.Total, error) {
+	d, err := decDecimal(v)
+	if err != nil {
+		return ledger.Total{}, err
+	}
+	l, err := decText(last)
+	if err != nil {
+		return ledger.Total{}, err
+	}
+	return ledger.Total{Value: d, LastEntryID: l}, nil
 }
 
 // TotalsOf implements [ledger.TotalsPrefetcher]: one round trip for the
 // totals of a whole group commit.
-func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.TotalKey]decimal.Decimal, error) {
+func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.TotalKey]ledger.Total, error) {
 	auths, users := make([]string, 0, len(keys)), make([]string, 0, len(keys))
 	byText := make(map[[2]string]ledger.TotalKey, len(keys))
 	for _, k := range keys {
@@ -548,24 +563,24 @@ func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.T
 		auths, users = append(auths, a), append(users, u)
 		byText[[2]string{a, u}] = k
 	}
-	out := make(map[ledger.TotalKey]decimal.Decimal, len(keys))
+	out := make(map[ledger.TotalKey]ledger.Total, len(keys))
 	if len(auths) == 0 {
 		return out, t.check(ctx, nil)
 	}
 	err := t.read(ctx, "read totals", t.s.q.totalsOf, []any{auths, users}, func(rows pgx.Rows) error {
 		var a, u string
-		var text *string
-		if err := rows.Scan(&a, &u, &text); err != nil {
+		var v, last *string
+		if err := rows.Scan(&a, &u, &v, &last); err != nil {
 			return err
 		}
-		if text == nil {
+		if v == nil || last == nil {
 			return nil // no total
 		}
-		v, err := decDecimal(*text)
+		total, err := decTotal(*v, *last)
 		if err != nil {
 			return fmt.Errorf("pgstore: read total of user %q for authority %q: %w", u, a, err)
 		}
-		out[byText[[2]string{a, u}]] = v
+		out[byText[[2]string{a, u}]] = total
 		return nil
 	})
 	if err != nil {
@@ -598,15 +613,15 @@ func (t *tx) Totals(ctx context.Context, authorityID, afterUserID string) iter.S
 		for {
 			var page []ledger.UserTotal
 			err := t.read(ctx, "read totals", q, []any{a, after, limit}, func(rows pgx.Rows) error {
-				var u, v string
-				if err := rows.Scan(&u, &v); err != nil {
+				var u, v, last string
+				if err := rows.Scan(&u, &v, &last); err != nil {
 					return err
 				}
 				user, err := decText(u)
 				if err != nil {
 					return fmt.Errorf("user %q: %w", u, err)
 				}
-				total, err := decDecimal(v)
+				total, err := decTotal(v, last)
 				if err != nil {
 					return fmt.Errorf("user %q: %w", u, err)
 				}
@@ -686,10 +701,10 @@ func (t *tx) SetItemUsed(ctx context.Context, id string) error {
 
 // SetTotal implements [ledger.Tx]. The write is sent with the next read
 // or the commit.
-func (t *tx) SetTotal(ctx context.Context, authorityID, userID string, total decimal.Decimal) error {
-	if !storable(authorityID) || !storable(userID) {
+func (t *tx) SetTotal(ctx context.Context, authorityID, userID string, total ledger.Total) error {
+	if !storable(authorityID) || !storable(userID) || !storable(total.LastEntryID) {
 		return fmt.Errorf("pgstore: write total of user %q for authority %q: not valid UTF-8", userID, authorityID)
 	}
 	a, u := encText(authorityID), encText(userID)
-	return t.buffer(ctx, write{kind: writeTotal, a: a, u: u, args: []any{a, u, encDecimal(total)}})
+	return t.buffer(ctx, write{kind: writeTotal, a: a, u: u, args: []any{a, u, encDecimal(total.Value), encText(total.LastEntryID)}})
 }

@@ -34,7 +34,7 @@ func TestRetry(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t, pgstore.WithMaxRetries(tc.maxRetries))
-			require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, "", "u", decimal.Zero) }))
+			require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, "", "u", ledger.Total{Value: decimal.Zero}) }))
 			var calls atomic.Int32
 			read := make(chan struct{})
 			both := make(chan struct{})
@@ -54,7 +54,7 @@ func TestRetry(t *testing.T) {
 							read <- struct{}{}
 							<-both
 						}
-						return tx.SetTotal(ctx, "", "u", v.Add(decimal.NewFromInt(1)))
+						return tx.SetTotal(ctx, "", "u", ledger.Total{Value: v.Value.Add(decimal.NewFromInt(1))})
 					})
 				}()
 			}
@@ -63,7 +63,7 @@ func TestRetry(t *testing.T) {
 			close(both)
 			wg.Wait()
 
-			var total decimal.Decimal
+			var total ledger.Total
 			require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
 				var err error
 				total, _, err = tx.Total(ctx, "", "u")
@@ -72,7 +72,7 @@ func TestRetry(t *testing.T) {
 			if tc.wantRetry {
 				require.NoError(t, errs[0])
 				require.NoError(t, errs[1])
-				require.Equal(t, "2", total.String(), "no lost update")
+				require.Equal(t, "2", total.Value.String(), "no lost update")
 				require.Equal(t, int32(3), calls.Load(), "one function ran twice")
 				require.Equal(t, pgstore.Stats{Updates: 3, Retries: 1}, s.Stats())
 				return
@@ -83,7 +83,7 @@ func TestRetry(t *testing.T) {
 			var pe *pgconn.PgError
 			require.ErrorAs(t, failed, &pe)
 			require.Equal(t, "40001", pe.Code)
-			require.Equal(t, "1", total.String(), "the failed one wrote nothing")
+			require.Equal(t, "1", total.Value.String(), "the failed one wrote nothing")
 			require.Equal(t, int32(2), calls.Load())
 		})
 	}
@@ -158,7 +158,9 @@ func TestRoundTrips(t *testing.T) {
 		}, 2},
 		{"Update that only writes", func() func() error {
 			return func() error {
-				return s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, "x", "y", decimal.NewFromInt(1)) })
+				return s.Update(ctx, func(tx ledger.Tx) error {
+					return tx.SetTotal(ctx, "x", "y", ledger.Total{Value: decimal.NewFromInt(1)})
+				})
 			}
 		}, 1},
 		{"View that reads nothing", func() func() error {
@@ -224,7 +226,7 @@ func TestTxMisuse(t *testing.T) {
 		fresh.ID = "fffffffffffffffffffffffe"
 		for _, missing := range []string{"000000000000000000000000", rec.ID} {
 			err := s.Update(ctx, func(tx ledger.Tx) error {
-				require.NoError(t, tx.SetTotal(ctx, "", "someone", decimal.NewFromInt(9)))
+				require.NoError(t, tx.SetTotal(ctx, "", "someone", ledger.Total{Value: decimal.NewFromInt(9)}))
 				require.NoError(t, tx.InsertEntry(ctx, fresh))
 				return tx.SetItemUsed(ctx, missing)
 			})

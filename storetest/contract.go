@@ -129,7 +129,7 @@ func testEmptyStore(t *testing.T, ns NewStore) {
 		v, ok, err := tx.Total(ctx, "", "u")
 		require.NoError(t, err)
 		require.False(t, ok)
-		require.True(t, v.IsZero(), "missing total must read as zero, got %s", v)
+		require.True(t, v.Value.IsZero() && v.LastEntryID == "", "missing total must read as zero, got %+v", v)
 		require.Empty(t, collect(t, tx.Entries(ctx, ledger.Scan{})))
 		require.Empty(t, collect(t, tx.Entries(ctx, ledger.Scan{UserID: "u", Reverse: true})))
 		for range tx.Totals(ctx, "", "") {
@@ -232,7 +232,7 @@ func testTotals(t *testing.T, ns NewStore) {
 	s := newStore(t, ns)
 	ctx := context.Background()
 	set := func(a, u, v string) {
-		require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, a, u, dec(v)) }))
+		require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, a, u, storedTotal(v, a+"/"+u)) }))
 	}
 	set("", "bob", "10")
 	set("", "alice", "0")
@@ -244,11 +244,12 @@ func testTotals(t *testing.T, ns NewStore) {
 		v, ok, err := tx.Total(ctx, "", "bob")
 		require.NoError(t, err)
 		require.True(t, ok)
-		requireDecimal(t, "11.5", v)
+		requireDecimal(t, "11.5", v.Value)
+		require.Equal(t, storedTotal("0", "/bob").LastEntryID, v.LastEntryID, "the last entry ID comes back")
 		v, ok, err = tx.Total(ctx, "", "alice")
 		require.NoError(t, err)
 		require.True(t, ok, "a stored zero total exists")
-		requireDecimal(t, "0", v)
+		requireDecimal(t, "0", v.Value)
 		_, ok, err = tx.Total(ctx, "shop", "alice")
 		require.NoError(t, err)
 		require.False(t, ok, "totals are per authority")
@@ -258,7 +259,8 @@ func testTotals(t *testing.T, ns NewStore) {
 			var out []row
 			for r, err := range tx.Totals(ctx, a, after) {
 				require.NoError(t, err)
-				out = append(out, row{r.UserID, r.Total.String()})
+				require.Equal(t, storedTotal("0", a+"/"+r.UserID).LastEntryID, r.LastEntryID)
+				out = append(out, row{r.UserID, r.Value.String()})
 			}
 			return out
 		}
@@ -327,7 +329,7 @@ func testRollback(t *testing.T, ns NewStore) {
 	ctx := context.Background()
 	kept := record(1, "u", "a", true)
 	insert(t, s, kept)
-	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, "", "u", dec("5")) }))
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, "", "u", storedTotal("5", "u")) }))
 
 	boom := errors.New("boom")
 	lost := record(2, "v", "b", true)
@@ -335,9 +337,9 @@ func testRollback(t *testing.T, ns NewStore) {
 	err := s.Update(ctx, func(tx ledger.Tx) error {
 		require.NoError(t, tx.InsertEntry(ctx, lost))
 		require.NoError(t, tx.SetItemUsed(ctx, kept.ID))
-		require.NoError(t, tx.SetTotal(ctx, "", "u", dec("6")))
-		require.NoError(t, tx.SetTotal(ctx, "", "v", dec("1")))
-		require.NoError(t, tx.SetTotal(ctx, "b", "v", dec("1")))
+		require.NoError(t, tx.SetTotal(ctx, "", "u", storedTotal("6", "u2")))
+		require.NoError(t, tx.SetTotal(ctx, "", "v", storedTotal("1", "v")))
+		require.NoError(t, tx.SetTotal(ctx, "b", "v", storedTotal("1", "v")))
 		return boom
 	})
 	require.ErrorIs(t, err, boom, "Update returns fn's error")
@@ -354,7 +356,8 @@ func testRollback(t *testing.T, ns NewStore) {
 		require.Empty(t, collect(t, tx.Entries(ctx, ledger.Scan{AuthorityID: "b", ItemsOnly: true})))
 		v, _, err := tx.Total(ctx, "", "u")
 		require.NoError(t, err)
-		requireDecimal(t, "5", v)
+		requireDecimal(t, "5", v.Value)
+		require.Equal(t, storedTotal("5", "u"), v, "rolled back to the old total and last entry")
 		_, ok, err := tx.Total(ctx, "", "v")
 		require.NoError(t, err)
 		require.False(t, ok)
@@ -371,7 +374,7 @@ func testReadYourWrites(t *testing.T, ns NewStore) {
 	r.IdempotencyKey = "k"
 	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
 		require.NoError(t, tx.InsertEntry(ctx, r))
-		require.NoError(t, tx.SetTotal(ctx, "a", "u", dec("3")))
+		require.NoError(t, tx.SetTotal(ctx, "a", "u", storedTotal("3", "u")))
 		got, err := tx.Entry(ctx, r.ID)
 		require.NoError(t, err)
 		requireSameRecord(t, r, got)
@@ -386,7 +389,7 @@ func testReadYourWrites(t *testing.T, ns NewStore) {
 		v, ok, err := tx.Total(ctx, "a", "u")
 		require.NoError(t, err)
 		require.True(t, ok)
-		requireDecimal(t, "3", v)
+		requireDecimal(t, "3", v.Value)
 		return nil
 	}))
 }
@@ -410,7 +413,7 @@ func testSerializable(t *testing.T, ns NewStore) {
 					if err != nil {
 						return err
 					}
-					return tx.SetTotal(ctx, "", "counter", v.Add(decimal.NewFromInt(1)))
+					return tx.SetTotal(ctx, "", "counter", ledger.Total{Value: v.Value.Add(decimal.NewFromInt(1))})
 				})
 			}
 		}()
@@ -423,7 +426,7 @@ func testSerializable(t *testing.T, ns NewStore) {
 	view(t, s, func(tx ledger.ReadTx) {
 		v, _, err := tx.Total(ctx, "", "counter")
 		require.NoError(t, err)
-		requireDecimal(t, fmt.Sprint(workers*each), v, "lost updates")
+		requireDecimal(t, fmt.Sprint(workers*each), v.Value, "lost updates")
 	})
 }
 
@@ -482,4 +485,13 @@ func requireSameEntry(t require.TestingT, want, got ledger.Entry) {
 		h.Helper()
 	}
 	requireSameRecord(t, ledger.Record{Entry: want}, ledger.Record{Entry: got})
+}
+
+// storedTotal makes a stored total whose last entry ID is derived from seed.
+func storedTotal(v, seed string) ledger.Total {
+	var n int64
+	for _, c := range seed {
+		n = n*31 + int64(c)
+	}
+	return ledger.Total{Value: dec(v), LastEntryID: id(n&0x7fffffffffff, uint32(len(seed)))}
 }

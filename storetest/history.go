@@ -342,14 +342,22 @@ func testVerify(t *testing.T, ns NewStore) {
 	require.NoError(t, l.Verify(ctx))
 
 	// Damage the stored totals under the ledger, as a bad restore would.
+	damage := func(tx ledger.Tx, a, u, v string) error {
+		t, _, err := tx.Total(ctx, a, u)
+		if err != nil {
+			return err
+		}
+		t.Value = dec(v)
+		return tx.SetTotal(ctx, a, u, t)
+	}
 	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
-		if err := tx.SetTotal(ctx, "", "alice", dec("71")); err != nil {
+		if err := damage(tx, "", "alice", "71"); err != nil {
 			return err
 		}
-		if err := tx.SetTotal(ctx, "shop", "bob", dec("6")); err != nil {
+		if err := damage(tx, "shop", "bob", "6"); err != nil {
 			return err
 		}
-		return tx.SetTotal(ctx, "", "ghost", dec("1"))
+		return damage(tx, "", "ghost", "1")
 	}))
 	err = l.Verify(ctx)
 	require.ErrorIs(t, err, ledger.ErrInconsistent)
@@ -362,10 +370,10 @@ func testVerify(t *testing.T, ns NewStore) {
 
 	// An entry whose Balance disagrees with the entries before it.
 	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
-		if err := tx.SetTotal(ctx, "", "alice", dec("70")); err != nil {
+		if err := damage(tx, "", "alice", "70"); err != nil {
 			return err
 		}
-		if err := tx.SetTotal(ctx, "shop", "bob", dec("5")); err != nil {
+		if err := damage(tx, "shop", "bob", "5"); err != nil {
 			return err
 		}
 		now := time.Now().UnixNano()
@@ -376,10 +384,10 @@ func testVerify(t *testing.T, ns NewStore) {
 		if err := tx.InsertEntry(ctx, bad); err != nil {
 			return err
 		}
-		if err := tx.SetTotal(ctx, "", "zed", dec("3")); err != nil {
+		if err := tx.SetTotal(ctx, "", "zed", ledger.Total{Value: dec("3"), LastEntryID: bad.ID}); err != nil {
 			return err
 		}
-		return tx.SetTotal(ctx, "bank", "zed", dec("3"))
+		return tx.SetTotal(ctx, "bank", "zed", ledger.Total{Value: dec("3"), LastEntryID: bad.ID})
 	}))
 	err = l.Verify(ctx)
 	require.ErrorAs(t, err, &ve)

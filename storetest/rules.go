@@ -1,10 +1,12 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -23,6 +25,7 @@ func runRules(t *testing.T, ns NewStore) {
 	t.Run("GrantorOnlyItemUse", func(t *testing.T) { testGrantorOnly(t, ns) })
 	t.Run("EntryIDs", func(t *testing.T) { testEntryIDs(t, ns) })
 	t.Run("Reopen", func(t *testing.T) { testNewLedgerContinuesIDs(t, ns) })
+	t.Run("ClockSkew", func(t *testing.T) { testClockSkew(t, ns) })
 }
 
 // create writes an entry that must succeed.
@@ -333,4 +336,49 @@ func testNewLedgerContinuesIDs(t *testing.T, ns NewStore) {
 	require.Greater(t, second.ID, first.ID)
 	require.False(t, second.CreatedOn.Before(first.CreatedOn))
 	require.NoError(t, l2.Verify(context.Background()))
+}
+
+// testClockSkew runs two ledgers over one store, as two processes
+// sharing a database would, one with a clock a minute behind the other.
+// A user's entries must still sort in the order they were written, so
+// that every entry's Balance follows from the ones before it, as-of
+// totals are right and Verify, Export and Import accept the ledger.
+func testClockSkew(t *testing.T, ns NewStore) {
+	ctx := context.Background()
+	s := newStore(t, ns)
+	ahead := newClock()
+	behind := newClock()
+	behind.now = behind.now.Add(-time.Minute)
+	a, err := ledger.New(s, ledger.WithClock(ahead.Now))
+	require.NoError(t, err)
+	b, err := ledger.New(s, ledger.WithClock(behind.Now))
+	require.NoError(t, err)
+
+	create(t, a, "bank", "u", "10", nil)
+	e := create(t, b, "shop", "u", "-4", nil) // written second, by the ledger whose clock is behind
+	requireDecimal(t, "6", e.Balance)
+	create(t, a, "bank", "u", "1", nil)
+	create(t, b, "shop", "u", "-2", nil)
+
+	es, err := b.Entries(ctx, ledger.EntryQuery{UserIDs: []string{"u"}})
+	require.NoError(t, err)
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Amount.String()+"="+e.Balance.String())
+	}
+	require.Equal(t, []string{"10=10", "-4=6", "1=7", "-2=5"}, got, "entries in the order they were written")
+	require.NoError(t, b.Verify(ctx))
+	for i := 1; i < len(es); i++ {
+		require.False(t, es[i].CreatedOn.Before(es[i-1].CreatedOn), "CreatedOn follows the order of the entries")
+	}
+	require.Equal(t, []string{"u=5"}, totals(t, b, ledger.WalletQuery{AsOf: es[3].CreatedOn}))
+	var out bytes.Buffer
+	require.NoError(t, b.Export(ctx, &out))
+	require.NoError(t, ledger.Import(ctx, newLedgerOn(t, ns), &out), "the ledger moves to another store")
+}
+
+func newLedgerOn(t *testing.T, ns NewStore) *ledger.Ledger {
+	t.Helper()
+	l, _ := newLedger(t, ns)
+	return l
 }
