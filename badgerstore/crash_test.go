@@ -219,7 +219,11 @@ func checkAfterCrash(t *testing.T, dir string, acked, used map[string]bool) {
 // TestCrash kills a child writing to a durable store at random moments,
 // many times over the same directory, and checks after each kill that
 // every write the child saw acknowledged is there and that the ledger is
-// consistent.
+// consistent. A SIGKILL ends the process, not the machine: the kernel's
+// page cache survives it, so this test holds even with syncing off. That
+// a durable store syncs (and so survives a power cut) rests on
+// TestDefaults, which pins SyncWrites on, and on Badger's syncing of its
+// logs when it is.
 func TestCrash(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("needs SIGKILL")

@@ -252,9 +252,12 @@ func TestTxMisuse(t *testing.T) {
 		}))
 		_, err := kept.Entry(ctx, rec.ID)
 		require.Error(t, err)
+		yielded := 0
 		for _, err := range kept.Entries(ctx, ledger.Scan{}) {
 			require.Error(t, err)
+			yielded++
 		}
+		require.Equal(t, 1, yielded, "a scan of a finished transaction yields its error, once")
 	})
 
 	t.Run("CancelledMidScan", func(t *testing.T) {
