@@ -106,3 +106,20 @@ func dirSize(dir string) (int64, error) {
 	})
 	return total, err
 }
+
+// diskRow ends a write configuration on disk: the first of the run's and
+// the close's errors, else the row with the rate and bytes on disk per
+// entry written.
+func (b *bench) diskRow(kind, dir string, res result, err, closeErr error) (row, error) {
+	if err == nil {
+		err = closeErr
+	}
+	if err != nil {
+		return row{}, err
+	}
+	disk, err := b.diskPerEntry(kind, dir, res.written)
+	if err != nil {
+		return row{}, err
+	}
+	return row{rate: res.rate(), unit: "entries/s", entries: res.written, mem: -1, disk: disk}, nil
+}

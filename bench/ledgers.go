@@ -94,20 +94,7 @@ func (b *bench) badgerstoreWrites(ctx context.Context, durable bool, workers, ba
 	} else {
 		res, err = runFor(ctx, b.duration, workers, 1, createEntryOp(l))
 	}
-	if cerr := l.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return row{}, err
-	}
-	disk, err := b.diskPerEntry(kindBadgerstore, dir, res.written)
-	if err != nil {
-		return row{}, err
-	}
-	return row{
-		rate: res.rate(), unit: "entries/s", entries: res.written,
-		mem: -1, disk: disk,
-	}, nil
+	return b.diskRow(kindBadgerstore, dir, res, err, l.Close())
 }
 
 // ownFieldBytes returns the average size of the first entries' own

@@ -162,18 +162,5 @@ func (b *bench) rawBadgerWrites(ctx context.Context, sync bool, workers, batch i
 	} else {
 		res, err = runFor(ctx, b.duration, workers, 1, rb.entryOp)
 	}
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return row{}, err
-	}
-	disk, err := b.diskPerEntry(kindBadger, dir, res.written)
-	if err != nil {
-		return row{}, err
-	}
-	return row{
-		rate: res.rate(), unit: "entries/s", entries: res.written,
-		mem: -1, disk: disk,
-	}, nil
+	return b.diskRow(kindBadger, dir, res, err, db.Close())
 }

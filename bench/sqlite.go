@@ -149,18 +149,5 @@ func (b *bench) sqliteWrites(ctx context.Context, workers int) (row, error) {
 			return 0, err
 		}
 	})
-	if cerr := s.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return row{}, err
-	}
-	disk, err := b.diskPerEntry(kindSQLite, dir, res.written)
-	if err != nil {
-		return row{}, err
-	}
-	return row{
-		rate: res.rate(), unit: "entries/s", entries: res.written,
-		mem: -1, disk: disk,
-	}, nil
+	return b.diskRow(kindSQLite, dir, res, err, s.Close())
 }
