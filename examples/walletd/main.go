@@ -330,44 +330,54 @@ func runTransfer(ctx context.Context, cmd string, args []string, stdin io.Reader
 		store.Close()
 		return fail(err)
 	}
-	defer l.Close()
-
 	file := "-"
 	if len(pos) == 1 {
 		file = pos[0]
 	}
-	if cmd == "export" {
-		out := stdout
-		if file != "-" {
-			f, err := os.Create(file)
-			if err != nil {
-				return fail(err)
-			}
-			defer f.Close()
-			out = f
-		}
-		if err := l.Export(ctx, out); err != nil {
-			return fail(err)
-		}
-		if f, ok := out.(*os.File); ok && file != "-" {
-			if err := f.Sync(); err != nil {
-				return fail(err)
-			}
-		}
-		return exitOK
+	switch {
+	case cmd == "export" && file == "-":
+		err = l.Export(ctx, stdout)
+	case cmd == "export":
+		err = exportFile(ctx, l, file)
+	case file == "-":
+		err = ledger.Import(ctx, l, stdin)
+	default:
+		err = importFile(ctx, l, file)
 	}
-	in := stdin
-	if file != "-" {
-		f, err := os.Open(file)
-		if err != nil {
-			return fail(err)
-		}
-		defer f.Close()
-		in = f
+	if cerr := l.Close(); err == nil {
+		err = cerr
 	}
-	if err := ledger.Import(ctx, l, in); err != nil {
+	if err != nil {
 		return fail(err)
+	}
+	if cmd == "export" {
+		return exitOK
 	}
 	fmt.Fprintf(stderr, "walletd import: ledger imported and verified\n")
 	return exitOK
+}
+
+// exportFile writes l's export to a new file, synced before it is closed.
+func exportFile(ctx context.Context, l *ledger.Ledger, name string) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	err = l.Export(ctx, f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func importFile(ctx context.Context, l *ledger.Ledger, name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return ledger.Import(ctx, l, f)
 }
