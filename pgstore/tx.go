@@ -471,8 +471,15 @@ func (t *tx) Entries(ctx context.Context, sc ledger.Scan) iter.Seq2[ledger.Recor
 		if sc.End != "" {
 			k |= scanEnd
 		}
-		limit := firstPage
-		for {
+		read := func(limit int, last *ledger.Record) ([]ledger.Record, error) {
+			if last != nil {
+				// The next page starts after the last row read.
+				if id := encText(last.ID); sc.Reverse {
+					k, end = k|scanEnd, id
+				} else {
+					k, start = k&^scanStart|scanAfter, id
+				}
+			}
 			args = args[:fixed]
 			if k&(scanStart|scanAfter) != 0 {
 				args = append(args, start)
@@ -482,7 +489,6 @@ func (t *tx) Entries(ctx context.Context, sc ledger.Scan) iter.Seq2[ledger.Recor
 			}
 			args = append(args, limit)
 			var page []ledger.Record
-			var last string // stored ID of the page's last row
 			err := t.read(ctx, "scan entries", t.s.q.scans[k], args, func(rows pgx.Rows) error {
 				var r ledger.Record
 				if err := scanRecord(rows, &r); err != nil {
@@ -491,8 +497,28 @@ func (t *tx) Entries(ctx context.Context, sc ledger.Scan) iter.Seq2[ledger.Recor
 				page = append(page, r)
 				return nil
 			})
+			return page, err
+		}
+		for r, err := range paged(read) {
+			if !yield(r, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+// paged yields the rows of a query read in pages: read fetches at most
+// limit rows following last (nil for the first page), each page whole
+// before any of its rows is yielded, pages growing from firstPage to
+// maxPage. It stops after yielding an error.
+func paged[T any](read func(limit int, last *T) ([]T, error)) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		var last *T
+		for limit := firstPage; ; limit = min(4*limit, maxPage) {
+			page, err := read(limit, last)
 			if err != nil {
-				yield(ledger.Record{}, err)
+				var zero T
+				yield(zero, err)
 				return
 			}
 			for _, r := range page {
@@ -503,13 +529,7 @@ func (t *tx) Entries(ctx context.Context, sc ledger.Scan) iter.Seq2[ledger.Recor
 			if len(page) < limit {
 				return
 			}
-			last = encText(page[len(page)-1].ID)
-			if sc.Reverse {
-				k, end = k|scanEnd, last
-			} else {
-				k, start = k&^scanStart|scanAfter, last
-			}
-			limit = min(4*limit, maxPage)
+			last = &page[len(page)-1]
 		}
 	}
 }
@@ -609,8 +629,10 @@ func (t *tx) Totals(ctx context.Context, authorityID, afterUserID string) iter.S
 		if afterUserID == "" {
 			q = t.s.q.totals[0] // every user, "" included
 		}
-		limit := firstPage
-		for {
+		read := func(limit int, last *ledger.UserTotal) ([]ledger.UserTotal, error) {
+			if last != nil {
+				q, after = t.s.q.totals[1], encText(last.UserID)
+			}
 			var page []ledger.UserTotal
 			err := t.read(ctx, "read totals", q, []any{a, after, limit}, func(rows pgx.Rows) error {
 				var u, v, last string
@@ -628,20 +650,12 @@ func (t *tx) Totals(ctx context.Context, authorityID, afterUserID string) iter.S
 				page = append(page, ledger.UserTotal{UserID: user, Total: total})
 				return nil
 			})
-			if err != nil {
-				yield(ledger.UserTotal{}, err)
+			return page, err
+		}
+		for r, err := range paged(read) {
+			if !yield(r, err) || err != nil {
 				return
 			}
-			for _, r := range page {
-				if !yield(r, nil) {
-					return
-				}
-			}
-			if len(page) < limit {
-				return
-			}
-			q, after = t.s.q.totals[1], encText(page[len(page)-1].UserID)
-			limit = min(4*limit, maxPage)
 		}
 	}
 }
