@@ -54,6 +54,18 @@ var (
 	// has entries.
 	ErrNotEmpty = errors.New("ledger: import: target ledger is not empty")
 
+	// ErrUnknownOutcome is returned when a write may or may not have been
+	// committed: the connection to the store was lost during COMMIT, the
+	// commit outran the ledger's commit timeout (see [WithCommitTimeout]),
+	// or the caller's context ended after its write had been handed to the
+	// store. The error also matches the underlying cause (for example
+	// context.DeadlineExceeded). The caller finds out by retrying with the
+	// same idempotency key: the retry writes the entry if the first
+	// attempt did not, and returns the first attempt's entry if it did.
+	// A write without an idempotency key cannot be told apart from a new
+	// one; look it up with [Ledger.Entries] instead.
+	ErrUnknownOutcome = errors.New("ledger: outcome unknown: the write may or may not have been committed")
+
 	// ErrInconsistent is returned by [Ledger.Verify] when stored totals or
 	// balances disagree with the entries. The error is a [*VerifyError].
 	ErrInconsistent = errors.New("ledger: stored totals disagree with entries")

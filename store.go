@@ -8,7 +8,8 @@ import (
 )
 
 // Store is what a [Ledger] keeps its data in. Implementations in this
-// module are memstore (memory only) and badgerstore (durable, on disk);
+// module are memstore (memory only), badgerstore (durable, on disk, one
+// process) and pgstore (PostgreSQL, shared by many processes);
 // storetest.Run is the conformance suite every implementation must pass.
 //
 // A Store holds no business rule: it never checks funds, validates input,
@@ -35,9 +36,13 @@ type Store interface {
 	// wrote is kept and Update returns that error. A store may call fn
 	// more than once (to retry a conflict), so fn must not have effects
 	// outside the Tx that it cannot repeat. The Tx is valid only until fn
-	// returns. An error from Update after fn returned nil may leave the
-	// commit's fate unknown (a connection lost during COMMIT): callers
-	// that retry such writes use idempotency keys.
+	// returns. When Update fails after fn returned nil and the store
+	// cannot tell whether the transaction committed (a connection lost
+	// during COMMIT, a commit abandoned when ctx ended), the error matches
+	// [ErrUnknownOutcome] with errors.Is (wrap both:
+	// fmt.Errorf("...: %w: %w", ledger.ErrUnknownOutcome, cause)); every
+	// other error means nothing was written. Update returns soon after
+	// ctx ends, whatever the state of the store's backend.
 	Update(ctx context.Context, fn func(Tx) error) error
 
 	// Ping reports whether the store can serve requests.
