@@ -35,7 +35,24 @@ type Limits struct {
 	// MaxBatchEntries bounds the entries of one [Ledger.CreateEntries]
 	// call. Default 10000.
 	MaxBatchEntries int
+	// MaxBatchBytes bounds the size of one [Ledger.CreateEntries] call,
+	// and of every store transaction the ledger makes: a batch within
+	// MaxBatchEntries and MaxBatchBytes commits on every store in this
+	// module. An entry's size is its AuthorityID, UserID, Reason,
+	// IdempotencyKey, Item.Name and Item.Data in bytes, plus
+	// [EntryOverheadBytes]. Default 1 MiB: 10,000 entries of about 70
+	// bytes of text each, or 16 entries with the largest item data. It may
+	// not be less than the largest single entry the other limits admit.
+	MaxBatchBytes int
+	// MaxDataDepth bounds how deeply Item.Data may nest arrays and
+	// objects. Default 64, well within what common JSON parsers accept
+	// (Python's json stops near 1,000).
+	MaxDataDepth int
 }
+
+// EntryOverheadBytes is what an entry counts towards
+// Limits.MaxBatchBytes besides its text and item data.
+const EntryOverheadBytes = 32
 
 // DefaultLimits returns the limits a [Ledger] applies unless told
 // otherwise.
@@ -46,6 +63,8 @@ func DefaultLimits() Limits {
 		MaxItemNameBytes: 256,
 		MaxItemDataBytes: 64 << 10,
 		MaxBatchEntries:  10000,
+		MaxBatchBytes:    1 << 20,
+		MaxDataDepth:     64,
 	}
 }
 
@@ -126,6 +145,8 @@ func WithLimits(l Limits) Option {
 		set("MaxItemNameBytes", &c.limits.MaxItemNameBytes, l.MaxItemNameBytes)
 		set("MaxItemDataBytes", &c.limits.MaxItemDataBytes, l.MaxItemDataBytes)
 		set("MaxBatchEntries", &c.limits.MaxBatchEntries, l.MaxBatchEntries)
+		set("MaxBatchBytes", &c.limits.MaxBatchBytes, l.MaxBatchBytes)
+		set("MaxDataDepth", &c.limits.MaxDataDepth, l.MaxDataDepth)
 	}
 }
 

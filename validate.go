@@ -131,3 +131,12 @@ func (l *Ledger) checkPage(after string, limit int) error {
 	}
 	return nil
 }
+
+// entryBytes is what e counts towards Limits.MaxBatchBytes.
+func entryBytes(e *NewEntry) int {
+	n := EntryOverheadBytes + len(e.AuthorityID) + len(e.UserID) + len(e.Reason) + len(e.IdempotencyKey)
+	if e.Item != nil {
+		n += len(e.Item.Name) + len(e.Item.Data)
+	}
+	return n
+}
