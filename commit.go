@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,12 +37,13 @@ const (
 	opExclusive
 )
 
-// request is one caller's write and, once wake has fired, its result.
+// request is one caller's write and, once it is done, its result.
 type request struct {
 	ctx     context.Context
 	op      opKind
 	batch   bool       // from CreateEntries: errors carry the entry index
 	entries []NewEntry // opCreate
+	bytes   int        // opCreate: the entries' size, as Limits.MaxBatchBytes counts it
 	// opUse
 	authorityID, entryID string
 	// opExclusive
@@ -54,7 +56,20 @@ type request struct {
 	// request must lead the next commit.
 	wake chan struct{}
 	lead bool
+	// state says who owns a request that a leader has taken: its caller,
+	// waiting for the result (pending, then done), or, once the caller
+	// gave up waiting (abandoned), the committer, which drops it.
+	state atomic.Uint32
+	// queued is true while the request waits in the queue; guarded by
+	// the committer's mu.
+	queued bool
 }
+
+const (
+	statePending uint32 = iota
+	stateDone
+	stateAbandoned
+)
 
 var requestPool = sync.Pool{New: func() any { return &request{wake: make(chan struct{}, 1)} }}
 
@@ -80,12 +95,23 @@ func (r *request) weight() int {
 	return len(r.entries)
 }
 
+// finish hands r's result to its caller, unless the caller has given up.
+func (r *request) finish() {
+	if r.state.CompareAndSwap(statePending, stateDone) {
+		r.lead = false
+		r.wake <- struct{}{}
+	}
+}
+
 type committer struct {
 	l *Ledger
 
 	mu    sync.Mutex
 	busy  bool       // a leader is committing
 	queue []*request // waiting for the next commit
+	// detached counts leaders running on a goroutine of their own, whose
+	// callers may have given up waiting; Close waits for them.
+	detached sync.WaitGroup
 
 	// Owned by the current leader.
 	ids   idGen
@@ -98,51 +124,134 @@ func (c *committer) init(l *Ledger) {
 	c.st.init(l)
 }
 
-// submit runs r through a commit and returns when r's result is set.
-func (c *committer) submit(r *request) {
+// submit runs r through a commit and returns when r's result is set, or
+// when r's context ends after a leader took r into a commit. In the
+// latter case submit returns an error matching [ErrUnknownOutcome] and
+// the context's error, and r belongs to the committer: the caller must
+// neither read nor release it. Otherwise submit returns nil and the
+// caller reads r.out and r.err.
+func (c *committer) submit(r *request) error {
 	c.mu.Lock()
 	if c.busy {
+		r.queued = true
 		c.queue = append(c.queue, r)
 		c.mu.Unlock()
-		if !c.wait(r) {
-			return
+		lead, err := c.wait(r)
+		if !lead || err != nil {
+			return err
 		}
+		r.state.Store(statePending) // the lead was its result; now r waits for its own
 	} else {
 		c.busy = true
 		c.mu.Unlock()
 	}
-	c.lead(r)
+	if r.ctx.Done() == nil || r.op == opExclusive {
+		// A caller that cannot give up leads on its own goroutine, at
+		// no cost; so does Import, which finishes what it starts.
+		c.lead(r, false)
+		return nil
+	}
+	if err := r.ctx.Err(); err != nil {
+		// Given the lead after giving up: nothing of r was written.
+		r.err = err
+		c.passLead()
+		return nil
+	}
+	// The leader's caller must be able to stop waiting for a commit that
+	// its context no longer allows, while the commit goes on for the
+	// followers: the commit runs detached.
+	c.detached.Add(1)
+	go func() {
+		defer c.detached.Done()
+		c.lead(r, true)
+	}()
+	return c.await(r)
+}
+
+// run submits a request for one entry and returns that entry, releasing
+// r.
+func (c *committer) run(r *request) (Entry, error) {
+	if err := c.submit(r); err != nil {
+		return Entry{}, err
+	}
+	defer r.release()
+	if r.err != nil {
+		return Entry{}, r.err
+	}
+	return r.out[0], nil
+}
+
+// runBatch submits a request and returns a copy of its entries,
+// releasing r.
+func (c *committer) runBatch(r *request) ([]Entry, error) {
+	if err := c.submit(r); err != nil {
+		return nil, err
+	}
+	defer r.release()
+	if r.err != nil {
+		return nil, r.err
+	}
+	return slices.Clone(r.out), nil
 }
 
 // wait blocks until r has its result or must lead. If r's context ends
-// while r is still queued, r leaves the queue with the context's error;
-// once a leader has taken r its fate is sealed and wait sees it through.
-func (c *committer) wait(r *request) (lead bool) {
+// while r is still queued, r leaves the queue with the context's error.
+// If it ends once a leader has taken r into a commit, wait gives r up
+// and returns an unknown-outcome error.
+func (c *committer) wait(r *request) (lead bool, err error) {
 	select {
 	case <-r.wake:
-		return r.lead
+		return r.lead, nil
 	case <-r.ctx.Done():
 	}
 	c.mu.Lock()
-	if i := slices.Index(c.queue, r); i >= 0 {
+	if r.queued {
+		i := slices.Index(c.queue, r)
 		c.queue = slices.Delete(c.queue, i, i+1)
+		r.queued = false
 		c.mu.Unlock()
 		r.err = r.ctx.Err()
-		return false
+		return false, nil
 	}
 	c.mu.Unlock()
-	<-r.wake
-	return r.lead
+	return false, c.await(r)
+}
+
+// await waits for the result of r, which a leader has taken or which
+// must lead (the lead is handed over at once: await takes it whatever
+// the context says).
+func (c *committer) await(r *request) error {
+	select {
+	case <-r.wake:
+		return nil
+	case <-r.ctx.Done():
+	}
+	if r.state.CompareAndSwap(statePending, stateAbandoned) {
+		return fmt.Errorf("ledger: %w: %w", ErrUnknownOutcome, r.ctx.Err())
+	}
+	<-r.wake // the result, or the lead, is on its way
+	return nil
 }
 
 // lead runs first, alone if it is exclusive and otherwise in a group
-// with the writes queued behind it, and passes the lead on.
-func (c *committer) lead(first *request) {
+// with the writes queued behind it, and passes the lead on. A detached
+// leader runs on a goroutine of its own and hands first its result as
+// it does the followers'.
+func (c *committer) lead(first *request, detached bool) {
 	if first.op == opExclusive {
 		first.err = runExclusive(first.fn)
 	} else {
 		c.commitGroup(first)
 	}
+	if detached {
+		first.finish()
+	}
+	c.passLead()
+}
+
+// passLead hands the lead to the first queued request, or ends the
+// committer's turn if none is queued.
+func (c *committer) passLead() {
 	c.mu.Lock()
 	if len(c.queue) == 0 {
 		c.busy = false
@@ -151,6 +260,10 @@ func (c *committer) lead(first *request) {
 	}
 	next := c.queue[0]
 	c.queue = slices.Delete(c.queue, 0, 1)
+	next.queued = false
+	// The lead is next's result for now: its caller must take it, even if
+	// its context has ended, or nobody leads.
+	next.state.Store(stateDone)
 	c.mu.Unlock()
 	next.lead = true
 	next.wake <- struct{}{}
@@ -166,22 +279,23 @@ func runExclusive(fn func() error) (err error) {
 }
 
 // commitGroup commits first and the writes queued behind it, up to
-// maxBatch entries and up to the next exclusive request, and wakes the
-// followers with their results.
+// maxBatch entries, Limits.MaxBatchBytes and the next exclusive request,
+// and hands the followers their results.
 func (c *committer) commitGroup(first *request) {
-	maxBatch, maxWait := c.l.cfg.maxBatch, c.l.cfg.maxWait
+	maxBatch, maxBytes, maxWait := c.l.cfg.maxBatch, c.l.cfg.limits.MaxBatchBytes, c.l.cfg.maxWait
 	if maxWait > 0 && first.weight() < maxBatch {
 		time.Sleep(maxWait)
 	}
 	group := append(c.group[:0], first)
-	weight := first.weight()
+	weight, bytes := first.weight(), first.bytes
 	c.mu.Lock()
 	n := 0
 	for _, r := range c.queue {
-		if r.op == opExclusive || weight+r.weight() > maxBatch {
+		if r.op == opExclusive || weight+r.weight() > maxBatch || bytes+r.bytes > maxBytes {
 			break
 		}
-		weight += r.weight()
+		weight, bytes = weight+r.weight(), bytes+r.bytes
+		r.queued = false
 		group = append(group, r)
 		n++
 	}
@@ -190,32 +304,47 @@ func (c *committer) commitGroup(first *request) {
 	c.queue = c.queue[:rest]
 	c.mu.Unlock()
 
-	c.commit(group)
+	if err := c.commit(group); err != nil && len(group) > 1 && !errors.Is(err, ErrUnknownOutcome) {
+		// Nothing was written. Should one request have caused the
+		// failure (input a store refuses though the ledger admitted
+		// it), it must fail alone: commit each on its own.
+		for i := range group {
+			c.commit(group[i : i+1])
+		}
+	}
 
 	for _, r := range group[1:] {
-		r.lead = false
-		r.wake <- struct{}{}
+		r.finish()
 	}
 	clear(group)
 	c.group = group[:0]
 }
 
 // commit applies group in one store transaction and sets every request's
-// result.
-func (c *committer) commit(group []*request) {
+// result. It returns the store's error, which is every request's.
+func (c *committer) commit(group []*request) (err error) {
+	ids := c.ids
 	defer func() {
 		if p := recover(); p != nil {
-			err := fmt.Errorf("ledger: internal error: %v", p)
+			err = fmt.Errorf("ledger: internal error: %v", p)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrUnknownOutcome) {
+				c.ids = ids // no ID of the group was used
+			}
 			for _, r := range group {
 				r.out, r.err = r.out[:0], err
 			}
 		}
 	}()
-	// The group must commit whatever becomes of the leader's caller:
-	// followers depend on it.
+	// The group must commit whatever becomes of the leader's caller
+	// (followers depend on it), within the commit timeout.
 	ctx := context.WithoutCancel(group[0].ctx)
+	timeout := c.l.cfg.commitTimeout
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	st := &c.st
-	err := c.l.store.Update(ctx, func(tx Tx) error {
+	err = c.l.store.Update(ctx, func(tx Tx) error {
 		st.reset(ctx, tx)
 		if err := st.prefetch(group); err != nil {
 			return err
@@ -233,12 +362,14 @@ func (c *committer) commit(group []*request) {
 		return st.flush()
 	})
 	st.reset(nil, nil)
-	if err != nil {
-		err = storeErr("commit", err)
-		for _, r := range group {
-			r.out, r.err = r.out[:0], err
-		}
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil && !errors.Is(err, ErrUnknownOutcome):
+		// Whether the store got as far as committing, it cannot say.
+		return fmt.Errorf("ledger: store: commit: %w: took longer than the commit timeout (%v): %w", ErrUnknownOutcome, timeout, err)
 	}
+	return storeErr("commit", err)
 }
 
 // storeError marks a failure of the store, as opposed to a refusal by the
@@ -272,7 +403,10 @@ type totalUndo struct {
 	prev totalSlot
 }
 
-type savepoint struct{ undo, inserts, uses int }
+type savepoint struct {
+	undo, inserts, uses int
+	ids                 idGen
+}
 
 // batchState is one group's view of the store: totals read once and
 // updated in memory, entries to insert, items to mark used. Reads fall
@@ -310,10 +444,11 @@ func (st *batchState) reset(ctx context.Context, tx Tx) {
 }
 
 func (st *batchState) savepoint() savepoint {
-	return savepoint{len(st.undo), len(st.inserts), len(st.uses)}
+	return savepoint{len(st.undo), len(st.inserts), len(st.uses), st.l.commits.ids}
 }
 
 func (st *batchState) rollback(sp savepoint) {
+	st.l.commits.ids = sp.ids // only committed entries move the ID clock
 	for i := len(st.undo) - 1; i >= sp.undo; i-- {
 		u := st.undo[i]
 		st.totals[u.key] = u.prev

@@ -144,11 +144,46 @@ type EntryError struct {
 }
 
 func (e *EntryError) Error() string {
-	return fmt.Sprintf("ledger: batch entry %d: %v", e.Index, e.Err)
+	return fmt.Sprintf("ledger: batch entry %d: %s", e.Index, strings.TrimPrefix(e.Err.Error(), "ledger: "))
 }
 
 // Unwrap returns the entry's error.
 func (e *EntryError) Unwrap() error { return e.Err }
+
+// EntryErrors is returned by [Ledger.CreateEntries] when entries of the
+// batch are invalid: one [*EntryError] per invalid entry, in index order,
+// so that a caller can fix the whole batch at once. Nothing of the batch
+// is written. errors.As(err, &entryErr) gives the first of them, and
+// errors.Is(err, ErrInvalid) holds.
+type EntryErrors []*EntryError
+
+func (es EntryErrors) Error() string {
+	if len(es) == 1 {
+		return es[0].Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "ledger: %d invalid batch entries:", len(es))
+	for i, e := range es {
+		if i == 10 {
+			fmt.Fprintf(&b, " and %d more", len(es)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(";")
+		}
+		fmt.Fprintf(&b, " %d: %s", e.Index, strings.TrimPrefix(e.Err.Error(), "ledger: "))
+	}
+	return b.String()
+}
+
+// Unwrap returns each entry's error, for errors.Is and errors.As.
+func (es EntryErrors) Unwrap() []error {
+	errs := make([]error, len(es))
+	for i, e := range es {
+		errs[i] = e
+	}
+	return errs
+}
 
 // VerifyError lists what [Ledger.Verify] found wrong. It satisfies
 // errors.Is(err, [ErrInconsistent]).

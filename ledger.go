@@ -150,6 +150,9 @@ func New(store Store, opts ...Option) (*Ledger, error) {
 	if cfg.err != nil {
 		return nil, cfg.err
 	}
+	if err := cfg.limits.check(); err != nil {
+		return nil, err
+	}
 	l := &Ledger{store: store, cfg: cfg}
 	l.commits.init(l)
 	err := store.View(context.Background(), func(tx ReadTx) error {
@@ -177,6 +180,8 @@ func (l *Ledger) Close() error {
 		return ErrClosed
 	}
 	l.closed = true
+	// A commit whose callers all gave up waiting may still be running.
+	l.commits.detached.Wait()
 	return l.store.Close()
 }
 
@@ -195,14 +200,17 @@ func (l *Ledger) Health(ctx context.Context) error {
 
 // enter starts a call: it fails if ctx is done or the ledger is closed,
 // and otherwise holds l.mu for reading until the caller releases it.
+// Closed comes first: after Close every call fails with ErrClosed,
+// whatever its arguments.
 func (l *Ledger) enter(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
 		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		l.mu.RUnlock()
+		return err
 	}
 	return nil
 }
@@ -215,60 +223,70 @@ func (l *Ledger) enter(ctx context.Context) error {
 // for the same fields, it writes nothing and returns that first entry as
 // it is now.
 func (l *Ledger) CreateEntry(ctx context.Context, e NewEntry) (Entry, error) {
+	if err := l.enter(ctx); err != nil {
+		return Entry{}, err
+	}
+	defer l.mu.RUnlock()
 	ne, err := l.checkNewEntry(e)
 	if err != nil {
 		return Entry{}, err
 	}
-	if err := l.enter(ctx); err != nil {
-		return Entry{}, err
-	}
-	defer l.mu.RUnlock()
 	r := newRequest(ctx, opCreate)
 	r.entries = append(r.entries, ne)
-	l.commits.submit(r)
-	defer r.release()
-	if r.err != nil {
-		return Entry{}, r.err
-	}
-	return r.out[0], nil
+	r.bytes = entryBytes(&ne)
+	return l.commits.run(r)
 }
 
 // CreateEntries writes a batch of entries all or nothing, in order, in
 // one store transaction: each entry's funds check sees the entries before
-// it in the batch. On failure nothing is written and the error is an
-// [*EntryError] with the index of the first entry that failed, wrapping
-// that entry's error. Idempotency keys work per entry as in
+// it in the batch. On failure nothing is written. If entries are invalid,
+// the error is an [EntryErrors] listing each of them with its index; if
+// an entry is refused when its turn comes (funds, an idempotency
+// conflict), it is an [*EntryError] with that entry's index. Either way
+// errors.As to *EntryError gives the first failing entry, and errors.Is
+// matches its cause. Idempotency keys work per entry as in
 // [Ledger.CreateEntry]: an entry whose key was used before for the same
 // fields (earlier, or earlier in the batch) writes nothing and comes back
 // as the first entry. An empty batch writes nothing and returns no
-// entries. A batch may hold at most Limits.MaxBatchEntries entries.
+// entries. A batch may hold at most Limits.MaxBatchEntries entries and
+// Limits.MaxBatchBytes bytes.
 func (l *Ledger) CreateEntries(ctx context.Context, es []NewEntry) ([]Entry, error) {
-	if len(es) > l.cfg.limits.MaxBatchEntries {
-		return nil, invalid("entries", "%d entries, limit %d", len(es), l.cfg.limits.MaxBatchEntries)
-	}
 	if err := l.enter(ctx); err != nil {
 		return nil, err
 	}
 	defer l.mu.RUnlock()
+	if len(es) > l.cfg.limits.MaxBatchEntries {
+		return nil, invalid("entries", "%d entries, limit %d", len(es), l.cfg.limits.MaxBatchEntries)
+	}
 	if len(es) == 0 {
 		return []Entry{}, nil
 	}
 	r := newRequest(ctx, opCreate)
 	r.batch = true
+	var bad EntryErrors
 	for i, e := range es {
 		ne, err := l.checkNewEntry(e)
 		if err != nil {
-			r.release()
-			return nil, &EntryError{Index: i, Err: err}
+			bad = append(bad, &EntryError{Index: i, Err: err})
+			continue
 		}
 		r.entries = append(r.entries, ne)
+		r.bytes += entryBytes(&ne)
 	}
-	l.commits.submit(r)
-	defer r.release()
-	if r.err != nil {
-		return nil, r.err
+	switch {
+	case len(bad) > 0:
+		r.release()
+		return nil, bad
+	case r.bytes > l.cfg.limits.MaxBatchBytes:
+		n := r.bytes
+		r.release()
+		return nil, invalid("entries", "%d bytes, limit %d", n, l.cfg.limits.MaxBatchBytes)
 	}
-	return append([]Entry(nil), r.out...), nil
+	out, err := l.commits.runBatch(r)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // UseItem marks the item granted by entry entryID used and returns the
@@ -277,22 +295,17 @@ func (l *Ledger) CreateEntries(ctx context.Context, es []NewEntry) ([]Entry, err
 // used already, and, under [WithGrantorOnlyItemUse], [ErrForbidden] if
 // authorityID did not grant the item.
 func (l *Ledger) UseItem(ctx context.Context, authorityID, entryID string) (Entry, error) {
+	if err := l.enter(ctx); err != nil {
+		return Entry{}, err
+	}
+	defer l.mu.RUnlock()
 	if err := l.checkID("AuthorityID", authorityID); err != nil {
 		return Entry{}, err
 	}
 	if err := l.checkID("EntryID", entryID); err != nil {
 		return Entry{}, err
 	}
-	if err := l.enter(ctx); err != nil {
-		return Entry{}, err
-	}
-	defer l.mu.RUnlock()
 	r := newRequest(ctx, opUse)
 	r.authorityID, r.entryID = authorityID, entryID
-	l.commits.submit(r)
-	defer r.release()
-	if r.err != nil {
-		return Entry{}, r.err
-	}
-	return r.out[0], nil
+	return l.commits.run(r)
 }

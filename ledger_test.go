@@ -328,7 +328,7 @@ func TestErrors(t *testing.T) {
 	}
 	ee := &ledger.EntryError{Index: 3, Err: &ledger.NotEnoughFundsError{UserID: "u", Balance: dec("1"), Amount: dec("-2")}}
 	require.ErrorIs(t, ee, ledger.ErrNotEnoughFunds)
-	require.Equal(t, `ledger: batch entry 3: ledger: not enough funds: user "u" has 1, entry needs 2`, ee.Error())
+	require.Equal(t, `ledger: batch entry 3: not enough funds: user "u" has 1, entry needs 2`, ee.Error())
 }
 
 // calls runs every Ledger method once and returns their errors by name.

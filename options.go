@@ -10,14 +10,15 @@ import (
 type Option func(*config)
 
 type config struct {
-	clock       func() time.Time
-	places      int
-	digits      int
-	limits      Limits
-	grantorOnly bool
-	maxBatch    int
-	maxWait     time.Duration
-	err         error
+	clock         func() time.Time
+	places        int
+	digits        int
+	limits        Limits
+	grantorOnly   bool
+	maxBatch      int
+	maxWait       time.Duration
+	commitTimeout time.Duration
+	err           error
 }
 
 // Limits bounds the size of what callers may write and ask for. A field
@@ -40,14 +41,26 @@ type Limits struct {
 	// MaxBatchEntries and MaxBatchBytes commits on every store in this
 	// module. An entry's size is its AuthorityID, UserID, Reason,
 	// IdempotencyKey, Item.Name and Item.Data in bytes, plus
-	// [EntryOverheadBytes]. Default 1 MiB: 10,000 entries of about 70
-	// bytes of text each, or 16 entries with the largest item data. It may
-	// not be less than the largest single entry the other limits admit.
+	// [EntryOverheadBytes]. Default 2 MiB: 10,000 entries of about 170
+	// bytes of text each, 2,600 with the longest IDs and keys, or 31 with
+	// the largest item data. It may not be less than the largest single
+	// entry the other limits admit. (Raising it may need a store
+	// configured for larger transactions: badgerstore's limit is 15% of
+	// Badger's MemTableSize.)
 	MaxBatchBytes int
 	// MaxDataDepth bounds how deeply Item.Data may nest arrays and
 	// objects. Default 64, well within what common JSON parsers accept
 	// (Python's json stops near 1,000).
 	MaxDataDepth int
+}
+
+// check refuses limits that contradict each other.
+func (l Limits) check() error {
+	largest := EntryOverheadBytes + 3*l.MaxIDBytes + l.MaxReasonBytes + l.MaxItemNameBytes + l.MaxItemDataBytes
+	if l.MaxBatchBytes < largest {
+		return fmt.Errorf("ledger: WithLimits: MaxBatchBytes %d is less than the largest entry the other limits admit (%d bytes)", l.MaxBatchBytes, largest)
+	}
+	return nil
 }
 
 // EntryOverheadBytes is what an entry counts towards
@@ -63,7 +76,7 @@ func DefaultLimits() Limits {
 		MaxItemNameBytes: 256,
 		MaxItemDataBytes: 64 << 10,
 		MaxBatchEntries:  10000,
-		MaxBatchBytes:    1 << 20,
+		MaxBatchBytes:    2 << 20,
 		MaxDataDepth:     64,
 	}
 }
@@ -75,20 +88,23 @@ const (
 	DefaultDigits = 30
 )
 
-// Defaults of group commit; see [WithGroupCommit].
+// Defaults of group commit; see [WithGroupCommit] and
+// [WithCommitTimeout].
 const (
-	DefaultMaxBatch = 1000
-	DefaultMaxWait  = 0
+	DefaultMaxBatch      = 1000
+	DefaultMaxWait       = 0
+	DefaultCommitTimeout = 30 * time.Second
 )
 
 func defaultConfig() config {
 	return config{
-		clock:    time.Now,
-		places:   DefaultPlaces,
-		digits:   DefaultDigits,
-		limits:   DefaultLimits(),
-		maxBatch: DefaultMaxBatch,
-		maxWait:  DefaultMaxWait,
+		clock:         time.Now,
+		places:        DefaultPlaces,
+		digits:        DefaultDigits,
+		limits:        DefaultLimits(),
+		maxBatch:      DefaultMaxBatch,
+		maxWait:       DefaultMaxWait,
+		commitTimeout: DefaultCommitTimeout,
 	}
 }
 
@@ -173,5 +189,22 @@ func WithGroupCommit(maxBatch int, maxWait time.Duration) Option {
 			return
 		}
 		c.maxBatch, c.maxWait = maxBatch, maxWait
+	}
+}
+
+// WithCommitTimeout bounds each store transaction that commits writes
+// (default [DefaultCommitTimeout]). A caller's own context bounds how
+// long the caller waits; the commit timeout bounds the commit itself,
+// which goes on for the other callers grouped with it after one gives up,
+// so that a stalled store cannot hold up every later write for longer. A
+// commit that outruns it fails with [ErrUnknownOutcome]: the store may or
+// may not have committed it.
+func WithCommitTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d <= 0 {
+			c.fail(fmt.Errorf("ledger: WithCommitTimeout(%v): want a positive duration", d))
+			return
+		}
+		c.commitTimeout = d
 	}
 }

@@ -83,6 +83,10 @@ type EntryQuery struct {
 // created at or before it. Reading a named user's total is a lookup of a
 // running total, never a sum over entries.
 func (l *Ledger) Wallets(ctx context.Context, q WalletQuery) ([]WalletTotal, error) {
+	if err := l.enter(ctx); err != nil {
+		return nil, err
+	}
+	defer l.mu.RUnlock()
 	users, err := l.checkIDs("UserIDs", q.UserIDs)
 	if err != nil {
 		return nil, err
@@ -94,10 +98,6 @@ func (l *Ledger) Wallets(ctx context.Context, q WalletQuery) ([]WalletTotal, err
 	if err := l.checkPage(q.After, q.Limit); err != nil {
 		return nil, err
 	}
-	if err := l.enter(ctx); err != nil {
-		return nil, err
-	}
-	defer l.mu.RUnlock()
 
 	out := []WalletTotal{}
 	full := func() bool { return q.Limit > 0 && len(out) >= q.Limit }
@@ -235,6 +235,10 @@ func (w *walletReader) all(after string) iter.Seq2[UserTotal, error] {
 // them, filtered by every list in q together and by q.Used. Item data
 // comes back exactly as written.
 func (l *Ledger) Inventory(ctx context.Context, q InventoryQuery) ([]InventoryItem, error) {
+	if err := l.enter(ctx); err != nil {
+		return nil, err
+	}
+	defer l.mu.RUnlock()
 	if q.Used < UnusedOnly || q.Used > UsedOrUnused {
 		return nil, invalid("Used", "unknown filter %d", int(q.Used))
 	}
@@ -244,7 +248,7 @@ func (l *Ledger) Inventory(ctx context.Context, q InventoryQuery) ([]InventoryIt
 	}
 	sel.itemsOnly = true
 	out := []InventoryItem{}
-	err = l.view(ctx, "inventory", func(tx ReadTx) error {
+	err = l.storeView(ctx, "inventory", func(tx ReadTx) error {
 		return sel.run(ctx, tx, func(r Record) bool {
 			if q.Used == UnusedOnly && r.Item.Used || q.Used == UsedOnly && !r.Item.Used {
 				return true
@@ -263,6 +267,10 @@ func (l *Ledger) Inventory(ctx context.Context, q InventoryQuery) ([]InventoryIt
 // filtered by every field of q together. Each carries the user's Balance
 // right after it, so a user's entries read as a statement.
 func (l *Ledger) Entries(ctx context.Context, q EntryQuery) ([]Entry, error) {
+	if err := l.enter(ctx); err != nil {
+		return nil, err
+	}
+	defer l.mu.RUnlock()
 	if !q.Since.IsZero() && !q.Until.IsZero() && q.Since.After(q.Until) {
 		return nil, invalid("Since", "%v is after Until %v", q.Since, q.Until)
 	}
@@ -277,7 +285,7 @@ func (l *Ledger) Entries(ctx context.Context, q EntryQuery) ([]Entry, error) {
 		sel.end = timeBound(q.Until)
 	}
 	out := []Entry{}
-	err = l.view(ctx, "entries", func(tx ReadTx) error {
+	err = l.storeView(ctx, "entries", func(tx ReadTx) error {
 		return sel.run(ctx, tx, func(r Record) bool {
 			out = append(out, r.Entry)
 			return q.Limit == 0 || len(out) < q.Limit
@@ -295,6 +303,11 @@ func (l *Ledger) view(ctx context.Context, op string, fn func(ReadTx) error) err
 		return err
 	}
 	defer l.mu.RUnlock()
+	return l.storeView(ctx, op, fn)
+}
+
+// storeView is view for a call that holds l.mu already.
+func (l *Ledger) storeView(ctx context.Context, op string, fn func(ReadTx) error) error {
 	if err := l.store.View(ctx, fn); err != nil {
 		return storeErr(op, err)
 	}

@@ -19,9 +19,11 @@ func (l *Ledger) checkNewEntry(e NewEntry) (NewEntry, error) {
 	if err := l.checkID("UserID", e.UserID); err != nil {
 		return NewEntry{}, err
 	}
-	if err := l.checkAmount("Amount", e.Amount); err != nil {
+	amount, err := l.checkAmount("Amount", e.Amount)
+	if err != nil {
 		return NewEntry{}, err
 	}
+	e.Amount = amount
 	if err := checkText("Reason", e.Reason, l.cfg.limits.MaxReasonBytes); err != nil {
 		return NewEntry{}, err
 	}
@@ -40,8 +42,8 @@ func (l *Ledger) checkNewEntry(e NewEntry) (NewEntry, error) {
 		if n := len(e.Item.Data); n > l.cfg.limits.MaxItemDataBytes {
 			return NewEntry{}, invalid("Item.Data", "%d bytes, limit %d", n, l.cfg.limits.MaxItemDataBytes)
 		}
-		if len(e.Item.Data) > 0 && !json.Valid(e.Item.Data) {
-			return NewEntry{}, invalid("Item.Data", "not valid JSON")
+		if err := l.checkData("Item.Data", e.Item.Data); err != nil {
+			return NewEntry{}, err
 		}
 		e.Item = e.Item.clone()
 		if len(e.Item.Data) == 0 {
@@ -69,23 +71,78 @@ func checkText(field, s string, limit int) error {
 	return nil
 }
 
-// checkAmount refuses an amount the ledger cannot hold exactly. It works
-// from the coefficient's digit count and the exponent, so that an amount
-// such as 1e999999999 is refused without being expanded.
-func (l *Ledger) checkAmount(field string, a decimal.Decimal) error {
-	if !l.fits(a) {
-		return invalid(field, "too large: magnitude must stay below 10^%d", l.cfg.digits-l.cfg.places)
-	}
+// checkAmount refuses an amount the ledger cannot hold exactly and
+// returns it in the form the ledger keeps: zero as plain 0 and no more
+// than the allowed places after the point, so that an exponent written
+// with the amount ("0e-10000", "1." followed by a thousand zeros) never
+// reaches a store or a total. It works from the coefficient's digit count
+// and the exponent, so that an amount such as 1e999999999 is refused
+// without being expanded.
+func (l *Ledger) checkAmount(field string, a decimal.Decimal) (decimal.Decimal, error) {
 	if a.IsZero() {
-		return nil
+		return decimal.Decimal{}, nil
+	}
+	if !l.fits(a) {
+		return decimal.Decimal{}, invalid(field, "too large: magnitude must stay below 10^%d", l.cfg.digits-l.cfg.places)
 	}
 	if exp, places := int64(a.Exponent()), int64(l.cfg.places); exp < -places {
-		// The digits past the allowed places must all be zero.
-		if -exp-places >= int64(a.NumDigits()) || !a.Equal(a.Truncate(int32(places))) {
-			return invalid(field, "%s has more than %d decimal places", brief(a), places)
+		// The digits past the allowed places must all be zero, and are
+		// dropped.
+		if -exp-places >= int64(a.NumDigits()) {
+			return decimal.Decimal{}, invalid(field, "%s has more than %d decimal places", brief(a), places)
 		}
+		t := a.Truncate(int32(places))
+		if !a.Equal(t) {
+			return decimal.Decimal{}, invalid(field, "%s has more than %d decimal places", brief(a), places)
+		}
+		a = t
+	}
+	return a, nil
+}
+
+// checkData refuses item data that is not valid JSON in valid UTF-8, or
+// that nests arrays and objects deeper than Limits.MaxDataDepth. Empty
+// data is no data.
+func (l *Ledger) checkData(field string, data []byte) error {
+	switch {
+	case len(data) == 0:
+		return nil
+	case !utf8.Valid(data):
+		return invalid(field, "not valid UTF-8")
+	case !json.Valid(data):
+		return invalid(field, "not valid JSON")
+	}
+	if d := jsonDepth(data); d > l.cfg.limits.MaxDataDepth {
+		return invalid(field, "nested %d levels deep, limit %d", d, l.cfg.limits.MaxDataDepth)
 	}
 	return nil
+}
+
+// jsonDepth returns how deeply valid JSON nests arrays and objects.
+func jsonDepth(data []byte) int {
+	depth, deepest := 0, 0
+	inString, escaped := false, false
+	for _, c := range data {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
 }
 
 // brief formats d for an error message, without expanding a value whose

@@ -38,6 +38,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("History", func(t *testing.T) { runHistory(t, newStore) })
 	t.Run("Concurrency", func(t *testing.T) { runConcurrency(t, newStore) })
 	t.Run("Property", func(t *testing.T) { runProperty(t, newStore) })
+	t.Run("Limits", func(t *testing.T) { runLimits(t, newStore) })
 }
 
 // newStore makes a store that is closed when the test ends.
