@@ -41,8 +41,10 @@ type Store interface {
 	// during COMMIT, a commit abandoned when ctx ended), the error matches
 	// [ErrUnknownOutcome] with errors.Is (wrap both:
 	// fmt.Errorf("...: %w: %w", ledger.ErrUnknownOutcome, cause)); every
-	// other error means nothing was written. Update returns soon after
-	// ctx ends, whatever the state of the store's backend.
+	// other error means nothing was written. A store that can should
+	// return soon after ctx ends (pgstore does, whatever its server
+	// does); the ledger does not rely on it: a caller's context bounds
+	// the caller's wait whatever the store does.
 	Update(ctx context.Context, fn func(Tx) error) error
 
 	// Ping reports whether the store can serve requests.

@@ -43,6 +43,7 @@ func runLimits(t *testing.T, ns NewStore) {
 				Item: &ledger.Item{Name: "n", Data: []byte(data)}}
 		}},
 	}
+	t.Run("ExtremeAmounts", func(t *testing.T) { testExtremeAmounts(t, ns) })
 	for _, sh := range shapes {
 		t.Run("Batch/"+sh.name, func(t *testing.T) {
 			es := fill(sh.entry, lim)
@@ -79,6 +80,36 @@ func runLimits(t *testing.T, ns NewStore) {
 			}
 			require.NoError(t, l.Verify(ctx))
 		})
+	}
+}
+
+// testExtremeAmounts: amounts written with extreme exponents, among
+// ordinary writes grouped into one commit, fail nobody's write: the
+// ledger keeps such amounts in its own form before the store sees them.
+func testExtremeAmounts(t *testing.T, ns NewStore) {
+	ctx := context.Background()
+	l, _ := newLedger(t, ns)
+	odd := []decimal.Decimal{
+		decimal.RequireFromString("0e-10000"), decimal.RequireFromString("0e5000"), decimal.New(0, -1e6),
+		decimal.RequireFromString("1." + strings.Repeat("0", 1001)),
+	}
+	const n = 64
+	errs := make([]error, n)
+	parallel(n, func(i int) {
+		amount := decimal.NewFromInt(2)
+		if i%4 == 0 {
+			amount = odd[i/4%len(odd)]
+		}
+		_, errs[i] = l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: fmt.Sprint("u", i%5), Amount: amount, Reason: "r"})
+	})
+	for i, err := range errs {
+		require.NoError(t, err, "entry %d", i)
+	}
+	require.NoError(t, l.Verify(ctx))
+	ws, err := l.Wallets(ctx, ledger.WalletQuery{})
+	require.NoError(t, err)
+	for _, w := range ws {
+		require.GreaterOrEqual(t, w.Total.Exponent(), int32(-ledger.DefaultPlaces), "user %s's total %s", w.UserID, w.Total)
 	}
 }
 
