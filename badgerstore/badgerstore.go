@@ -22,6 +22,25 @@
 // files hold no data, and Open clears them (logging a warning with
 // [WithLogger]).
 //
+// # Corruption
+//
+// Data that changed on disk is an error, never data. Records of 256
+// bytes or more (items with data) live in Badger's value log, where
+// each value carries a CRC32C checksum: the store has Badger verify it
+// on every read (VerifyValueChecksum), and a read of a value that fails
+// it fails with an error instead of yielding the value; [ledger.Ledger.Verify],
+// which reads every record, reports it too. Smaller records, totals and
+// indexes live in the LSM tree's tables, whose blocks carry checksums:
+// the store has Badger verify every table when it opens it
+// (ChecksumVerificationMode options.OnTableRead), so that [Open] fails
+// on a table corrupted at rest, as do flushes and compactions on a table
+// corrupted as they write it. Blocks are not verified again when read
+// (Badger would report a failed block as missing keys rather than as an
+// error, and with options.OnTableAndBlockRead Badger v4.9 panics on a
+// corrupt table), so a table that changes on disk while the store is
+// open can go unnoticed until the next Open. Open reads every table
+// once for this; [WithBadgerOptions] can turn the checks off.
+//
 // # Concurrency
 //
 // Transactions are Badger's: each reads a snapshot, and a commit fails
@@ -97,6 +116,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 
 	"github.com/walletledger/ledger"
 )
@@ -204,6 +224,10 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		bopts = badger.DefaultOptions("").WithInMemory(true)
 	}
 	bopts.SyncWrites = cfg.syncWrites
+	// Corrupt data is an error (see the package doc). Badger checks
+	// neither by default.
+	bopts.VerifyValueChecksum = true
+	bopts.ChecksumVerificationMode = options.OnTableRead
 	if !cfg.inMemory {
 		bopts.ValueThreshold = valueThreshold
 	}
