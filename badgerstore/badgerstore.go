@@ -428,7 +428,11 @@ func (s *Store) View(ctx context.Context, fn func(ledger.ReadTx) error) error {
 // after a randomized backoff that doubles from 100µs to at most 50ms, up
 // to 64 times in all; it gives up early, with ctx's error, if ctx ends.
 // With the default [WithSyncWrites](true), the commit is fsynced when
-// Update returns nil.
+// Update returns nil. A commit that Badger refused (a conflict, a
+// transaction too large, a database closing) wrote nothing; one that
+// failed in Badger's writer, writing or syncing its logs, fails with an
+// error matching [ledger.ErrUnknownOutcome] as well as the cause, since
+// part of its group may have reached the logs.
 func (s *Store) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -479,9 +483,27 @@ func (s *Store) update(ctx context.Context, fn func(ledger.Tx) error) (conflict 
 		if errors.Is(err, badger.ErrConflict) {
 			return true, err
 		}
-		return false, fmt.Errorf("badgerstore: commit: %w", err)
+		return false, commitError(err)
 	}
 	return false, nil
+}
+
+// commitError classifies a failed txn.Commit. Badger refuses a
+// transaction before handing it to its writer for a conflict, a
+// transaction too large, or writes blocked because the database is
+// closing: nothing was written. Any other failure came from the writer,
+// which writes the group of transactions it took to the value log, then
+// to the memtable and its write-ahead log, and fails them all if one
+// step fails, some of them possibly written already (and replayed from
+// the write-ahead log by the next Open): the outcome is unknown.
+func commitError(err error) error {
+	switch {
+	case errors.Is(err, badger.ErrTxnTooBig):
+		return fmt.Errorf("badgerstore: commit: transaction too large: a transaction may write at most 15%% of Badger's MemTableSize: %w", err)
+	case errors.Is(err, badger.ErrConflict), errors.Is(err, badger.ErrBlockedWrites), errors.Is(err, badger.ErrDBClosed):
+		return fmt.Errorf("badgerstore: commit: %w", err)
+	}
+	return fmt.Errorf("badgerstore: commit: %w: %w", ledger.ErrUnknownOutcome, err)
 }
 
 // Ping implements [ledger.Store].
