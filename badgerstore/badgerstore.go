@@ -53,8 +53,9 @@
 // hits or misses), serializable. A key that a concurrent transaction
 // inserts into a range an Update scanned is not a conflict: a Tx that
 // decides on a scan of entries is not protected from such phantoms (the
-// ledger never writes on the strength of a scan). Only one process may
-// open a directory: [Open] fails at once with [ErrLocked] in any other.
+// ledger never writes on the strength of a scan). Only one Store at a
+// time may have a directory open: while one has, [Open] of the same
+// directory fails at once with [ErrLocked], in this process or another.
 //
 // # Key layout
 //
@@ -124,9 +125,9 @@ import (
 // The errors [Open] returns for a directory it cannot use. Each error
 // satisfies errors.Is with its sentinel and names the directory.
 var (
-	// ErrLocked is returned by Open when another process, or another
-	// Store in this process, has the directory open.
-	ErrLocked = errors.New("badgerstore: directory in use by another process")
+	// ErrLocked is returned by Open when another Store has the directory
+	// open, in this process or in another one.
+	ErrLocked = errors.New("badgerstore: directory in use by another Store (in this process or another)")
 
 	// ErrNotLedger is returned by Open when the path holds something
 	// other than a ledger: a file, a directory with files but no Badger
@@ -167,7 +168,8 @@ const (
 
 // Store is a [ledger.Store] in a Badger database. Open one with [Open];
 // the zero value is not usable. It is safe for concurrent use. It holds
-// its directory locked, against other processes, until [Store.Close].
+// its directory locked, against every other Store in this process or
+// another, until [Store.Close].
 // Everything it returns is freshly allocated and the caller's.
 type Store struct {
 	db   *badger.DB
@@ -195,7 +197,7 @@ var _ ledger.Store = (*Store)(nil)
 
 // Open opens the ledger in directory dir, creating the directory and an
 // empty ledger if needed. With [WithInMemory], dir must be "". Open
-// fails with [ErrLocked] if another process has dir open, [ErrNotLedger]
+// fails with [ErrLocked] if another Store (in any process) has dir open, [ErrNotLedger]
 // if dir holds something other than a ledger, and [ErrFormat] if it was
 // written by a newer version of this package. The Store holds dir
 // locked until [Store.Close].
