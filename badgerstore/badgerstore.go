@@ -22,6 +22,25 @@
 // files hold no data, and Open clears them (logging a warning with
 // [WithLogger]).
 //
+// # Corruption
+//
+// Data that changed on disk is an error, never data. Records of 256
+// bytes or more (items with data) live in Badger's value log, where
+// each value carries a CRC32C checksum: the store has Badger verify it
+// on every read (VerifyValueChecksum), and a read of a value that fails
+// it fails with an error instead of yielding the value; [ledger.Ledger.Verify],
+// which reads every record, reports it too. Smaller records, totals and
+// indexes live in the LSM tree's tables, whose blocks carry checksums:
+// the store has Badger verify every table when it opens it
+// (ChecksumVerificationMode options.OnTableRead), so that [Open] fails
+// on a table corrupted at rest, as do flushes and compactions on a table
+// corrupted as they write it. Blocks are not verified again when read
+// (Badger would report a failed block as missing keys rather than as an
+// error, and with options.OnTableAndBlockRead Badger v4.9 panics on a
+// corrupt table), so a table that changes on disk while the store is
+// open can go unnoticed until the next Open. Open reads every table
+// once for this; [WithBadgerOptions] can turn the checks off.
+//
 // # Concurrency
 //
 // Transactions are Badger's: each reads a snapshot, and a commit fails
@@ -34,8 +53,9 @@
 // hits or misses), serializable. A key that a concurrent transaction
 // inserts into a range an Update scanned is not a conflict: a Tx that
 // decides on a scan of entries is not protected from such phantoms (the
-// ledger never writes on the strength of a scan). Only one process may
-// open a directory: [Open] fails at once with [ErrLocked] in any other.
+// ledger never writes on the strength of a scan). Only one Store at a
+// time may have a directory open: while one has, [Open] of the same
+// directory fails at once with [ErrLocked], in this process or another.
 //
 // # Key layout
 //
@@ -97,6 +117,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 
 	"github.com/walletledger/ledger"
 )
@@ -104,9 +125,9 @@ import (
 // The errors [Open] returns for a directory it cannot use. Each error
 // satisfies errors.Is with its sentinel and names the directory.
 var (
-	// ErrLocked is returned by Open when another process, or another
-	// Store in this process, has the directory open.
-	ErrLocked = errors.New("badgerstore: directory in use by another process")
+	// ErrLocked is returned by Open when another Store has the directory
+	// open, in this process or in another one.
+	ErrLocked = errors.New("badgerstore: directory in use by another Store (in this process or another)")
 
 	// ErrNotLedger is returned by Open when the path holds something
 	// other than a ledger: a file, a directory with files but no Badger
@@ -147,7 +168,8 @@ const (
 
 // Store is a [ledger.Store] in a Badger database. Open one with [Open];
 // the zero value is not usable. It is safe for concurrent use. It holds
-// its directory locked, against other processes, until [Store.Close].
+// its directory locked, against every other Store in this process or
+// another, until [Store.Close].
 // Everything it returns is freshly allocated and the caller's.
 type Store struct {
 	db   *badger.DB
@@ -175,7 +197,7 @@ var _ ledger.Store = (*Store)(nil)
 
 // Open opens the ledger in directory dir, creating the directory and an
 // empty ledger if needed. With [WithInMemory], dir must be "". Open
-// fails with [ErrLocked] if another process has dir open, [ErrNotLedger]
+// fails with [ErrLocked] if another Store (in any process) has dir open, [ErrNotLedger]
 // if dir holds something other than a ledger, and [ErrFormat] if it was
 // written by a newer version of this package. The Store holds dir
 // locked until [Store.Close].
@@ -204,6 +226,10 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		bopts = badger.DefaultOptions("").WithInMemory(true)
 	}
 	bopts.SyncWrites = cfg.syncWrites
+	// Corrupt data is an error (see the package doc). Badger checks
+	// neither by default.
+	bopts.VerifyValueChecksum = true
+	bopts.ChecksumVerificationMode = options.OnTableRead
 	if !cfg.inMemory {
 		bopts.ValueThreshold = valueThreshold
 	}
@@ -404,7 +430,11 @@ func (s *Store) View(ctx context.Context, fn func(ledger.ReadTx) error) error {
 // after a randomized backoff that doubles from 100µs to at most 50ms, up
 // to 64 times in all; it gives up early, with ctx's error, if ctx ends.
 // With the default [WithSyncWrites](true), the commit is fsynced when
-// Update returns nil.
+// Update returns nil. A commit that Badger refused (a conflict, a
+// transaction too large, a database closing) wrote nothing; one that
+// failed in Badger's writer, writing or syncing its logs, fails with an
+// error matching [ledger.ErrUnknownOutcome] as well as the cause, since
+// part of its group may have reached the logs.
 func (s *Store) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -455,9 +485,27 @@ func (s *Store) update(ctx context.Context, fn func(ledger.Tx) error) (conflict 
 		if errors.Is(err, badger.ErrConflict) {
 			return true, err
 		}
-		return false, fmt.Errorf("badgerstore: commit: %w", err)
+		return false, commitError(err)
 	}
 	return false, nil
+}
+
+// commitError classifies a failed txn.Commit. Badger refuses a
+// transaction before handing it to its writer for a conflict, a
+// transaction too large, or writes blocked because the database is
+// closing: nothing was written. Any other failure came from the writer,
+// which writes the group of transactions it took to the value log, then
+// to the memtable and its write-ahead log, and fails them all if one
+// step fails, some of them possibly written already (and replayed from
+// the write-ahead log by the next Open): the outcome is unknown.
+func commitError(err error) error {
+	switch {
+	case errors.Is(err, badger.ErrTxnTooBig):
+		return fmt.Errorf("badgerstore: commit: transaction too large: a transaction may write at most 15%% of Badger's MemTableSize: %w", err)
+	case errors.Is(err, badger.ErrConflict), errors.Is(err, badger.ErrBlockedWrites), errors.Is(err, badger.ErrDBClosed):
+		return fmt.Errorf("badgerstore: commit: %w", err)
+	}
+	return fmt.Errorf("badgerstore: commit: %w: %w", ledger.ErrUnknownOutcome, err)
 }
 
 // Ping implements [ledger.Store].

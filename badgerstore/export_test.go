@@ -25,6 +25,9 @@ func DecodeRecord(b []byte) (ledger.Record, error) { return decodeRecord(b) }
 
 const FormatVersion = formatVersion
 
+// ErrCorrupt is wrapped by the errors of values that fail to decode.
+var ErrCorrupt = errCorrupt
+
 // FormatKey is the key of the format version.
 var FormatKey = formatKey
 

@@ -90,7 +90,10 @@ func WithLogger(l *slog.Logger) Option {
 // database with (cache and table sizes, compression, and so on). It is
 // applied after every other option. f must not change Dir, ValueDir,
 // InMemory, ReadOnly or BypassLockGuard, which the store manages: Open
-// fails if it does.
+// fails if it does. f receives the store's checksum settings,
+// VerifyValueChecksum true and ChecksumVerificationMode
+// options.OnTableRead (see Corruption in the package doc); turning them
+// off trades the detection of corrupt data for faster reads and Opens.
 func WithBadgerOptions(f func(badger.Options) badger.Options) Option {
 	return func(c *config) {
 		if f == nil {

@@ -113,9 +113,18 @@ func (t *tx) entry(id string) (ledger.Record, error) {
 }
 
 // decodeItem decodes the record stored in item.
+//
+// Badger checks the checksum of a value it reads from the value log (the
+// store opens it with VerifyValueChecksum), but on a mismatch it logs
+// the failure and yields an empty value instead of an error. No record
+// is empty, so an empty value is reported as unreadable: corrupt data is
+// an error, never data.
 func decodeItem(item *badger.Item) (ledger.Record, error) {
 	var r ledger.Record
 	err := item.Value(func(v []byte) error {
+		if len(v) == 0 {
+			return fmt.Errorf("%w: record unreadable: Badger could not read it from its value log (a checksum mismatch, or a missing file; WithLogger shows Badger's report)", errCorrupt)
+		}
 		var err error
 		r, err = decodeRecord(v)
 		return err

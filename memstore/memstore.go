@@ -93,7 +93,10 @@ func (s *Store) View(ctx context.Context, fn func(ledger.ReadTx) error) error {
 }
 
 // Update implements [ledger.Store]. It runs fn exactly once, holding
-// the store locked; if fn fails or panics, its writes are undone.
+// the store locked; if fn fails or panics, its writes are undone. Its
+// outcome is never unknown: fn's writes are made in memory as fn runs,
+// and an Update that returns an error has undone them all, so it never
+// returns [ledger.ErrUnknownOutcome].
 func (s *Store) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -1,6 +1,11 @@
 package pgstore
 
-import "github.com/walletledger/ledger"
+import (
+	"context"
+	"net"
+
+	"github.com/walletledger/ledger"
+)
 
 // Internals for the external tests.
 
@@ -66,4 +71,15 @@ func LookupQueries(s *Store, id, authority, user, key string) []Query {
 		{"Totals, after a user", s.q.totals[1], []any{authority, user, firstPage}, "totals_pkey"},
 		{"SetItemUsed", s.q.use, []any{id}, "entries_pkey"},
 	}
+}
+
+// WithNetConn calls f with the network connection of one of s's
+// connections.
+func WithNetConn(ctx context.Context, s *Store, f func(net.Conn) error) error {
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	return f(c.Conn().PgConn().Conn())
 }

@@ -91,6 +91,42 @@
 // writes are sent in a fixed order (entries by ID, then totals by
 // authority and user), so transactions rarely deadlock.
 //
+// # Contexts and dead connections
+//
+// Every call returns soon after its context ends, however the server
+// behaves: the moment a context ends, the deadline of the connection in
+// use passes, so a statement in flight fails at once and pgx closes the
+// connection (pgconn.DeadlineContextWatcherHandler, with no delay); a
+// transaction whose context ends between statements is not rolled back
+// by a ROLLBACK that could wait, but by closing its connection. Without
+// a deadline, a server that stopped answering is found out by the
+// connection: TCP keepalives ([DefaultKeepAliveIdle],
+// [DefaultKeepAliveInterval], [DefaultKeepAliveCount]: 30s for a silent
+// peer), TCP_USER_TIMEOUT on Linux ([DefaultTCPUserTimeout]: data left
+// unacknowledged that long), and the pool's ping of a connection idle
+// for a second or more before it hands it out, which waits at most
+// [DefaultPingTimeout] before trying another connection. A server
+// process that is alive but stuck (its host still acknowledges) is
+// bounded only by contexts.
+//
+// libpq's connection parameters keepalives (0 turns keepalives off),
+// keepalives_idle, keepalives_interval, keepalives_count (seconds and a
+// count) and tcp_user_timeout (milliseconds; 0 leaves the system's
+// default) override these defaults in the connection string, as in
+// libpq; [WithPoolConfig] can change any of them, PingTimeout included.
+//
+// # Unknown outcomes
+//
+// When [Store.Update] fails after sending COMMIT and the server did not
+// refuse the transaction, the store cannot tell whether it committed:
+// the connection was lost, the server ended the session (FATAL, as
+// pg_terminate_backend does), or the context ended while COMMIT was in
+// flight. The error then matches [ledger.ErrUnknownOutcome] as well as
+// its cause (such as context.DeadlineExceeded). A refusal is definite:
+// an error of severity ERROR (a serialization failure or deadlock, which
+// Update retries, or a unique violation), COMMIT answered by ROLLBACK,
+// or a failure before anything was sent.
+//
 // # Round trips
 //
 // A transaction sends nothing until it must. BEGIN travels with the first
@@ -188,8 +224,10 @@ func WithMaxRetries(n int) Option {
 // lifetimes, tracing, TLS) after [Open] has parsed the connection string
 // and set its defaults: the runtime parameters application_name
 // (walletledger, unless the connection string sets one) and
-// enable_seqscan=off (see the package documentation). fn must not replace
-// ConnConfig.
+// enable_seqscan=off, and the settings that bound waits on a dead
+// server, ConnConfig.DialFunc (TCP keepalives and TCP_USER_TIMEOUT),
+// ConnConfig.BuildContextWatcherHandler and PingTimeout (see the package
+// documentation). fn must not replace ConnConfig.
 func WithPoolConfig(fn func(*pgxpool.Config)) Option {
 	return func(c *config) { c.poolConfig = fn }
 }
@@ -223,6 +261,9 @@ func Open(ctx context.Context, connString string, opts ...Option) (*Store, error
 		params["application_name"] = "walletledger"
 	}
 	params["enable_seqscan"] = "off"
+	if err := configureConns(pc); err != nil {
+		return nil, err
+	}
 	if cfg.poolConfig != nil {
 		cfg.poolConfig(pc)
 	}

@@ -50,8 +50,12 @@ CREATE TABLE {schema}.totals (
 }
 
 // SchemaVersion is the version of the schema this package writes and
-// reads.
-const SchemaVersion = len(migrations)
+// reads. [Open] upgrades an older schema to it.
+const SchemaVersion = 1
+
+// SchemaVersion must count the migrations: the index is out of range,
+// and the package does not compile, if it does not.
+var _ = [1]struct{}{}[SchemaVersion-len(migrations)]
 
 // ErrSchemaVersion is returned by [Open] when the schema was written by a
 // newer version of pgstore than this one: its data may use a layout this

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/shopspring/decimal"
 
 	"github.com/walletledger/ledger"
@@ -36,7 +37,7 @@ const (
 )
 
 // rollbackTimeout bounds the ROLLBACK sent when a transaction ends
-// without committing, even if the caller's context is done.
+// without committing, within what is left of the caller's context.
 const rollbackTimeout = 5 * time.Second
 
 var (
@@ -274,8 +275,9 @@ func (t *tx) read(ctx context.Context, op, sql string, args []any, each func(pgx
 // can. A batch is one pipeline: when a statement fails, the server skips
 // the rest, COMMIT included, so an insert's unique violation can share
 // the round trip with COMMIT. An item use cannot: it fails by its
-// result, not by an error, so COMMIT waits for the result. Must hold
-// t.mu.
+// result, not by an error, so COMMIT waits for the result. Once COMMIT
+// is sent, a failure that is not the server's refusal leaves the outcome
+// unknown (see commitFailed). Must hold t.mu.
 func (t *tx) commit(ctx context.Context) error {
 	if !t.begun && len(t.writes) == 0 {
 		return nil // nothing was read or written: there is no transaction
@@ -284,31 +286,41 @@ func (t *tx) commit(ctx context.Context) error {
 	if len(t.writes) > 0 {
 		b := &pgx.Batch{}
 		rs := t.queue(b)
+		committed := false
 		if canShare {
 			b.Queue("COMMIT")
 			rs = append(rs, func(br pgx.BatchResults) error {
 				ct, err := br.Exec()
-				return commitResult(ct.String(), err)
+				if err = commitResult(ct.String(), err); err == nil {
+					committed = true
+				}
+				return err
 			})
 		}
 		br := t.conn.SendBatch(ctx, b)
 		for _, r := range rs {
 			if err := r(br); err != nil {
 				_ = br.Close()
+				if canShare {
+					err = commitFailed(err)
+				}
 				return t.fail(err)
 			}
 		}
-		if err := br.Close(); err != nil {
+		if err := br.Close(); err != nil && !committed {
 			return t.fail(fmt.Errorf("pgstore: commit: %w", err))
 		}
 		if canShare {
-			t.begun = false // committed
+			// Committed: the server said so. A failure to read what
+			// follows its answer concerns the connection only, which
+			// the pool drops if it is broken.
+			t.begun = false
 			return nil
 		}
 	}
 	ct, err := t.conn.Exec(ctx, "COMMIT")
 	if err := commitResult(ct.String(), err); err != nil {
-		return t.fail(err)
+		return t.fail(commitFailed(err))
 	}
 	t.begun = false
 	return nil
@@ -325,9 +337,33 @@ func commitResult(tag string, err error) error {
 	return nil
 }
 
-// end marks t finished and rolls back what is left open. If the ROLLBACK
-// fails the connection is in an unknown state; the pool closes a
-// connection that comes back inside a transaction.
+// commitFailed classifies err, a failure of a round trip that carried
+// COMMIT. The transaction was certainly not committed when nothing was
+// sent (the context had ended, say), when the server answered ROLLBACK,
+// or when it answered with an error of severity ERROR, which rolls the
+// transaction back and leaves the session open: a serialization failure
+// (40001) or a deadlock (40P01), which Update retries, or a unique
+// violation. Anything else, a lost connection or a context that ended
+// while the server had COMMIT, may have come after the server committed:
+// the error then matches [ledger.ErrUnknownOutcome] as well as its
+// cause. A FATAL error is in that class too (pg_terminate_backend's
+// 57P01 can arrive after the commit record is written).
+func commitFailed(err error) error {
+	var pe *pgconn.PgError
+	switch {
+	case errors.Is(err, errRolledBack), pgconn.SafeToRetry(err):
+		return err
+	case errors.As(err, &pe) && pe.Severity == "ERROR":
+		return err
+	}
+	return fmt.Errorf("%w: %w", ledger.ErrUnknownOutcome, err)
+}
+
+// end marks t finished and rolls back what is left open. If ctx has
+// ended, or the ROLLBACK fails, it closes the connection instead, which
+// makes the server roll back: a server that stopped answering then
+// costs no wait. The pool drops a closed connection, and one that comes
+// back inside a transaction.
 func (t *tx) end(ctx context.Context) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -336,12 +372,16 @@ func (t *tx) end(ctx context.Context) {
 	if !t.begun || t.conn.IsClosed() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	t.begun = false
+	if ctx.Err() != nil {
+		_ = t.conn.Close(ctx) // ctx has ended: sends nothing it must wait for
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, rollbackTimeout)
 	defer cancel()
 	if _, err := t.conn.Exec(ctx, "ROLLBACK"); err != nil {
 		_ = t.conn.Close(ctx)
 	}
-	t.begun = false
 }
 
 // Entry implements [ledger.ReadTx].
