@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -97,19 +98,30 @@ func (l *Ledger) Export(ctx context.Context, w io.Writer) error {
 const importBatch = 1000
 
 // Import loads a stream written by [Ledger.Export] into l, which must be
-// empty, preserving every field, and then runs [Ledger.Verify] on the
-// result. It reads the whole stream and checks it before it writes
-// anything: a malformed line, an entry the ledger's limits refuse, IDs out
-// of order, a recorded balance that disagrees with the entries or a
-// balance that would go negative fails the import with the line number
-// and nothing written. (The stream is read twice: directly if r is an
-// io.Seeker, else from a temporary file.) Writes of other callers wait
-// while Import runs. Import holds the totals and idempotency keys in
-// memory, not the entries.
-// Should the store fail during the writing pass, the target holds a
-// partial import: start again with an empty store.
+// empty, preserving every field, and then verifies the result as
+// [Ledger.Verify] does. It reads the whole stream and checks it before it
+// writes anything: a malformed line, an entry the ledger's limits refuse,
+// IDs out of order, a recorded balance that disagrees with the entries or
+// a balance that would go negative fails the import with [ErrInvalid],
+// the line number and nothing written.
+//
+// The stream is read twice: directly if r is an io.Seeker (it must not
+// change between the two passes), else from a temporary file. Writes of
+// other callers wait while Import runs, and [Ledger.Close] waits for it
+// to return. Import holds the totals and idempotency keys in memory, not
+// the entries.
+//
+// If ctx ends before the writing pass starts (while r is read or
+// checked, or while Import waits for other writes to finish), Import
+// writes nothing and returns an error that matches ctx's with errors.Is;
+// the import may simply be run again. Once the writing pass has started
+// Import ignores ctx: it writes everything, verifies it and reports the
+// outcome, so that a cancel neither leaves a partial import behind nor
+// reports a finished one as failed. Should the store fail during the
+// writing pass, the target holds a partial import: start again with an
+// empty store.
 func Import(ctx context.Context, l *Ledger, r io.Reader) error {
-	rs, cleanup, err := rewindable(r)
+	rs, cleanup, err := rewindable(ctx, r)
 	if err != nil {
 		return err
 	}
@@ -117,6 +129,10 @@ func Import(ctx context.Context, l *Ledger, r io.Reader) error {
 	if err := l.enter(ctx); err != nil {
 		return err
 	}
+	// Held until Import returns, verification included: nothing below
+	// may take l.mu again (through l.Verify, say), since a Close waiting
+	// for the write lock would block that second RLock, and Close waits
+	// for this one.
 	defer l.mu.RUnlock()
 	req := newRequest(ctx, opExclusive)
 	defer req.release()
@@ -124,21 +140,45 @@ func Import(ctx context.Context, l *Ledger, r io.Reader) error {
 		if err := l.importStream(ctx, rs, nil); err != nil { // check only
 			return err
 		}
+		if err := ctx.Err(); err != nil {
+			return err // the last moment to stop with nothing written
+		}
 		if _, err := rs.Seek(0, io.SeekStart); err != nil {
 			return fmt.Errorf("ledger: import: rewind: %w", err)
 		}
-		return l.importStream(ctx, rs, l.store)
+		return l.importStream(context.WithoutCancel(ctx), rs, l.store)
 	}
 	l.commits.submit(req)
-	if req.err != nil {
-		return req.err
+	if err := req.err; err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			// Only the check pass and the wait before it see ctx.
+			return stopped(err)
+		}
+		return err
 	}
-	return l.Verify(ctx)
+	return l.verifyHeld(context.WithoutCancel(ctx))
+}
+
+// stopped reports an import that ctx stopped before it wrote anything.
+func stopped(err error) error {
+	return fmt.Errorf("ledger: import: stopped before writing anything: %w", err)
+}
+
+// verifyHeld is [Ledger.Verify] for a caller that holds l.mu already.
+func (l *Ledger) verifyHeld(ctx context.Context) error {
+	var v verifier
+	if err := l.store.View(ctx, func(tx ReadTx) error { return v.run(ctx, tx) }); err != nil {
+		return storeErr("verify", err)
+	}
+	if len(v.problems) > 0 {
+		return &VerifyError{Problems: v.problems, More: v.more}
+	}
+	return nil
 }
 
 // rewindable returns r as an io.ReadSeeker, spooling it to a temporary
 // file if it is not one.
-func rewindable(r io.Reader) (io.ReadSeeker, func(), error) {
+func rewindable(ctx context.Context, r io.Reader) (io.ReadSeeker, func(), error) {
 	if rs, ok := r.(io.ReadSeeker); ok {
 		return rs, func() {}, nil
 	}
@@ -147,8 +187,11 @@ func rewindable(r io.Reader) (io.ReadSeeker, func(), error) {
 		return nil, nil, fmt.Errorf("ledger: import: spool: %w", err)
 	}
 	cleanup := func() { f.Close(); os.Remove(f.Name()) }
-	if _, err := io.Copy(f, r); err != nil {
+	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
 		cleanup()
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return nil, nil, stopped(err)
+		}
 		return nil, nil, fmt.Errorf("ledger: import: read: %w", err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -158,8 +201,22 @@ func rewindable(r io.Reader) (io.ReadSeeker, func(), error) {
 	return f, cleanup, nil
 }
 
+// ctxReader stops reading once ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
 // importStream reads and checks an export stream; with a store, it also
-// writes it, importBatch entries per transaction.
+// writes it, importBatch entries per transaction. Import gives the
+// writing pass a ctx that never ends.
 func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) error {
 	if err := l.store.View(ctx, func(tx ReadTx) error {
 		for _, err := range tx.Entries(ctx, Scan{}) {
@@ -170,7 +227,10 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		}
 		return nil
 	}); err != nil {
-		return err
+		if errors.Is(err, ErrNotEmpty) {
+			return err
+		}
+		return storeErr("import", err)
 	}
 
 	br := bufio.NewReaderSize(r, 1<<16)
@@ -216,17 +276,14 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		if store == nil || len(batch) == 0 {
 			return nil
 		}
-		// Once writing has started, finish: a cancelled import would
-		// leave a partial ledger behind.
-		wctx := context.WithoutCancel(ctx)
-		err := store.Update(wctx, func(tx Tx) error {
+		err := store.Update(ctx, func(tx Tx) error {
 			for _, r := range batch {
-				if err := tx.InsertEntry(wctx, r); err != nil {
+				if err := tx.InsertEntry(ctx, r); err != nil {
 					return err
 				}
 			}
 			for k := range touched {
-				if err := tx.SetTotal(wctx, k.authorityID, k.userID, sums[k]); err != nil {
+				if err := tx.SetTotal(ctx, k.authorityID, k.userID, sums[k]); err != nil {
 					return err
 				}
 			}
@@ -243,7 +300,7 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 	var last string
 	keys := map[totalKey]string{} // (authority, idempotency key) -> entry ID
 	for {
-		if err := ctx.Err(); err != nil && store == nil {
+		if err := ctx.Err(); err != nil { // never, writing: see Import
 			return err
 		}
 		var line exportLine
