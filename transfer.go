@@ -14,11 +14,23 @@ import (
 	"github.com/shopspring/decimal"
 )
 
-// The export format is JSON Lines: a header line, then one line per entry
-// in ID order. Amounts and balances are decimal strings; item data is
-// base64 (encoding/json would compact raw JSON, and the data must survive
-// byte for byte).
-const exportFormat = "walletledger-export"
+// The export format is JSON Lines: a header line, one line per entry in
+// ID order and, from version 2, an end marker that counts what came
+// before it:
+//
+//	{"format":"walletledger-export","version":2}
+//	{"id":"…","authority_id":"shop","user_id":"alice",…,"balance":"10","authority_balance":"10"}
+//	{"end":{"entries":1,"items":0,"used_items":0,"total":"10"}}
+//
+// Amounts and balances are decimal strings; item data is base64
+// (encoding/json would compact raw JSON, and the data must survive byte
+// for byte). The marker's total is the sum of every amount, that is of
+// every wallet. Version 1 is the same without the marker: a stream cut at
+// a line boundary read as a smaller ledger.
+const (
+	exportFormat  = "walletledger-export"
+	exportVersion = 2
+)
 
 type exportHeader struct {
 	Format  string `json:"format"`
@@ -44,29 +56,78 @@ type exportItem struct {
 	Data []byte `json:"data,omitempty"`
 }
 
-// Export writes the whole ledger to w as JSON Lines: a header line, then
-// every entry in creation order with its ID, CreatedOn, idempotency key,
-// item and used state, and the balances recorded on it. It reads one
-// consistent snapshot and streams it, holding one entry at a time in
-// memory. [Import] reads the result into another ledger, on any store.
+// exportEnd is what the end marker counts.
+type exportEnd struct {
+	Entries   int64           `json:"entries"`
+	Items     int64           `json:"items"`
+	UsedItems int64           `json:"used_items"`
+	Total     decimal.Decimal `json:"total"`
+}
+
+func (e *exportEnd) count(r *Record) {
+	e.Entries++
+	if r.Item != nil {
+		e.Items++
+		if r.Item.Used {
+			e.UsedItems++
+		}
+	}
+	e.Total = e.Total.Add(r.Amount)
+}
+
+// exportTrailer is the end marker line.
+type exportTrailer struct {
+	End *exportEnd `json:"end"`
+}
+
+// importLine is any line after the header: an entry, or with End set the
+// end marker (which is then decoded again, alone, to refuse entry fields
+// beside it).
+type importLine struct {
+	exportLine
+	exportTrailer
+}
+
+// exportBuffer is how much Export buffers between it and its writer.
+const exportBuffer = 64 << 10
+
+// Export writes the whole ledger to w in the export format, version 2:
+// a header line; every entry in creation order with its ID, CreatedOn,
+// idempotency key, item and used state, and the balances recorded on it;
+// then an end marker that counts the entries, the items and the used
+// items and sums the amounts, so that [Import] can tell a whole stream
+// from one cut short. It reads one consistent snapshot and streams it,
+// holding one entry at a time in memory. [Import] reads the result into
+// another ledger, on any store.
+//
+// Export fails if ctx ends before it has written the last entry, or if w
+// fails; what it wrote then has no end marker, and Import refuses it.
+// Writes of other callers go on meanwhile; [Ledger.Close] waits for an
+// export in flight to end.
 func (l *Ledger) Export(ctx context.Context, w io.Writer) error {
-	bw := bufio.NewWriter(w)
+	if err := l.enter(ctx); err != nil {
+		return err
+	}
+	defer l.mu.RUnlock()
+	bw := bufio.NewWriterSize(w, exportBuffer)
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(exportHeader{Format: exportFormat, Version: 1}); err != nil {
-		return fmt.Errorf("ledger: export: %w", err)
-	}
 	var writeErr error
-	err := l.view(ctx, "export", func(tx ReadTx) error {
-		n := 0
+	encode := func(v any) bool {
+		writeErr = enc.Encode(v)
+		return writeErr == nil
+	}
+	err := l.store.View(ctx, func(tx ReadTx) error {
+		if !encode(exportHeader{Format: exportFormat, Version: exportVersion}) {
+			return writeErr
+		}
+		var end exportEnd
 		for r, err := range tx.Entries(ctx, Scan{}) {
 			if err != nil {
 				return err
 			}
-			if n++; n%1024 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
+			if err := ctx.Err(); err != nil {
+				return err
 			}
 			line := exportLine{
 				ID: r.ID, AuthorityID: r.AuthorityID, UserID: r.UserID, CreatedOn: r.CreatedOn,
@@ -76,17 +137,28 @@ func (l *Ledger) Export(ctx context.Context, w io.Writer) error {
 			if r.Item != nil {
 				line.Item = &exportItem{Name: r.Item.Name, Used: r.Item.Used, Data: r.Item.Data}
 			}
-			if writeErr = enc.Encode(line); writeErr != nil {
+			end.count(&r)
+			if !encode(line) {
 				return writeErr
 			}
 		}
+		// Ended by ctx, the scan may have stopped early: such a stream
+		// must not get the marker that makes it read as whole.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !encode(exportTrailer{End: &end}) {
+			return writeErr
+		}
 		return nil
 	})
-	if writeErr != nil {
+	switch {
+	case writeErr != nil:
 		return fmt.Errorf("ledger: export: write: %w", writeErr)
-	}
-	if err != nil {
-		return err
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("ledger: export: %w", err)
+	case err != nil:
+		return storeErr("export", err)
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("ledger: export: write: %w", err)
@@ -101,9 +173,14 @@ const importBatch = 1000
 // empty, preserving every field, and then verifies the result as
 // [Ledger.Verify] does. It reads the whole stream and checks it before it
 // writes anything: a malformed line, an entry the ledger's limits refuse,
-// IDs out of order, a recorded balance that disagrees with the entries or
-// a balance that would go negative fails the import with [ErrInvalid],
-// the line number and nothing written.
+// IDs out of order, a recorded balance that disagrees with the entries, a
+// balance that would go negative, or (in a version 2 stream) an end
+// marker that is missing, disagrees with the stream or is followed by
+// anything, fails the import with [ErrInvalid], the line number, and
+// nothing written. Version 1 streams, written by releases before the end
+// marker, still import; but a version 1 stream cut short at a line
+// boundary cannot be told from a whole one, and imports as a smaller
+// ledger. (Export the result again to get a version 2 stream.)
 //
 // The stream is read twice: directly if r is an io.Seeker (it must not
 // change between the two passes), else from a temporary file. Writes of
@@ -235,11 +312,24 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 
 	br := bufio.NewReaderSize(r, 1<<16)
 	lineNo := 0
+	var raw []byte
 	lineErr := func(format string, args ...any) error {
 		return fmt.Errorf("ledger: import: line %d: %s: %w", lineNo, fmt.Sprintf(format, args...), ErrInvalid)
 	}
+	decode := func(v any) error {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			return lineErr("%v", err)
+		}
+		if dec.More() {
+			return lineErr("more than one JSON value")
+		}
+		return nil
+	}
 	next := func(v any) (bool, error) {
-		raw, err := br.ReadBytes('\n')
+		var err error
+		raw, err = br.ReadBytes('\n')
 		if err == io.EOF && len(raw) == 0 {
 			return false, nil
 		}
@@ -247,15 +337,7 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 			return false, fmt.Errorf("ledger: import: read: %w", err)
 		}
 		lineNo++
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(v); err != nil {
-			return false, lineErr("%v", err)
-		}
-		if dec.More() {
-			return false, lineErr("more than one JSON value")
-		}
-		return true, nil
+		return true, decode(v)
 	}
 
 	var h exportHeader
@@ -265,11 +347,14 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		}
 		return err
 	}
-	if h.Format != exportFormat || h.Version != 1 {
-		return lineErr("not a walletledger export (format %q version %d)", h.Format, h.Version)
+	if h.Format != exportFormat || h.Version < 1 || h.Version > exportVersion {
+		return lineErr("not a walletledger export this library reads (format %q version %d)", h.Format, h.Version)
 	}
 
 	sums := totalSums{}
+	var seen exportEnd // what the stream holds so far
+	ended := false
+
 	var batch []Record
 	touched := map[totalKey]bool{}
 	flush := func() error {
@@ -300,10 +385,10 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 	var last string
 	keys := map[totalKey]string{} // (authority, idempotency key) -> entry ID
 	for {
-		if err := ctx.Err(); err != nil { // never, writing: see Import
+		if err := ctx.Err(); err != nil {
 			return err
 		}
-		var line exportLine
+		var line importLine
 		ok, err := next(&line)
 		if err != nil {
 			return err
@@ -311,7 +396,27 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		if !ok {
 			break
 		}
-		rec, err := l.checkImported(line, last)
+		if line.End != nil {
+			if h.Version < 2 {
+				return lineErr("an end marker in a version %d stream", h.Version)
+			}
+			if err := decode(&exportTrailer{}); err != nil {
+				return err // an entry's fields beside the marker
+			}
+			if _, err := br.Peek(1); err != io.EOF {
+				if err != nil {
+					return fmt.Errorf("ledger: import: read: %w", err)
+				}
+				lineNo++
+				return lineErr("data after the end marker")
+			}
+			if err := seen.check(line.End); err != nil {
+				return lineErr("%v", err)
+			}
+			ended = true
+			break
+		}
+		rec, err := l.checkImported(line.exportLine, last)
 		if err != nil {
 			return lineErr("%v", err)
 		}
@@ -327,13 +432,14 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		switch {
 		case user.IsNegative():
 			return lineErr("entry %s takes user %q below zero", rec.ID, rec.UserID)
-		case !user.Equal(rec.Balance):
-			return lineErr("entry %s records balance %s, but the entries sum to %s", rec.ID, rec.Balance, user)
-		case !pair.Equal(rec.AuthorityBalance):
-			return lineErr("entry %s records authority balance %s, but the entries sum to %s", rec.ID, rec.AuthorityBalance, pair)
 		case !l.fits(user) || !l.fits(pair):
 			return lineErr("entry %s takes a total beyond the ledger's precision", rec.ID)
+		case !user.Equal(rec.Balance):
+			return lineErr("entry %s records balance %s, but the entries sum to %s", rec.ID, brief(rec.Balance), user)
+		case !pair.Equal(rec.AuthorityBalance):
+			return lineErr("entry %s records authority balance %s, but the entries sum to %s", rec.ID, brief(rec.AuthorityBalance), pair)
 		}
+		seen.count(&rec)
 		last = rec.ID
 		if store == nil {
 			continue
@@ -346,11 +452,30 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 			}
 		}
 	}
+	if h.Version >= 2 && !ended {
+		return fmt.Errorf("ledger: import: stream ends after line %d without its end marker (cut short?): %w", lineNo, ErrInvalid)
+	}
 	if err := flush(); err != nil {
 		return err
 	}
 	if store != nil && last != "" {
 		l.commits.ids.observe(last) // the importer is the leader
+	}
+	return nil
+}
+
+// check says how the end marker m disagrees with e, what the stream
+// holds.
+func (e *exportEnd) check(m *exportEnd) error {
+	switch {
+	case m.Entries != e.Entries:
+		return fmt.Errorf("the end marker counts %d entries, the stream holds %d", m.Entries, e.Entries)
+	case m.Items != e.Items:
+		return fmt.Errorf("the end marker counts %d items, the stream holds %d", m.Items, e.Items)
+	case m.UsedItems != e.UsedItems:
+		return fmt.Errorf("the end marker counts %d used items, the stream holds %d", m.UsedItems, e.UsedItems)
+	case !m.Total.Equal(e.Total):
+		return fmt.Errorf("the end marker's total is %s, but the entries sum to %s", brief(m.Total), brief(e.Total))
 	}
 	return nil
 }

@@ -11,3 +11,8 @@ func (l *Ledger) CloseWaitingForTest() bool {
 	}
 	return true
 }
+
+// ExportBufferForTest is how many bytes Export may hold back from its
+// writer: a cancel that comes once the rest of the stream sits in the
+// buffer is too late to stop it.
+const ExportBufferForTest = exportBuffer
