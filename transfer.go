@@ -166,7 +166,8 @@ func (l *Ledger) Export(ctx context.Context, w io.Writer) error {
 	return nil
 }
 
-// importBatch is how many entries Import writes per store transaction.
+// importBatch is the most entries Import writes per store transaction;
+// Limits.MaxBatchBytes bounds each one too.
 const importBatch = 1000
 
 // Import loads a stream written by [Ledger.Export] into l, which must be
@@ -183,10 +184,11 @@ const importBatch = 1000
 // ledger. (Export the result again to get a version 2 stream.)
 //
 // The stream is read twice: directly if r is an io.Seeker (it must not
-// change between the two passes), else from a temporary file. Writes of
-// other callers wait while Import runs, and [Ledger.Close] waits for it
-// to return. Import holds the totals and idempotency keys in memory, not
-// the entries.
+// change between the two passes), else from a temporary file. Import
+// writes in store transactions of at most 1000 entries and within
+// Limits.MaxBatchBytes. Writes of other callers wait while Import runs,
+// and [Ledger.Close] waits for it to return. Import holds the totals and
+// idempotency keys in memory, not the entries.
 //
 // If ctx ends before the writing pass starts (while r is read or
 // checked, or while Import waits for other writes to finish), Import
@@ -292,8 +294,10 @@ func (c ctxReader) Read(p []byte) (int, error) {
 }
 
 // importStream reads and checks an export stream; with a store, it also
-// writes it, importBatch entries per transaction. Import gives the
-// writing pass a ctx that never ends.
+// writes it, in transactions of at most importBatch entries and
+// Limits.MaxBatchBytes. The check pass and the writing pass run the same
+// code on the same bytes, so the writing pass writes exactly what the
+// check pass accepted.
 func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) error {
 	if err := l.store.View(ctx, func(tx ReadTx) error {
 		for _, err := range tx.Entries(ctx, Scan{}) {
@@ -356,7 +360,8 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 	ended := false
 
 	var batch []Record
-	touched := map[totalKey]bool{}
+	batchBytes := 0
+	touched := map[totalKey]Total{} // the totals as of the batch's last entry
 	flush := func() error {
 		if store == nil || len(batch) == 0 {
 			return nil
@@ -367,8 +372,8 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 					return err
 				}
 			}
-			for k := range touched {
-				if err := tx.SetTotal(ctx, k.authorityID, k.userID, sums[k]); err != nil {
+			for k, t := range touched {
+				if err := tx.SetTotal(ctx, k.authorityID, k.userID, t); err != nil {
 					return err
 				}
 			}
@@ -377,7 +382,8 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		if err != nil {
 			return storeErr("import", err)
 		}
-		batch = batch[:0]
+		clear(batch)
+		batch, batchBytes = batch[:0], 0
 		clear(touched)
 		return nil
 	}
@@ -416,7 +422,7 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 			ended = true
 			break
 		}
-		rec, err := l.checkImported(line.exportLine, last)
+		rec, size, err := l.checkImported(line.exportLine, last)
 		if err != nil {
 			return lineErr("%v", err)
 		}
@@ -444,13 +450,25 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		if store == nil {
 			continue
 		}
-		batch = append(batch, rec)
-		touched[userKey], touched[pairKey] = true, true
-		if len(batch) == importBatch {
+		// What the entry adds to the transaction, counted as
+		// CreateEntries counts a batch, plus the totals it writes.
+		cost := func() int {
+			n := size
+			for _, k := range [2]totalKey{userKey, pairKey} {
+				if _, ok := touched[k]; !ok {
+					n += totalBytes(k)
+				}
+			}
+			return n
+		}
+		if len(batch) > 0 && (len(batch) == importBatch || batchBytes+cost() > l.cfg.limits.MaxBatchBytes) {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
+		batch = append(batch, rec)
+		batchBytes += cost()
+		touched[userKey], touched[pairKey] = sums[userKey], sums[pairKey]
 	}
 	if h.Version >= 2 && !ended {
 		return fmt.Errorf("ledger: import: stream ends after line %d without its end marker (cut short?): %w", lineNo, ErrInvalid)
@@ -480,17 +498,24 @@ func (e *exportEnd) check(m *exportEnd) error {
 	return nil
 }
 
+// totalBytes is what writing the total k counts towards
+// Limits.MaxBatchBytes in an import.
+func totalBytes(k totalKey) int {
+	return EntryOverheadBytes + len(k.authorityID) + len(k.userID)
+}
+
 // checkImported validates one exported entry against the ledger's rules
-// and turns it into a record.
-func (l *Ledger) checkImported(line exportLine, last string) (Record, error) {
+// and turns it into a record; it also returns the entry's size as
+// Limits.MaxBatchBytes counts it.
+func (l *Ledger) checkImported(line exportLine, last string) (Record, int, error) {
 	nanos, _, ok := ParseEntryID(line.ID)
 	switch {
 	case !ok:
-		return Record{}, fmt.Errorf("malformed entry ID %q", line.ID)
+		return Record{}, 0, fmt.Errorf("malformed entry ID %q", line.ID)
 	case line.ID <= last:
-		return Record{}, fmt.Errorf("entry %s does not sort after %s", line.ID, last)
+		return Record{}, 0, fmt.Errorf("entry %s does not sort after %s", line.ID, last)
 	case nanos != unixNano(line.CreatedOn) || line.CreatedOn.IsZero():
-		return Record{}, fmt.Errorf("entry %s: created_on %v disagrees with its ID", line.ID, line.CreatedOn)
+		return Record{}, 0, fmt.Errorf("entry %s: created_on %v disagrees with its ID", line.ID, line.CreatedOn)
 	}
 	ne := NewEntry{
 		AuthorityID: line.AuthorityID, UserID: line.UserID, Amount: line.Amount, Reason: line.Reason,
@@ -501,8 +526,9 @@ func (l *Ledger) checkImported(line exportLine, last string) (Record, error) {
 	}
 	ne, err := l.checkNewEntry(ne)
 	if err != nil {
-		return Record{}, fmt.Errorf("entry %s: %w", line.ID, err)
+		return Record{}, 0, fmt.Errorf("entry %s: %w", line.ID, err)
 	}
+	size := entryBytes(&ne)
 	if ne.Item != nil {
 		ne.Item.Used = line.Item.Used
 	}
@@ -513,5 +539,5 @@ func (l *Ledger) checkImported(line exportLine, last string) (Record, error) {
 		},
 		IdempotencyKey:   ne.IdempotencyKey,
 		AuthorityBalance: line.AuthorityBalance,
-	}, nil
+	}, size, nil
 }
