@@ -445,6 +445,10 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		case !pair.Equal(rec.AuthorityBalance):
 			return lineErr("entry %s records authority balance %s, but the entries sum to %s", rec.ID, brief(rec.AuthorityBalance), pair)
 		}
+		// The ledger's own sums, equal to the recorded balances: where
+		// validation normalised an amount, the balances follow it, and
+		// an exponent no store need hold never reaches one.
+		rec.Balance, rec.AuthorityBalance = user, pair
 		seen.count(&rec)
 		last = rec.ID
 		if store == nil {
