@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,11 +14,23 @@ import (
 	"github.com/shopspring/decimal"
 )
 
-// The export format is JSON Lines: a header line, then one line per entry
-// in ID order. Amounts and balances are decimal strings; item data is
-// base64 (encoding/json would compact raw JSON, and the data must survive
-// byte for byte).
-const exportFormat = "walletledger-export"
+// The export format is JSON Lines: a header line, one line per entry in
+// ID order and, from version 2, an end marker that counts what came
+// before it:
+//
+//	{"format":"walletledger-export","version":2}
+//	{"id":"…","authority_id":"shop","user_id":"alice",…,"balance":"10","authority_balance":"10"}
+//	{"end":{"entries":1,"items":0,"used_items":0,"total":"10"}}
+//
+// Amounts and balances are decimal strings; item data is base64
+// (encoding/json would compact raw JSON, and the data must survive byte
+// for byte). The marker's total is the sum of every amount, that is of
+// every wallet. Version 1 is the same without the marker: a stream cut at
+// a line boundary read as a smaller ledger.
+const (
+	exportFormat  = "walletledger-export"
+	exportVersion = 2
+)
 
 type exportHeader struct {
 	Format  string `json:"format"`
@@ -43,29 +56,78 @@ type exportItem struct {
 	Data []byte `json:"data,omitempty"`
 }
 
-// Export writes the whole ledger to w as JSON Lines: a header line, then
-// every entry in creation order with its ID, CreatedOn, idempotency key,
-// item and used state, and the balances recorded on it. It reads one
-// consistent snapshot and streams it, holding one entry at a time in
-// memory. [Import] reads the result into another ledger, on any store.
+// exportEnd is what the end marker counts.
+type exportEnd struct {
+	Entries   int64           `json:"entries"`
+	Items     int64           `json:"items"`
+	UsedItems int64           `json:"used_items"`
+	Total     decimal.Decimal `json:"total"`
+}
+
+func (e *exportEnd) count(r *Record) {
+	e.Entries++
+	if r.Item != nil {
+		e.Items++
+		if r.Item.Used {
+			e.UsedItems++
+		}
+	}
+	e.Total = e.Total.Add(r.Amount)
+}
+
+// exportTrailer is the end marker line.
+type exportTrailer struct {
+	End *exportEnd `json:"end"`
+}
+
+// importLine is any line after the header: an entry, or with End set the
+// end marker (which is then decoded again, alone, to refuse entry fields
+// beside it).
+type importLine struct {
+	exportLine
+	exportTrailer
+}
+
+// exportBuffer is how much Export buffers between it and its writer.
+const exportBuffer = 64 << 10
+
+// Export writes the whole ledger to w in the export format, version 2:
+// a header line; every entry in creation order with its ID, CreatedOn,
+// idempotency key, item and used state, and the balances recorded on it;
+// then an end marker that counts the entries, the items and the used
+// items and sums the amounts, so that [Import] can tell a whole stream
+// from one cut short. It reads one consistent snapshot and streams it,
+// holding one entry at a time in memory. [Import] reads the result into
+// another ledger, on any store.
+//
+// Export fails if ctx ends before it has written the last entry, or if w
+// fails; what it wrote then has no end marker, and Import refuses it.
+// Writes of other callers go on meanwhile; [Ledger.Close] waits for an
+// export in flight to end.
 func (l *Ledger) Export(ctx context.Context, w io.Writer) error {
-	bw := bufio.NewWriter(w)
+	if err := l.enter(ctx); err != nil {
+		return err
+	}
+	defer l.mu.RUnlock()
+	bw := bufio.NewWriterSize(w, exportBuffer)
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(exportHeader{Format: exportFormat, Version: 1}); err != nil {
-		return fmt.Errorf("ledger: export: %w", err)
-	}
 	var writeErr error
-	err := l.view(ctx, "export", func(tx ReadTx) error {
-		n := 0
+	encode := func(v any) bool {
+		writeErr = enc.Encode(v)
+		return writeErr == nil
+	}
+	err := l.store.View(ctx, func(tx ReadTx) error {
+		if !encode(exportHeader{Format: exportFormat, Version: exportVersion}) {
+			return writeErr
+		}
+		var end exportEnd
 		for r, err := range tx.Entries(ctx, Scan{}) {
 			if err != nil {
 				return err
 			}
-			if n++; n%1024 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
+			if err := ctx.Err(); err != nil {
+				return err
 			}
 			line := exportLine{
 				ID: r.ID, AuthorityID: r.AuthorityID, UserID: r.UserID, CreatedOn: r.CreatedOn,
@@ -75,17 +137,28 @@ func (l *Ledger) Export(ctx context.Context, w io.Writer) error {
 			if r.Item != nil {
 				line.Item = &exportItem{Name: r.Item.Name, Used: r.Item.Used, Data: r.Item.Data}
 			}
-			if writeErr = enc.Encode(line); writeErr != nil {
+			end.count(&r)
+			if !encode(line) {
 				return writeErr
 			}
 		}
+		// Ended by ctx, the scan may have stopped early: such a stream
+		// must not get the marker that makes it read as whole.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !encode(exportTrailer{End: &end}) {
+			return writeErr
+		}
 		return nil
 	})
-	if writeErr != nil {
+	switch {
+	case writeErr != nil:
 		return fmt.Errorf("ledger: export: write: %w", writeErr)
-	}
-	if err != nil {
-		return err
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("ledger: export: %w", err)
+	case err != nil:
+		return storeErr("export", err)
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("ledger: export: write: %w", err)
@@ -93,23 +166,41 @@ func (l *Ledger) Export(ctx context.Context, w io.Writer) error {
 	return nil
 }
 
-// importBatch is how many entries Import writes per store transaction.
+// importBatch is the most entries Import writes per store transaction;
+// Limits.MaxBatchBytes bounds each one too.
 const importBatch = 1000
 
 // Import loads a stream written by [Ledger.Export] into l, which must be
-// empty, preserving every field, and then runs [Ledger.Verify] on the
-// result. It reads the whole stream and checks it before it writes
-// anything: a malformed line, an entry the ledger's limits refuse, IDs out
-// of order, a recorded balance that disagrees with the entries or a
-// balance that would go negative fails the import with the line number
-// and nothing written. (The stream is read twice: directly if r is an
-// io.Seeker, else from a temporary file.) Writes of other callers wait
-// while Import runs. Import holds the totals and idempotency keys in
-// memory, not the entries.
-// Should the store fail during the writing pass, the target holds a
-// partial import: start again with an empty store.
+// empty, preserving every field, and then verifies the result as
+// [Ledger.Verify] does. It reads the whole stream and checks it before it
+// writes anything: a malformed line, an entry the ledger's limits refuse,
+// IDs out of order, a recorded balance that disagrees with the entries, a
+// balance that would go negative, or (in a version 2 stream) an end
+// marker that is missing, disagrees with the stream or is followed by
+// anything, fails the import with [ErrInvalid], the line number, and
+// nothing written. Version 1 streams, written by releases before the end
+// marker, still import; but a version 1 stream cut short at a line
+// boundary cannot be told from a whole one, and imports as a smaller
+// ledger. (Export the result again to get a version 2 stream.)
+//
+// The stream is read twice: directly if r is an io.Seeker (it must not
+// change between the two passes), else from a temporary file. Import
+// writes in store transactions of at most 1000 entries and within
+// Limits.MaxBatchBytes. Writes of other callers wait while Import runs,
+// and [Ledger.Close] waits for it to return. Import holds the totals and
+// idempotency keys in memory, not the entries.
+//
+// If ctx ends before the writing pass starts (while r is read or
+// checked, or while Import waits for other writes to finish), Import
+// writes nothing and returns an error that matches ctx's with errors.Is;
+// the import may simply be run again. Once the writing pass has started
+// Import ignores ctx: it writes everything, verifies it and reports the
+// outcome, so that a cancel neither leaves a partial import behind nor
+// reports a finished one as failed. Should the store fail during the
+// writing pass, the target holds a partial import: start again with an
+// empty store.
 func Import(ctx context.Context, l *Ledger, r io.Reader) error {
-	rs, cleanup, err := rewindable(r)
+	rs, cleanup, err := rewindable(ctx, r)
 	if err != nil {
 		return err
 	}
@@ -117,6 +208,10 @@ func Import(ctx context.Context, l *Ledger, r io.Reader) error {
 	if err := l.enter(ctx); err != nil {
 		return err
 	}
+	// Held until Import returns, verification included: nothing below
+	// may take l.mu again (through l.Verify, say), since a Close waiting
+	// for the write lock would block that second RLock, and Close waits
+	// for this one.
 	defer l.mu.RUnlock()
 	req := newRequest(ctx, opExclusive)
 	defer req.release()
@@ -124,21 +219,45 @@ func Import(ctx context.Context, l *Ledger, r io.Reader) error {
 		if err := l.importStream(ctx, rs, nil); err != nil { // check only
 			return err
 		}
+		if err := ctx.Err(); err != nil {
+			return err // the last moment to stop with nothing written
+		}
 		if _, err := rs.Seek(0, io.SeekStart); err != nil {
 			return fmt.Errorf("ledger: import: rewind: %w", err)
 		}
-		return l.importStream(ctx, rs, l.store)
+		return l.importStream(context.WithoutCancel(ctx), rs, l.store)
 	}
 	l.commits.submit(req)
-	if req.err != nil {
-		return req.err
+	if err := req.err; err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			// Only the check pass and the wait before it see ctx.
+			return stopped(err)
+		}
+		return err
 	}
-	return l.Verify(ctx)
+	return l.verifyHeld(context.WithoutCancel(ctx))
+}
+
+// stopped reports an import that ctx stopped before it wrote anything.
+func stopped(err error) error {
+	return fmt.Errorf("ledger: import: stopped before writing anything: %w", err)
+}
+
+// verifyHeld is [Ledger.Verify] for a caller that holds l.mu already.
+func (l *Ledger) verifyHeld(ctx context.Context) error {
+	var v verifier
+	if err := l.store.View(ctx, func(tx ReadTx) error { return v.run(ctx, tx) }); err != nil {
+		return storeErr("verify", err)
+	}
+	if len(v.problems) > 0 {
+		return &VerifyError{Problems: v.problems, More: v.more}
+	}
+	return nil
 }
 
 // rewindable returns r as an io.ReadSeeker, spooling it to a temporary
 // file if it is not one.
-func rewindable(r io.Reader) (io.ReadSeeker, func(), error) {
+func rewindable(ctx context.Context, r io.Reader) (io.ReadSeeker, func(), error) {
 	if rs, ok := r.(io.ReadSeeker); ok {
 		return rs, func() {}, nil
 	}
@@ -147,8 +266,11 @@ func rewindable(r io.Reader) (io.ReadSeeker, func(), error) {
 		return nil, nil, fmt.Errorf("ledger: import: spool: %w", err)
 	}
 	cleanup := func() { f.Close(); os.Remove(f.Name()) }
-	if _, err := io.Copy(f, r); err != nil {
+	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
 		cleanup()
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return nil, nil, stopped(err)
+		}
 		return nil, nil, fmt.Errorf("ledger: import: read: %w", err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -158,8 +280,24 @@ func rewindable(r io.Reader) (io.ReadSeeker, func(), error) {
 	return f, cleanup, nil
 }
 
+// ctxReader stops reading once ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
 // importStream reads and checks an export stream; with a store, it also
-// writes it, importBatch entries per transaction.
+// writes it, in transactions of at most importBatch entries and
+// Limits.MaxBatchBytes. The check pass and the writing pass run the same
+// code on the same bytes, so the writing pass writes exactly what the
+// check pass accepted.
 func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) error {
 	if err := l.store.View(ctx, func(tx ReadTx) error {
 		for _, err := range tx.Entries(ctx, Scan{}) {
@@ -170,16 +308,32 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		}
 		return nil
 	}); err != nil {
-		return err
+		if errors.Is(err, ErrNotEmpty) {
+			return err
+		}
+		return storeErr("import", err)
 	}
 
 	br := bufio.NewReaderSize(r, 1<<16)
 	lineNo := 0
+	var raw []byte
 	lineErr := func(format string, args ...any) error {
 		return fmt.Errorf("ledger: import: line %d: %s: %w", lineNo, fmt.Sprintf(format, args...), ErrInvalid)
 	}
+	decode := func(v any) error {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			return lineErr("%v", err)
+		}
+		if dec.More() {
+			return lineErr("more than one JSON value")
+		}
+		return nil
+	}
 	next := func(v any) (bool, error) {
-		raw, err := br.ReadBytes('\n')
+		var err error
+		raw, err = br.ReadBytes('\n')
 		if err == io.EOF && len(raw) == 0 {
 			return false, nil
 		}
@@ -187,15 +341,7 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 			return false, fmt.Errorf("ledger: import: read: %w", err)
 		}
 		lineNo++
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(v); err != nil {
-			return false, lineErr("%v", err)
-		}
-		if dec.More() {
-			return false, lineErr("more than one JSON value")
-		}
-		return true, nil
+		return true, decode(v)
 	}
 
 	var h exportHeader
@@ -205,28 +351,29 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		}
 		return err
 	}
-	if h.Format != exportFormat || h.Version != 1 {
-		return lineErr("not a walletledger export (format %q version %d)", h.Format, h.Version)
+	if h.Format != exportFormat || h.Version < 1 || h.Version > exportVersion {
+		return lineErr("not a walletledger export this library reads (format %q version %d)", h.Format, h.Version)
 	}
 
 	sums := totalSums{}
+	var seen exportEnd // what the stream holds so far
+	ended := false
+
 	var batch []Record
-	touched := map[totalKey]bool{}
+	batchBytes := 0
+	touched := map[totalKey]Total{} // the totals as of the batch's last entry
 	flush := func() error {
 		if store == nil || len(batch) == 0 {
 			return nil
 		}
-		// Once writing has started, finish: a cancelled import would
-		// leave a partial ledger behind.
-		wctx := context.WithoutCancel(ctx)
-		err := store.Update(wctx, func(tx Tx) error {
+		err := store.Update(ctx, func(tx Tx) error {
 			for _, r := range batch {
-				if err := tx.InsertEntry(wctx, r); err != nil {
+				if err := tx.InsertEntry(ctx, r); err != nil {
 					return err
 				}
 			}
-			for k := range touched {
-				if err := tx.SetTotal(wctx, k.authorityID, k.userID, sums[k]); err != nil {
+			for k, t := range touched {
+				if err := tx.SetTotal(ctx, k.authorityID, k.userID, t); err != nil {
 					return err
 				}
 			}
@@ -235,7 +382,8 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		if err != nil {
 			return storeErr("import", err)
 		}
-		batch = batch[:0]
+		clear(batch)
+		batch, batchBytes = batch[:0], 0
 		clear(touched)
 		return nil
 	}
@@ -243,10 +391,10 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 	var last string
 	keys := map[totalKey]string{} // (authority, idempotency key) -> entry ID
 	for {
-		if err := ctx.Err(); err != nil && store == nil {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
-		var line exportLine
+		var line importLine
 		ok, err := next(&line)
 		if err != nil {
 			return err
@@ -254,7 +402,27 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		if !ok {
 			break
 		}
-		rec, err := l.checkImported(line, last)
+		if line.End != nil {
+			if h.Version < 2 {
+				return lineErr("an end marker in a version %d stream", h.Version)
+			}
+			if err := decode(&exportTrailer{}); err != nil {
+				return err // an entry's fields beside the marker
+			}
+			if _, err := br.Peek(1); err != io.EOF {
+				if err != nil {
+					return fmt.Errorf("ledger: import: read: %w", err)
+				}
+				lineNo++
+				return lineErr("data after the end marker")
+			}
+			if err := seen.check(line.End); err != nil {
+				return lineErr("%v", err)
+			}
+			ended = true
+			break
+		}
+		rec, size, err := l.checkImported(line.exportLine, last)
 		if err != nil {
 			return lineErr("%v", err)
 		}
@@ -270,24 +438,44 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		switch {
 		case user.IsNegative():
 			return lineErr("entry %s takes user %q below zero", rec.ID, rec.UserID)
-		case !user.Equal(rec.Balance):
-			return lineErr("entry %s records balance %s, but the entries sum to %s", rec.ID, rec.Balance, user)
-		case !pair.Equal(rec.AuthorityBalance):
-			return lineErr("entry %s records authority balance %s, but the entries sum to %s", rec.ID, rec.AuthorityBalance, pair)
 		case !l.fits(user) || !l.fits(pair):
 			return lineErr("entry %s takes a total beyond the ledger's precision", rec.ID)
+		case !user.Equal(rec.Balance):
+			return lineErr("entry %s records balance %s, but the entries sum to %s", rec.ID, brief(rec.Balance), user)
+		case !pair.Equal(rec.AuthorityBalance):
+			return lineErr("entry %s records authority balance %s, but the entries sum to %s", rec.ID, brief(rec.AuthorityBalance), pair)
 		}
+		// The ledger's own sums, equal to the recorded balances: where
+		// validation normalised an amount, the balances follow it, and
+		// an exponent no store need hold never reaches one.
+		rec.Balance, rec.AuthorityBalance = user, pair
+		seen.count(&rec)
 		last = rec.ID
 		if store == nil {
 			continue
 		}
-		batch = append(batch, rec)
-		touched[userKey], touched[pairKey] = true, true
-		if len(batch) == importBatch {
+		// What the entry adds to the transaction, counted as
+		// CreateEntries counts a batch, plus the totals it writes.
+		cost := func() int {
+			n := size
+			for _, k := range [2]totalKey{userKey, pairKey} {
+				if _, ok := touched[k]; !ok {
+					n += totalBytes(k)
+				}
+			}
+			return n
+		}
+		if len(batch) > 0 && (len(batch) == importBatch || batchBytes+cost() > l.cfg.limits.MaxBatchBytes) {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
+		batch = append(batch, rec)
+		batchBytes += cost()
+		touched[userKey], touched[pairKey] = sums[userKey], sums[pairKey]
+	}
+	if h.Version >= 2 && !ended {
+		return fmt.Errorf("ledger: import: stream ends after line %d without its end marker (cut short?): %w", lineNo, ErrInvalid)
 	}
 	if err := flush(); err != nil {
 		return err
@@ -298,17 +486,40 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 	return nil
 }
 
+// check says how the end marker m disagrees with e, what the stream
+// holds.
+func (e *exportEnd) check(m *exportEnd) error {
+	switch {
+	case m.Entries != e.Entries:
+		return fmt.Errorf("the end marker counts %d entries, the stream holds %d", m.Entries, e.Entries)
+	case m.Items != e.Items:
+		return fmt.Errorf("the end marker counts %d items, the stream holds %d", m.Items, e.Items)
+	case m.UsedItems != e.UsedItems:
+		return fmt.Errorf("the end marker counts %d used items, the stream holds %d", m.UsedItems, e.UsedItems)
+	case !m.Total.Equal(e.Total):
+		return fmt.Errorf("the end marker's total is %s, but the entries sum to %s", brief(m.Total), brief(e.Total))
+	}
+	return nil
+}
+
+// totalBytes is what writing the total k counts towards
+// Limits.MaxBatchBytes in an import.
+func totalBytes(k totalKey) int {
+	return EntryOverheadBytes + len(k.authorityID) + len(k.userID)
+}
+
 // checkImported validates one exported entry against the ledger's rules
-// and turns it into a record.
-func (l *Ledger) checkImported(line exportLine, last string) (Record, error) {
+// and turns it into a record; it also returns the entry's size as
+// Limits.MaxBatchBytes counts it.
+func (l *Ledger) checkImported(line exportLine, last string) (Record, int, error) {
 	nanos, _, ok := ParseEntryID(line.ID)
 	switch {
 	case !ok:
-		return Record{}, fmt.Errorf("malformed entry ID %q", line.ID)
+		return Record{}, 0, fmt.Errorf("malformed entry ID %q", line.ID)
 	case line.ID <= last:
-		return Record{}, fmt.Errorf("entry %s does not sort after %s", line.ID, last)
+		return Record{}, 0, fmt.Errorf("entry %s does not sort after %s", line.ID, last)
 	case nanos != unixNano(line.CreatedOn) || line.CreatedOn.IsZero():
-		return Record{}, fmt.Errorf("entry %s: created_on %v disagrees with its ID", line.ID, line.CreatedOn)
+		return Record{}, 0, fmt.Errorf("entry %s: created_on %v disagrees with its ID", line.ID, line.CreatedOn)
 	}
 	ne := NewEntry{
 		AuthorityID: line.AuthorityID, UserID: line.UserID, Amount: line.Amount, Reason: line.Reason,
@@ -319,8 +530,9 @@ func (l *Ledger) checkImported(line exportLine, last string) (Record, error) {
 	}
 	ne, err := l.checkNewEntry(ne)
 	if err != nil {
-		return Record{}, fmt.Errorf("entry %s: %w", line.ID, err)
+		return Record{}, 0, fmt.Errorf("entry %s: %w", line.ID, err)
 	}
+	size := entryBytes(&ne)
 	if ne.Item != nil {
 		ne.Item.Used = line.Item.Used
 	}
@@ -331,5 +543,5 @@ func (l *Ledger) checkImported(line exportLine, last string) (Record, error) {
 		},
 		IdempotencyKey:   ne.IdempotencyKey,
 		AuthorityBalance: line.AuthorityBalance,
-	}, nil
+	}, size, nil
 }

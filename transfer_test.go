@@ -60,7 +60,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	src := newLedger(t)
 	fill(t, src, 2500) // more than one import batch
 	out := export(t, src)
-	require.Equal(t, 2501, strings.Count(out, "\n"), "a header and one line per entry")
+	require.Equal(t, 2502, strings.Count(out, "\n"), "a header, one line per entry, an end marker")
 
 	// Through a plain reader, so Import has to spool it.
 	dst := newLedger(t)
