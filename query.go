@@ -441,9 +441,17 @@ func (s *selection) lookup(ctx context.Context, tx ReadTx) iter.Seq2[Record, err
 // returns nil when all agree and otherwise a [*VerifyError] listing the
 // mismatches. It reads the whole ledger in one snapshot.
 func (l *Ledger) Verify(ctx context.Context) error {
+	if err := l.enter(ctx); err != nil {
+		return err
+	}
+	defer l.mu.RUnlock()
+	return l.verifyHeld(ctx)
+}
+
+// verifyHeld is [Ledger.Verify] for a caller that holds l.mu already.
+func (l *Ledger) verifyHeld(ctx context.Context) error {
 	var v verifier
-	err := l.view(ctx, "verify", func(tx ReadTx) error { return v.run(ctx, tx) })
-	if err != nil {
+	if err := l.storeView(ctx, "verify", func(tx ReadTx) error { return v.run(ctx, tx) }); err != nil {
 		return err
 	}
 	if len(v.problems) > 0 {
@@ -520,9 +528,17 @@ func (v *verifier) run(ctx context.Context, tx ReadTx) error {
 		}
 	}
 
+	// Every authority with a stored total, and every one with entries:
+	// a total stored for an authority without entries is a mismatch too.
 	set := map[string]bool{"": true}
 	for k := range sums {
 		set[k.authorityID] = true
+	}
+	for a, err := range tx.TotalAuthorities(ctx) {
+		if err != nil {
+			return err
+		}
+		set[a] = true
 	}
 	auths := slices.Sorted(maps.Keys(set))
 	for _, a := range auths {

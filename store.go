@@ -78,6 +78,11 @@ type ReadTx interface {
 	// over all authorities) for users whose ID sorts after the given one,
 	// in ascending user ID order.
 	Totals(ctx context.Context, authorityID, afterUserID string) iter.Seq2[UserTotal, error]
+
+	// TotalAuthorities yields, once each and in no particular order, the
+	// authority IDs that [ReadTx.Totals] yields at least one total for,
+	// "" included. [Ledger.Verify] uses it to find every stored total.
+	TotalAuthorities(ctx context.Context) iter.Seq2[string, error]
 }
 
 // Tx reads and writes a [Store] inside a read-write transaction. Reads see

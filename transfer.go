@@ -243,18 +243,6 @@ func stopped(err error) error {
 	return fmt.Errorf("ledger: import: stopped before writing anything: %w", err)
 }
 
-// verifyHeld is [Ledger.Verify] for a caller that holds l.mu already.
-func (l *Ledger) verifyHeld(ctx context.Context) error {
-	var v verifier
-	if err := l.store.View(ctx, func(tx ReadTx) error { return v.run(ctx, tx) }); err != nil {
-		return storeErr("verify", err)
-	}
-	if len(v.problems) > 0 {
-		return &VerifyError{Problems: v.problems, More: v.more}
-	}
-	return nil
-}
-
 // rewindable returns r as an io.ReadSeeker, spooling it to a temporary
 // file if it is not one.
 func rewindable(ctx context.Context, r io.Reader) (io.ReadSeeker, func(), error) {

@@ -256,6 +256,37 @@ func (t *tx) Totals(ctx context.Context, authorityID, afterUserID string) iter.S
 	}
 }
 
+// TotalAuthorities implements [ledger.ReadTx]. It walks the keys of
+// every total, reading no value.
+func (t *tx) TotalAuthorities(ctx context.Context) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		if err := t.check(ctx); err != nil {
+			yield("", err)
+			return
+		}
+		load := func(rest []byte, _ *badger.Item) (string, error) {
+			n, w := binary.Uvarint(rest)
+			if w <= 0 || uint64(len(rest)-w) < n {
+				return "", fmt.Errorf("badgerstore: malformed total key %q", rest)
+			}
+			return string(rest[w : w+int(n)]), nil
+		}
+		last, first := "", true
+		for a, err := range walk(ctx, t, []byte{prefixTotal}, "", "", false, load) {
+			if err != nil {
+				yield("", err)
+				return
+			}
+			// One authority's totals are adjacent: its keys share their
+			// leading components.
+			if (first || a != last) && !yield(a, nil) {
+				return
+			}
+			last, first = a, false
+		}
+	}
+}
+
 func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
 	if err := t.check(ctx); err != nil {
 		return err

@@ -526,6 +526,20 @@ func (t *tx) Totals(ctx context.Context, authorityID, after string) iter.Seq2[le
 	}
 }
 
+func (t *tx) TotalAuthorities(ctx context.Context) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		if err := t.check(ctx); err != nil {
+			yield("", err)
+			return
+		}
+		for a, tt := range t.s.totals {
+			if len(tt.users) > 0 && !yield(a, nil) {
+				return
+			}
+		}
+	}
+}
+
 func (t *tx) InsertEntry(ctx context.Context, in ledger.Record) error {
 	if err := t.check(ctx); err != nil {
 		return err

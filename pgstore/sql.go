@@ -13,7 +13,7 @@ import (
 type queries struct {
 	schema string // quoted
 
-	entry, entryByKey, total, totalsOf string
+	entry, entryByKey, total, totalsOf, totalAuthorities string
 	insert, use, setTotal              string
 	// scans[scanKey] and totals[after != ""]: see scanSQL and totalsSQL.
 	scans  [scanKeys]string
@@ -36,6 +36,13 @@ func newQueries(schema string) *queries {
 	q.totalsOf = `SELECT k.a, k.u, t.total::text, t.last_entry FROM unnest($1::text[], $2::text[]) AS k(a, u)
 LEFT JOIN LATERAL (SELECT total, last_entry FROM ` + s + `.totals
 WHERE authority_id = k.a COLLATE "C" AND user_id = k.u COLLATE "C" LIMIT 1) t ON true`
+	// A recursive skip over the primary key's leading column: one index
+	// probe per authority, however many totals each has.
+	q.totalAuthorities = `WITH RECURSIVE a(id) AS (
+(SELECT authority_id FROM ` + s + `.totals ORDER BY authority_id LIMIT 1)
+UNION ALL
+SELECT (SELECT authority_id FROM ` + s + `.totals WHERE authority_id > a.id ORDER BY authority_id LIMIT 1) FROM a WHERE a.id IS NOT NULL)
+SELECT id FROM a WHERE id IS NOT NULL`
 	q.insert = `INSERT INTO ` + s + `.entries (id, authority_id, user_id, created_on, amount, reason, item_name, item_used, item_data, balance, authority_balance, idempotency_key)
 VALUES ($1, $2, $3, $4, $5::numeric, $6, $7, $8, $9, $10::numeric, $11::numeric, $12)`
 	// One statement says whether the entry exists and has an item, so that

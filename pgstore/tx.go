@@ -651,6 +651,34 @@ func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.T
 
 var _ ledger.TotalsPrefetcher = (*tx)(nil)
 
+// TotalAuthorities implements [ledger.ReadTx].
+func (t *tx) TotalAuthorities(ctx context.Context) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		var as []string
+		err := t.read(ctx, "read total authorities", t.s.q.totalAuthorities, nil, func(rows pgx.Rows) error {
+			var a string
+			if err := rows.Scan(&a); err != nil {
+				return err
+			}
+			d, err := decText(a)
+			if err != nil {
+				return fmt.Errorf("authority %q: %w", a, err)
+			}
+			as = append(as, d)
+			return nil
+		})
+		if err != nil {
+			yield("", err)
+			return
+		}
+		for _, a := range as {
+			if !yield(a, nil) {
+				return
+			}
+		}
+	}
+}
+
 // Totals implements [ledger.ReadTx]. It reads in pages (see firstPage).
 func (t *tx) Totals(ctx context.Context, authorityID, afterUserID string) iter.Seq2[ledger.UserTotal, error] {
 	return func(yield func(ledger.UserTotal, error) bool) {

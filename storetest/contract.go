@@ -269,6 +269,14 @@ func testTotals(t *testing.T, ns NewStore) {
 		require.Equal(t, []row{{"bob", "11.5"}, {"carol", "12345678901234567890.12345678"}}, rows("", "b"))
 		require.Equal(t, []row{{"bob", "-5"}, {"dave", "7"}}, rows("shop", ""))
 		require.Empty(t, rows("nobody", ""))
+
+		var auths []string
+		for a, err := range tx.TotalAuthorities(ctx) {
+			require.NoError(t, err)
+			auths = append(auths, a)
+		}
+		slices.Sort(auths)
+		require.Equal(t, []string{"", "shop"}, auths, "each authority with a stored total, once")
 	})
 }
 

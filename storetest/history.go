@@ -357,16 +357,22 @@ func testVerify(t *testing.T, ns NewStore) {
 		if err := damage(tx, "shop", "bob", "6"); err != nil {
 			return err
 		}
-		return damage(tx, "", "ghost", "1")
+		if err := damage(tx, "", "ghost", "1"); err != nil {
+			return err
+		}
+		// A total of an authority that has no entries at all.
+		return damage(tx, "stray", "alice", "2")
 	}))
 	err = l.Verify(ctx)
 	require.ErrorIs(t, err, ledger.ErrInconsistent)
 	var ve *ledger.VerifyError
 	require.ErrorAs(t, err, &ve)
-	require.Len(t, ve.Problems, 3, "%v", ve.Problems)
+	require.Len(t, ve.Problems, 4, "%v", ve.Problems)
 	require.Contains(t, ve.Problems[0], `"alice"`)
 	require.Contains(t, err.Error(), `"ghost"`)
 	require.Contains(t, err.Error(), `authority "shop"`)
+	require.Contains(t, err.Error(), `authority "stray"`)
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return damage(tx, "stray", "alice", "0") }))
 
 	// An entry whose Balance disagrees with the entries before it.
 	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
@@ -391,6 +397,6 @@ func testVerify(t *testing.T, ns NewStore) {
 	}))
 	err = l.Verify(ctx)
 	require.ErrorAs(t, err, &ve)
-	require.Len(t, ve.Problems, 2, "%v", ve.Problems) // the ghost total is still there
+	require.Len(t, ve.Problems, 3, "%v", ve.Problems) // the ghost and stray totals are still there
 	require.Contains(t, ve.Problems[0], "Balance 4")
 }
