@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -397,4 +398,52 @@ func TestLimitsContradiction(t *testing.T) {
 	require.ErrorContains(t, err, "MaxBatchBytes")
 	_, err = ledger.New(memstore.New(), ledger.WithLimits(ledger.Limits{MaxBatchBytes: 100 << 10}))
 	require.NoError(t, err)
+}
+
+// TestClockBeyondIDRange: entries stamped while the clock reads past
+// 2262 (or before 1970) carry the nearest instant IDs encode, and every
+// query by time treats them by that CreatedOn: none goes missing.
+func TestClockBeyondIDRange(t *testing.T) {
+	ctx := context.Background()
+	last := time.Unix(0, math.MaxInt64).UTC()
+	for _, c := range []struct {
+		name  string
+		clock time.Time
+		want  time.Time
+	}{
+		{"2300", time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC), last},
+		{"year 9999", time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC), last},
+		{"1960", time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC), time.Unix(0, 0).UTC()},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := newLedger(t, ledger.WithClock(func() time.Time { return c.clock }))
+			for range 3 {
+				e, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("2"), Reason: "r"})
+				require.NoError(t, err)
+				require.Equal(t, c.want, e.CreatedOn)
+			}
+			require.NoError(t, l.Verify(ctx))
+			count := func(q ledger.EntryQuery) int {
+				es, err := l.Entries(ctx, q)
+				require.NoError(t, err)
+				return len(es)
+			}
+			total := func(asOf time.Time) string {
+				ws, err := l.Wallets(ctx, ledger.WalletQuery{UserIDs: []string{"u"}, AsOf: asOf})
+				require.NoError(t, err)
+				return ws[0].Total.String()
+			}
+			for _, at := range []time.Time{c.want, c.clock, c.want.Add(time.Hour), time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)} {
+				if at.Before(c.want) {
+					continue
+				}
+				assert.Equal(t, "6", total(at), "AsOf %v", at)
+				assert.Equal(t, 3, count(ledger.EntryQuery{Until: at.Add(time.Nanosecond)}), "Until %v", at)
+				assert.Equal(t, 3, count(ledger.EntryQuery{Since: c.want, Until: at.Add(time.Nanosecond)}), "Since %v", c.want)
+			}
+			assert.Equal(t, 0, count(ledger.EntryQuery{Since: c.want.Add(time.Nanosecond)}), "Since just after their CreatedOn")
+			assert.Equal(t, 0, count(ledger.EntryQuery{Until: c.want}), "Until their CreatedOn")
+			assert.Equal(t, "0", total(c.want.Add(-time.Nanosecond)), "AsOf just before")
+		})
+	}
 }

@@ -42,8 +42,13 @@ func (g *idGen) next(now time.Time) (string, time.Time) {
 		g.nanos, g.seq = n, rand.Uint32()>>1
 	case g.seq < math.MaxUint32:
 		g.seq++
-	default:
+	case g.nanos < math.MaxInt64:
 		g.nanos, g.seq = g.nanos+1, rand.Uint32()>>1
+	default:
+		// 2^31 entries or more at the last instant IDs encode: start
+		// again at its first sequence number rather than overflow.
+		// IDs would repeat, and the store refuses the duplicate.
+		g.seq = 0
 	}
 	return FormatEntryID(g.nanos, g.seq), time.Unix(0, g.nanos).UTC()
 }
@@ -84,11 +89,18 @@ func ParseEntryID(id string) (nanos int64, seq uint32, ok bool) {
 	return int64(n), binary.BigEndian.Uint32(raw[8:]), true
 }
 
-// timeBound returns the ID prefix of instant t: every ID created before t
-// sorts below it and every ID created at or after t sorts above it.
+// timeBound returns the ID prefix of instant t: every ID of an entry
+// whose CreatedOn is before t sorts below it, and every other ID sorts
+// above it. Past the last instant IDs encode, the bound sorts above every
+// ID, so that entries stamped with that instant (see unixNano) are
+// before it, as their CreatedOn is.
 func timeBound(t time.Time) string {
+	n := uint64(unixNano(t))
+	if t.After(maxTime) {
+		n = math.MaxInt64 + 1
+	}
 	var raw [8]byte
-	binary.BigEndian.PutUint64(raw[:], uint64(unixNano(t)))
+	binary.BigEndian.PutUint64(raw[:], n)
 	return hex.EncodeToString(raw[:])
 }
 

@@ -117,7 +117,11 @@ func (c *config) fail(err error) {
 // WithClock sets the clock that stamps CreatedOn, for tests. The ledger
 // keeps CreatedOn non-decreasing in creation order even if the clock goes
 // back: an entry created while the clock is behind the last entry gets the
-// last entry's time.
+// last entry's time. Entry IDs encode instants from 1970 to 2262 (Unix
+// nanoseconds in an int64): a clock reading outside that range stamps
+// the nearest of them, 1970-01-01T00:00:00Z or
+// 2262-04-11T23:47:16.854775807Z, and queries by time (Since, Until,
+// AsOf) treat such entries by the CreatedOn they carry.
 func WithClock(now func() time.Time) Option {
 	return func(c *config) {
 		if now == nil {

@@ -14,7 +14,7 @@ type queries struct {
 	schema string // quoted
 
 	entry, entryByKey, total, totalsOf, totalAuthorities string
-	insert, use, setTotal              string
+	insert, use, setTotal                                string
 	// scans[scanKey] and totals[after != ""]: see scanSQL and totalsSQL.
 	scans  [scanKeys]string
 	totals [2]string
