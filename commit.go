@@ -345,7 +345,8 @@ func (c *committer) commit(group []*request) (err error) {
 	defer cancel()
 	st := &c.st
 	err = c.l.store.Update(ctx, func(tx Tx) error {
-		st.reset(ctx, tx)
+		st.reset()
+		st.ctx, st.tx = ctx, tx
 		if err := st.prefetch(group); err != nil {
 			return err
 		}
@@ -361,7 +362,8 @@ func (c *committer) commit(group []*request) (err error) {
 		}
 		return st.flush()
 	})
-	st.reset(nil, nil)
+	st.reset()
+	st.ctx, st.tx = nil, nil // the transaction is over
 	switch {
 	case err == nil:
 		return nil
@@ -433,8 +435,7 @@ func (st *batchState) init(l *Ledger) {
 	st.used = make(map[string]bool)
 }
 
-func (st *batchState) reset(ctx context.Context, tx Tx) {
-	st.ctx, st.tx = ctx, tx
+func (st *batchState) reset() {
 	clear(st.totals)
 	clear(st.byKey)
 	clear(st.used)

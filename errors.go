@@ -188,8 +188,8 @@ func (es EntryErrors) Unwrap() []error {
 // VerifyError lists what [Ledger.Verify] found wrong. It satisfies
 // errors.Is(err, [ErrInconsistent]).
 type VerifyError struct {
-	// Problems describes each mismatch, one per line, at most
-	// maxProblems of them.
+	// Problems describes each mismatch, one per line, at most 100 of
+	// them.
 	Problems []string
 	// More counts mismatches found beyond those listed.
 	More int

@@ -7,7 +7,8 @@
 // # Getting started
 //
 // A [Ledger] holds the rules; a [Store] holds the data. Pick a store
-// (memstore for memory only, badgerstore for a durable directory on disk),
+// (memstore for memory only, badgerstore for a durable directory on disk
+// used by one process, pgstore for a PostgreSQL database shared by many),
 // hand it to [New], and call methods:
 //
 //	l, err := ledger.New(memstore.New())

@@ -297,16 +297,8 @@ func (l *Ledger) Entries(ctx context.Context, q EntryQuery) ([]Entry, error) {
 	return out, nil
 }
 
-// view runs fn in a store read transaction on behalf of a call.
-func (l *Ledger) view(ctx context.Context, op string, fn func(ReadTx) error) error {
-	if err := l.enter(ctx); err != nil {
-		return err
-	}
-	defer l.mu.RUnlock()
-	return l.storeView(ctx, op, fn)
-}
-
-// storeView is view for a call that holds l.mu already.
+// storeView runs fn in a store read transaction on behalf of a call,
+// which holds l.mu.
 func (l *Ledger) storeView(ctx context.Context, op string, fn func(ReadTx) error) error {
 	if err := l.store.View(ctx, fn); err != nil {
 		return storeErr(op, err)

@@ -55,7 +55,7 @@ func walletOp(l *ledger.Ledger) func() op {
 				return 0, err
 			}
 			if len(ws) != 1 || ws[0].UserID != u {
-				return 0, fmt.Errorf("Wallets for %s returned %v", u, ws)
+				return 0, fmt.Errorf("wallets for %s returned %v", u, ws)
 			}
 			return 0, nil
 		}
