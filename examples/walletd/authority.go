@@ -98,6 +98,9 @@ func parseAuthorityRequest(r io.Reader) (authorityRequest, error) {
 	if err != nil {
 		return req, fmt.Errorf("read authority request: %w", err)
 	}
+	if err := checkText(raw); err != nil {
+		return req, fmt.Errorf("not a valid authority request: %w", err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {

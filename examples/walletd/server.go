@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/walletledger/ledger"
 )
@@ -477,9 +478,14 @@ func parseQuery(raw string, allowed ...string) (url.Values, error) {
 	if err != nil {
 		return nil, badRequest("malformed query string: %v", err)
 	}
-	for k := range q {
+	for k, vs := range q {
 		if !slices.Contains(allowed, k) {
 			return nil, badRequest("unknown query parameter %q (want %s)", truncate(k, 40), strings.Join(allowed, ", "))
+		}
+		for _, v := range vs {
+			if !utf8.ValidString(v) {
+				return nil, badRequest("invalid %s: not valid UTF-8", k)
+			}
 		}
 	}
 	return q, nil
