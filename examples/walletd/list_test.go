@@ -150,6 +150,6 @@ func TestListAbortedMidway(t *testing.T) {
 	logs := env.logs.String()
 	assert.Contains(t, logs, "response aborted")
 	assert.Contains(t, logs, errInjected.Error())
-	assert.Contains(t, logs, "aborted=true")
+	assert.Contains(t, logs, "outcome=aborted")
 	assert.Len(t, requireWallets(t, c.getWallets(nil, nil)), 10, "still serving")
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,7 +27,7 @@ func newMetrics() *metrics {
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "walletd_http_requests_total",
-			Help: "HTTP requests served, by route pattern, method and status code.",
+			Help: "HTTP requests served, by route pattern, method and status code; code is aborted, write_timeout or client_gone for an answer that did not reach the client whole.",
 		}, []string{"route", "method", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "walletd_http_request_duration_seconds",
@@ -67,10 +66,12 @@ func (m *metrics) handler() http.Handler {
 	return mux
 }
 
-// observe records one served request.
-func (m *metrics) observe(route, method string, status int, d time.Duration) {
+// observe records one served request; code is its status code, or its
+// outcome (see outcomeAborted) if its answer did not reach the client
+// whole.
+func (m *metrics) observe(route, method, code string, d time.Duration) {
 	method = methodLabel(method)
-	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.requests.WithLabelValues(route, method, code).Inc()
 	m.duration.WithLabelValues(route, method).Observe(d.Seconds())
 }
 

@@ -460,15 +460,13 @@ func streamList[T any](s *server, w http.ResponseWriter, r *http.Request, name s
 // finished because of err: it logs err and aborts the response (see
 // streamList). It does not return.
 func (s *server) abortResponse(r *http.Request, err error) {
-	level := slog.LevelError
+	level, outcome := slog.LevelError, outcomeAborted
 	if r.Context().Err() != nil {
-		level = slog.LevelInfo // the client went away
+		level, outcome = slog.LevelInfo, outcomeClientGone
 	}
 	s.log.Log(r.Context(), level, "request failed after its answer started; response aborted",
 		"method", r.Method, "path", logPath(r), "err", err)
-	if info := infoFrom(r.Context()); info != nil {
-		info.aborted = true
-	}
+	setOutcome(r, outcome)
 	panic(http.ErrAbortHandler)
 }
 
@@ -527,14 +525,16 @@ func usedFilter(q url.Values) (ledger.UsedFilter, error) {
 	return 0, badRequest("invalid used: want true or false, got %q", truncate(v, 40))
 }
 
-// fail answers a request that failed with err: 400 for bad input, 402,
-// 404 and 409 for the ledger's refusals, and 500, logged, for the rest.
+// fail answers a request that failed with err: 400 (or 408) for bad
+// input, 402, 404 and 409 for the ledger's refusals, and 500, logged, for
+// the rest, unless the client has gone away: then nothing is written, and
+// the request counts as client_gone.
 func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var bad *badRequestError
 	var inv *ledger.InvalidError
 	switch {
 	case errors.As(err, &bad):
-		writeError(w, http.StatusBadRequest, bad.msg)
+		writeError(w, bad.statusCode(), bad.msg)
 	case errors.As(err, &inv):
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid %s: %s", wireField(inv.Field), inv.Problem))
 	case errors.Is(err, ledger.ErrInvalid):
@@ -550,12 +550,14 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusConflict, "entry has no item")
 	case errors.Is(err, ledger.ErrForbidden):
 		writeError(w, http.StatusForbidden, "forbidden")
+	case r.Context().Err() != nil:
+		// The client went away, and the failure is likely the ledger
+		// giving up on the request's context. No answer can reach the
+		// client: this is no server error, and is not counted as one.
+		s.log.InfoContext(r.Context(), "request abandoned by the client", "method", r.Method, "path", logPath(r), "err", err)
+		setOutcome(r, outcomeClientGone)
 	default:
-		level := slog.LevelError
-		if r.Context().Err() != nil {
-			level = slog.LevelInfo // the client went away
-		}
-		s.log.Log(r.Context(), level, "request failed", "method", r.Method, "path", logPath(r), "err", err)
+		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", logPath(r), "err", err)
 		writeError(w, http.StatusInternalServerError, "internal error")
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -32,10 +33,41 @@ import (
 const maxBodyBytes = 1 << 20
 
 // badRequestError is input refused before it reaches the ledger. Its
-// message is sent to the client.
-type badRequestError struct{ msg string }
+// message is sent to the client, with status 400 unless status says
+// otherwise.
+type badRequestError struct {
+	status int
+	msg    string
+}
 
 func (e *badRequestError) Error() string { return e.msg }
+
+func (e *badRequestError) statusCode() int {
+	if e.status == 0 {
+		return http.StatusBadRequest
+	}
+	return e.status
+}
+
+// Fixed messages for a body that cannot be read. The cause is not sent:
+// it would show socket addresses, and it tells the client nothing it
+// does not know.
+const (
+	msgBodyTimeout = "request body not received in time"
+	msgBodyUnread  = "request body could not be read"
+)
+
+// readError is the answer to a request whose body could not be read.
+func readError(err error) error {
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return badRequest("request body larger than %d bytes", tooBig.Limit)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return &badRequestError{status: http.StatusRequestTimeout, msg: msgBodyTimeout}
+	}
+	return &badRequestError{msg: msgBodyUnread}
+}
 
 func badRequest(format string, args ...any) error {
 	return &badRequestError{msg: fmt.Sprintf(format, args...)}
@@ -102,7 +134,7 @@ func decodeEntryRequest(body io.Reader) (ledger.NewEntry, error) {
 func decodeJSONObject(body io.Reader, v any, want fields) error {
 	raw, err := io.ReadAll(body)
 	if err != nil {
-		return decodeError(err)
+		return readError(err)
 	}
 	if err := checkText(raw); err != nil {
 		return badRequest("invalid request body: %v", err)
