@@ -9,6 +9,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -25,15 +26,20 @@ import (
 // given config changes, on a loopback listener of its own: the real
 // http.Server with its timeouts, as walletd serve runs it. It returns the
 // env, whose client c talks to the served address.
-func servedEnv(t *testing.T, opts envOptions, tweak func(*server)) (*testEnv, *sdkClient, string) {
+// wrap, when not nil, wraps the listener the server gets.
+func servedEnv(t *testing.T, opts envOptions, tweak func(*server), wrap func(net.Listener) net.Listener) (*testEnv, *sdkClient, string) {
 	t.Helper()
 	env := newTestEnv(t, opts)
 	c := env.newAuthority("a")
 	if tweak != nil {
 		tweak(env.srv)
 	}
+	var ln net.Listener
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
+	if wrap != nil {
+		ln = wrap(ln)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- env.srv.serve(ctx, ln, nil) }()
@@ -50,7 +56,7 @@ func servedEnv(t *testing.T, opts envOptions, tweak func(*server)) (*testEnv, *s
 // whose message shows the server's and the client's socket addresses.
 func TestBodyNeverFinishes(t *testing.T) {
 	const timeout = 300 * time.Millisecond
-	env, c, addr := servedEnv(t, envOptions{}, func(s *server) { s.readTimeout = timeout })
+	env, c, addr := servedEnv(t, envOptions{}, func(s *server) { s.readTimeout = timeout }, nil)
 	conn, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	defer conn.Close()
@@ -75,7 +81,7 @@ func TestBodyNeverFinishes(t *testing.T) {
 // as a 500.
 func TestClientGone(t *testing.T) {
 	store := newFaultyStore()
-	env, c, _ := servedEnv(t, envOptions{store: store}, nil)
+	env, c, _ := servedEnv(t, envOptions{store: store}, nil, nil)
 	entered := store.blockNextViewUntilDone()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -146,4 +152,91 @@ func TestAuthFailureReasons(t *testing.T) {
 	env.assertMetric(`walletd_auth_failures_total{reason="wrong_algorithm"} 4`)
 	env.assertMetric(`walletd_auth_failures_total{reason="bad_signature"} 1`)
 	assert.Contains(t, env.logs.String(), `reason=wrong_algorithm`)
+}
+
+// smallSendBuffers is a listener whose connections have small kernel send
+// buffers, so that an answer much larger than them waits for its reader.
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(32 << 10)
+	}
+	return c, err
+}
+
+// TestSlowReader (issue 10, item 13): WriteTimeout bounds each chunk of a
+// list answer, not the whole of it. A client that reads a long list
+// slowly, but steadily, gets all of it even though that takes several
+// times WriteTimeout; a client that stops reading is cut off, and its
+// request is logged and counted as write_timeout, not as a 200.
+func TestSlowReader(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	env, c, addr := servedEnv(t, envOptions{pageSize: 2}, func(s *server) { s.writeTimeout = timeout },
+		func(ln net.Listener) net.Listener { return smallSendBuffers{ln} })
+	data := `"` + strings.Repeat("d", 50<<10) + `"`
+	const items = 50
+	for i := range items {
+		r := c.do(http.MethodPost, "/entry", nil, []byte(fmt.Sprintf(`{"user_id": "u%02d", "amount": 0, "reason": "r", "item": {"name": "n", "data": %s}}`, i, data)))
+		require.Equal(t, http.StatusOK, r.status, "body %s", r.raw)
+	}
+	path := "/api/v1/entry/inventory?entry_ids=&user_ids=&authority_ids="
+	full := c.do(http.MethodGet, "/entry/inventory?entry_ids=&user_ids=&authority_ids=", nil, nil)
+	require.Len(t, requireInventory(t, full), items)
+	require.Greater(t, len(full.raw), items*(50<<10))
+
+	t.Run("slow but steady", func(t *testing.T) {
+		hc := &http.Client{Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+				if tc, ok := conn.(*net.TCPConn); ok {
+					tc.SetReadBuffer(32 << 10)
+				}
+				return conn, err
+			},
+			DisableCompression: true,
+		}}
+		req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", c.token)
+		start := time.Now()
+		res, err := hc.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		var got []byte
+		buf := make([]byte, 16<<10)
+		for range 10 * len(full.raw) / len(buf) { // bounded: ten times the reads the body needs
+			n, err := res.Body.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				require.ErrorIs(t, err, io.EOF, "after %d of %d bytes, %v", len(got), len(full.raw), time.Since(start))
+				break
+			}
+			time.Sleep(10 * time.Millisecond) // the slow reader
+		}
+		elapsed := time.Since(start)
+		assert.Equal(t, string(full.raw), string(got), "the whole list")
+		assert.Greater(t, elapsed, 2*timeout, "the reading took longer than WriteTimeout, or the test proves nothing")
+		t.Logf("read %d bytes in %v with WriteTimeout %v", len(got), elapsed, timeout)
+		env.awaitMetric(`walletd_http_requests_total{code="200",method="GET",route="/api/v1/entry/inventory"} 2`)
+	})
+
+	t.Run("stalled", func(t *testing.T) {
+		conn, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer conn.Close()
+		conn.(*net.TCPConn).SetReadBuffer(32 << 10)
+		_, err = io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: walletd\r\nAuthorization: "+c.token+"\r\n\r\n")
+		require.NoError(t, err)
+		// Nothing is read until the server has given up.
+		env.awaitMetric(`walletd_http_requests_total{code="write_timeout",method="GET",route="/api/v1/entry/inventory"} 1`)
+		require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+		got, _ := io.ReadAll(conn)
+		assert.Less(t, len(got), len(full.raw), "the answer was cut off")
+		logs := env.logs.String()
+		assert.Contains(t, logs, "outcome=write_timeout")
+		assert.Regexp(t, `level=WARN msg=request method=GET path=/api/v1/entry/inventory .*status=200 .*outcome=write_timeout`, logs)
+	})
 }

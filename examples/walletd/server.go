@@ -349,9 +349,14 @@ func (s *server) writeEntry(w http.ResponseWriter, r *http.Request, e *ledger.En
 	writeBody(w, http.StatusOK, append(b, '}'))
 }
 
-// wallets serves GET /api/v1/wallet?user_ids=&authority_ids=.
+// wallets serves GET /api/v1/wallet?user_ids=&authority_ids=&limit=&after=.
 func (s *server) wallets(w http.ResponseWriter, r *http.Request, _ string) {
-	q, err := parseQuery(r.URL.RawQuery, "user_ids", "authority_ids")
+	q, err := parseQuery(r.URL.RawQuery, "user_ids", "authority_ids", "limit", "after")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	pg, err := parsePaging(q)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -365,18 +370,23 @@ func (s *server) wallets(w http.ResponseWriter, r *http.Request, _ string) {
 		return s.ledger.Wallets(r.Context(), wq)
 	}
 	userID := func(wt *ledger.WalletTotal) string { return wt.UserID }
-	streamList(s, w, r, "wallets", page, userID, appendWallet)
+	streamList(s, w, r, "wallets", pg, page, userID, appendWallet)
 }
 
 // inventory serves GET
-// /api/v1/entry/inventory?entry_ids=&user_ids=&authority_ids=&used=.
+// /api/v1/entry/inventory?entry_ids=&user_ids=&authority_ids=&used=&limit=&after=.
 func (s *server) inventory(w http.ResponseWriter, r *http.Request, _ string) {
-	q, err := parseQuery(r.URL.RawQuery, "entry_ids", "user_ids", "authority_ids", "used")
+	q, err := parseQuery(r.URL.RawQuery, "entry_ids", "user_ids", "authority_ids", "used", "limit", "after")
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	used, err := usedFilter(q)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	pg, err := parsePaging(q)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -392,13 +402,50 @@ func (s *server) inventory(w http.ResponseWriter, r *http.Request, _ string) {
 		return s.ledger.Inventory(r.Context(), iq)
 	}
 	entryID := func(ii *ledger.InventoryItem) string { return ii.EntryID }
-	streamList(s, w, r, "inventory", page, entryID, appendInventoryItem)
+	streamList(s, w, r, "inventory", pg, page, entryID, appendInventoryItem)
 }
 
-// streamList answers 200 with {"name": [...]}. It reads the list from the
-// ledger a page at a time (page returns up to limit rows after the row
-// whose key is after; key gives a row's key) and writes each page as soon
-// as it has it, each row written by add, so that a list holds one page in
+// paging is what a list request asks for with its optional limit and
+// after parameters. The zero value, both absent, is the whole list, as
+// the SDK asks for it.
+type paging struct {
+	// after is the key of the row the list starts after (a user ID for
+	// wallets, an entry ID for inventory); "" starts at the beginning.
+	after string
+	// limit caps the rows answered; 0 means no cap.
+	limit int
+}
+
+// parsePaging reads limit (a positive integer; absent or empty means no
+// cap) and after (a user ID or entry ID; absent or empty means from the
+// beginning).
+func parsePaging(q url.Values) (paging, error) {
+	var pg paging
+	for _, k := range []string{"limit", "after"} {
+		if n := len(q[k]); n > 1 {
+			return paging{}, badRequest("invalid %s: given %d times", k, n)
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return paging{}, badRequest("invalid limit: want a positive integer, got %q", truncate(v, 40))
+		}
+		pg.limit = n
+	}
+	pg.after = q.Get("after") // the ledger checks it as an ID
+	return pg, nil
+}
+
+// writeChunkBytes is how much of an answer streamList writes at a time,
+// each write with a deadline of its own.
+const writeChunkBytes = 64 << 10
+
+// streamList answers 200 with {"name": [...]}: the rows pg asks for, all
+// of them when pg is the zero value. It reads the list from the ledger a
+// page at a time (page returns up to limit rows after the row whose key
+// is after; key gives a row's key) and writes each page as soon as it
+// has it, each row written by add, so that a list holds one page in
 // memory however long it is. The bytes are those of the whole list
 // written at once.
 //
@@ -412,16 +459,26 @@ func (s *server) inventory(w http.ResponseWriter, r *http.Request, _ string) {
 // resets the stream (HTTP/2). The client then sees a truncated body,
 // never a well-formed list with rows missing.
 //
+// The answer is written in chunks of writeChunkBytes, and the write
+// deadline is moved to WriteTimeout from now before each (see
+// writeChunks): WriteTimeout bounds how long one chunk may take to go
+// out, not the whole list, so a slow reader gets a long list in full,
+// and a reader that stops reading is cut off after WriteTimeout.
+//
 // Each page is read in a read transaction of its own, so a long list is
 // not a snapshot: a row appears once and in order, but rows written while
 // the list is read may or may not be in it.
-func streamList[T any](s *server, w http.ResponseWriter, r *http.Request, name string,
+func streamList[T any](s *server, w http.ResponseWriter, r *http.Request, name string, pg paging,
 	page func(after string, limit int) ([]T, error), key func(*T) string,
 	add func([]byte, *T) ([]byte, error)) {
 	b := append(make([]byte, 0, 4096), `{"`+name+`":[`...)
-	after, first := "", true
+	after, left, first := pg.after, pg.limit, true
 	for {
-		rows, err := page(after, s.pageSize)
+		n := s.pageSize
+		if pg.limit > 0 {
+			n = min(n, left)
+		}
+		rows, err := page(after, n)
 		for i := 0; i < len(rows) && err == nil; i++ {
 			if i > 0 || !first {
 				b = append(b, ',')
@@ -435,25 +492,55 @@ func streamList[T any](s *server, w http.ResponseWriter, r *http.Request, name s
 			}
 			s.abortResponse(r, err)
 		}
-		last := len(rows) < s.pageSize
+		left -= len(rows)
+		last := len(rows) < n || pg.limit > 0 && left == 0
 		if last {
-			b = append(b, "]}"...)
-			if first {
-				writeBody(w, http.StatusOK, b)
-				return
-			}
-			b = append(b, '\n')
+			b = append(b, "]}\n"...)
 		}
 		if first {
 			setBodyHeaders(w.Header())
+			if last {
+				w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+			}
 			w.WriteHeader(http.StatusOK)
 		}
-		if _, err := w.Write(b); err != nil || last {
-			return // on error, the client has gone
+		if err := s.writeChunks(w, r, b); err != nil || last {
+			return // on error, the answer's outcome is recorded
 		}
-		http.NewResponseController(w).Flush()
 		after, first, b = key(&rows[len(rows)-1]), false, b[:0]
 	}
+}
+
+// writeChunks writes b to w, writeChunkBytes at a time, and flushes it to
+// the connection. Before each chunk, and before the flush, it moves the
+// connection's write deadline to WriteTimeout from now. If writing fails
+// (the deadline passed, or the client went away), it records the
+// request's outcome (write_timeout or client_gone) and returns the error.
+func (s *server) writeChunks(w http.ResponseWriter, r *http.Request, b []byte) error {
+	rc := http.NewResponseController(w)
+	extend := func() {
+		// An error means the writer has no deadline to move (as under
+		// httptest's HTTP/2): nothing to extend.
+		_ = rc.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+	}
+	for len(b) > 0 {
+		n := min(len(b), writeChunkBytes)
+		extend()
+		if _, err := w.Write(b[:n]); err != nil {
+			setOutcome(r, writeOutcome(err))
+			return err
+		}
+		b = b[n:]
+	}
+	extend()
+	// The flush matters for the last bytes too: left in the buffers, they
+	// would be written after the handler returns, where a failure goes
+	// unseen.
+	if err := rc.Flush(); err != nil {
+		setOutcome(r, writeOutcome(err))
+		return err
+	}
+	return nil
 }
 
 // abortResponse ends a request whose answer has started and cannot be
@@ -585,6 +672,10 @@ func wireField(f string) string {
 		return "authority_ids"
 	case "EntryIDs":
 		return "entry_ids"
+	case "After":
+		return "after"
+	case "Limit":
+		return "limit"
 	}
 	return f
 }
