@@ -5,7 +5,7 @@
 // Usage:
 //
 //	walletd serve [-data DIR] [-authorities DIR] [-addr HOST:PORT] [-metrics-addr HOST:PORT]
-//	              [-store badger|memory|postgres] [-pg URL] [-pg-schema NAME]
+//	              [-store badger|memory|postgres] [-pg URL] [-pg-schema NAME] [-max-conns N]
 //	walletd create-authority [-data DIR] [-authorities DIR] REQUEST.json
 //	walletd export [-data DIR] [-store ...] [-pg URL] [-pg-schema NAME] [FILE]
 //	walletd import [-data DIR] [-store ...] [-pg URL] [-pg-schema NAME] [FILE]
@@ -89,7 +89,7 @@ func runMain() int {
 
 const usage = `usage:
   walletd serve [-data DIR] [-authorities DIR] [-addr HOST:PORT] [-metrics-addr HOST:PORT]
-                [-store badger|memory|postgres] [-pg URL] [-pg-schema NAME]
+                [-store badger|memory|postgres] [-pg URL] [-pg-schema NAME] [-max-conns N]
   walletd create-authority [-data DIR] [-authorities DIR] REQUEST.json
   walletd export [-data DIR] [-store ...] [-pg URL] [-pg-schema NAME] [FILE]
   walletd import [-data DIR] [-store ...] [-pg URL] [-pg-schema NAME] [FILE]
@@ -149,6 +149,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	pgSchema := fs.String("pg-schema", "", "PostgreSQL schema that holds the ledger (default walletledger)")
 	addr := fs.String("addr", defaultAddr, "API listen address")
 	metricsAddr := fs.String("metrics-addr", defaultMetricsAddr, "Prometheus metrics listen address; empty for none")
+	maxConns := fs.Int("max-conns", defaultMaxConns, "most API connections open at once; idle keep-alive connections are closed to make room, and others wait")
 	pos, help, err := parseFlags(fs, args)
 	switch {
 	case help:
@@ -162,11 +163,15 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	case *data == "":
 		fmt.Fprintln(stderr, "walletd serve: -data must not be empty")
 		return exitUsage
+	case *maxConns < 1:
+		fmt.Fprintf(stderr, "walletd serve: -max-conns must be at least 1, got %d\n", *maxConns)
+		return exitUsage
 	}
 
 	return runServer(ctx, config{
 		Data: *data, StoreKind: *storeKind, PG: *pg, PGSchema: *pgSchema, Authorities: *authDir,
-		Logger: slog.New(slog.NewTextHandler(stderr, nil)),
+		MaxConns: *maxConns,
+		Logger:   slog.New(slog.NewTextHandler(stderr, nil)),
 	}, *addr, *metricsAddr)
 }
 

@@ -20,6 +20,8 @@ type metrics struct {
 	notEnoughFunds prometheus.Counter
 	itemsUsed      prometheus.Counter
 	authFailures   *prometheus.CounterVec
+	connections    prometheus.Gauge
+	idleClosed     prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -50,9 +52,18 @@ func newMetrics() *metrics {
 			Name: "walletd_auth_failures_total",
 			Help: "Requests refused by authentication, by reason.",
 		}, []string{"reason"}),
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "walletd_http_connections",
+			Help: "Open connections of the API listener, at most -max-conns (plus one waiting for room).",
+		}),
+		idleClosed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "walletd_http_idle_connections_closed_total",
+			Help: "Idle keep-alive connections closed to make room for a new one under -max-conns.",
+		}),
 	}
 	m.reg.MustRegister(
 		m.requests, m.duration, m.entriesCreated, m.notEnoughFunds, m.itemsUsed, m.authFailures,
+		m.connections, m.idleClosed,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -33,8 +33,10 @@ const (
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 15 * time.Second
 	writeTimeout      = 30 * time.Second
-	idleTimeout       = 2 * time.Minute
-	maxHeaderBytes    = 64 << 10
+	// idleTimeout is short: an idle keep-alive connection holds a file
+	// descriptor and a place under the connection cap (see connLimiter).
+	idleTimeout    = 30 * time.Second
+	maxHeaderBytes = 64 << 10
 	// shutdownTimeout bounds the wait for in-flight requests on SIGINT or
 	// SIGTERM; requests still running then are cut off.
 	shutdownTimeout = 20 * time.Second
@@ -73,6 +75,9 @@ type config struct {
 	// those of the API and metrics servers (see http.Server); 0 means the
 	// default, the constant of the same name.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// MaxConns caps the API listener's open connections (see
+	// connLimiter); 0 means defaultMaxConns.
+	MaxConns int
 }
 
 // server is walletd: the API handler over a ledger, its authorities and
@@ -84,6 +89,7 @@ type server struct {
 	metrics  *metrics
 	api      http.Handler
 	pageSize int
+	maxConns int
 	// The timeouts of the HTTP servers, defaults filled in.
 	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout time.Duration
 }
@@ -119,6 +125,7 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 		auths:             auths,
 		metrics:           newMetrics(),
 		pageSize:          orDefault(cfg.PageSize, defaultPageSize),
+		maxConns:          orDefault(cfg.MaxConns, defaultMaxConns),
 		readHeaderTimeout: orDefault(cfg.ReadHeaderTimeout, readHeaderTimeout),
 		readTimeout:       orDefault(cfg.ReadTimeout, readTimeout),
 		writeTimeout:      orDefault(cfg.WriteTimeout, writeTimeout),
@@ -174,10 +181,14 @@ func (s *server) serve(ctx context.Context, ln, mln net.Listener) error {
 	api := s.httpServer(s.api)
 	servers := []*http.Server{api}
 	errc := make(chan error, 2)
+	ln = newConnLimiter(ln, s.maxConns,
+		func(d int) { s.metrics.connections.Add(float64(d)) },
+		s.metrics.idleClosed.Inc)
 	go func() { errc <- fmt.Errorf("api server: %w", api.Serve(ln)) }()
 	if mln != nil {
 		m := s.httpServer(s.MetricsHandler())
 		servers = append(servers, m)
+		mln = newConnLimiter(mln, metricsMaxConns, nil, nil)
 		go func() { errc <- fmt.Errorf("metrics server: %w", m.Serve(mln)) }()
 	}
 
@@ -200,7 +211,8 @@ func (s *server) serve(ctx context.Context, ln, mln net.Listener) error {
 	return errors.Join(errs...)
 }
 
-// httpServer returns an HTTP server of h with the server's timeouts.
+// httpServer returns an HTTP server of h with the server's timeouts, for
+// a connLimiter listener.
 func (s *server) httpServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
@@ -209,6 +221,7 @@ func (s *server) httpServer(h http.Handler) *http.Server {
 		WriteTimeout:      s.writeTimeout,
 		IdleTimeout:       s.idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
+		ConnState:         connState,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 }
