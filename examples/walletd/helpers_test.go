@@ -63,6 +63,8 @@ type envOptions struct {
 	pgSchema string // with a postgres:// data
 	authDir  string // default a new temporary directory
 	pageSize int    // default defaultPageSize
+	// grantorOnly runs the ledger with WithGrantorOnlyItemUse.
+	grantorOnly bool
 }
 
 // newTestEnv starts walletd on a loopback port. The API base URL is known
@@ -89,6 +91,8 @@ func newTestEnv(t *testing.T, opts envOptions) *testEnv {
 		Store:       opts.store,
 		Now:         func() time.Time { return time.Unix(0, env.now.Load()) },
 		PageSize:    opts.pageSize,
+
+		GrantorOnlyItemUse: opts.grantorOnly,
 	})
 	require.NoError(t, err)
 	env.srv = s

@@ -53,7 +53,7 @@ func moduleRoot(t *testing.T) string {
 // with the original Python SDK (wallet_sdk 1.1.0), unchanged, through
 // testdata/sdk_walkthrough.py: the SDK page's walk-through, with every
 // answer checked by the SDK's own voluptuous schemas. The authorities'
-// configuration files are used as create-authority prints them.
+// configuration files are used as create-authority -o writes them.
 func TestPythonSDKClient(t *testing.T) {
 	sdk, err := filepath.Abs(filepath.Join(moduleRoot(t), originalSDKDir))
 	require.NoError(t, err)
@@ -79,10 +79,11 @@ func TestPythonSDKClient(t *testing.T) {
 	var clients []*sdkClient
 	for _, name := range []string{"corner-shop.json", "other-shop.json"} {
 		path := filepath.Join(dir, name)
-		code, cfg, stderr := runWalletd(t, request, "create-authority", "-data", ":memory:", "-authorities", authDir, "-")
+		code, _, stderr := runWalletd(t, request, "create-authority", "-data", ":memory:", "-authorities", authDir, "-o", path, "-")
 		require.Equal(t, 0, code, "stderr: %s", stderr)
-		require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
-		clients = append(clients, loadSDKClient(t, []byte(cfg), "")) // at the config's own api_base_url
+		cfg, err := os.ReadFile(path)
+		require.NoError(t, err)
+		clients = append(clients, loadSDKClient(t, cfg, "")) // at the config's own api_base_url
 		configs = append(configs, path)
 	}
 	for _, c := range clients {

@@ -78,6 +78,9 @@ type config struct {
 	// MaxConns caps the API listener's open connections (see
 	// connLimiter); 0 means defaultMaxConns.
 	MaxConns int
+	// GrantorOnlyItemUse lets only the authority that granted an item use
+	// it (ledger.WithGrantorOnlyItemUse).
+	GrantorOnlyItemUse bool
 }
 
 // server is walletd: the API handler over a ledger, its authorities and
@@ -114,7 +117,11 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 			return nil, err
 		}
 	}
-	l, err := ledger.New(store, ledger.WithPrecision(0, 18))
+	opts := []ledger.Option{ledger.WithPrecision(0, 18)}
+	if cfg.GrantorOnlyItemUse {
+		opts = append(opts, ledger.WithGrantorOnlyItemUse())
+	}
+	l, err := ledger.New(store, opts...)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("open ledger: %w", err)
