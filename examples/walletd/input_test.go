@@ -72,3 +72,32 @@ func TestInvalidUTF8(t *testing.T) {
 	}
 	assert.Equal(t, map[string]int64{"u": 3}, requireWallets(t, c.getWallets([]string{"u"}, nil)))
 }
+
+// TestDeepItemData (issue 10, item 14): item data nested deeper than the
+// ledger's Limits.MaxDataDepth (64 by default) is refused with 400 and
+// stored nowhere; Python's json, and so every SDK client's inventory
+// listing, fails near 1,000 levels. Data at the limit is accepted. The
+// limit is the ledger's rule: walletd only answers its ErrInvalid.
+func TestDeepItemData(t *testing.T) {
+	env := newTestEnv(t, envOptions{})
+	c := env.newAuthority("a")
+	nested := func(depth int) string {
+		return strings.Repeat(`[`, depth) + strings.Repeat(`]`, depth)
+	}
+	post := func(data string) resp {
+		return c.do(http.MethodPost, "/entry", nil, []byte(`{"user_id": "u", "amount": 1, "reason": "r", "item": {"name": "n", "data": `+data+`}}`))
+	}
+	for _, depth := range []int{65, 1000, 9000} {
+		r := post(nested(depth))
+		requireError(t, r, http.StatusBadRequest, "")
+		assert.Contains(t, r.body["error"], "item.data", "the message names the field")
+	}
+	r := post(`{"k": ` + nested(1000) + `}`)
+	requireError(t, r, http.StatusBadRequest, "")
+	assert.Empty(t, requireWallets(t, c.getWallets(nil, nil)), "nothing stored")
+	assert.Empty(t, requireInventory(t, c.getInventory(nil, nil, nil, nil)), "nothing stored")
+
+	r = post(nested(64))
+	require.Equal(t, http.StatusOK, r.status, "data at the limit: body %s", r.raw)
+	assert.Len(t, requireInventory(t, c.getInventory(nil, nil, nil, nil)), 1)
+}
