@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -14,6 +15,10 @@ import (
 var (
 	errMissingAuth      = errors.New("authorization data required")
 	errUnknownAuthority = errors.New("unknown authority")
+	// errWrongAlgorithm is a token whose header names an algorithm other
+	// than ES256 (none, HS256, RS256, ...): an algorithm-confusion
+	// attempt, not a signature that failed to verify.
+	errWrongAlgorithm = errors.New("token algorithm is not ES256")
 )
 
 // tokenParser verifies tokens: ES256 only, so tokens with alg none, HS256
@@ -33,7 +38,7 @@ func (as *authorities) authenticate(ctx context.Context, header string) (string,
 		tok = strings.TrimSpace(rest)
 	}
 	var claims jwt.RegisteredClaims
-	_, err := tokenParser.ParseWithClaims(tok, &claims, func(t *jwt.Token) (any, error) {
+	t, err := tokenParser.ParseWithClaims(tok, &claims, func(t *jwt.Token) (any, error) {
 		// The subject is not verified yet: it only picks the key that
 		// the signature must verify with.
 		a := as.lookup(ctx, claims.Subject)
@@ -43,6 +48,11 @@ func (as *authorities) authenticate(ctx context.Context, header string) (string,
 		return a.key, nil
 	})
 	if err != nil {
+		if t != nil && t.Header != nil {
+			if alg, _ := t.Header["alg"].(string); alg != jwt.SigningMethodES256.Alg() {
+				return "", fmt.Errorf("%w (alg %q): %w", errWrongAlgorithm, truncate(alg, 20), err)
+			}
+		}
 		return "", err
 	}
 	return claims.Subject, nil
@@ -55,6 +65,8 @@ func authFailureReason(err error) string {
 		return "missing"
 	case errors.Is(err, errUnknownAuthority):
 		return "unknown_authority"
+	case errors.Is(err, errWrongAlgorithm):
+		return "wrong_algorithm"
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return "malformed"
 	case errors.Is(err, jwt.ErrTokenExpired), errors.Is(err, jwt.ErrTokenNotValidYet):

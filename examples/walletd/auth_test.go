@@ -11,10 +11,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -384,4 +386,200 @@ func TestTokenParserPinsES256(t *testing.T) {
 	require.NoError(t, err)
 	_, err = tokenParser.Parse(tok, func(*jwt.Token) (any, error) { return &ecKey.PublicKey, nil })
 	require.NoError(t, err)
+}
+
+// TestRevocation (issue 10, item 17): removing or replacing an
+// authority's file takes effect in a running server at its next listing
+// of the directory, within rescanInterval, as creating one does: a
+// removed authority's tokens are refused, a replaced one's old key no
+// longer verifies and its new key does.
+func TestRevocation(t *testing.T) {
+	env := newTestEnv(t, envOptions{})
+	keep := env.newAuthority("keep")
+	gone := env.newAuthority("gone")
+	for _, c := range []*sdkClient{keep, gone} {
+		require.Equal(t, http.StatusOK, c.getWallets(nil, nil).status)
+	}
+	file := func(c *sdkClient) string { return filepath.Join(env.authDir, c.authorityID+".json") }
+	// rekeyed returns a client of c's authority with a new key, whose
+	// file holds encode(the authority file with the new public key).
+	rekeyed := func(c *sdkClient) (*sdkClient, []byte) {
+		t.Helper()
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		require.NoError(t, err)
+		pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+		require.NoError(t, err)
+		raw, err := os.ReadFile(file(c))
+		require.NoError(t, err)
+		var f authorityFile
+		require.NoError(t, json.Unmarshal(raw, &f))
+		f.PublicKey = string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}))
+		raw, err = json.MarshalIndent(f, "", "  ")
+		require.NoError(t, err)
+		nc := *c
+		nc.key = key
+		nc.token = nc.sign(jwt.MapClaims{"sub": c.authorityID})
+		return &nc, raw
+	}
+	accepted := func(c *sdkClient) bool {
+		t.Helper()
+		r := c.getWallets(nil, nil)
+		if r.status != http.StatusOK {
+			requireError(t, r, http.StatusForbidden, "forbidden")
+		}
+		return r.status == http.StatusOK
+	}
+
+	t.Run("removed", func(t *testing.T) {
+		require.NoError(t, removeAuthorityFile(env.authDir, gone.authorityID))
+		env.advance(rescanInterval)
+		assert.False(t, accepted(gone), "a removed authority is refused")
+		assert.True(t, accepted(keep), "the others are not")
+	})
+	t.Run("replaced by rename", func(t *testing.T) {
+		c := env.newAuthority("renamed")
+		require.True(t, accepted(c))
+		nc, raw := rekeyed(c)
+		require.NoError(t, writeFileAtomic(env.authDir, c.authorityID+".json", raw))
+		assert.True(t, accepted(c), "the old key until the next listing")
+		env.advance(rescanInterval)
+		assert.False(t, accepted(c), "the old key is refused")
+		assert.True(t, accepted(nc), "the new key verifies")
+	})
+	t.Run("rewritten in place", func(t *testing.T) {
+		c := env.newAuthority("rewritten")
+		// Its first version is an hour old, as a file an administrator
+		// edits would be.
+		hourAgo := time.Now().Add(-time.Hour)
+		require.NoError(t, os.Chtimes(file(c), hourAgo, hourAgo))
+		env.advance(rescanInterval)
+		require.True(t, accepted(c))
+		nc, raw := rekeyed(c)
+		require.NoError(t, os.WriteFile(file(c), raw, 0o600)) // same inode
+		env.advance(rescanInterval)
+		assert.False(t, accepted(c), "the old key is refused")
+		assert.True(t, accepted(nc), "the new key verifies")
+	})
+	t.Run("replaced by a symbolic link", func(t *testing.T) {
+		c := env.newAuthority("linked")
+		require.True(t, accepted(c))
+		elsewhere := filepath.Join(t.TempDir(), "a.json")
+		raw, err := os.ReadFile(file(c))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(elsewhere, raw, 0o600))
+		require.NoError(t, os.Remove(file(c)))
+		require.NoError(t, os.Symlink(elsewhere, file(c)))
+		env.advance(rescanInterval)
+		assert.False(t, accepted(c), "a link is no authority file")
+	})
+	t.Run("replaced by one that does not load", func(t *testing.T) {
+		c := env.newAuthority("broken")
+		require.True(t, accepted(c))
+		require.NoError(t, writeFileAtomic(env.authDir, c.authorityID+".json", []byte("{broken")))
+		env.advance(rescanInterval)
+		assert.False(t, accepted(c))
+		assert.Contains(t, env.logs.String(), "authority revoked: its file changed and does not load")
+	})
+	t.Run("created again", func(t *testing.T) {
+		nc, raw := rekeyed(keep)
+		require.NoError(t, removeAuthorityFile(env.authDir, keep.authorityID))
+		env.advance(rescanInterval)
+		require.False(t, accepted(keep))
+		require.NoError(t, writeFileAtomic(env.authDir, keep.authorityID+".json", raw))
+		env.advance(rescanInterval)
+		assert.True(t, accepted(nc), "a new file for the ID is a new authority")
+		assert.False(t, accepted(keep))
+	})
+}
+
+// TestReadAuthorityFileOpensNoLinks (issue 10, item 17): readAuthorityFile
+// opens with O_NOFOLLOW and checks what it opened: a symbolic link and a
+// FIFO named like an authority file are refused, the FIFO without
+// blocking.
+func TestReadAuthorityFileOpensNoLinks(t *testing.T) {
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	req, err := parseAuthorityRequest(strings.NewReader(`{"api_base_url": "http://127.0.0.1:1", "name": "n", "owner": {"contact": "c", "nickname": "k"}}`))
+	require.NoError(t, err)
+	cfg, err := createAuthority(elsewhere, req, time.Now())
+	require.NoError(t, err)
+	require.NoError(t, os.Symlink(filepath.Join(elsewhere, cfg.AuthorityID+".json"), filepath.Join(dir, cfg.AuthorityID+".json")))
+	_, err = readAuthorityFile(dir, cfg.AuthorityID)
+	assert.ErrorContains(t, err, "not a regular file (a symbolic link)")
+
+	fifo := strings.Repeat("f", 32)
+	require.NoError(t, syscall.Mkfifo(filepath.Join(dir, fifo+".json"), 0o600))
+	done := make(chan error, 1)
+	go func() { _, err := readAuthorityFile(dir, fifo); done <- err }()
+	select {
+	case err := <-done:
+		assert.ErrorContains(t, err, "not a regular file")
+	case <-time.After(10 * time.Second):
+		t.Fatal("reading a FIFO blocked")
+	}
+	_, err = readAuthorityFile(elsewhere, cfg.AuthorityID)
+	assert.NoError(t, err, "a regular file loads")
+}
+
+// TestGrantorOnlyItemUse (issue 10, item 17): with -grantor-only-item-use
+// only the authority that granted an item may use it; by default, as in
+// the original service, any may.
+func TestGrantorOnlyItemUse(t *testing.T) {
+	for _, grantorOnly := range []bool{false, true} {
+		t.Run(fmt.Sprint("grantorOnly=", grantorOnly), func(t *testing.T) {
+			env := newTestEnv(t, envOptions{grantorOnly: grantorOnly})
+			a, b := env.newAuthority("a"), env.newAuthority("b")
+			r := a.createEntry("u", 0, "r", map[string]any{"name": "n"})
+			require.Equal(t, http.StatusOK, r.status, "body %s", r.raw)
+			id := requireEntry(t, r.body["entry"], true)["entry_id"].(string)
+			if grantorOnly {
+				requireError(t, b.useItem(id), http.StatusForbidden, "forbidden")
+				require.Equal(t, http.StatusOK, a.useItem(id).status)
+				return
+			}
+			require.Equal(t, http.StatusOK, b.useItem(id).status)
+		})
+	}
+}
+
+// TestRevokeAuthorityCommand (issue 10, item 17): create-authority -o
+// writes the configuration with mode 0600; revoke-authority takes effect
+// in a running walletd within about a second, without a restart; and
+// serve -grantor-only-item-use reaches the ledger.
+func TestRevokeAuthorityCommand(t *testing.T) {
+	authDir := filepath.Join(t.TempDir(), "authorities")
+	p := startWalletd(t, "-data", ":memory:", "-authorities", authDir, "-grantor-only-item-use")
+	request := strings.Replace(authorityRequestJSON, "http://127.0.0.1:8000", p.baseURL(), 1)
+	var clients []*sdkClient
+	for _, name := range []string{"a.json", "b.json"} {
+		out := filepath.Join(t.TempDir(), name)
+		code, stdout, stderr := runWalletd(t, request, "create-authority", "-authorities", authDir, "-o", out, "-")
+		require.Equal(t, 0, code, "stderr: %s", stderr)
+		assert.Empty(t, stdout, "the configuration goes to the file only")
+		fi, err := os.Stat(out)
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "configuration file mode")
+		raw, err := os.ReadFile(out)
+		require.NoError(t, err)
+		c := loadSDKClient(t, raw, "")
+		c.awaitAccepted()
+		clients = append(clients, c)
+	}
+	a, b := clients[0], clients[1]
+	r := a.createEntry("u", 0, "r", map[string]any{"name": "n"})
+	require.Equal(t, http.StatusOK, r.status, "body %s", r.raw)
+	requireError(t, b.useItem(requireEntry(t, r.body["entry"], true)["entry_id"].(string)), http.StatusForbidden, "forbidden")
+
+	code, _, stderr := runWalletd(t, "", "revoke-authority", "-authorities", authDir, a.authorityID)
+	require.Equal(t, 0, code, "stderr: %s", stderr)
+	revoked := time.Now()
+	var last resp
+	require.Eventually(t, func() bool {
+		last = a.getWallets(nil, nil)
+		return last.status == http.StatusForbidden
+	}, 10*rescanInterval, 10*time.Millisecond, "still accepted: %d %s", last.status, last.raw)
+	took := time.Since(revoked)
+	assert.Less(t, took, 2*rescanInterval, "revocation took %v", took)
+	t.Logf("revoked after %v", took)
+	assert.Equal(t, http.StatusOK, b.getWallets(nil, nil).status)
+	assert.Equal(t, 0, p.stop(syscall.SIGTERM))
 }

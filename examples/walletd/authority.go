@@ -11,11 +11,13 @@ package main
 // loads every file at start. When a token names an authority it does not
 // know, the server looks the name up in its listing of the directory,
 // which it refreshes at most once every rescanInterval, and reads the file
-// only if the listing has it. So no request, whatever its token says,
-// makes the server touch the disk more than once a second (plus one read
-// per authority file that appeared), and a new authority is usable within
-// rescanInterval of its creation however many made-up subjects arrive
-// meanwhile.
+// only if the listing has it. The same listing tells it which files are
+// gone or have changed: a removed file revokes its authority, a replaced
+// one is read again. So no request, whatever its token says, makes the
+// server touch the disk more than once a second (plus one read per
+// authority file that appeared or changed), and a new, revoked or
+// replaced authority takes effect within rescanInterval however many
+// made-up subjects arrive meanwhile.
 
 import (
 	"bytes"
@@ -30,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -37,6 +40,8 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -97,6 +102,9 @@ func parseAuthorityRequest(r io.Reader) (authorityRequest, error) {
 	raw, err := io.ReadAll(io.LimitReader(r, maxBodyBytes))
 	if err != nil {
 		return req, fmt.Errorf("read authority request: %w", err)
+	}
+	if err := checkText(raw); err != nil {
+		return req, fmt.Errorf("not a valid authority request: %w", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -194,6 +202,24 @@ func writeAuthorityFile(dir string, a authorityFile) error {
 	return nil
 }
 
+// removeAuthorityFile deletes dir/<id>.json and syncs dir, so that the
+// revocation survives a crash.
+func removeAuthorityFile(dir, id string) error {
+	name := filepath.Join(dir, id+".json")
+	if err := os.Remove(name); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("no authority %s in %s", id, dir)
+		}
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
 // writeFileAtomic writes data to dir/name through a temporary file in
 // dir: write, fsync, rename, fsync the directory.
 func writeFileAtomic(dir, name string, data []byte) (err error) {
@@ -229,37 +255,65 @@ func writeFileAtomic(dir, name string, data []byte) (err error) {
 }
 
 // authority is a loaded authority: what the server needs to verify its
-// tokens.
+// tokens, and the identity of the file version it was read from.
 type authority struct {
-	id  string
-	key *ecdsa.PublicKey
+	id   string
+	key  *ecdsa.PublicKey
+	file fileIdentity
 }
 
+// fileIdentity tells one version of a file from another (see identityOf):
+// if it is unchanged, so is the file, unless the file was rewritten in
+// place, with the same size, within the file system's timestamp
+// granularity of its previous change.
+type fileIdentity struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime int64 // Unix nanoseconds
+}
+
+// maxAuthorityFileBytes bounds what readAuthorityFile reads.
+const maxAuthorityFileBytes = 64 << 10
+
 // readAuthorityFile loads dir/<id>.json. A missing file is
-// fs.ErrNotExist; a symbolic link or any other file that is not regular is
-// refused, as listAuthorityFiles skips it.
+// fs.ErrNotExist. It opens the file without following a symbolic link
+// (O_NOFOLLOW) and checks what it opened, with fstat, before reading it:
+// anything but a regular file is refused, as listAuthorityFiles skips it,
+// and no swap of the file between a check and the read can slip a link
+// or a FIFO in.
 func readAuthorityFile(dir, id string) (*authority, error) {
 	name := filepath.Join(dir, id+".json")
-	fi, err := os.Lstat(name)
+	f, err := os.OpenFile(name, os.O_RDONLY|openNoFollow, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("authority file %s.json: not a regular file (a symbolic link)", id)
+	}
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("authority file %s.json: %w", id, err)
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("authority file %s.json: not a regular file (%v)", id, fi.Mode().Type())
 	}
-	data, err := os.ReadFile(name)
+	data, err := io.ReadAll(io.LimitReader(f, maxAuthorityFileBytes+1))
 	if err != nil {
-		return nil, err
-	}
-	var f authorityFile
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("authority file %s.json: %w", id, err)
 	}
-	if f.ID != id {
-		return nil, fmt.Errorf("authority file %s.json: holds ID %q", id, f.ID)
+	if len(data) > maxAuthorityFileBytes {
+		return nil, fmt.Errorf("authority file %s.json: larger than %d bytes", id, maxAuthorityFileBytes)
 	}
-	block, _ := pem.Decode([]byte(f.PublicKey))
+	var af authorityFile
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&af); err != nil {
+		return nil, fmt.Errorf("authority file %s.json: %w", id, err)
+	}
+	if af.ID != id {
+		return nil, fmt.Errorf("authority file %s.json: holds ID %q", id, af.ID)
+	}
+	block, _ := pem.Decode([]byte(af.PublicKey))
 	if block == nil || block.Type != "PUBLIC KEY" {
 		return nil, fmt.Errorf("authority file %s.json: public_key is not a PEM PUBLIC KEY", id)
 	}
@@ -271,20 +325,21 @@ func readAuthorityFile(dir, id string) (*authority, error) {
 	if !ok || ek.Curve != elliptic.P256() {
 		return nil, fmt.Errorf("authority file %s.json: public_key is not an ECDSA P-256 key", id)
 	}
-	return &authority{id: id, key: ek}, nil
+	return &authority{id: id, key: ek, file: identityOf(fi)}, nil
 }
 
-// listAuthorityFiles lists dir: the IDs of its authority files, which are
-// the regular files named <id>.json with a well-formed ID, and the names
-// of the files that look like authority files (*.json) but whose names
-// are not well-formed. Symbolic links and other files that are not
-// regular are skipped, at start and on every rescan alike.
-func listAuthorityFiles(dir string) (ids map[string]bool, malformed []string, err error) {
+// listAuthorityFiles lists dir: the authority files, which are the
+// regular files named <id>.json with a well-formed ID, each with the
+// identity of its current version, and the names of the files that look
+// like authority files (*.json) but whose names are not well-formed.
+// Symbolic links and other files that are not regular are skipped, at
+// start and on every rescan alike.
+func listAuthorityFiles(dir string) (files map[string]fileIdentity, malformed []string, err error) {
 	des, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	ids = make(map[string]bool, len(des))
+	files = make(map[string]fileIdentity, len(des))
 	for _, de := range des {
 		id, ok := strings.CutSuffix(de.Name(), ".json")
 		switch {
@@ -292,16 +347,20 @@ func listAuthorityFiles(dir string) (ids map[string]bool, malformed []string, er
 		case !authorityIDRE.MatchString(id):
 			malformed = append(malformed, de.Name())
 		default:
-			ids[id] = true
+			fi, err := de.Info() // lstat
+			if err != nil || !fi.Mode().IsRegular() {
+				continue // gone, or replaced, since the listing
+			}
+			files[id] = identityOf(fi)
 		}
 	}
-	return ids, malformed, nil
+	return files, malformed, nil
 }
 
 // rescanInterval is how often, at most, the server lists the authorities
-// directory again to find authorities created since it started. It bounds
-// both the disk work that tokens naming unknown authorities can cause and
-// how long a new authority waits before a running server accepts it.
+// directory again, to find authorities created, removed or replaced since
+// it last looked. It bounds both the disk work that tokens can cause and
+// how long a change to the directory takes to reach a running server.
 const rescanInterval = time.Second
 
 // authorities is the server's view of the authorities directory. It is
@@ -314,13 +373,16 @@ type authorities struct {
 	mu    sync.RWMutex
 	known map[string]*authority
 
+	// scanned is when the last scan ran, in Unix nanoseconds of now; read
+	// without scanMu, written with it.
+	scanned atomic.Int64
+
 	// scanMu guards the fields below, and serializes the slow path of
 	// lookup: rescans and file reads.
-	scanMu  sync.Mutex
-	listed  map[string]bool // IDs of the files found by the last scan, not known yet
-	scanned time.Time       // when that scan ran
-	scans   int             // directory scans since the first, for tests
-	reads   int             // files read since the first scan, for tests
+	scanMu sync.Mutex
+	listed map[string]bool // IDs of the files found by the last scan, not known yet
+	scans  int             // directory scans since the first, for tests
+	reads  int             // files read since the first scan, for tests
 }
 
 // loadAuthorities reads every authority file in dir, creating dir if it
@@ -330,7 +392,7 @@ func loadAuthorities(ctx context.Context, dir string, log *slog.Logger, now func
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("authorities directory: %w", err)
 	}
-	ids, malformed, err := listAuthorityFiles(dir)
+	files, malformed, err := listAuthorityFiles(dir)
 	if err != nil {
 		return nil, fmt.Errorf("authorities directory: %w", err)
 	}
@@ -338,14 +400,14 @@ func loadAuthorities(ctx context.Context, dir string, log *slog.Logger, now func
 		log.WarnContext(ctx, "authorities: ignoring file with a malformed name", "dir", dir, "file", name)
 	}
 	as := &authorities{
-		dir:     dir,
-		log:     log,
-		now:     now,
-		known:   make(map[string]*authority, len(ids)),
-		listed:  map[string]bool{},
-		scanned: now(),
+		dir:    dir,
+		log:    log,
+		now:    now,
+		known:  make(map[string]*authority, len(files)),
+		listed: map[string]bool{},
 	}
-	for id := range ids {
+	as.scanned.Store(now().UnixNano())
+	for id := range files {
 		a, err := readAuthorityFile(dir, id)
 		if err != nil {
 			log.ErrorContext(ctx, "authorities: skipping file", "dir", dir, "file", id+".json", "err", err)
@@ -358,13 +420,22 @@ func loadAuthorities(ctx context.Context, dir string, log *slog.Logger, now func
 }
 
 // lookup returns the authority with the given ID, or nil if there is
-// none. An ID not loaded yet is looked for in the listing of the
-// directory, rescanned if it is rescanInterval old; its file is read only
-// if the listing has it. Nothing in the ID itself ever causes a disk
-// access.
+// none. Once the listing of the directory is rescanInterval old, the
+// first lookup lists it again (see rescan), so that an authority whose
+// file was removed or replaced is refused, or verified with its new key,
+// within rescanInterval. An ID not loaded yet is looked for in the
+// listing; its file is read only if the listing has it. Nothing in the ID
+// itself ever causes a disk access.
 func (as *authorities) lookup(ctx context.Context, id string) *authority {
 	if !authorityIDRE.MatchString(id) {
 		return nil
+	}
+	if as.now().UnixNano()-as.scanned.Load() >= int64(rescanInterval) {
+		as.scanMu.Lock()
+		if now := as.now(); now.UnixNano()-as.scanned.Load() >= int64(rescanInterval) {
+			as.rescan(ctx, now) // unless another lookup just did
+		}
+		as.scanMu.Unlock()
 	}
 	as.mu.RLock()
 	a := as.known[id]
@@ -378,14 +449,8 @@ func (as *authorities) lookup(ctx context.Context, id string) *authority {
 	as.mu.RLock()
 	a = as.known[id] // loaded meanwhile by another request
 	as.mu.RUnlock()
-	if a != nil {
+	if a != nil || !as.listed[id] {
 		return a
-	}
-	if now := as.now(); now.Sub(as.scanned) >= rescanInterval {
-		as.rescan(ctx, now)
-	}
-	if !as.listed[id] {
-		return nil
 	}
 	// Whatever the outcome, this file is not read again before the next
 	// scan.
@@ -403,20 +468,52 @@ func (as *authorities) lookup(ctx context.Context, id string) *authority {
 	return a
 }
 
-// rescan lists the directory again. as.scanMu is held. A failed scan
-// keeps the previous listing and is not retried before rescanInterval.
+// rescan lists the directory again. as.scanMu is held. An authority
+// whose file is gone, or is no longer a regular file, is forgotten at
+// once: its tokens are refused from now on. One whose file has changed
+// (see fileIdentity) is read again, and forgotten if the new version does
+// not load. Files that are new are noted in as.listed, for lookup to read
+// when a token names them. A failed scan changes nothing and is not
+// retried before rescanInterval.
 func (as *authorities) rescan(ctx context.Context, now time.Time) {
-	as.scanned = now
+	as.scanned.Store(now.UnixNano())
 	as.scans++
-	ids, _, err := listAuthorityFiles(as.dir)
+	files, _, err := listAuthorityFiles(as.dir)
 	if err != nil {
 		as.log.ErrorContext(ctx, "authorities: cannot list directory", "dir", as.dir, "err", err)
 		return
 	}
-	as.mu.RLock()
-	for id := range as.known {
-		delete(ids, id)
+	var changed []string
+	as.mu.Lock()
+	for id, a := range as.known {
+		switch f, ok := files[id]; {
+		case !ok:
+			delete(as.known, id)
+			as.log.InfoContext(ctx, "authorities: authority revoked: its file is gone", "authority", id)
+		case f != a.file:
+			changed = append(changed, id)
+		}
+		delete(files, id)
 	}
-	as.mu.RUnlock()
-	as.listed = ids
+	as.mu.Unlock()
+	for _, id := range changed {
+		as.reads++
+		a, err := readAuthorityFile(as.dir, id)
+		as.mu.Lock()
+		if err != nil {
+			delete(as.known, id)
+		} else {
+			as.known[id] = a
+		}
+		as.mu.Unlock()
+		if err != nil {
+			as.log.ErrorContext(ctx, "authorities: authority revoked: its file changed and does not load", "authority", id, "err", err)
+			continue
+		}
+		as.log.InfoContext(ctx, "authorities: authority file changed; reloaded", "authority", id)
+	}
+	as.listed = make(map[string]bool, len(files))
+	for id := range files {
+		as.listed[id] = true
+	}
 }

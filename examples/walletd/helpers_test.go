@@ -63,6 +63,8 @@ type envOptions struct {
 	pgSchema string // with a postgres:// data
 	authDir  string // default a new temporary directory
 	pageSize int    // default defaultPageSize
+	// grantorOnly runs the ledger with WithGrantorOnlyItemUse.
+	grantorOnly bool
 }
 
 // newTestEnv starts walletd on a loopback port. The API base URL is known
@@ -89,6 +91,8 @@ func newTestEnv(t *testing.T, opts envOptions) *testEnv {
 		Store:       opts.store,
 		Now:         func() time.Time { return time.Unix(0, env.now.Load()) },
 		PageSize:    opts.pageSize,
+
+		GrantorOnlyItemUse: opts.grantorOnly,
 	})
 	require.NoError(t, err)
 	env.srv = s
@@ -492,6 +496,9 @@ type faultyStore struct {
 	mu      sync.Mutex
 	entered chan struct{} // when set, View signals here and waits on release
 	release chan struct{}
+	// untilDone, when set, makes the next View signal here and wait until
+	// its context is done, then fail with the context's error.
+	untilDone chan struct{}
 }
 
 var errInjected = errors.New("faultyStore: injected failure")
@@ -507,9 +514,14 @@ func (s *faultyStore) View(ctx context.Context, fn func(ledger.ReadTx) error) er
 		return errInjected
 	}
 	s.mu.Lock()
-	entered, release := s.entered, s.release
-	s.entered, s.release = nil, nil
+	entered, release, untilDone := s.entered, s.release, s.untilDone
+	s.entered, s.release, s.untilDone = nil, nil, nil
 	s.mu.Unlock()
+	if untilDone != nil {
+		close(untilDone)
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	if entered != nil {
 		close(entered)
 		<-release
@@ -538,6 +550,61 @@ func (s *faultyStore) blockNextView() (entered, release chan struct{}) {
 	defer s.mu.Unlock()
 	s.entered, s.release = make(chan struct{}), make(chan struct{})
 	return s.entered, s.release
+}
+
+// blockNextViewUntilDone makes the next View wait until its context is
+// done and then fail with the context's error; entered closes when it
+// starts waiting.
+func (s *faultyStore) blockNextViewUntilDone() (entered chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.untilDone = make(chan struct{})
+	return s.untilDone
+}
+
+// metricLines returns what the server's metrics handler serves, over
+// loopback, a line each.
+func (env *testEnv) metricLines() []string {
+	env.t.Helper()
+	ms := httptest.NewServer(env.srv.MetricsHandler())
+	defer ms.Close()
+	res, err := http.Get(ms.URL + "/metrics")
+	require.NoError(env.t, err)
+	defer res.Body.Close()
+	require.Equal(env.t, http.StatusOK, res.StatusCode)
+	raw, err := io.ReadAll(res.Body)
+	require.NoError(env.t, err)
+	return strings.Split(string(raw), "\n")
+}
+
+// walletdLines is the walletd_ lines of a metrics page, for messages.
+func walletdLines(lines []string) string {
+	var out []string
+	for _, l := range lines {
+		if strings.HasPrefix(l, "walletd_") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// assertMetric checks that the server's metrics have the line want.
+func (env *testEnv) assertMetric(want string) {
+	env.t.Helper()
+	lines := env.metricLines()
+	assert.True(env.t, slices.Contains(lines, want), "no metric line %s in:\n%s", want, walletdLines(lines))
+}
+
+// awaitMetric waits, up to a bound, until the server's metrics have the
+// line want.
+func (env *testEnv) awaitMetric(want string) {
+	env.t.Helper()
+	var lines []string
+	ok := assert.Eventually(env.t, func() bool {
+		lines = env.metricLines()
+		return slices.Contains(lines, want)
+	}, 10*time.Second, 5*time.Millisecond)
+	require.True(env.t, ok, "no metric line %s in:\n%s", want, walletdLines(lines))
 }
 
 // closeStore is a memstore that records its Close and fails it on

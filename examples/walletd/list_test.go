@@ -150,6 +150,62 @@ func TestListAbortedMidway(t *testing.T) {
 	logs := env.logs.String()
 	assert.Contains(t, logs, "response aborted")
 	assert.Contains(t, logs, errInjected.Error())
-	assert.Contains(t, logs, "aborted=true")
+	assert.Contains(t, logs, "outcome=aborted")
 	assert.Len(t, requireWallets(t, c.getWallets(nil, nil)), 10, "still serving")
+}
+
+// TestListPagingParameters (issue 10, item 13): limit and after page a
+// list; the pages, put together, are the whole list, and a page is
+// answered in the bytes of a list of its rows.
+func TestListPagingParameters(t *testing.T) {
+	env, _, c := listEnv(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, path string
+		total      int
+		want       func(after string, limit int) string
+		key        string
+	}{
+		{"wallets", "/wallet?user_ids=&authority_ids=", 10, func(after string, limit int) string {
+			ws, err := env.srv.ledger.Wallets(ctx, ledger.WalletQuery{After: after, Limit: limit})
+			require.NoError(t, err)
+			return wantList(t, "wallets", ws, appendWallet)
+		}, "user_id"},
+		{"inventory", "/entry/inventory?entry_ids=&user_ids=&authority_ids=", 10, func(after string, limit int) string {
+			items, err := env.srv.ledger.Inventory(ctx, ledger.InventoryQuery{After: after, Limit: limit, Used: ledger.UsedOrUnused})
+			require.NoError(t, err)
+			return wantList(t, "inventory", items, appendInventoryItem)
+		}, "entry_id"},
+	} {
+		for _, limit := range []int{1, 3, 4, 10, 25} { // under, at and over the server's page of 3
+			t.Run(fmt.Sprintf("%s limit %d", tc.name, limit), func(t *testing.T) {
+				after, seen := "", 0
+				for range tc.total + 2 {
+					path := tc.path + fmt.Sprintf("&limit=%d", limit)
+					if after != "" {
+						path += "&after=" + after
+					}
+					r := c.do(http.MethodGet, path, nil, nil)
+					require.Equal(t, http.StatusOK, r.status, "body %s", r.raw)
+					require.Equal(t, tc.want(after, limit), string(r.raw), "page after %q", after)
+					rows := r.body[tc.name].([]any)
+					seen += len(rows)
+					if len(rows) < limit {
+						break
+					}
+					after = rows[len(rows)-1].(map[string]any)[tc.key].(string)
+				}
+				assert.Equal(t, tc.total, seen, "rows over all pages")
+			})
+		}
+	}
+	// Filters and paging together: the unused items, two at a time.
+	r := c.do(http.MethodGet, "/entry/inventory?entry_ids=&user_ids=&authority_ids=&used=false&limit=2", nil, nil)
+	items := requireInventory(t, r)
+	require.Len(t, items, 2)
+	for _, it := range items {
+		assert.Equal(t, false, it["item"].(map[string]any)["used"])
+	}
+	// An empty limit or after is no paging, as an empty filter is no filter.
+	assert.Len(t, requireWallets(t, c.do(http.MethodGet, "/wallet?limit=&after=", nil, nil)), 10)
 }

@@ -5,8 +5,10 @@
 // Usage:
 //
 //	walletd serve [-data DIR] [-authorities DIR] [-addr HOST:PORT] [-metrics-addr HOST:PORT]
-//	              [-store badger|memory|postgres] [-pg URL] [-pg-schema NAME]
-//	walletd create-authority [-data DIR] [-authorities DIR] REQUEST.json
+//	              [-store badger|memory|postgres] [-pg URL] [-pg-schema NAME] [-max-conns N]
+//	              [-grantor-only-item-use]
+//	walletd create-authority [-data DIR] [-authorities DIR] [-o FILE] REQUEST.json
+//	walletd revoke-authority [-data DIR] [-authorities DIR] AUTHORITY_ID
 //	walletd export [-data DIR] [-store ...] [-pg URL] [-pg-schema NAME] [FILE]
 //	walletd import [-data DIR] [-store ...] [-pg URL] [-pg-schema NAME] [FILE]
 //
@@ -18,7 +20,11 @@
 // create-authority reads {"api_base_url", "name", "owner": {"contact",
 // "nickname"}}, stores a new authority with its public key in the
 // authorities directory, and prints the authority client configuration
-// file, the only place its private key ever appears.
+// file, the only place its private key ever appears: on standard output,
+// or with -o in FILE, created with mode 0600.
+//
+// revoke-authority deletes an authority's file; a running server refuses
+// its tokens within a second.
 //
 // export writes the whole ledger as JSON Lines to FILE (default standard
 // output); import loads such a file (default standard input) into an
@@ -89,8 +95,10 @@ func runMain() int {
 
 const usage = `usage:
   walletd serve [-data DIR] [-authorities DIR] [-addr HOST:PORT] [-metrics-addr HOST:PORT]
-                [-store badger|memory|postgres] [-pg URL] [-pg-schema NAME]
-  walletd create-authority [-data DIR] [-authorities DIR] REQUEST.json
+                [-store badger|memory|postgres] [-pg URL] [-pg-schema NAME] [-max-conns N]
+                [-grantor-only-item-use]
+  walletd create-authority [-data DIR] [-authorities DIR] [-o FILE] REQUEST.json
+  walletd revoke-authority [-data DIR] [-authorities DIR] AUTHORITY_ID
   walletd export [-data DIR] [-store ...] [-pg URL] [-pg-schema NAME] [FILE]
   walletd import [-data DIR] [-store ...] [-pg URL] [-pg-schema NAME] [FILE]
 
@@ -110,6 +118,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runServe(ctx, args[1:], stderr)
 	case "create-authority":
 		return runCreateAuthority(args[1:], stdin, stdout, stderr)
+	case "revoke-authority":
+		return runRevokeAuthority(args[1:], stderr)
 	case "export", "import":
 		return runTransfer(ctx, args[0], args[1:], stdin, stdout, stderr)
 	case "help", "-h", "-help", "--help":
@@ -149,6 +159,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	pgSchema := fs.String("pg-schema", "", "PostgreSQL schema that holds the ledger (default walletledger)")
 	addr := fs.String("addr", defaultAddr, "API listen address")
 	metricsAddr := fs.String("metrics-addr", defaultMetricsAddr, "Prometheus metrics listen address; empty for none")
+	grantorOnly := fs.Bool("grantor-only-item-use", false, "let only the authority that granted an item use it (403 for any other); by default any authority may, as in the original service")
+	maxConns := fs.Int("max-conns", defaultMaxConns, "most API connections open at once; idle keep-alive connections are closed to make room, and others wait")
 	pos, help, err := parseFlags(fs, args)
 	switch {
 	case help:
@@ -162,10 +174,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	case *data == "":
 		fmt.Fprintln(stderr, "walletd serve: -data must not be empty")
 		return exitUsage
+	case *maxConns < 1:
+		fmt.Fprintf(stderr, "walletd serve: -max-conns must be at least 1, got %d\n", *maxConns)
+		return exitUsage
 	}
 
 	return runServer(ctx, config{
 		Data: *data, StoreKind: *storeKind, PG: *pg, PGSchema: *pgSchema, Authorities: *authDir,
+		MaxConns: *maxConns, GrantorOnlyItemUse: *grantorOnly,
 		Logger: slog.New(slog.NewTextHandler(stderr, nil)),
 	}, *addr, *metricsAddr)
 }
@@ -232,14 +248,16 @@ func runCreateAuthority(args []string, stdin io.Reader, stdout, stderr io.Writer
 	fs := flag.NewFlagSet("walletd create-authority", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: walletd create-authority [-data DIR] [-authorities DIR] REQUEST.json\n\n"+
+		fmt.Fprintf(stderr, "usage: walletd create-authority [-data DIR] [-authorities DIR] [-o FILE] REQUEST.json\n\n"+
 			"REQUEST.json (\"-\" for standard input) holds\n"+
 			"  {\"api_base_url\": \"http://127.0.0.1:8000\", \"name\": \"...\", \"owner\": {\"contact\": \"...\", \"nickname\": \"...\"}}\n"+
-			"The authority client configuration, with the private key, is printed on standard output.\n\n")
+			"The authority client configuration, with the private key, is printed on standard output,\n"+
+			"or written to a new FILE with mode 0600 with -o.\n\n")
 		fs.PrintDefaults()
 	}
 	data := fs.String("data", defaultData, "data `DIR` whose authorities directory (DIR/authorities) gets the authority")
 	authDir := fs.String("authorities", "", "authorities `DIR` (default DIR/authorities, or ./walletd-data/authorities when -data is :memory: or a postgres:// URL)")
+	outFile := fs.String("o", "", "write the configuration to `FILE`, a new file created with mode 0600, instead of standard output")
 	pos, help, err := parseFlags(fs, args)
 	switch {
 	case help:
@@ -275,25 +293,98 @@ func runCreateAuthority(args []string, stdin io.Reader, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "walletd create-authority: %s: %v\n", pos[0], err)
 		return exitUsage
 	}
+	// The output file is created first, so that nothing is created if
+	// it cannot be: it must be new (an existing file may hold another
+	// authority's only private key, and would keep its own mode), and
+	// mode 0600 makes the private key readable by its owner alone,
+	// whatever the umask.
+	var out *os.File
+	if *outFile != "" {
+		if out, err = os.OpenFile(*outFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
+			fmt.Fprintf(stderr, "walletd create-authority: %v\n", err)
+			return exitFailure
+		}
+	}
+	fail := func(err error) int {
+		if out != nil {
+			out.Close()
+			os.Remove(*outFile)
+		}
+		fmt.Fprintf(stderr, "walletd create-authority: %v\n", err)
+		return exitFailure
+	}
 	dir := config{Data: *data, Authorities: *authDir}.authoritiesDir()
 	cfg, err := createAuthority(dir, req, time.Now())
 	if err != nil {
-		fmt.Fprintf(stderr, "walletd create-authority: %v\n", err)
-		return exitFailure
+		return fail(err)
 	}
-	out, err := json.MarshalIndent(cfg, "", "    ")
+	b, err := json.MarshalIndent(cfg, "", "    ")
+	if err == nil {
+		err = writeConfig(stdout, out, append(b, '\n'))
+	}
 	if err != nil {
-		fmt.Fprintf(stderr, "walletd create-authority: %v\n", err)
-		return exitFailure
-	}
-	if _, err := stdout.Write(append(out, '\n')); err != nil {
 		// Nobody has the private key: the authority is of no use.
 		os.Remove(filepath.Join(dir, cfg.AuthorityID+".json"))
-		fmt.Fprintf(stderr, "walletd create-authority: write configuration: %v\n", err)
-		return exitFailure
+		return fail(fmt.Errorf("write configuration: %w", err))
+	}
+	if out != nil {
+		fmt.Fprintf(stderr, "walletd: configuration written to %s (mode 0600)\n", *outFile)
 	}
 	fmt.Fprintf(stderr, "walletd: created authority %s (%s) in %s; the configuration above is the only copy of its private key\n",
 		cfg.AuthorityID, req.Name, dir)
+	return exitOK
+}
+
+// writeConfig writes the client configuration b to out, synced and
+// closed, or to stdout when out is nil.
+func writeConfig(stdout io.Writer, out *os.File, b []byte) error {
+	if out == nil {
+		_, err := stdout.Write(b)
+		return err
+	}
+	if _, err := out.Write(b); err != nil {
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		return err
+	}
+	return out.Close()
+}
+
+func runRevokeAuthority(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("walletd revoke-authority", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: walletd revoke-authority [-data DIR] [-authorities DIR] AUTHORITY_ID\n\n"+
+			"Deletes the authority's file; a running server refuses its tokens within a second.\n"+
+			"Its entries stay in the ledger.\n\n")
+		fs.PrintDefaults()
+	}
+	data := fs.String("data", defaultData, "data `DIR` whose authorities directory (DIR/authorities) holds the authority")
+	authDir := fs.String("authorities", "", "authorities `DIR` (default DIR/authorities, or ./walletd-data/authorities when -data is :memory: or a postgres:// URL)")
+	pos, help, err := parseFlags(fs, args)
+	switch {
+	case help:
+		return exitOK
+	case err != nil:
+		return exitUsage
+	case len(pos) != 1:
+		fmt.Fprintf(stderr, "walletd revoke-authority: want one AUTHORITY_ID, got %d arguments\n", len(pos))
+		fs.Usage()
+		return exitUsage
+	case !authorityIDRE.MatchString(pos[0]):
+		fmt.Fprintf(stderr, "walletd revoke-authority: %q is not an authority ID (32 lowercase hex digits)\n", truncate(pos[0], 80))
+		return exitUsage
+	case *data == "":
+		fmt.Fprintln(stderr, "walletd revoke-authority: -data must not be empty")
+		return exitUsage
+	}
+	dir := config{Data: *data, Authorities: *authDir}.authoritiesDir()
+	if err := removeAuthorityFile(dir, pos[0]); err != nil {
+		fmt.Fprintf(stderr, "walletd revoke-authority: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stderr, "walletd: revoked authority %s in %s; a running server refuses its tokens within a second\n", pos[0], dir)
 	return exitOK
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +20,8 @@ type metrics struct {
 	notEnoughFunds prometheus.Counter
 	itemsUsed      prometheus.Counter
 	authFailures   *prometheus.CounterVec
+	connections    prometheus.Gauge
+	idleClosed     prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -28,7 +29,7 @@ func newMetrics() *metrics {
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "walletd_http_requests_total",
-			Help: "HTTP requests served, by route pattern, method and status code.",
+			Help: "HTTP requests served, by route pattern, method and status code; code is aborted, write_timeout or client_gone for an answer that did not reach the client whole.",
 		}, []string{"route", "method", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "walletd_http_request_duration_seconds",
@@ -51,9 +52,18 @@ func newMetrics() *metrics {
 			Name: "walletd_auth_failures_total",
 			Help: "Requests refused by authentication, by reason.",
 		}, []string{"reason"}),
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "walletd_http_connections",
+			Help: "Open connections of the API listener, at most -max-conns (plus one waiting for room).",
+		}),
+		idleClosed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "walletd_http_idle_connections_closed_total",
+			Help: "Idle keep-alive connections closed to make room for a new one under -max-conns.",
+		}),
 	}
 	m.reg.MustRegister(
 		m.requests, m.duration, m.entriesCreated, m.notEnoughFunds, m.itemsUsed, m.authFailures,
+		m.connections, m.idleClosed,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -67,10 +77,12 @@ func (m *metrics) handler() http.Handler {
 	return mux
 }
 
-// observe records one served request.
-func (m *metrics) observe(route, method string, status int, d time.Duration) {
+// observe records one served request; code is its status code, or its
+// outcome (see outcomeAborted) if its answer did not reach the client
+// whole.
+func (m *metrics) observe(route, method, code string, d time.Duration) {
 	method = methodLabel(method)
-	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.requests.WithLabelValues(route, method, code).Inc()
 	m.duration.WithLabelValues(route, method).Observe(d.Seconds())
 }
 

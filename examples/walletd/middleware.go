@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
+	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -12,8 +15,44 @@ import (
 // requestInfo is what inner handlers tell the request log.
 type requestInfo struct {
 	authority string
-	// aborted is set when the answer was cut off after it had started.
-	aborted bool
+	// outcome is set when the answer did not reach the client whole: one
+	// of the outcome constants.
+	outcome string
+}
+
+// Outcomes of requests whose answer did not reach the client whole. They
+// stand in the request log (outcome=...) and, instead of the status code,
+// in the code label of walletd_http_requests_total, so that none of them
+// counts as the status that was sent, if any: a list cut off midway is not
+// a 200, and a client that hung up did not get a 500.
+const (
+	// outcomeAborted: the server failed after the answer had started
+	// (the ledger failed on a later page of a list, or a handler
+	// panicked), and cut the response off.
+	outcomeAborted = "aborted"
+	// outcomeWriteTimeout: the client read too slowly, so that a chunk of
+	// the answer could not be written within WriteTimeout, and the
+	// response was cut off.
+	outcomeWriteTimeout = "write_timeout"
+	// outcomeClientGone: the client went away (closed its connection)
+	// before the answer was complete.
+	outcomeClientGone = "client_gone"
+)
+
+// setOutcome records the outcome of r's answer, if r went through
+// observe; the first one recorded stands.
+func setOutcome(r *http.Request, outcome string) {
+	if info := infoFrom(r.Context()); info != nil && info.outcome == "" {
+		info.outcome = outcome
+	}
+}
+
+// writeOutcome is the outcome of an answer whose writing failed with err.
+func writeOutcome(err error) string {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return outcomeWriteTimeout
+	}
+	return outcomeClientGone
 }
 
 // maxLogPath bounds the path in log lines: a client chooses it, and a
@@ -30,11 +69,13 @@ func infoFrom(ctx context.Context) *requestInfo {
 	return info
 }
 
-// statusWriter remembers the status a handler wrote.
+// statusWriter remembers the status a handler wrote, how many bytes of
+// body, and the first error writing them.
 type statusWriter struct {
 	http.ResponseWriter
 	status int
 	bytes  int
+	err    error
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -50,6 +91,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += n
+	if err != nil && w.err == nil {
+		w.err = err
+	}
 	return n, err
 }
 
@@ -70,9 +114,17 @@ func (s *server) observe(next http.Handler) http.Handler {
 			// client, or 0 if nothing did.
 			d := time.Since(start)
 			route := routeLabel(r.Pattern)
-			s.metrics.observe(route, r.Method, sw.status, d)
+			if sw.err != nil {
+				setOutcome(r, writeOutcome(sw.err))
+			}
+			code := strconv.Itoa(sw.status)
+			if info.outcome != "" {
+				code = info.outcome
+			}
+			s.metrics.observe(route, r.Method, code, d)
 			level := slog.LevelInfo
-			if sw.status >= 500 || sw.status == 0 || info.aborted {
+			if sw.status >= 500 && info.outcome == "" || sw.status == 0 && info.outcome == "" ||
+				info.outcome == outcomeAborted || info.outcome == outcomeWriteTimeout {
 				level = slog.LevelWarn
 			}
 			attrs := []slog.Attr{
@@ -87,8 +139,8 @@ func (s *server) observe(next http.Handler) http.Handler {
 			if info.authority != "" {
 				attrs = append(attrs, slog.String("authority", info.authority))
 			}
-			if info.aborted {
-				attrs = append(attrs, slog.Bool("aborted", true))
+			if info.outcome != "" {
+				attrs = append(attrs, slog.String("outcome", info.outcome))
 			}
 			s.log.LogAttrs(r.Context(), level, "request", attrs...)
 		}()
@@ -129,9 +181,7 @@ func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
 			log.ErrorContext(r.Context(), "handler panicked", "method", r.Method, "path", logPath(r),
 				"panic", p, "stack", string(debug.Stack()))
 			if sw.status != 0 {
-				if info := infoFrom(r.Context()); info != nil {
-					info.aborted = true
-				}
+				setOutcome(r, outcomeAborted)
 				panic(http.ErrAbortHandler)
 			}
 			writeError(sw, http.StatusInternalServerError, "internal error")

@@ -228,6 +228,12 @@ func TestCommandLine(t *testing.T) {
 		{"create-authority unknown key", []string{"create-authority", "-data", data, bad}, exitUsage, `unknown field "extra"`},
 		{"create-authority missing name", []string{"create-authority", "-data", data, noName}, exitUsage, "missing or empty name"},
 		{"create-authority unwritable dir", []string{"create-authority", "-authorities", req + "/sub", req}, exitFailure, "write authority"},
+		{"create-authority -o to an existing file", []string{"create-authority", "-data", data, "-o", req, req}, exitFailure, "file exists"},
+		{"create-authority -o to a missing directory", []string{"create-authority", "-data", data, "-o", filepath.Join(dir, "no", "cfg.json"), req}, exitFailure, "no such file"},
+		{"revoke-authority without ID", []string{"revoke-authority", "-data", data}, exitUsage, "want one AUTHORITY_ID"},
+		{"revoke-authority malformed ID", []string{"revoke-authority", "-data", data, "../x"}, exitUsage, "is not an authority ID"},
+		{"revoke-authority unknown ID", []string{"revoke-authority", "-data", data, strings.Repeat("0", 32)}, exitFailure, "no authority 000"},
+		{"serve -max-conns 0", []string{"serve", "-max-conns", "0"}, exitUsage, "-max-conns must be at least 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

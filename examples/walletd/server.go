@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/walletledger/ledger"
 )
@@ -32,8 +33,10 @@ const (
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 15 * time.Second
 	writeTimeout      = 30 * time.Second
-	idleTimeout       = 2 * time.Minute
-	maxHeaderBytes    = 64 << 10
+	// idleTimeout is short: an idle keep-alive connection holds a file
+	// descriptor and a place under the connection cap (see connLimiter).
+	idleTimeout    = 30 * time.Second
+	maxHeaderBytes = 64 << 10
 	// shutdownTimeout bounds the wait for in-flight requests on SIGINT or
 	// SIGTERM; requests still running then are cut off.
 	shutdownTimeout = 20 * time.Second
@@ -72,6 +75,12 @@ type config struct {
 	// those of the API and metrics servers (see http.Server); 0 means the
 	// default, the constant of the same name.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// MaxConns caps the API listener's open connections (see
+	// connLimiter); 0 means defaultMaxConns.
+	MaxConns int
+	// GrantorOnlyItemUse lets only the authority that granted an item use
+	// it (ledger.WithGrantorOnlyItemUse).
+	GrantorOnlyItemUse bool
 }
 
 // server is walletd: the API handler over a ledger, its authorities and
@@ -83,6 +92,7 @@ type server struct {
 	metrics  *metrics
 	api      http.Handler
 	pageSize int
+	maxConns int
 	// The timeouts of the HTTP servers, defaults filled in.
 	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout time.Duration
 }
@@ -107,7 +117,11 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 			return nil, err
 		}
 	}
-	l, err := ledger.New(store, ledger.WithPrecision(0, 18))
+	opts := []ledger.Option{ledger.WithPrecision(0, 18)}
+	if cfg.GrantorOnlyItemUse {
+		opts = append(opts, ledger.WithGrantorOnlyItemUse())
+	}
+	l, err := ledger.New(store, opts...)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("open ledger: %w", err)
@@ -118,6 +132,7 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 		auths:             auths,
 		metrics:           newMetrics(),
 		pageSize:          orDefault(cfg.PageSize, defaultPageSize),
+		maxConns:          orDefault(cfg.MaxConns, defaultMaxConns),
 		readHeaderTimeout: orDefault(cfg.ReadHeaderTimeout, readHeaderTimeout),
 		readTimeout:       orDefault(cfg.ReadTimeout, readTimeout),
 		writeTimeout:      orDefault(cfg.WriteTimeout, writeTimeout),
@@ -173,10 +188,14 @@ func (s *server) serve(ctx context.Context, ln, mln net.Listener) error {
 	api := s.httpServer(s.api)
 	servers := []*http.Server{api}
 	errc := make(chan error, 2)
+	ln = newConnLimiter(ln, s.maxConns,
+		func(d int) { s.metrics.connections.Add(float64(d)) },
+		s.metrics.idleClosed.Inc)
 	go func() { errc <- fmt.Errorf("api server: %w", api.Serve(ln)) }()
 	if mln != nil {
 		m := s.httpServer(s.MetricsHandler())
 		servers = append(servers, m)
+		mln = newConnLimiter(mln, metricsMaxConns, nil, nil)
 		go func() { errc <- fmt.Errorf("metrics server: %w", m.Serve(mln)) }()
 	}
 
@@ -199,7 +218,8 @@ func (s *server) serve(ctx context.Context, ln, mln net.Listener) error {
 	return errors.Join(errs...)
 }
 
-// httpServer returns an HTTP server of h with the server's timeouts.
+// httpServer returns an HTTP server of h with the server's timeouts, for
+// a connLimiter listener.
 func (s *server) httpServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
@@ -208,6 +228,7 @@ func (s *server) httpServer(h http.Handler) *http.Server {
 		WriteTimeout:      s.writeTimeout,
 		IdleTimeout:       s.idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
+		ConnState:         connState,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 }
@@ -348,9 +369,14 @@ func (s *server) writeEntry(w http.ResponseWriter, r *http.Request, e *ledger.En
 	writeBody(w, http.StatusOK, append(b, '}'))
 }
 
-// wallets serves GET /api/v1/wallet?user_ids=&authority_ids=.
+// wallets serves GET /api/v1/wallet?user_ids=&authority_ids=&limit=&after=.
 func (s *server) wallets(w http.ResponseWriter, r *http.Request, _ string) {
-	q, err := parseQuery(r.URL.RawQuery, "user_ids", "authority_ids")
+	q, err := parseQuery(r.URL.RawQuery, "user_ids", "authority_ids", "limit", "after")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	pg, err := parsePaging(q)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -364,18 +390,23 @@ func (s *server) wallets(w http.ResponseWriter, r *http.Request, _ string) {
 		return s.ledger.Wallets(r.Context(), wq)
 	}
 	userID := func(wt *ledger.WalletTotal) string { return wt.UserID }
-	streamList(s, w, r, "wallets", page, userID, appendWallet)
+	streamList(s, w, r, "wallets", pg, page, userID, appendWallet)
 }
 
 // inventory serves GET
-// /api/v1/entry/inventory?entry_ids=&user_ids=&authority_ids=&used=.
+// /api/v1/entry/inventory?entry_ids=&user_ids=&authority_ids=&used=&limit=&after=.
 func (s *server) inventory(w http.ResponseWriter, r *http.Request, _ string) {
-	q, err := parseQuery(r.URL.RawQuery, "entry_ids", "user_ids", "authority_ids", "used")
+	q, err := parseQuery(r.URL.RawQuery, "entry_ids", "user_ids", "authority_ids", "used", "limit", "after")
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	used, err := usedFilter(q)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	pg, err := parsePaging(q)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -391,13 +422,50 @@ func (s *server) inventory(w http.ResponseWriter, r *http.Request, _ string) {
 		return s.ledger.Inventory(r.Context(), iq)
 	}
 	entryID := func(ii *ledger.InventoryItem) string { return ii.EntryID }
-	streamList(s, w, r, "inventory", page, entryID, appendInventoryItem)
+	streamList(s, w, r, "inventory", pg, page, entryID, appendInventoryItem)
 }
 
-// streamList answers 200 with {"name": [...]}. It reads the list from the
-// ledger a page at a time (page returns up to limit rows after the row
-// whose key is after; key gives a row's key) and writes each page as soon
-// as it has it, each row written by add, so that a list holds one page in
+// paging is what a list request asks for with its optional limit and
+// after parameters. The zero value, both absent, is the whole list, as
+// the SDK asks for it.
+type paging struct {
+	// after is the key of the row the list starts after (a user ID for
+	// wallets, an entry ID for inventory); "" starts at the beginning.
+	after string
+	// limit caps the rows answered; 0 means no cap.
+	limit int
+}
+
+// parsePaging reads limit (a positive integer; absent or empty means no
+// cap) and after (a user ID or entry ID; absent or empty means from the
+// beginning).
+func parsePaging(q url.Values) (paging, error) {
+	var pg paging
+	for _, k := range []string{"limit", "after"} {
+		if n := len(q[k]); n > 1 {
+			return paging{}, badRequest("invalid %s: given %d times", k, n)
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return paging{}, badRequest("invalid limit: want a positive integer, got %q", truncate(v, 40))
+		}
+		pg.limit = n
+	}
+	pg.after = q.Get("after") // the ledger checks it as an ID
+	return pg, nil
+}
+
+// writeChunkBytes is how much of an answer streamList writes at a time,
+// each write with a deadline of its own.
+const writeChunkBytes = 64 << 10
+
+// streamList answers 200 with {"name": [...]}: the rows pg asks for, all
+// of them when pg is the zero value. It reads the list from the ledger a
+// page at a time (page returns up to limit rows after the row whose key
+// is after; key gives a row's key) and writes each page as soon as it
+// has it, each row written by add, so that a list holds one page in
 // memory however long it is. The bytes are those of the whole list
 // written at once.
 //
@@ -411,16 +479,26 @@ func (s *server) inventory(w http.ResponseWriter, r *http.Request, _ string) {
 // resets the stream (HTTP/2). The client then sees a truncated body,
 // never a well-formed list with rows missing.
 //
+// The answer is written in chunks of writeChunkBytes, and the write
+// deadline is moved to WriteTimeout from now before each (see
+// writeChunks): WriteTimeout bounds how long one chunk may take to go
+// out, not the whole list, so a slow reader gets a long list in full,
+// and a reader that stops reading is cut off after WriteTimeout.
+//
 // Each page is read in a read transaction of its own, so a long list is
 // not a snapshot: a row appears once and in order, but rows written while
 // the list is read may or may not be in it.
-func streamList[T any](s *server, w http.ResponseWriter, r *http.Request, name string,
+func streamList[T any](s *server, w http.ResponseWriter, r *http.Request, name string, pg paging,
 	page func(after string, limit int) ([]T, error), key func(*T) string,
 	add func([]byte, *T) ([]byte, error)) {
 	b := append(make([]byte, 0, 4096), `{"`+name+`":[`...)
-	after, first := "", true
+	after, left, first := pg.after, pg.limit, true
 	for {
-		rows, err := page(after, s.pageSize)
+		n := s.pageSize
+		if pg.limit > 0 {
+			n = min(n, left)
+		}
+		rows, err := page(after, n)
 		for i := 0; i < len(rows) && err == nil; i++ {
 			if i > 0 || !first {
 				b = append(b, ',')
@@ -434,40 +512,68 @@ func streamList[T any](s *server, w http.ResponseWriter, r *http.Request, name s
 			}
 			s.abortResponse(r, err)
 		}
-		last := len(rows) < s.pageSize
+		left -= len(rows)
+		last := len(rows) < n || pg.limit > 0 && left == 0
 		if last {
-			b = append(b, "]}"...)
-			if first {
-				writeBody(w, http.StatusOK, b)
-				return
-			}
-			b = append(b, '\n')
+			b = append(b, "]}\n"...)
 		}
 		if first {
 			setBodyHeaders(w.Header())
+			if last {
+				w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+			}
 			w.WriteHeader(http.StatusOK)
 		}
-		if _, err := w.Write(b); err != nil || last {
-			return // on error, the client has gone
+		if err := s.writeChunks(w, r, b); err != nil || last {
+			return // on error, the answer's outcome is recorded
 		}
-		http.NewResponseController(w).Flush()
 		after, first, b = key(&rows[len(rows)-1]), false, b[:0]
 	}
+}
+
+// writeChunks writes b to w, writeChunkBytes at a time, and flushes it to
+// the connection. Before each chunk, and before the flush, it moves the
+// connection's write deadline to WriteTimeout from now. If writing fails
+// (the deadline passed, or the client went away), it records the
+// request's outcome (write_timeout or client_gone) and returns the error.
+func (s *server) writeChunks(w http.ResponseWriter, r *http.Request, b []byte) error {
+	rc := http.NewResponseController(w)
+	extend := func() {
+		// An error means the writer has no deadline to move (as under
+		// httptest's HTTP/2): nothing to extend.
+		_ = rc.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+	}
+	for len(b) > 0 {
+		n := min(len(b), writeChunkBytes)
+		extend()
+		if _, err := w.Write(b[:n]); err != nil {
+			setOutcome(r, writeOutcome(err))
+			return err
+		}
+		b = b[n:]
+	}
+	extend()
+	// The flush matters for the last bytes too: left in the buffers, they
+	// would be written after the handler returns, where a failure goes
+	// unseen.
+	if err := rc.Flush(); err != nil {
+		setOutcome(r, writeOutcome(err))
+		return err
+	}
+	return nil
 }
 
 // abortResponse ends a request whose answer has started and cannot be
 // finished because of err: it logs err and aborts the response (see
 // streamList). It does not return.
 func (s *server) abortResponse(r *http.Request, err error) {
-	level := slog.LevelError
+	level, outcome := slog.LevelError, outcomeAborted
 	if r.Context().Err() != nil {
-		level = slog.LevelInfo // the client went away
+		level, outcome = slog.LevelInfo, outcomeClientGone
 	}
 	s.log.Log(r.Context(), level, "request failed after its answer started; response aborted",
 		"method", r.Method, "path", logPath(r), "err", err)
-	if info := infoFrom(r.Context()); info != nil {
-		info.aborted = true
-	}
+	setOutcome(r, outcome)
 	panic(http.ErrAbortHandler)
 }
 
@@ -477,9 +583,14 @@ func parseQuery(raw string, allowed ...string) (url.Values, error) {
 	if err != nil {
 		return nil, badRequest("malformed query string: %v", err)
 	}
-	for k := range q {
+	for k, vs := range q {
 		if !slices.Contains(allowed, k) {
 			return nil, badRequest("unknown query parameter %q (want %s)", truncate(k, 40), strings.Join(allowed, ", "))
+		}
+		for _, v := range vs {
+			if !utf8.ValidString(v) {
+				return nil, badRequest("invalid %s: not valid UTF-8", k)
+			}
 		}
 	}
 	return q, nil
@@ -521,14 +632,16 @@ func usedFilter(q url.Values) (ledger.UsedFilter, error) {
 	return 0, badRequest("invalid used: want true or false, got %q", truncate(v, 40))
 }
 
-// fail answers a request that failed with err: 400 for bad input, 402,
-// 404 and 409 for the ledger's refusals, and 500, logged, for the rest.
+// fail answers a request that failed with err: 400 (or 408) for bad
+// input, 402, 404 and 409 for the ledger's refusals, and 500, logged, for
+// the rest, unless the client has gone away: then nothing is written, and
+// the request counts as client_gone.
 func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var bad *badRequestError
 	var inv *ledger.InvalidError
 	switch {
 	case errors.As(err, &bad):
-		writeError(w, http.StatusBadRequest, bad.msg)
+		writeError(w, bad.statusCode(), bad.msg)
 	case errors.As(err, &inv):
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid %s: %s", wireField(inv.Field), inv.Problem))
 	case errors.Is(err, ledger.ErrInvalid):
@@ -544,12 +657,14 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusConflict, "entry has no item")
 	case errors.Is(err, ledger.ErrForbidden):
 		writeError(w, http.StatusForbidden, "forbidden")
+	case r.Context().Err() != nil:
+		// The client went away, and the failure is likely the ledger
+		// giving up on the request's context. No answer can reach the
+		// client: this is no server error, and is not counted as one.
+		s.log.InfoContext(r.Context(), "request abandoned by the client", "method", r.Method, "path", logPath(r), "err", err)
+		setOutcome(r, outcomeClientGone)
 	default:
-		level := slog.LevelError
-		if r.Context().Err() != nil {
-			level = slog.LevelInfo // the client went away
-		}
-		s.log.Log(r.Context(), level, "request failed", "method", r.Method, "path", logPath(r), "err", err)
+		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", logPath(r), "err", err)
 		writeError(w, http.StatusInternalServerError, "internal error")
 	}
 }
@@ -577,6 +692,10 @@ func wireField(f string) string {
 		return "authority_ids"
 	case "EntryIDs":
 		return "entry_ids"
+	case "After":
+		return "after"
+	case "Limit":
+		return "limit"
 	}
 	return f
 }

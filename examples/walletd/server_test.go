@@ -182,7 +182,7 @@ func TestPanicAfterAnswerStarted(t *testing.T) {
 	assert.Equal(t, `{"wallets":[`, string(body), "nothing follows what the handler wrote")
 	assert.Contains(t, logs.String(), "handler panicked")
 	assert.Contains(t, logs.String(), "after the answer started")
-	assert.Contains(t, logs.String(), "aborted=true")
+	assert.Contains(t, logs.String(), "outcome=aborted")
 
 	res, err = http.Get(ts.URL + "/fine")
 	require.NoError(t, err)

@@ -16,10 +16,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/shopspring/decimal"
@@ -31,10 +33,41 @@ import (
 const maxBodyBytes = 1 << 20
 
 // badRequestError is input refused before it reaches the ledger. Its
-// message is sent to the client.
-type badRequestError struct{ msg string }
+// message is sent to the client, with status 400 unless status says
+// otherwise.
+type badRequestError struct {
+	status int
+	msg    string
+}
 
 func (e *badRequestError) Error() string { return e.msg }
+
+func (e *badRequestError) statusCode() int {
+	if e.status == 0 {
+		return http.StatusBadRequest
+	}
+	return e.status
+}
+
+// Fixed messages for a body that cannot be read. The cause is not sent:
+// it would show socket addresses, and it tells the client nothing it
+// does not know.
+const (
+	msgBodyTimeout = "request body not received in time"
+	msgBodyUnread  = "request body could not be read"
+)
+
+// readError is the answer to a request whose body could not be read.
+func readError(err error) error {
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return badRequest("request body larger than %d bytes", tooBig.Limit)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return &badRequestError{status: http.StatusRequestTimeout, msg: msgBodyTimeout}
+	}
+	return &badRequestError{msg: msgBodyUnread}
+}
 
 func badRequest(format string, args ...any) error {
 	return &badRequestError{msg: fmt.Sprintf(format, args...)}
@@ -101,7 +134,10 @@ func decodeEntryRequest(body io.Reader) (ledger.NewEntry, error) {
 func decodeJSONObject(body io.Reader, v any, want fields) error {
 	raw, err := io.ReadAll(body)
 	if err != nil {
-		return decodeError(err)
+		return readError(err)
+	}
+	if err := checkText(raw); err != nil {
+		return badRequest("invalid request body: %v", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -119,6 +155,83 @@ func decodeJSONObject(body io.Reader, v any, want fields) error {
 		return badRequest("invalid request body: %v", err)
 	}
 	return nil
+}
+
+// checkText returns an error naming the first thing in the JSON text raw
+// that encoding/json would silently turn into U+FFFD: a byte sequence
+// that is not valid UTF-8, or a \u escape of a UTF-16 surrogate that is
+// not half of a pair. Either would make two different inputs decode to
+// the same string (so that "u\xff" and "u\ufffd" became one user), or, in
+// item data kept as raw JSON, be stored and served as it came. Both are
+// refused wherever they appear: in any key or string, at any depth.
+//
+// checkText does not check the JSON's syntax: encoding/json does. What it
+// cannot make sense of, such as a truncated escape, it leaves for the
+// decoder to report.
+func checkText(raw []byte) error {
+	for i := 0; i < len(raw); {
+		r, n := utf8.DecodeRune(raw[i:])
+		if r == utf8.RuneError && n == 1 {
+			return fmt.Errorf("not valid UTF-8 (byte %d)", i)
+		}
+		i += n
+	}
+	inString := false
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; {
+		case !inString:
+			inString = c == '"'
+		case c == '"':
+			inString = false
+		case c == '\\':
+			if i+1 == len(raw) {
+				return nil // truncated: the decoder says so
+			}
+			if raw[i+1] != 'u' {
+				i++ // a one-letter escape, \\ included
+				continue
+			}
+			r, ok := hex4(raw[i+2:])
+			if !ok {
+				return nil // malformed: the decoder says so
+			}
+			if !utf16.IsSurrogate(r) {
+				i += 5
+				continue
+			}
+			if r < 0xdc00 { // a high surrogate: a low one must follow
+				if lo, ok := hex4(raw[min(i+8, len(raw)):]); ok && raw[i+6] == '\\' && raw[i+7] == 'u' && 0xdc00 <= lo && lo <= 0xdfff {
+					i += 11
+					continue
+				}
+			}
+			return fmt.Errorf("unpaired UTF-16 surrogate %s (byte %d)", raw[i:i+6], i)
+		}
+	}
+	return nil
+}
+
+// hex4 reads the four hex digits that start b.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		var d byte
+		switch {
+		case '0' <= c && c <= '9':
+			d = c - '0'
+		case 'a' <= c && c <= 'f':
+			d = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(d)
+	}
+	return r, true
 }
 
 // fields are the keys a JSON object may have. Each maps to the fields of

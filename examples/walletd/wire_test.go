@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -66,4 +67,28 @@ func TestParseAmount(t *testing.T) {
 		require.NoError(t, err, "amount %s", tc.in)
 		assert.Equal(t, tc.want, d.IntPart(), "amount %s", tc.in)
 	}
+}
+
+// FuzzCheckText: checkText never panics, and JSON text it lets through
+// decodes without encoding/json replacing anything by U+FFFD.
+func FuzzCheckText(f *testing.F) {
+	for _, s := range []string{`{"a": "\ud83d\ude00"}`, `"\ud800"`, "\"\xff\"", `"\\ud800"`, `"\`, `"\u12`, `"\ud800\u`, `["\udc00"]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if checkText(raw) != nil || !json.Valid(raw) || bytes.Contains(raw, []byte("\uFFFD")) || bytes.Contains(bytes.ToLower(raw), []byte(`\ufffd`)) {
+			return
+		}
+		var v any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			t.Fatalf("valid JSON %q does not decode: %v", raw, err)
+		}
+		out, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(out, []byte("\uFFFD")) || bytes.Contains(out, []byte(`\ufffd`)) {
+			t.Fatalf("checkText let %q through, which decodes with U+FFFD: %s", raw, out)
+		}
+	})
 }
