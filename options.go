@@ -18,6 +18,7 @@ type config struct {
 	maxBatch      int
 	maxWait       time.Duration
 	commitTimeout time.Duration
+	pageSize      int
 	err           error
 }
 
@@ -105,6 +106,7 @@ func defaultConfig() config {
 		maxBatch:      DefaultMaxBatch,
 		maxWait:       DefaultMaxWait,
 		commitTimeout: DefaultCommitTimeout,
+		pageSize:      DefaultPageSize,
 	}
 }
 
@@ -210,5 +212,22 @@ func WithCommitTimeout(d time.Duration) Option {
 			return
 		}
 		c.commitTimeout = d
+	}
+}
+
+// DefaultPageSize is how many rows the iterator forms ([Ledger.EntriesSeq]
+// and its kin) read per store transaction unless [WithPageSize] says
+// otherwise.
+const DefaultPageSize = 256
+
+// WithPageSize sets how many rows the iterator forms read per store
+// transaction, and so about how many they hold in memory at once.
+func WithPageSize(n int) Option {
+	return func(c *config) {
+		if n < 1 {
+			c.fail(fmt.Errorf("ledger: WithPageSize(%d): want at least 1", n))
+			return
+		}
+		c.pageSize = n
 	}
 }

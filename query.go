@@ -72,10 +72,14 @@ type EntryQuery struct {
 	// Since and Until bound CreatedOn to [Since, Until); zero means
 	// unbounded.
 	Since, Until time.Time
-	// After pages: only entries whose ID sorts after it.
+	// After pages: only entries whose ID sorts after it (before it, with
+	// Reverse).
 	After string
 	// Limit caps the entries returned; 0 means no cap.
 	Limit int
+	// Reverse lists newest first, and After pages backwards: pass the
+	// last ID of one page to get the older entries before it.
+	Reverse bool
 }
 
 // Wallets returns wallet totals sorted by user ID. With q.AuthorityIDs
@@ -211,7 +215,7 @@ func (w *walletReader) all(after string) iter.Seq2[UserTotal, error] {
 	return func(yield func(UserTotal, error) bool) {
 		var cur UserTotal
 		have := false
-		for row, err := range merge(seqs, func(t UserTotal) string { return t.UserID }) {
+		for row, err := range merge(seqs, func(t UserTotal) string { return t.UserID }, false) {
 			if err != nil {
 				yield(UserTotal{}, err)
 				return
@@ -263,9 +267,10 @@ func (l *Ledger) Inventory(ctx context.Context, q InventoryQuery) ([]InventoryIt
 	return out, nil
 }
 
-// Entries returns entries sorted by ID, that is in creation order,
-// filtered by every field of q together. Each carries the user's Balance
-// right after it, so a user's entries read as a statement.
+// Entries returns entries sorted by ID, that is in creation order (newest
+// first with q.Reverse), filtered by every field of q together. Each
+// carries the user's Balance right after it, so a user's entries read as
+// a statement.
 func (l *Ledger) Entries(ctx context.Context, q EntryQuery) ([]Entry, error) {
 	if err := l.enter(ctx); err != nil {
 		return nil, err
@@ -274,16 +279,27 @@ func (l *Ledger) Entries(ctx context.Context, q EntryQuery) ([]Entry, error) {
 	if !q.Since.IsZero() && !q.Until.IsZero() && q.Since.After(q.Until) {
 		return nil, invalid("Since", "%v is after Until %v", q.Since, q.Until)
 	}
-	sel, err := l.newSelection(q.EntryIDs, q.UserIDs, q.AuthorityIDs, q.After, q.Limit)
+	if err := l.checkPage(q.After, q.Limit); err != nil {
+		return nil, err
+	}
+	sel, err := l.newSelection(q.EntryIDs, q.UserIDs, q.AuthorityIDs, "", q.Limit)
 	if err != nil {
 		return nil, err
 	}
 	if !q.Since.IsZero() {
-		sel.start = max(sel.start, timeBound(q.Since))
+		sel.start = timeBound(q.Since)
 	}
 	if !q.Until.IsZero() {
 		sel.end = timeBound(q.Until)
 	}
+	if q.After != "" {
+		if q.Reverse {
+			sel.end = minBound(sel.end, q.After)
+		} else {
+			sel.start = max(sel.start, q.After+"\x00")
+		}
+	}
+	sel.reverse = q.Reverse
 	out := []Entry{}
 	err = l.storeView(ctx, "entries", func(tx ReadTx) error {
 		return sel.run(ctx, tx, func(r Record) bool {
@@ -311,6 +327,15 @@ type selection struct {
 	entryIDs, users, auths []string // sorted, distinct
 	itemsOnly              bool
 	start, end             string // ID range [start, end); "" = unbounded
+	reverse                bool   // descending ID order
+}
+
+// minBound returns the lower of two end bounds, "" being unbounded.
+func minBound(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return min(a, b)
 }
 
 func (l *Ledger) newSelection(entryIDs, users, auths []string, after string, limit int) (selection, error) {
@@ -343,7 +368,7 @@ const maxPairScans = 64
 // IDs, else each user's (or user and authority's) entries, else each
 // authority's, else all.
 func (s *selection) run(ctx context.Context, tx ReadTx, fn func(Record) bool) error {
-	base := Scan{ItemsOnly: s.itemsOnly, Start: s.start, End: s.end}
+	base := Scan{ItemsOnly: s.itemsOnly, Start: s.start, End: s.end, Reverse: s.reverse}
 	var src iter.Seq2[Record, error]
 	switch {
 	case len(s.entryIDs) > 0:
@@ -357,7 +382,7 @@ func (s *selection) run(ctx context.Context, tx ReadTx, fn func(Record) bool) er
 				seqs = append(seqs, tx.Entries(ctx, sc))
 			}
 		}
-		src = merge(seqs, recordID)
+		src = merge(seqs, recordID, s.reverse)
 	case len(s.users) > 0:
 		seqs := make([]iter.Seq2[Record, error], len(s.users))
 		for i, u := range s.users {
@@ -365,7 +390,7 @@ func (s *selection) run(ctx context.Context, tx ReadTx, fn func(Record) bool) er
 			sc.UserID = u
 			seqs[i] = tx.Entries(ctx, sc)
 		}
-		src = merge(seqs, recordID)
+		src = merge(seqs, recordID, s.reverse)
 	case len(s.auths) > 0:
 		seqs := make([]iter.Seq2[Record, error], len(s.auths))
 		for i, a := range s.auths {
@@ -373,7 +398,7 @@ func (s *selection) run(ctx context.Context, tx ReadTx, fn func(Record) bool) er
 			sc.AuthorityID = a
 			seqs[i] = tx.Entries(ctx, sc)
 		}
-		src = merge(seqs, recordID)
+		src = merge(seqs, recordID, s.reverse)
 	default:
 		src = tx.Entries(ctx, base)
 	}
@@ -413,7 +438,12 @@ func contains(sorted []string, s string) bool {
 // lookup yields the selection's named entries that exist, in ID order.
 func (s *selection) lookup(ctx context.Context, tx ReadTx) iter.Seq2[Record, error] {
 	return func(yield func(Record, error) bool) {
-		for _, id := range s.entryIDs {
+		ids := s.entryIDs
+		if s.reverse {
+			ids = slices.Clone(ids)
+			slices.Reverse(ids)
+		}
+		for _, id := range ids {
 			if s.start != "" && id < s.start || s.end != "" && id >= s.end {
 				continue
 			}
@@ -586,4 +616,79 @@ func (v *verifier) totals(ctx context.Context, tx ReadTx, a string, sums totalSu
 		v.report("user %q: entries sum to %s, but no %s is stored", u, sums[totalKey{a, u}].Value, who)
 	}
 	return nil
+}
+
+// WalletsSeq is [Ledger.Wallets] as an iterator: it yields the same rows
+// in the same order, reading them a page at a time, each page in a store
+// transaction of its own, so that no result is built whole in memory and
+// no transaction stays open while the caller works. A row is never
+// yielded twice nor skipped (pages are of [WithPageSize] rows); with AsOf unset, a total may reflect writes
+// committed after the iteration began. An error (bad input, ErrClosed, a
+// store failure) is yielded once, last.
+func (l *Ledger) WalletsSeq(ctx context.Context, q WalletQuery) iter.Seq2[WalletTotal, error] {
+	return pages(l.cfg.pageSize, q.After, q.Limit, func(after string, limit int) ([]WalletTotal, error) {
+		q.After, q.Limit = after, limit
+		return l.Wallets(ctx, q)
+	}, func(w WalletTotal) string { return w.UserID })
+}
+
+// InventorySeq is [Ledger.Inventory] as an iterator, read a page at a
+// time as [Ledger.WalletsSeq] describes. An item's used state is as of
+// the page that yields it.
+func (l *Ledger) InventorySeq(ctx context.Context, q InventoryQuery) iter.Seq2[InventoryItem, error] {
+	return pages(l.cfg.pageSize, q.After, q.Limit, func(after string, limit int) ([]InventoryItem, error) {
+		q.After, q.Limit = after, limit
+		return l.Inventory(ctx, q)
+	}, func(it InventoryItem) string { return it.EntryID })
+}
+
+// EntriesSeq is [Ledger.Entries] as an iterator, read a page at a time
+// as [Ledger.WalletsSeq] describes; with q.Reverse it pages backwards.
+// Entries never change once written, except an item's used state, which
+// is as of the page that yields it.
+func (l *Ledger) EntriesSeq(ctx context.Context, q EntryQuery) iter.Seq2[Entry, error] {
+	return pages(l.cfg.pageSize, q.After, q.Limit, func(after string, limit int) ([]Entry, error) {
+		q.After, q.Limit = after, limit
+		return l.Entries(ctx, q)
+	}, func(e Entry) string { return e.ID })
+}
+
+// pages yields the rows that fetch returns page by page, up to limit
+// rows (0: all), each page continuing after the key of the last row of
+// the one before.
+func pages[T any](size int, after string, limit int, fetch func(after string, limit int) ([]T, error), key func(T) string) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		if limit < 0 {
+			var zero T
+			yield(zero, invalid("Limit", "negative (%d)", limit))
+			return
+		}
+		left := limit
+		for {
+			n := size
+			if limit > 0 {
+				n = min(n, left)
+			}
+			page, err := fetch(after, n)
+			if err != nil {
+				var zero T
+				yield(zero, err)
+				return
+			}
+			for _, v := range page {
+				if !yield(v, nil) {
+					return
+				}
+			}
+			if len(page) < n {
+				return
+			}
+			if limit > 0 {
+				if left -= len(page); left == 0 {
+					return
+				}
+			}
+			after = key(page[len(page)-1])
+		}
+	}
 }

@@ -25,7 +25,7 @@ func TestReopen(t *testing.T) {
 	// a string (json.Valid accepts it), an escaped NUL, duplicate keys,
 	// key order and whitespace.
 	data := [][]byte{
-		[]byte("\"\xff\xfe\xed\xa0\x80\""),
+		[]byte("\"\xc3\xa9 \\ud83d\\ude00 \xf0\x9f\x98\x80\""), // UTF-8 and escapes, kept as written
 		[]byte(`{"b": 1, "a": "\u0000", "a": [1 , 2.50]}`),
 		[]byte("  [ 1e2,\n\t\"x\" ]  "),
 	}

@@ -22,6 +22,8 @@ func runHistory(t *testing.T, ns NewStore) {
 	t.Run("EntriesPaging", func(t *testing.T) { testEntriesPaging(t, ns) })
 	t.Run("AsOf", func(t *testing.T) { testAsOf(t, ns) })
 	t.Run("Verify", func(t *testing.T) { testVerify(t, ns) })
+	t.Run("Reverse", func(t *testing.T) { testReverse(t, ns) })
+	t.Run("Seqs", func(t *testing.T) { testSeqs(t, ns) })
 }
 
 func testIdempotency(t *testing.T, ns NewStore) {

@@ -61,6 +61,13 @@ func newConnLimiter(ln net.Listener, max int, opened func(int), evicted func()) 
 	}
 }
 
+// idleCount returns how many open connections the server reports idle.
+func (l *connLimiter) idleCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.idle)
+}
+
 // Accept waits for a connection and for room for it (see connLimiter).
 func (l *connLimiter) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()

@@ -69,6 +69,11 @@ func TestConnectionCap(t *testing.T) {
 		br := bufio.NewReader(conn)
 		require.Equal(t, http.StatusOK, healthOn(t, conn, br), "client %d", i)
 		conns, readers = append(conns, conn), append(readers, br)
+		// The server marks a connection idle just after its answer has
+		// gone out: wait for it, so that the clients are idle in the
+		// order they were answered.
+		require.Eventually(t, func() bool { return env.srv.apiConns.Load().idleCount() == min(i+1, max) },
+			5*time.Second, time.Millisecond, "client %d idle", i)
 	}
 	closed := closedByServer(t, conns, readers)
 	for i, c := range closed {

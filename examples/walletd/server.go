@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -43,7 +45,8 @@ const (
 )
 
 // defaultPageSize is how many rows GET /api/v1/wallet and GET
-// /api/v1/entry/inventory read from the ledger at a time, and so about how
+// /api/v1/entry/inventory read from the ledger at a time
+// (ledger.WithPageSize) and hold before writing them, and so about how
 // many rows of a list answer are in memory at once.
 const defaultPageSize = 1000
 
@@ -93,6 +96,7 @@ type server struct {
 	api      http.Handler
 	pageSize int
 	maxConns int
+	apiConns atomic.Pointer[connLimiter] // the API listener's, once serving
 	// The timeouts of the HTTP servers, defaults filled in.
 	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout time.Duration
 }
@@ -117,7 +121,7 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 			return nil, err
 		}
 	}
-	opts := []ledger.Option{ledger.WithPrecision(0, 18)}
+	opts := []ledger.Option{ledger.WithPrecision(0, 18), ledger.WithPageSize(orDefault(cfg.PageSize, defaultPageSize))}
 	if cfg.GrantorOnlyItemUse {
 		opts = append(opts, ledger.WithGrantorOnlyItemUse())
 	}
@@ -188,9 +192,11 @@ func (s *server) serve(ctx context.Context, ln, mln net.Listener) error {
 	api := s.httpServer(s.api)
 	servers := []*http.Server{api}
 	errc := make(chan error, 2)
-	ln = newConnLimiter(ln, s.maxConns,
+	lim := newConnLimiter(ln, s.maxConns,
 		func(d int) { s.metrics.connections.Add(float64(d)) },
 		s.metrics.idleClosed.Inc)
+	s.apiConns.Store(lim)
+	ln = lim
 	go func() { errc <- fmt.Errorf("api server: %w", api.Serve(ln)) }()
 	if mln != nil {
 		m := s.httpServer(s.MetricsHandler())
@@ -385,12 +391,8 @@ func (s *server) wallets(w http.ResponseWriter, r *http.Request, _ string) {
 		UserIDs:      idList(q, "user_ids"),
 		AuthorityIDs: idList(q, "authority_ids"),
 	}
-	page := func(after string, limit int) ([]ledger.WalletTotal, error) {
-		wq.After, wq.Limit = after, limit
-		return s.ledger.Wallets(r.Context(), wq)
-	}
-	userID := func(wt *ledger.WalletTotal) string { return wt.UserID }
-	streamList(s, w, r, "wallets", pg, page, userID, appendWallet)
+	wq.After, wq.Limit = pg.after, pg.limit
+	streamList(s, w, r, "wallets", s.ledger.WalletsSeq(r.Context(), wq), appendWallet)
 }
 
 // inventory serves GET
@@ -417,12 +419,8 @@ func (s *server) inventory(w http.ResponseWriter, r *http.Request, _ string) {
 		AuthorityIDs: idList(q, "authority_ids"),
 		Used:         used,
 	}
-	page := func(after string, limit int) ([]ledger.InventoryItem, error) {
-		iq.After, iq.Limit = after, limit
-		return s.ledger.Inventory(r.Context(), iq)
-	}
-	entryID := func(ii *ledger.InventoryItem) string { return ii.EntryID }
-	streamList(s, w, r, "inventory", pg, page, entryID, appendInventoryItem)
+	iq.After, iq.Limit = pg.after, pg.limit
+	streamList(s, w, r, "inventory", s.ledger.InventorySeq(r.Context(), iq), appendInventoryItem)
 }
 
 // paging is what a list request asks for with its optional limit and
@@ -461,23 +459,21 @@ func parsePaging(q url.Values) (paging, error) {
 // each write with a deadline of its own.
 const writeChunkBytes = 64 << 10
 
-// streamList answers 200 with {"name": [...]}: the rows pg asks for, all
-// of them when pg is the zero value. It reads the list from the ledger a
-// page at a time (page returns up to limit rows after the row whose key
-// is after; key gives a row's key) and writes each page as soon as it
-// has it, each row written by add, so that a list holds one page in
-// memory however long it is. The bytes are those of the whole list
-// written at once.
+// streamList answers 200 with {"name": [...]}: the rows that rows
+// yields (one of the ledger's iterator forms, which reads the ledger a
+// page at a time), each written by add. Every pageSize rows it writes
+// what it has, so that a list holds about one page in memory however
+// long it is. The bytes are those of the whole list written at once.
 //
-// A list that fits in one page is answered like any other body, with a
+// A list of at most pageSize rows is answered like any other body, with a
 // Content-Length. A longer one goes out chunked, flushed page by page.
-// The first page is read before anything is written, so that a failure
-// there gets an ordinary error answer. A failure on a later page comes
-// after the status and part of the list have gone out, when no error
-// answer can follow: it is logged and the response is aborted with
-// panic(http.ErrAbortHandler), which cuts the connection (HTTP/1.1) or
-// resets the stream (HTTP/2). The client then sees a truncated body,
-// never a well-formed list with rows missing.
+// Nothing is written before the first pageSize rows are in hand, so that
+// a failure there (bad input, the ledger closed) gets an ordinary error
+// answer. A failure later comes after the status and part of the list
+// have gone out, when no error answer can follow: it is logged and the
+// response is aborted with panic(http.ErrAbortHandler), which cuts the
+// connection (HTTP/1.1) or resets the stream (HTTP/2). The client then
+// sees a truncated body, never a well-formed list with rows missing.
 //
 // The answer is written in chunks of writeChunkBytes, and the write
 // deadline is moved to WriteTimeout from now before each (see
@@ -485,50 +481,46 @@ const writeChunkBytes = 64 << 10
 // out, not the whole list, so a slow reader gets a long list in full,
 // and a reader that stops reading is cut off after WriteTimeout.
 //
-// Each page is read in a read transaction of its own, so a long list is
-// not a snapshot: a row appears once and in order, but rows written while
-// the list is read may or may not be in it.
-func streamList[T any](s *server, w http.ResponseWriter, r *http.Request, name string, pg paging,
-	page func(after string, limit int) ([]T, error), key func(*T) string,
-	add func([]byte, *T) ([]byte, error)) {
+// The ledger reads each page in a read transaction of its own, so a long
+// list is not a snapshot: a row appears once and in order, but rows
+// written while the list is read may or may not be in it.
+func streamList[T any](s *server, w http.ResponseWriter, r *http.Request, name string,
+	rows iter.Seq2[T, error], add func([]byte, *T) ([]byte, error)) {
 	b := append(make([]byte, 0, 4096), `{"`+name+`":[`...)
-	after, left, first := pg.after, pg.limit, true
-	for {
-		n := s.pageSize
-		if pg.limit > 0 {
-			n = min(n, left)
-		}
-		rows, err := page(after, n)
-		for i := 0; i < len(rows) && err == nil; i++ {
-			if i > 0 || !first {
+	n, started := 0, false
+	for row, err := range rows {
+		if err == nil {
+			if n > 0 {
 				b = append(b, ',')
 			}
-			b, err = add(b, &rows[i])
+			b, err = add(b, &row)
 		}
 		if err != nil {
-			if first {
+			if !started {
 				s.fail(w, r, err)
 				return
 			}
 			s.abortResponse(r, err)
 		}
-		left -= len(rows)
-		last := len(rows) < n || pg.limit > 0 && left == 0
-		if last {
-			b = append(b, "]}\n"...)
-		}
-		if first {
-			setBodyHeaders(w.Header())
-			if last {
-				w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		if n++; n%s.pageSize == 0 {
+			if !started {
+				setBodyHeaders(w.Header())
+				w.WriteHeader(http.StatusOK)
+				started = true
 			}
-			w.WriteHeader(http.StatusOK)
+			if err := s.writeChunks(w, r, b); err != nil {
+				return // the answer's outcome is recorded
+			}
+			b = b[:0]
 		}
-		if err := s.writeChunks(w, r, b); err != nil || last {
-			return // on error, the answer's outcome is recorded
-		}
-		after, first, b = key(&rows[len(rows)-1]), false, b[:0]
 	}
+	b = append(b, "]}\n"...)
+	if !started {
+		setBodyHeaders(w.Header())
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(http.StatusOK)
+	}
+	_ = s.writeChunks(w, r, b) // on error, the answer's outcome is recorded
 }
 
 // writeChunks writes b to w, writeChunkBytes at a time, and flushes it to
