@@ -214,7 +214,10 @@ func (c *committer) wait(r *request) (lead bool, err error) {
 		return false, nil
 	}
 	c.mu.Unlock()
-	return false, c.await(r)
+	if err := c.await(r); err != nil {
+		return false, err
+	}
+	return r.lead, nil // the result, or the lead handed over as the context ended
 }
 
 // await waits for the result of r, which a leader has taken or which
