@@ -88,3 +88,90 @@ func testCancelAtRandom(t *testing.T, ns NewStore) {
 	}
 	require.Equal(t, int64(len(rows)), sum.IntPart())
 }
+
+// testCloseDuringOperations: Close while every kind of call is in flight
+// waits for them and returns; each call either completes or fails with
+// ErrClosed (or its context's error), and none hangs.
+func testCloseDuringOperations(t *testing.T, ns NewStore) {
+	l, _ := newLedger(t, ns)
+	bg := context.Background()
+	item := create(t, l, "a", "u0", "100", &ledger.Item{Name: "i"})
+	ops := []func(ctx context.Context) error{
+		func(ctx context.Context) error {
+			_, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "u1", Amount: decimal.NewFromInt(1), Reason: "r"})
+			return err
+		},
+		func(ctx context.Context) error {
+			_, err := l.CreateEntries(ctx, []ledger.NewEntry{{AuthorityID: "a", UserID: "u2", Amount: decimal.NewFromInt(1), Reason: "r"}})
+			return err
+		},
+		func(ctx context.Context) error {
+			_, err := l.UseItem(ctx, "a", item.ID)
+			if errors.Is(err, ledger.ErrItemUsed) {
+				return nil
+			}
+			return err
+		},
+		func(ctx context.Context) error { _, err := l.Wallets(ctx, ledger.WalletQuery{}); return err },
+		func(ctx context.Context) error {
+			_, err := l.Inventory(ctx, ledger.InventoryQuery{Used: ledger.UsedOrUnused})
+			return err
+		},
+		func(ctx context.Context) error {
+			for _, err := range l.EntriesSeq(ctx, ledger.EntryQuery{}) {
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		func(ctx context.Context) error { return l.Verify(ctx) },
+		func(ctx context.Context) error { return l.Health(ctx) },
+		func(ctx context.Context) error { return l.Export(ctx, discard{}) },
+	}
+	const rounds = 30
+	errs := make(chan error, 64*rounds)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for g := range 4 * len(ops) {
+		op := ops[g%len(ops)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			r := rand.New(rand.NewPCG(uint64(g), 2))
+			for range rounds {
+				ctx, cancel := context.WithTimeout(bg, time.Duration(r.IntN(2000))*time.Microsecond)
+				err := op(ctx)
+				cancel()
+				if err != nil && !errors.Is(err, ledger.ErrClosed) && !errors.Is(err, context.DeadlineExceeded) {
+					errs <- fmt.Errorf("op %d: %w", g%len(ops), err)
+				}
+				if errors.Is(err, ledger.ErrClosed) {
+					return
+				}
+			}
+		}()
+	}
+	close(start)
+	time.Sleep(2 * time.Millisecond) // let the calls get going; any moment will do
+	closed := make(chan error, 1)
+	go func() { closed <- l.Close() }()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("calls still running 30 s after Close")
+	}
+	require.NoError(t, <-closed)
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	require.ErrorIs(t, l.Close(), ledger.ErrClosed)
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
