@@ -224,3 +224,60 @@ func ExampleLedger_Verify() {
 	fmt.Println(l.Verify(context.Background()))
 	// Output: <nil>
 }
+
+func ExampleLedger_EntriesSeq() {
+	ctx := context.Background()
+	l := mustLedger(ledger.WithPageSize(2))
+	defer l.Close()
+	for i := int64(1); i <= 5; i++ {
+		credit(l, "bank", "1", i)
+	}
+	// Newest first, read two entries per store transaction.
+	for e, err := range l.EntriesSeq(ctx, ledger.EntryQuery{UserIDs: []string{"1"}, Reverse: true}) {
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(e.CreatedOn.Format(time.Kitchen), e.Amount, e.Balance)
+	}
+	// Output:
+	// 12:05PM 5 15
+	// 12:04PM 4 10
+	// 12:03PM 3 6
+	// 12:02PM 2 3
+	// 12:01PM 1 1
+}
+
+func ExampleErrUnknownOutcome() {
+	ctx := context.Background()
+	l := mustLedger()
+	defer l.Close()
+	buy := ledger.NewEntry{AuthorityID: "shop", UserID: "1", Amount: decimal.NewFromInt(3), Reason: "order 17", IdempotencyKey: "order-17"}
+	e, err := l.CreateEntry(ctx, buy)
+	if errors.Is(err, ledger.ErrUnknownOutcome) {
+		// Committed or not: the same key settles it, writing it at most once.
+		e, err = l.CreateEntry(ctx, buy)
+	}
+	again, _ := l.CreateEntry(ctx, buy)
+	fmt.Println(err, e.ID == again.ID)
+	// Output: <nil> true
+}
+
+func ExampleEntryErrors() {
+	l := mustLedger()
+	defer l.Close()
+	_, err := l.CreateEntries(context.Background(), []ledger.NewEntry{
+		{AuthorityID: "bank", UserID: "1", Amount: decimal.NewFromInt(1), Reason: "fine"},
+		{AuthorityID: "bank", UserID: "", Amount: decimal.NewFromInt(1), Reason: "no user"},
+		{AuthorityID: "bank", UserID: "2", Amount: decimal.NewFromInt(1)},
+	})
+	var list ledger.EntryErrors
+	if errors.As(err, &list) {
+		for _, e := range list {
+			fmt.Println(e.Index, errors.Unwrap(e))
+		}
+	}
+	// Output:
+	// 1 ledger: invalid UserID: empty
+	// 2 ledger: invalid Reason: empty
+}
