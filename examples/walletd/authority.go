@@ -212,6 +212,12 @@ func removeAuthorityFile(dir, id string) error {
 		}
 		return err
 	}
+	return syncDir(dir)
+}
+
+// syncDir fsyncs a directory, so that a file created, renamed or removed
+// in it survives a crash.
+func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
@@ -246,12 +252,7 @@ func writeFileAtomic(dir, name string, data []byte) (err error) {
 	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return syncDir(dir)
 }
 
 // authority is a loaded authority: what the server needs to verify its
