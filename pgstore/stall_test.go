@@ -306,3 +306,50 @@ CREATE CONSTRAINT TRIGGER slow AFTER INSERT OR UPDATE ON `+q+`.totals
 		require.NoError(t, err)
 	}
 }
+
+// TestStalledServerLedger is issue 10's item 11 as a user meets it: with
+// the backends of a ledger's store frozen, a CreateEntry with a 2 s
+// deadline returns within 3 s (ErrUnknownOutcome if its commit had begun,
+// else its context's error), a second writer queued behind it too, and
+// once the backends resume the ledger writes again and the retry with the
+// same idempotency key settles the first write.
+func TestStalledServerLedger(t *testing.T) {
+	dbURL(t)
+	s, app, _ := appStore(t)
+	l, err := ledger.New(s)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	bg := context.Background()
+	ne := ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: decimal.New(5, 0), Reason: "r", IdempotencyKey: "k"}
+	_, err = l.CreateEntry(bg, ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: decimal.New(1, 0), Reason: "warm"})
+	require.NoError(t, err)
+	cont := stop(t, backends(t, app, ""))
+
+	ctx, cancel := context.WithTimeout(bg, 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := l.CreateEntry(ctx, ne)
+			errs <- err
+		}()
+	}
+	for range 2 {
+		err := <-errs
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+	}
+	took := time.Since(start)
+	require.Lessf(t, took, 3*time.Second, "returned after %v with a 2s deadline", took)
+
+	cont()
+	ctx2, cancel2 := context.WithTimeout(bg, 30*time.Second)
+	defer cancel2()
+	e, err := l.CreateEntry(ctx2, ne)
+	require.NoError(t, err, "the ledger writes again once its backends resume")
+	ws, err := l.Wallets(ctx2, ledger.WalletQuery{UserIDs: []string{"u"}})
+	require.NoError(t, err)
+	require.Equal(t, "6", ws[0].Total.String(), "the keyed write counted once")
+	require.True(t, e.Amount.Equal(decimal.New(5, 0)))
+	require.NoError(t, l.Verify(ctx2))
+}
