@@ -23,6 +23,8 @@ func FuzzCreateEntry(f *testing.F) {
 	f.Add("a", "u", "1e999999999", "r", false, "", []byte(nil), "")
 	f.Add("a", "u", "1e-999999999", "r", false, "", []byte(nil), "")
 	f.Add("a", "u", "-100.5", "r", true, "n", []byte(`"x"`), "seed")
+	f.Add("a", "u", "0e-10000", "r", true, "n", []byte("[[[\"\xff\"]]]"), "")
+	f.Add("a", "u", "1.0000000000000000000000", "r", false, "", []byte(nil), "")
 	f.Fuzz(func(t *testing.T, auth, user, amount, reason string, hasItem bool, name string, data []byte, key string) {
 		ctx := context.Background()
 		l := newLedger(t)
@@ -64,6 +66,9 @@ func FuzzCreateEntry(f *testing.F) {
 		}
 		if e.AuthorityID != auth || e.UserID != user || !e.Amount.Equal(amt) || e.Reason != reason || (e.Item == nil) != !hasItem {
 			t.Fatalf("wrote %+v for %+v", e, ne)
+		}
+		if e.Amount.Exponent() < -ledger.DefaultPlaces || e.Balance.Exponent() < -ledger.DefaultPlaces {
+			t.Fatalf("amount %s or balance %s kept an exponent past the ledger's places", e.Amount, e.Balance)
 		}
 		if hasItem && (e.Item.Name != name || e.Item.Used || !bytes.Equal(e.Item.Data, data)) {
 			t.Fatalf("wrote item %+v for %+v", e.Item, ne.Item)
