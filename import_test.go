@@ -157,3 +157,35 @@ func TestImportCancelAtRandom(t *testing.T) {
 		})
 	}
 }
+
+// TestImportRefusesHugeLine: a line longer than any entry within the
+// ledger's limits is refused, with its line number, before it is read
+// whole.
+func TestImportRefusesHugeLine(t *testing.T) {
+	ctx := context.Background()
+	src := newLedger(t)
+	_, err := src.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("1"), Reason: "r"})
+	require.NoError(t, err)
+	var buf strings.Builder
+	require.NoError(t, src.Export(ctx, &buf))
+	lines := strings.SplitAfter(buf.String(), "\n")
+	huge := `{"id":"` + strings.Repeat("x", 4<<20) + "\"}\n"
+	stream := lines[0] + huge + strings.Join(lines[1:], "")
+	dst := newLedger(t)
+	err = ledger.Import(ctx, dst, strings.NewReader(stream))
+	require.ErrorIs(t, err, ledger.ErrInvalid)
+	require.ErrorContains(t, err, "line 2: longer than")
+	es, err := dst.Entries(ctx, ledger.EntryQuery{})
+	require.NoError(t, err)
+	require.Empty(t, es)
+	// The largest entry the limits admit still imports.
+	big := newLedger(t)
+	lim := ledger.DefaultLimits()
+	_, err = big.CreateEntry(ctx, ledger.NewEntry{AuthorityID: strings.Repeat("\x00", lim.MaxIDBytes), UserID: strings.Repeat("\x01", lim.MaxIDBytes),
+		Amount: dec("1"), Reason: strings.Repeat("\x02", lim.MaxReasonBytes), IdempotencyKey: strings.Repeat("\x03", lim.MaxIDBytes),
+		Item: &ledger.Item{Name: strings.Repeat("\x04", lim.MaxItemNameBytes), Data: []byte(`"` + strings.Repeat(`\u0000`, lim.MaxItemDataBytes/6-1) + `"`)}})
+	require.NoError(t, err)
+	buf.Reset()
+	require.NoError(t, big.Export(ctx, &buf))
+	require.NoError(t, ledger.Import(ctx, newLedger(t), strings.NewReader(buf.String())))
+}

@@ -319,9 +319,26 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		}
 		return nil
 	}
+	// No line of an export the ledger's limits admit is longer than
+	// maxLine (every byte of text escaped as \u0000, item data in
+	// base64): a longer one is refused before it is read whole.
+	maxLine := 6*(EntryOverheadBytes+3*l.cfg.limits.MaxIDBytes+l.cfg.limits.MaxReasonBytes+l.cfg.limits.MaxItemNameBytes) +
+		2*l.cfg.limits.MaxItemDataBytes + 64<<10
 	next := func(v any) (bool, error) {
+		raw = raw[:0]
 		var err error
-		raw, err = br.ReadBytes('\n')
+		for {
+			var chunk []byte
+			chunk, err = br.ReadSlice('\n')
+			raw = append(raw, chunk...)
+			if err != bufio.ErrBufferFull {
+				break
+			}
+			if len(raw) > maxLine {
+				lineNo++
+				return false, lineErr("longer than %d bytes, more than any entry within the ledger's limits", maxLine)
+			}
+		}
 		if err == io.EOF && len(raw) == 0 {
 			return false, nil
 		}
