@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ func runUse(t *testing.T, ns NewStore) {
 	t.Run("ForUser", func(t *testing.T) { testForUser(t, ns) })
 	t.Run("IdempotencyKey", func(t *testing.T) { testUseIdempotencyKey(t, ns) })
 	t.Run("InvalidOptions", func(t *testing.T) { testUseInvalidOptions(t, ns) })
+	t.Run("ExportImport", func(t *testing.T) { testUseExportImport(t, ns) })
 	t.Run("RacingKeyedUses", func(t *testing.T) { testRacingKeyedUses(t, ns) })
 }
 
@@ -244,6 +246,33 @@ func testUseInvalidOptions(t *testing.T, ns NewStore) {
 	require.NoError(t, l.Close())
 	_, err = l.UseItem(ctx, "shop", e.ID, ledger.ForUser(""), ledger.UseIdempotencyKey(""))
 	require.ErrorIs(t, err, ledger.ErrClosed, "closed comes before validation")
+}
+
+func testUseExportImport(t *testing.T, ns NewStore) {
+	ctx := context.Background()
+	clk := newClock()
+	l, _ := newLedger(t, ns, ledger.WithClock(clk.Now))
+	a := create(t, l, "shop", "u", "0", &ledger.Item{Name: "a"})
+	b := create(t, l, "shop", "u", "0", &ledger.Item{Name: "b"})
+	create(t, l, "shop", "u", "0", &ledger.Item{Name: "unused"})
+	ua, err := l.UseItem(ctx, "arcade", a.ID, ledger.UseIdempotencyKey("use-a"))
+	require.NoError(t, err)
+	_, err = l.UseItem(ctx, "shop", b.ID)
+	require.NoError(t, err)
+	before, err := l.Entries(ctx, ledger.EntryQuery{})
+	require.NoError(t, err)
+
+	var out bytes.Buffer
+	require.NoError(t, l.Export(ctx, &out))
+	m, s := newLedger(t, ns)
+	require.NoError(t, ledger.Import(ctx, m, bytes.NewReader(out.Bytes())))
+	after, err := m.Entries(ctx, ledger.EntryQuery{})
+	require.NoError(t, err)
+	require.Equal(t, before, after, "the uses travel with the export")
+	require.Equal(t, "use-a", storedRecord(t, s, a.ID).UseIdempotencyKey)
+	again, err := m.UseItem(ctx, "arcade", a.ID, ledger.UseIdempotencyKey("use-a"))
+	require.NoError(t, err, "and so does the use's key")
+	require.Equal(t, ua, again)
 }
 
 // testRacingKeyedUses: retries racing with one key all get the used
