@@ -19,10 +19,11 @@
 // per user and per authority for entries with items. New IDs sort last,
 // so indexing an entry is an append; every scan is a binary search and a
 // walk. An entry without an item or idempotency key costs 72 bytes plus
-// four per index it is in (BenchmarkMemoryPerEntry measures it). An item
-// costs its name and data and 48 bytes; a use of it 32 more (its
-// authority is interned, its time kept as Unix nanoseconds), allocated
-// only once the item is used.
+// four per index it is in (BenchmarkMemoryPerEntry measures it). An
+// entry with an item or idempotency key has a 72-byte extension besides;
+// an item costs 48 bytes plus its name and data, and its use 32 more (the
+// authority interned, the time as Unix nanoseconds), allocated only once
+// the item is used (BenchmarkMemoryPerItemEntry).
 package memstore
 
 import (
