@@ -44,7 +44,9 @@
 //
 // A [NewEntry] with an IdempotencyKey is created once: a retry with the
 // same key and payload returns the original entry, and a retry with a
-// different payload fails with [ErrIdempotencyConflict].
+// different payload fails with [ErrIdempotencyConflict]. An item use
+// made with [UseIdempotencyKey] is retried the same way: the retry
+// returns the used entry instead of [ErrItemUsed].
 // [Ledger.CreateEntries] writes a batch all or nothing. Every entry
 // records the user's Balance right after it, which makes
 // [Ledger.Entries] a statement and WalletQuery.AsOf a lookup, not a
