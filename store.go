@@ -96,7 +96,8 @@ type Tx interface {
 	// [ReadTx.EntryByIdempotencyKey]. An entry with the same ID (or the
 	// same authority and idempotency key) must not exist; if one does,
 	// the transaction fails: InsertEntry returns an error, or (in a store
-	// that sends writes in batches) a later read or Update does.
+	// that sends writes in batches) a later read or Update does. A used
+	// item's use (see [ItemUse]) is kept as given.
 	InsertEntry(ctx context.Context, r Record) error
 
 	// SetItemUsed marks the item of an existing entry used by use: from
@@ -161,11 +162,9 @@ type Record struct {
 
 // ItemUse is the use of an item, as [Tx.SetItemUsed] records it. A store
 // keeps every field as given and reads it back in the entry's record:
-// an [InsertEntry] of a record whose item is used (as [Import] writes
-// them) carries the same three in Item.UsedBy, Item.UsedOn and
-// Record.UseIdempotencyKey, and a store keeps those as given too.
-//
-// [InsertEntry]: Tx.InsertEntry
+// Item.UsedBy, Item.UsedOn and Record.UseIdempotencyKey. A record passed
+// to [Tx.InsertEntry] with its item used (as [Import] writes them)
+// carries the same three, and a store keeps those as given too.
 type ItemUse struct {
 	// AuthorityID is the authority that used the item: Item.UsedBy.
 	AuthorityID string
