@@ -46,6 +46,7 @@ type request struct {
 	bytes   int        // opCreate: the entries' size, as Limits.MaxBatchBytes counts it
 	// opUse
 	authorityID, entryID string
+	use                  useConfig
 	// opExclusive
 	fn func() error
 
@@ -413,6 +414,12 @@ type savepoint struct {
 	ids                 idGen
 }
 
+// pendingUse is an item use made by the group, not yet flushed.
+type pendingUse struct {
+	id  string
+	use ItemUse
+}
+
 // batchState is one group's view of the store: totals read once and
 // updated in memory, entries to insert, items to mark used. Reads fall
 // through to the transaction; writes reach it only in flush.
@@ -425,17 +432,17 @@ type batchState struct {
 	dirty   []totalKey // totals set by this group, in the order first set
 	undo    []totalUndo
 	inserts []Record
-	byKey   map[totalKey]int // (authority, idempotency key) -> index in inserts
-	uses    []string         // entries whose item is marked used
-	used    map[string]bool
-	keys    []TotalKey // prefetch's scratch
+	byKey   map[totalKey]int   // (authority, idempotency key) -> index in inserts
+	uses    []pendingUse       // items marked used, in order
+	used    map[string]ItemUse // entry ID -> its item's pending use
+	keys    []TotalKey         // prefetch's scratch
 }
 
 func (st *batchState) init(l *Ledger) {
 	st.l = l
 	st.totals = make(map[totalKey]totalSlot)
 	st.byKey = make(map[totalKey]int)
-	st.used = make(map[string]bool)
+	st.used = make(map[string]ItemUse)
 }
 
 func (st *batchState) reset() {
@@ -443,6 +450,7 @@ func (st *batchState) reset() {
 	clear(st.byKey)
 	clear(st.used)
 	clear(st.inserts)
+	clear(st.uses)
 	clear(st.dirty)
 	st.undo, st.inserts, st.uses, st.dirty = st.undo[:0], st.inserts[:0], st.uses[:0], st.dirty[:0]
 }
@@ -465,9 +473,10 @@ func (st *batchState) rollback(sp savepoint) {
 	}
 	clear(st.inserts[sp.inserts:])
 	st.inserts = st.inserts[:sp.inserts]
-	for _, id := range st.uses[sp.uses:] {
-		delete(st.used, id)
+	for _, u := range st.uses[sp.uses:] {
+		delete(st.used, u.id)
 	}
+	clear(st.uses[sp.uses:])
 	st.uses = st.uses[:sp.uses]
 }
 
@@ -490,7 +499,7 @@ func (st *batchState) apply(r *request) error {
 		}
 	case opUse:
 		var e Entry
-		if e, err = st.use(r.authorityID, r.entryID); err == nil {
+		if e, err = st.use(r.authorityID, r.entryID, r.use); err == nil {
 			r.out = append(r.out, e)
 		}
 	}
@@ -587,9 +596,23 @@ func (st *batchState) current(r Record) Entry {
 	e := r.Entry
 	if e.Item != nil {
 		e.Item = e.Item.clone()
-		e.Item.Used = e.Item.Used || st.used[e.ID]
+		if u, ok := st.used[e.ID]; ok {
+			e.Item.Used, e.Item.UsedOn, e.Item.UsedBy = true, u.At, u.AuthorityID
+		}
 	}
 	return e
+}
+
+// itemUse returns the use of r's item, the group's pending one included,
+// and whether it is used.
+func (st *batchState) itemUse(r Record) (ItemUse, bool) {
+	if u, ok := st.used[r.ID]; ok {
+		return u, true
+	}
+	if r.Item.Used {
+		return ItemUse{AuthorityID: r.Item.UsedBy, At: r.Item.UsedOn, IdempotencyKey: r.UseIdempotencyKey}, true
+	}
+	return ItemUse{}, false
 }
 
 func (st *batchState) create(ne NewEntry) (Entry, error) {
@@ -700,10 +723,14 @@ func payloadDiff(orig Record, ne NewEntry) []string {
 	return diff
 }
 
-func (st *batchState) use(authorityID, entryID string) (Entry, error) {
+func (st *batchState) use(authorityID, entryID string, uc useConfig) (Entry, error) {
 	r, err := st.entry(entryID)
 	if err != nil {
 		return Entry{}, err
+	}
+	if uc.forUser && r.UserID != uc.userID {
+		// Word for word the error of an entry that does not exist.
+		return Entry{}, fmt.Errorf("%w: entry %q", ErrNotFound, entryID)
 	}
 	if st.l.cfg.grantorOnly && r.AuthorityID != authorityID {
 		return Entry{}, fmt.Errorf("%w: authority %q did not grant entry %q", ErrForbidden, authorityID, entryID)
@@ -711,11 +738,18 @@ func (st *batchState) use(authorityID, entryID string) (Entry, error) {
 	if r.Item == nil {
 		return Entry{}, fmt.Errorf("%w: entry %q", ErrNoItem, entryID)
 	}
-	if r.Item.Used || st.used[entryID] {
+	if prev, used := st.itemUse(r); used {
+		if uc.keyed && prev.IdempotencyKey == uc.key && prev.AuthorityID == authorityID {
+			return st.current(r), nil // a retry of that use
+		}
 		return Entry{}, fmt.Errorf("%w: entry %q", ErrItemUsed, entryID)
 	}
-	st.used[entryID] = true
-	st.uses = append(st.uses, entryID)
+	u := ItemUse{AuthorityID: authorityID, At: time.Unix(0, unixNano(st.l.cfg.clock())).UTC()}
+	if uc.keyed {
+		u.IdempotencyKey = uc.key
+	}
+	st.used[entryID] = u
+	st.uses = append(st.uses, pendingUse{entryID, u})
 	return st.current(r), nil
 }
 
@@ -726,8 +760,8 @@ func (st *batchState) flush() error {
 			return storeErr("insert entry", err)
 		}
 	}
-	for _, id := range st.uses {
-		if err := st.tx.SetItemUsed(st.ctx, id); err != nil {
+	for _, u := range st.uses {
+		if err := st.tx.SetItemUsed(st.ctx, u.id, u.use); err != nil {
 			return storeErr("mark item used", err)
 		}
 	}

@@ -24,7 +24,8 @@ var (
 	// [*NotEnoughFundsError]. Nothing is written.
 	ErrNotEnoughFunds = errors.New("ledger: not enough funds")
 
-	// ErrNotFound is returned when an entry named by ID does not exist.
+	// ErrNotFound is returned when an entry named by ID does not exist,
+	// and by [Ledger.UseItem] under [ForUser] when it is another user's.
 	// Stores return it too, for a missing entry.
 	ErrNotFound = errors.New("ledger: not found")
 
@@ -33,7 +34,8 @@ var (
 	ErrNoItem = errors.New("ledger: entry has no item")
 
 	// ErrItemUsed is returned by [Ledger.UseItem] when the item was already
-	// used.
+	// used, by another call than a retry with the use's key (see
+	// [UseIdempotencyKey]).
 	ErrItemUsed = errors.New("ledger: item already used")
 
 	// ErrForbidden is returned by [Ledger.UseItem] when the ledger was
@@ -76,10 +78,12 @@ var (
 type InvalidError struct {
 	// Field names the offending field by its Go name: a NewEntry field
 	// ("AuthorityID", "UserID", "Amount", "Reason", "IdempotencyKey",
-	// "Item.Name", "Item.Used", "Item.Data"), a query field ("UserIDs",
-	// "EntryIDs", "AuthorityIDs", "After", "Limit", "Used", "Since"),
-	// UseItem's "AuthorityID" and "EntryID", or "entries" for a batch
-	// over Limits.MaxBatchEntries.
+	// "Item.Name", "Item.Used", "Item.UsedOn", "Item.UsedBy",
+	// "Item.Data"), a query field ("UserIDs", "EntryIDs",
+	// "AuthorityIDs", "After", "Limit", "Used", "Since"), UseItem's
+	// "AuthorityID" and "EntryID" or its options' "UserID" ([ForUser])
+	// and "IdempotencyKey" ([UseIdempotencyKey]), or "entries" for a
+	// batch over Limits.MaxBatchEntries.
 	Field string
 	// Problem says what is wrong with it, in a few words.
 	Problem string

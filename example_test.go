@@ -180,10 +180,35 @@ func ExampleLedger_UseItem() {
 	})
 
 	used, err := l.UseItem(ctx, "arcade", e.ID)
-	fmt.Println(used.Item.Used, err)
+	fmt.Println(used.Item.Used, used.Item.UsedBy, used.Item.UsedOn, err)
 	_, err = l.UseItem(ctx, "arcade", e.ID)
 	fmt.Println(errors.Is(err, ledger.ErrItemUsed))
 	// Output:
+	// true arcade 2026-01-01 12:02:00 +0000 UTC <nil>
+	// true
+}
+
+// A use on behalf of one user, safe to retry: another user's entry is
+// not found, and a retry with the same key gets the used entry back.
+func ExampleLedger_UseItem_retry() {
+	ctx := context.Background()
+	l := mustLedger()
+	defer l.Close()
+	e, _ := l.CreateEntry(ctx, ledger.NewEntry{
+		AuthorityID: "arcade", UserID: "alice", Amount: decimal.Zero, Reason: "prize", Item: &ledger.Item{Name: "Token"},
+	})
+
+	_, err := l.UseItem(ctx, "arcade", e.ID, ledger.ForUser("bob"))
+	fmt.Println(errors.Is(err, ledger.ErrNotFound))
+	first, err := l.UseItem(ctx, "arcade", e.ID, ledger.ForUser("alice"), ledger.UseIdempotencyKey("req-7"))
+	fmt.Println(first.Item.Used, err)
+	retry, err := l.UseItem(ctx, "arcade", e.ID, ledger.ForUser("alice"), ledger.UseIdempotencyKey("req-7"))
+	fmt.Println(retry.Item.UsedOn.Equal(first.Item.UsedOn), err)
+	_, err = l.UseItem(ctx, "arcade", e.ID, ledger.UseIdempotencyKey("req-8"))
+	fmt.Println(errors.Is(err, ledger.ErrItemUsed))
+	// Output:
+	// true
+	// true <nil>
 	// true <nil>
 	// true
 }

@@ -44,7 +44,9 @@
 //
 // A [NewEntry] with an IdempotencyKey is created once: a retry with the
 // same key and payload returns the original entry, and a retry with a
-// different payload fails with [ErrIdempotencyConflict].
+// different payload fails with [ErrIdempotencyConflict]. An item use
+// made with [UseIdempotencyKey] is retried the same way: the retry
+// returns the used entry instead of [ErrItemUsed].
 // [Ledger.CreateEntries] writes a batch all or nothing. Every entry
 // records the user's Balance right after it, which makes
 // [Ledger.Entries] a statement and WalletQuery.AsOf a lookup, not a
@@ -101,7 +103,9 @@ type Entry struct {
 	Balance decimal.Decimal `json:"balance"`
 }
 
-// Item is something an entry grants a user.
+// Item is something an entry grants a user. Used, UsedOn and UsedBy are
+// the ledger's: [Ledger.UseItem] sets them, and a [NewEntry] leaves them
+// zero.
 type Item struct {
 	Name string `json:"name"`
 	Used bool   `json:"used"`
@@ -109,6 +113,16 @@ type Item struct {
 	// encoding/json compacts a RawMessage it marshals; write Data out
 	// yourself where the bytes matter.)
 	Data json.RawMessage `json:"data,omitempty"`
+	// UsedOn is when the item was used: the ledger clock's reading (see
+	// [WithClock]) at the use, in UTC, to the nanosecond and within the
+	// years 1970 to 2262 that entry times span. It is zero while the item
+	// is unused, and for an item used before the ledger recorded uses
+	// (data written by releases before UsedOn, or imported from their
+	// exports).
+	UsedOn time.Time `json:"used_on,omitzero"`
+	// UsedBy is the authority that used the item, "" while it is unused
+	// and where UsedOn is zero for want of a record.
+	UsedBy string `json:"used_by,omitempty"`
 }
 
 func (it *Item) clone() *Item {
@@ -290,12 +304,28 @@ func (l *Ledger) CreateEntries(ctx context.Context, es []NewEntry) ([]Entry, err
 	return out, nil
 }
 
-// UseItem marks the item granted by entry entryID used and returns the
-// updated entry. It fails with [ErrNotFound] for an unknown entry,
-// [ErrNoItem] for an entry without an item, [ErrItemUsed] if the item was
-// used already, and, under [WithGrantorOnlyItemUse], [ErrForbidden] if
-// authorityID did not grant the item.
-func (l *Ledger) UseItem(ctx context.Context, authorityID, entryID string) (Entry, error) {
+// UseItem marks the item granted by entry entryID used by authorityID
+// and returns the updated entry, whose Item.UsedOn is the ledger clock's
+// reading and Item.UsedBy is authorityID. Of any number of concurrent
+// uses of one item, exactly one succeeds (retries with its idempotency
+// key aside, see below).
+//
+// It fails, checking in this order, with [ErrNotFound] for an unknown
+// entry, or under [ForUser] for an entry of another user (the same
+// error: the caller learns nothing about other users' entries); under
+// [WithGrantorOnlyItemUse], with [ErrForbidden] if authorityID did not
+// grant the item; with [ErrNoItem] for an entry without an item; and with
+// [ErrItemUsed] if the item was used already, unless this call is a
+// retry of that use: see [UseIdempotencyKey]. Invalid arguments (an
+// empty or oversized ID or option value) fail with an [*InvalidError]
+// naming "AuthorityID", "EntryID", "UserID" or "IdempotencyKey". After
+// [Ledger.Close] every call fails with [ErrClosed]. On failure nothing is
+// written.
+//
+// A use whose outcome is unknown ([ErrUnknownOutcome]) is safe to retry
+// only with an idempotency key: the retry returns the used entry if the
+// first attempt was committed, and uses the item if it was not.
+func (l *Ledger) UseItem(ctx context.Context, authorityID, entryID string, opts ...UseOption) (Entry, error) {
 	if err := l.enter(ctx); err != nil {
 		return Entry{}, err
 	}
@@ -306,7 +336,61 @@ func (l *Ledger) UseItem(ctx context.Context, authorityID, entryID string) (Entr
 	if err := l.checkID("EntryID", entryID); err != nil {
 		return Entry{}, err
 	}
+	var uc useConfig
+	for _, o := range opts {
+		if o != nil {
+			o(&uc)
+		}
+	}
+	if uc.forUser {
+		if err := l.checkID("UserID", uc.userID); err != nil {
+			return Entry{}, err
+		}
+	}
+	if uc.keyed {
+		if err := l.checkID("IdempotencyKey", uc.key); err != nil {
+			return Entry{}, err
+		}
+	}
 	r := newRequest(ctx, opUse)
 	r.authorityID, r.entryID = authorityID, entryID
+	r.use = uc
 	return l.commits.run(r)
+}
+
+// UseOption modifies a [Ledger.UseItem] call: [ForUser],
+// [UseIdempotencyKey]. Options apply in order; of two of the same kind
+// the later wins. A nil UseOption does nothing.
+type UseOption func(*useConfig)
+
+// useConfig is what a UseItem call's options ask for.
+type useConfig struct {
+	forUser bool
+	userID  string
+	keyed   bool
+	key     string
+}
+
+// ForUser makes [Ledger.UseItem] use the item only if entry entryID is
+// userID's: for another user's entry it fails with [ErrNotFound], as for
+// an entry that does not exist, so a caller acting for one user can
+// neither use another's items nor learn that they exist. An empty or
+// oversized userID fails the call with an [*InvalidError] naming
+// "UserID".
+func ForUser(userID string) UseOption {
+	return func(c *useConfig) { c.forUser, c.userID = true, userID }
+}
+
+// UseIdempotencyKey makes a [Ledger.UseItem] call safe to retry: when
+// the item is already used, and that use was made by the same authority
+// on the same entry with the same key, the call writes nothing and
+// returns the entry as it is now (with the first use's UsedOn) instead
+// of failing with [ErrItemUsed]. The key's scope is the (authority,
+// entry) pair: a key used on one entry says nothing about any other, and
+// a use with a different key, with no key, or by another authority
+// still fails with ErrItemUsed. The key is kept with the use, forever
+// (and travels with [Ledger.Export]). An empty or oversized key fails
+// the call with an [*InvalidError] naming "IdempotencyKey".
+func UseIdempotencyKey(key string) UseOption {
+	return func(c *useConfig) { c.keyed, c.key = true, key }
 }

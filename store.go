@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"iter"
+	"time"
 
 	"github.com/shopspring/decimal"
 )
@@ -95,15 +96,19 @@ type Tx interface {
 	// [ReadTx.EntryByIdempotencyKey]. An entry with the same ID (or the
 	// same authority and idempotency key) must not exist; if one does,
 	// the transaction fails: InsertEntry returns an error, or (in a store
-	// that sends writes in batches) a later read or Update does.
+	// that sends writes in batches) a later read or Update does. A used
+	// item's use (see [ItemUse]) is kept as given.
 	InsertEntry(ctx context.Context, r Record) error
 
-	// SetItemUsed marks the item of an existing entry used. If the entry
-	// does not exist or has no item, the transaction fails with
-	// [ErrNotFound] or [ErrNoItem], from SetItemUsed or, in a store that
-	// batches writes, from a later read or Update. The ledger has already
-	// checked both; this is a last guard.
-	SetItemUsed(ctx context.Context, id string) error
+	// SetItemUsed marks the item of an existing entry used by use: from
+	// then on the entry's record reads with Item.Used true, Item.UsedOn
+	// use.At, Item.UsedBy use.AuthorityID and UseIdempotencyKey
+	// use.IdempotencyKey. If the entry does not exist or has no item,
+	// the transaction fails with [ErrNotFound] or [ErrNoItem], from
+	// SetItemUsed or, in a store that batches writes, from a later read
+	// or Update. The ledger has already checked both, and that the item
+	// is unused; this is a last guard.
+	SetItemUsed(ctx context.Context, id string, use ItemUse) error
 
 	// SetTotal stores the running total of (authorityID, userID);
 	// authorityID "" names the user's total over all authorities.
@@ -150,6 +155,27 @@ type Record struct {
 	// entry's user right after the entry, as Balance is over all
 	// authorities.
 	AuthorityBalance decimal.Decimal
+	// UseIdempotencyKey is the key the entry's item was used with (see
+	// [UseIdempotencyKey]), or "". It is set only on a used item.
+	UseIdempotencyKey string
+}
+
+// ItemUse is the use of an item, as [Tx.SetItemUsed] records it. A store
+// keeps every field as given and reads it back in the entry's record:
+// Item.UsedBy, Item.UsedOn and Record.UseIdempotencyKey. A record passed
+// to [Tx.InsertEntry] with its item used (as [Import] writes them)
+// carries the same three, and a store keeps those as given too.
+type ItemUse struct {
+	// AuthorityID is the authority that used the item: Item.UsedBy.
+	AuthorityID string
+	// At is when: Item.UsedOn. The ledger passes an instant in UTC within
+	// the range entry IDs encode (1970 to 2262, see the package doc), or
+	// the zero time for a use recorded without one; a store returns it
+	// to the nanosecond, in UTC, and the zero time as the zero time.
+	At time.Time
+	// IdempotencyKey is the key the use was made with, or "":
+	// Record.UseIdempotencyKey.
+	IdempotencyKey string
 }
 
 // Scan selects entries for [ReadTx.Entries]. Every set field must match;

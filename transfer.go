@@ -18,19 +18,25 @@ import (
 // ID order and, from version 2, an end marker that counts what came
 // before it:
 //
-//	{"format":"walletledger-export","version":2}
-//	{"id":"…","authority_id":"shop","user_id":"alice",…,"balance":"10","authority_balance":"10"}
-//	{"end":{"entries":1,"items":0,"used_items":0,"total":"10"}}
+//	{"format":"walletledger-export","version":3}
+//	{"id":"…","authority_id":"shop","user_id":"alice",…,"item":{"name":"Soda","used":true,"used_on":"…","used_by":"arcade","use_idempotency_key":"use-1"},…,"balance":"10","authority_balance":"10"}
+//	{"end":{"entries":1,"items":1,"used_items":1,"total":"10"}}
 //
 // Amounts and balances are decimal strings; item data is base64
 // (encoding/json would compact raw JSON, and the data must survive byte
-// for byte). The marker's total is the sum of every amount, that is of
-// every wallet. Version 1 is the same without the marker: a stream cut at
-// a line boundary read as a smaller ledger.
+// for byte); used_on is RFC 3339 with nanoseconds. The marker's total is
+// the sum of every amount, that is of every wallet. Version 2 is the
+// same without an item's used_on, used_by and use_idempotency_key (it
+// was written before uses were recorded); version 1 is version 2
+// without the marker: a stream cut at a line boundary read as a smaller
+// ledger.
 const (
 	exportFormat  = "walletledger-export"
-	exportVersion = 2
+	exportVersion = 3
 )
+
+// exportUseVersion is the first version whose items carry their use.
+const exportUseVersion = 3
 
 type exportHeader struct {
 	Format  string `json:"format"`
@@ -54,6 +60,11 @@ type exportItem struct {
 	Name string `json:"name"`
 	Used bool   `json:"used"`
 	Data []byte `json:"data,omitempty"`
+	// The use, from version 3; absent while the item is unused and for
+	// a use recorded without them.
+	UsedOn            time.Time `json:"used_on,omitzero"`
+	UsedBy            string    `json:"used_by,omitempty"`
+	UseIdempotencyKey string    `json:"use_idempotency_key,omitempty"`
 }
 
 // exportEnd is what the end marker counts.
@@ -91,9 +102,10 @@ type importLine struct {
 // exportBuffer is how much Export buffers between it and its writer.
 const exportBuffer = 64 << 10
 
-// Export writes the whole ledger to w in the export format, version 2:
+// Export writes the whole ledger to w in the export format, version 3:
 // a header line; every entry in creation order with its ID, CreatedOn,
-// idempotency key, item and used state, and the balances recorded on it;
+// idempotency key, item and its use (used state, UsedOn, UsedBy and the
+// use's idempotency key), and the balances recorded on it;
 // then an end marker that counts the entries, the items and the used
 // items and sums the amounts, so that [Import] can tell a whole stream
 // from one cut short. It reads one consistent snapshot and streams it,
@@ -135,7 +147,8 @@ func (l *Ledger) Export(ctx context.Context, w io.Writer) error {
 				Balance: r.Balance, AuthorityBalance: r.AuthorityBalance,
 			}
 			if r.Item != nil {
-				line.Item = &exportItem{Name: r.Item.Name, Used: r.Item.Used, Data: r.Item.Data}
+				line.Item = &exportItem{Name: r.Item.Name, Used: r.Item.Used, Data: r.Item.Data,
+					UsedOn: r.Item.UsedOn, UsedBy: r.Item.UsedBy, UseIdempotencyKey: r.UseIdempotencyKey}
 			}
 			end.count(&r)
 			if !encode(line) {
@@ -178,10 +191,12 @@ const importBatch = 1000
 // balance that would go negative, or (in a version 2 stream) an end
 // marker that is missing, disagrees with the stream or is followed by
 // anything, fails the import with [ErrInvalid], the line number, and
-// nothing written. Version 1 streams, written by releases before the end
-// marker, still import; but a version 1 stream cut short at a line
-// boundary cannot be told from a whole one, and imports as a smaller
-// ledger. (Export the result again to get a version 2 stream.)
+// nothing written. Streams of versions 1 and 2, written by releases
+// before item uses were recorded, still import, their used items with
+// no UsedOn or UsedBy; but a version 1 stream, written before the end
+// marker, cut short at a line boundary cannot be told from a whole one,
+// and imports as a smaller ledger. (Export the result again to get a
+// version 3 stream.)
 //
 // The stream is read twice: directly if r is an io.Seeker (it must not
 // change between the two passes), else from a temporary file. Import
@@ -427,7 +442,7 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 			ended = true
 			break
 		}
-		rec, size, err := l.checkImported(line.exportLine, last)
+		rec, size, err := l.checkImported(line.exportLine, last, h.Version)
 		if err != nil {
 			return lineErr("%v", err)
 		}
@@ -516,7 +531,7 @@ func totalBytes(k totalKey) int {
 // checkImported validates one exported entry against the ledger's rules
 // and turns it into a record; it also returns the entry's size as
 // Limits.MaxBatchBytes counts it.
-func (l *Ledger) checkImported(line exportLine, last string) (Record, int, error) {
+func (l *Ledger) checkImported(line exportLine, last string, version int) (Record, int, error) {
 	nanos, _, ok := ParseEntryID(line.ID)
 	switch {
 	case !ok:
@@ -538,15 +553,52 @@ func (l *Ledger) checkImported(line exportLine, last string) (Record, int, error
 		return Record{}, 0, fmt.Errorf("entry %s: %w", line.ID, err)
 	}
 	size := entryBytes(&ne)
+	var useKey string
 	if ne.Item != nil {
-		ne.Item.Used = line.Item.Used
+		use, err := l.checkImportedUse(line.Item, version)
+		if err != nil {
+			return Record{}, 0, fmt.Errorf("entry %s: %w", line.ID, err)
+		}
+		ne.Item.Used, ne.Item.UsedOn, ne.Item.UsedBy, useKey = line.Item.Used, use.At, use.AuthorityID, use.IdempotencyKey
+		size += len(use.AuthorityID) + len(use.IdempotencyKey)
 	}
 	return Record{
 		Entry: Entry{
 			ID: line.ID, AuthorityID: ne.AuthorityID, UserID: ne.UserID, CreatedOn: time.Unix(0, nanos).UTC(),
 			Amount: ne.Amount, Reason: ne.Reason, Item: ne.Item, Balance: line.Balance,
 		},
-		IdempotencyKey:   ne.IdempotencyKey,
-		AuthorityBalance: line.AuthorityBalance,
+		IdempotencyKey:    ne.IdempotencyKey,
+		AuthorityBalance:  line.AuthorityBalance,
+		UseIdempotencyKey: useKey,
 	}, size, nil
+}
+
+// checkImportedUse validates an exported item's use as UseItem would
+// have recorded it: none on an unused item; on a used one, both UsedOn
+// (within the range entry times span) and UsedBy or neither (a use
+// recorded before uses were), and a key only with them.
+func (l *Ledger) checkImportedUse(it *exportItem, version int) (ItemUse, error) {
+	u := ItemUse{AuthorityID: it.UsedBy, At: it.UsedOn, IdempotencyKey: it.UseIdempotencyKey}
+	switch {
+	case u == ItemUse{}:
+		return u, nil
+	case version < exportUseVersion:
+		return ItemUse{}, fmt.Errorf("an item use in a version %d stream (uses are recorded from version %d)", version, exportUseVersion)
+	case !it.Used:
+		return ItemUse{}, errors.New("an unused item with a use")
+	case u.At.IsZero() || u.AuthorityID == "":
+		return ItemUse{}, errors.New("an item use needs both used_on and used_by")
+	case !time.Unix(0, unixNano(u.At)).Equal(u.At):
+		return ItemUse{}, fmt.Errorf("used_on %v is outside the years 1970 to 2262 that entry times span", u.At)
+	}
+	u.At = u.At.UTC()
+	if err := l.checkID("Item.UsedBy", u.AuthorityID); err != nil {
+		return ItemUse{}, err
+	}
+	if u.IdempotencyKey != "" {
+		if err := l.checkID("UseIdempotencyKey", u.IdempotencyKey); err != nil {
+			return ItemUse{}, err
+		}
+	}
+	return u, nil
 }

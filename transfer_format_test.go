@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
@@ -68,8 +70,9 @@ func TestImportRefusesTruncatedExport(t *testing.T) {
 		{"end marker's total differs", strings.Join(lines[:41], "") + strings.Replace(end, `"total":"`, `"total":"1`, 1), "line 42: the end marker's total is 1"},
 		{"end marker with an entry's field", strings.Join(lines[:41], "") + strings.Replace(end, `{"end"`, `{"id":"","end"`, 1), `line 42: json: unknown field "id"`},
 		{"end marker without counts", strings.Join(lines[:41], "") + `{"end":{}}` + "\n", "line 42: the end marker counts 0 entries, the stream holds 40"},
-		{"end marker in a version 1 stream", strings.Replace(out, `"version":2`, `"version":1`, 1), "line 42: an end marker in a version 1 stream"},
-		{"a newer version", strings.Replace(out, `"version":2`, `"version":3`, 1), "line 1: not a walletledger export this library reads (format \"walletledger-export\" version 3)"},
+		{"end marker in a version 1 stream", strings.Replace(withoutUses(out), `"version":3`, `"version":1`, 1), "line 42: an end marker in a version 1 stream"},
+		{"a use in a version 2 stream", strings.Replace(out, `"version":3`, `"version":2`, 1), "line 2: entry " + lines[1][7:31] + ": an item use in a version 2 stream"},
+		{"a newer version", strings.Replace(out, `"version":3`, `"version":4`, 1), "line 1: not a walletledger export this library reads (format \"walletledger-export\" version 4)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Contains(t, refuse(t, tc.stream).Error(), tc.want)
@@ -94,7 +97,7 @@ func TestImportVersion1(t *testing.T) {
 	require.Len(t, old, 62, "a header, 60 entries, and the empty string after the last newline")
 	require.Len(t, got, 63, "a header, 60 entries, an end marker, and the empty string")
 	require.Equal(t, `{"format":"walletledger-export","version":1}`+"\n", old[0])
-	require.Equal(t, `{"format":"walletledger-export","version":2}`+"\n", got[0])
+	require.Equal(t, `{"format":"walletledger-export","version":3}`+"\n", got[0])
 	require.Equal(t, old[1:61], got[1:61], "every entry as it was")
 	total := decimal.Zero
 	ws, err := l.Wallets(ctx, ledger.WalletQuery{})
@@ -167,4 +170,92 @@ func TestExportClose(t *testing.T) {
 	if err := ledger.Import(ctx, l, strings.NewReader(want)); !errors.Is(err, ledger.ErrClosed) {
 		t.Fatalf("Import after Close: got %v, want ErrClosed", err)
 	}
+}
+
+// usesIn matches an item's use in an export line.
+var usesIn = regexp.MustCompile(`,"used_on":"[^"]*","used_by":"[^"]*"(,"use_idempotency_key":"[^"]*")?`)
+
+// withoutUses returns an export stream as a release before version 3
+// wrote it: the same lines without the items' uses.
+func withoutUses(stream string) string { return usesIn.ReplaceAllString(stream, "") }
+
+// TestExportUses checks how an item's use travels: used_on to the
+// nanosecond, used_by and the use's key, on used items only.
+func TestExportUses(t *testing.T) {
+	ctx := context.Background()
+	at := time.Date(2026, 7, 8, 9, 10, 11, 123456789, time.UTC)
+	l, err := ledger.New(memstore.New(), ledger.WithClock(func() time.Time { return at }))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	keyed := mustCreate(t, l, &ledger.Item{Name: "keyed"})
+	bare := mustCreate(t, l, &ledger.Item{Name: "bare"})
+	unused := mustCreate(t, l, &ledger.Item{Name: "unused"})
+	_, err = l.UseItem(ctx, "arcade", keyed.ID, ledger.UseIdempotencyKey("use-1"))
+	require.NoError(t, err)
+	_, err = l.UseItem(ctx, "shop", bare.ID)
+	require.NoError(t, err)
+	out := export(t, l)
+	lines := strings.SplitAfter(out, "\n")
+	require.Contains(t, lines[1], `"item":{"name":"keyed","used":true,"used_on":"2026-07-08T09:10:11.123456789Z","used_by":"arcade","use_idempotency_key":"use-1"}`)
+	require.Contains(t, lines[2], `"item":{"name":"bare","used":true,"used_on":"2026-07-08T09:10:11.123456789Z","used_by":"shop"}`)
+	require.Contains(t, lines[3], `"item":{"name":"unused","used":false}`)
+	require.Contains(t, lines[3], unused.ID)
+
+	// Refused uses: each stream differs from out in one line.
+	for _, tc := range []struct{ name, from, to, want string }{
+		{"a use on an unused item", `"used":false}`, `"used":false,"used_on":"2026-07-08T09:10:11Z","used_by":"x"}`, "line 4: entry " + unused.ID + ": an unused item with a use"},
+		{"used_on without used_by", `,"used_by":"shop"`, ``, "line 3: entry " + bare.ID + ": an item use needs both used_on and used_by"},
+		{"used_by without used_on", `"used_on":"2026-07-08T09:10:11.123456789Z","used_by":"shop"`, `"used_by":"shop"`, "an item use needs both used_on and used_by"},
+		{"a key without the use", `"used_on":"2026-07-08T09:10:11.123456789Z","used_by":"arcade",`, ``, "line 2: entry " + keyed.ID + ": an item use needs both used_on and used_by"},
+		{"used_on past 2262", `"used_on":"2026-07-08T09:10:11.123456789Z","used_by":"shop"`, `"used_on":"2300-01-01T00:00:00Z","used_by":"shop"`, "outside the years 1970 to 2262"},
+		{"used_on before 1970", `"used_on":"2026-07-08T09:10:11.123456789Z","used_by":"shop"`, `"used_on":"1969-12-31T23:59:59Z","used_by":"shop"`, "outside the years 1970 to 2262"},
+		{"used_by too long", `"used_by":"shop"`, `"used_by":"` + strings.Repeat("s", 1000) + `"`, "invalid Item.UsedBy"},
+		{"use key too long", `"use_idempotency_key":"use-1"`, `"use_idempotency_key":"` + strings.Repeat("k", 1000) + `"`, "invalid UseIdempotencyKey"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stream := strings.Replace(out, tc.from, tc.to, 1)
+			require.NotEqual(t, out, stream)
+			dst := newLedger(t)
+			err := ledger.Import(ctx, dst, strings.NewReader(stream))
+			require.ErrorIs(t, err, ledger.ErrInvalid)
+			require.ErrorContains(t, err, tc.want)
+			requireEmpty(t, dst)
+		})
+	}
+
+	// A use given in another zone imports in UTC.
+	dst := newLedger(t)
+	require.NoError(t, ledger.Import(ctx, dst, strings.NewReader(strings.Replace(out, `"2026-07-08T09:10:11.123456789Z","used_by":"shop"`, `"2026-07-08T11:10:11.123456789+02:00","used_by":"shop"`, 1))))
+	es, err := dst.Entries(ctx, ledger.EntryQuery{EntryIDs: []string{bare.ID}})
+	require.NoError(t, err)
+	require.Equal(t, at, es[0].Item.UsedOn)
+}
+
+// TestImportVersion2 reads a stream as the release before item uses
+// wrote it: version 2, used items without their use. They import used,
+// with no use recorded, and export again as they were.
+func TestImportVersion2(t *testing.T) {
+	ctx := context.Background()
+	src := newLedger(t)
+	fill(t, src, 40)
+	v2 := strings.Replace(withoutUses(export(t, src)), `"version":3`, `"version":2`, 1)
+	require.NotContains(t, v2, "used_on")
+	l := newLedger(t)
+	require.NoError(t, ledger.Import(ctx, l, strings.NewReader(v2)))
+	require.NoError(t, l.Verify(ctx))
+	inv, err := l.Inventory(ctx, ledger.InventoryQuery{Used: ledger.UsedOnly})
+	require.NoError(t, err)
+	require.Len(t, inv, 5)
+	for _, it := range inv {
+		require.True(t, it.Item.UsedOn.IsZero())
+		require.Empty(t, it.Item.UsedBy)
+	}
+	require.Equal(t, strings.Replace(v2, `"version":2`, `"version":3`, 1), export(t, l))
+}
+
+func mustCreate(t *testing.T, l *ledger.Ledger, it *ledger.Item) ledger.Entry {
+	t.Helper()
+	e, err := l.CreateEntry(context.Background(), ledger.NewEntry{AuthorityID: "shop", UserID: "u", Amount: decimal.Zero, Reason: "r", Item: it})
+	require.NoError(t, err)
+	return e
 }

@@ -42,7 +42,11 @@ func fill(t *testing.T, l *ledger.Ledger, n int) {
 		e, err := l.CreateEntry(ctx, ne)
 		require.NoError(t, err)
 		if i%8 == 0 {
-			_, err = l.UseItem(ctx, "auth-0", e.ID)
+			var opts []ledger.UseOption
+			if i%16 == 0 {
+				opts = append(opts, ledger.UseIdempotencyKey(fmt.Sprint("use-", i)))
+			}
+			_, err = l.UseItem(ctx, "auth-0", e.ID, opts...)
 			require.NoError(t, err)
 		}
 	}

@@ -39,6 +39,12 @@ func (l *Ledger) checkNewEntry(e NewEntry) (NewEntry, error) {
 		if e.Item.Used {
 			return NewEntry{}, invalid("Item.Used", "a new item cannot be used already")
 		}
+		if !e.Item.UsedOn.IsZero() {
+			return NewEntry{}, invalid("Item.UsedOn", "a new item cannot be used already")
+		}
+		if e.Item.UsedBy != "" {
+			return NewEntry{}, invalid("Item.UsedBy", "a new item cannot be used already")
+		}
 		if n := len(e.Item.Data); n > l.cfg.limits.MaxItemDataBytes {
 			return NewEntry{}, invalid("Item.Data", "%d bytes, limit %d", n, l.cfg.limits.MaxItemDataBytes)
 		}

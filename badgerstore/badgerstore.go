@@ -99,7 +99,15 @@
 // Open writes the format version when it creates a ledger and checks it
 // on every open: a directory written by a newer format fails with
 // [ErrFormat], and a directory holding something other than a ledger
-// fails with [ErrNotLedger].
+// fails with [ErrNotLedger]. A directory of an older format is upgraded
+// in place, at once and without rewriting a record: Open reads every
+// older format, and the version says which records a directory may
+// hold. Format 1 is the first; format 2 (since item uses carry who used
+// the item, when, and with which idempotency key) adds record version
+// 2, which keeps those. Items used under format 1 read with no use time
+// or authority. Once opened by this version, a directory no longer opens
+// under a release that knows only format 1 (it fails with ErrFormat
+// there).
 package badgerstore
 
 import (
@@ -140,8 +148,12 @@ var (
 	ErrFormat = errors.New("badgerstore: unknown on-disk format")
 )
 
-// formatVersion is the on-disk format this version writes and reads.
-const formatVersion = 1
+// formatVersion is the on-disk format this version writes. It reads
+// every version from 1: version 2 records item uses (record version 2,
+// see encoding.go), and a version 1 directory is marked version 2 when
+// Open first opens it, so that a release that knows only version 1
+// refuses it rather than fail on its first record with a use.
+const formatVersion = 2
 
 // valueThreshold is the size from which Badger keeps a value in its value
 // log rather than in the LSM tree. Badger's default, 1 MiB, keeps
@@ -367,9 +379,16 @@ func (s *Store) initFormat() error {
 		switch {
 		case err != nil:
 			return fmt.Errorf("badgerstore: open %q: read format version: %w", s.name, err)
-		case ok && v != formatVersion:
-			return fmt.Errorf("%w: %q has format version %d; this version of badgerstore reads version %d only", ErrFormat, s.name, v, formatVersion)
+		case ok && (v < 1 || v > formatVersion):
+			return fmt.Errorf("%w: %q has format version %d; this version of badgerstore reads versions 1 to %d", ErrFormat, s.name, v, formatVersion)
+		case ok && v == formatVersion:
+			return nil
 		case ok:
+			// An older format, whose records this version reads as they
+			// are: only the version changes.
+			if err := txn.Set(formatKey, binary.AppendUvarint(nil, formatVersion)); err != nil {
+				return fmt.Errorf("badgerstore: open %q: upgrade format version %d to %d: %w", s.name, v, formatVersion, err)
+			}
 			return nil
 		}
 		it := txn.NewIterator(badger.IteratorOptions{})

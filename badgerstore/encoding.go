@@ -18,7 +18,7 @@ import (
 // A record is encoded as
 //
 //	version   byte (recordVersion)
-//	flags     byte (flagItem, flagItemUsed, flagZeroTime)
+//	flags     byte (flagItem, flagItemUsed, flagZeroTime, flagZeroUseTime)
 //	ID, AuthorityID, UserID            string
 //	CreatedOn varint Unix nanoseconds (absent under flagZeroTime)
 //	Amount    decimal
@@ -26,6 +26,14 @@ import (
 //	Item.Name string, Item.Data bytes  (only under flagItem)
 //	Balance, AuthorityBalance          decimal
 //	IdempotencyKey                     string
+//	Item.UsedOn varint Unix nanoseconds (only under flagItemUsed, and
+//	                                   then absent under flagZeroUseTime)
+//	Item.UsedBy, UseIdempotencyKey     string (only under flagItemUsed)
+//
+// Version 1, written by releases before item uses were recorded, is the
+// same without flagZeroUseTime and the last three fields: its used items
+// decode with UsedOn zero and UsedBy and UseIdempotencyKey "". Decoding
+// reads both versions; encoding writes version 2.
 //
 // where a string or bytes is a uvarint length and that many bytes, and a
 // decimal is one kind byte and then, unless the kind is decZeroValue, the
@@ -39,14 +47,20 @@ import (
 // versions, flags and kinds, and trailing bytes: garbage yields an error,
 // never a panic or a huge allocation.
 
-const recordVersion = 1
+const recordVersion = 2
 
 const (
 	flagItem = 1 << iota
 	flagItemUsed
 	flagZeroTime
-	flagsKnown = flagItem | flagItemUsed | flagZeroTime
+	flagZeroUseTime // version 2
 )
+
+// flagsKnown are the flags of each record version.
+var flagsKnown = [...]byte{
+	1: flagItem | flagItemUsed | flagZeroTime,
+	2: flagItem | flagItemUsed | flagZeroTime | flagZeroUseTime,
+}
 
 const (
 	decZeroValue = iota // decimal.Decimal{}: nil coefficient, exponent 0
@@ -62,19 +76,27 @@ var errCorrupt = errors.New("badgerstore: corrupt value")
 // encodeRecord appends the encoding of r to dst.
 func encodeRecord(dst []byte, r *ledger.Record) ([]byte, error) {
 	var flags byte
+	used := r.Item != nil && r.Item.Used
 	if r.Item != nil {
 		flags |= flagItem
-		if r.Item.Used {
+		if used {
 			flags |= flagItemUsed
 		}
 	}
-	var nanos int64
-	if r.CreatedOn.IsZero() {
+	nanos, zero, err := timeNanos(r.CreatedOn)
+	if err != nil {
+		return nil, fmt.Errorf("badgerstore: entry %q: CreatedOn %w", r.ID, err)
+	}
+	if zero {
 		flags |= flagZeroTime
-	} else {
-		nanos = r.CreatedOn.UnixNano()
-		if !time.Unix(0, nanos).Equal(r.CreatedOn) {
-			return nil, fmt.Errorf("badgerstore: entry %q: CreatedOn %v is outside the years 1678 to 2262 that a store keeps", r.ID, r.CreatedOn)
+	}
+	var useNanos int64
+	if used {
+		if useNanos, zero, err = timeNanos(r.Item.UsedOn); err != nil {
+			return nil, fmt.Errorf("badgerstore: entry %q: Item.UsedOn %w", r.ID, err)
+		}
+		if zero {
+			flags |= flagZeroUseTime
 		}
 	}
 	for _, d := range [...]decimal.Decimal{r.Amount, r.Balance, r.AuthorityBalance} {
@@ -99,7 +121,27 @@ func encodeRecord(dst []byte, r *ledger.Record) ([]byte, error) {
 	b = appendDecimal(b, r.Balance)
 	b = appendDecimal(b, r.AuthorityBalance)
 	b = appendString(b, r.IdempotencyKey)
+	if used {
+		if flags&flagZeroUseTime == 0 {
+			b = binary.AppendVarint(b, useNanos)
+		}
+		b = appendString(b, r.Item.UsedBy)
+		b = appendString(b, r.UseIdempotencyKey)
+	}
 	return b, nil
+}
+
+// timeNanos returns t in Unix nanoseconds, or zero for the zero time;
+// it refuses an instant that Unix nanoseconds in an int64 cannot hold.
+func timeNanos(t time.Time) (nanos int64, zero bool, err error) {
+	if t.IsZero() {
+		return 0, true, nil
+	}
+	nanos = t.UnixNano()
+	if !time.Unix(0, nanos).Equal(t) {
+		return 0, false, fmt.Errorf("%v is outside the years 1678 to 2262 that a store keeps", t)
+	}
+	return nanos, false, nil
 }
 
 // decodeRecord decodes a record encoded by encodeRecord. The record
@@ -107,12 +149,13 @@ func encodeRecord(dst []byte, r *ledger.Record) ([]byte, error) {
 func decodeRecord(b []byte) (ledger.Record, error) {
 	d := decoder{b: b}
 	var r ledger.Record
-	if v := d.byte(); d.err == nil && v != recordVersion {
-		return ledger.Record{}, fmt.Errorf("%w: record version %d, want %d", errCorrupt, v, recordVersion)
+	v := d.byte()
+	if d.err == nil && (v < 1 || v > recordVersion) {
+		return ledger.Record{}, fmt.Errorf("%w: record version %d, want 1 to %d", errCorrupt, v, recordVersion)
 	}
 	flags := d.byte()
-	if d.err == nil && flags&^flagsKnown != 0 {
-		return ledger.Record{}, fmt.Errorf("%w: unknown record flags %#x", errCorrupt, flags)
+	if d.err == nil && flags&^flagsKnown[v] != 0 {
+		return ledger.Record{}, fmt.Errorf("%w: unknown record flags %#x in version %d", errCorrupt, flags, v)
 	}
 	r.ID = d.string()
 	r.AuthorityID = d.string()
@@ -133,6 +176,15 @@ func decodeRecord(b []byte) (ledger.Record, error) {
 	r.Balance = d.decimal()
 	r.AuthorityBalance = d.decimal()
 	r.IdempotencyKey = d.string()
+	if v >= 2 && flags&flagItemUsed != 0 && d.err == nil {
+		if flags&flagZeroUseTime == 0 {
+			r.Item.UsedOn = time.Unix(0, d.varint()).UTC()
+		}
+		r.Item.UsedBy = d.string()
+		r.UseIdempotencyKey = d.string()
+	} else if flags&flagZeroUseTime != 0 && d.err == nil {
+		d.fail("use time flag without a use")
+	}
 	if err := d.end(); err != nil {
 		return ledger.Record{}, err
 	}

@@ -43,6 +43,11 @@ func requireSameRecord(t *testing.T, want, got ledger.Record) {
 	requireSameDecimal(t, want.Balance, got.Balance, "Balance")
 	requireSameDecimal(t, want.AuthorityBalance, got.AuthorityBalance, "AuthorityBalance")
 	require.Equal(t, want.IdempotencyKey, got.IdempotencyKey, "IdempotencyKey")
+	if want.Item == nil || !want.Item.Used {
+		require.Empty(t, got.UseIdempotencyKey, "UseIdempotencyKey of an unused item")
+	} else {
+		require.Equal(t, want.UseIdempotencyKey, got.UseIdempotencyKey, "UseIdempotencyKey")
+	}
 	if want.Item == nil {
 		require.Nil(t, got.Item, "Item")
 		return
@@ -50,6 +55,15 @@ func requireSameRecord(t *testing.T, want, got ledger.Record) {
 	require.NotNil(t, got.Item, "Item")
 	require.Equal(t, want.Item.Name, got.Item.Name, "Item.Name")
 	require.Equal(t, want.Item.Used, got.Item.Used, "Item.Used")
+	if want.Item.Used {
+		require.Equal(t, want.Item.UsedBy, got.Item.UsedBy, "Item.UsedBy")
+		if want.Item.UsedOn.IsZero() {
+			require.True(t, got.Item.UsedOn.IsZero(), "Item.UsedOn: got %v, want zero", got.Item.UsedOn)
+		} else {
+			require.True(t, want.Item.UsedOn.Equal(got.Item.UsedOn), "Item.UsedOn: got %v, want %v", got.Item.UsedOn, want.Item.UsedOn)
+			require.Equal(t, time.UTC, got.Item.UsedOn.Location(), "Item.UsedOn location")
+		}
+	}
 	if len(want.Item.Data) == 0 {
 		require.Nil(t, got.Item.Data, "Item.Data")
 	} else {
@@ -86,6 +100,16 @@ func TestRecordRoundTrip(t *testing.T) {
 			IdempotencyKey: "order-1",
 		}},
 		{"item without data", ledger.Record{Entry: ledger.Entry{ID: "y", Item: &ledger.Item{Name: "n"}}}},
+		{"used item with its use", ledger.Record{
+			Entry: ledger.Entry{ID: "x", CreatedOn: at, Item: &ledger.Item{
+				Name: "Soda Can", Used: true, UsedOn: at.Add(time.Hour + 1), UsedBy: "arcade", Data: json.RawMessage(`[1]`),
+			}},
+			IdempotencyKey: "order-1", UseIdempotencyKey: "use-1",
+		}},
+		{"used item, use time zero, no key", ledger.Record{Entry: ledger.Entry{ID: "x", Item: &ledger.Item{Name: "n", Used: true, UsedBy: "a"}}}},
+		{"used item, use time in another zone", ledger.Record{Entry: ledger.Entry{ID: "x", Item: &ledger.Item{
+			Name: "n", Used: true, UsedOn: at.In(time.FixedZone("X", -7200)),
+		}}, UseIdempotencyKey: "k"}},
 		{"item with empty name", ledger.Record{Entry: ledger.Entry{ID: "y", Item: &ledger.Item{Data: json.RawMessage(`{}`)}}}},
 		{"non-UTC time and unicode", ledger.Record{Entry: ledger.Entry{
 			ID: "\x00\xff", UserID: "ユーザー", Reason: "naïve ☕", CreatedOn: at.In(time.FixedZone("X", 3600)),
@@ -143,7 +167,10 @@ func TestDecodeRecordRefusesGarbage(t *testing.T) {
 		b    []byte
 	}{
 		{"empty", nil},
-		{"unknown version", mutate(0, 2)},
+		{"unknown version", mutate(0, 3)},
+		{"version 0", mutate(0, 0)},
+		{"use time flag in version 1", append([]byte{1, 8}, good[2:]...)},
+		{"use time flag without a use", mutate(1, 8)},
 		{"unknown flags", mutate(1, 0x80)},
 		{"used without item", mutate(1, 2)},
 		{"string length beyond the end", mutate(2, 0x7f)},
@@ -162,6 +189,39 @@ func TestDecodeRecordRefusesGarbage(t *testing.T) {
 func TestEncodeRecordRefusesUnrepresentableTime(t *testing.T) {
 	_, err := badgerstore.EncodeRecord(ledger.Record{Entry: ledger.Entry{ID: "e", CreatedOn: time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)}})
 	require.ErrorContains(t, err, "badgerstore:")
+	_, err = badgerstore.EncodeRecord(ledger.Record{Entry: ledger.Entry{ID: "e", Item: &ledger.Item{
+		Used: true, UsedOn: time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC),
+	}}})
+	require.ErrorContains(t, err, "UsedOn")
+}
+
+// TestDecodeRecordVersion1 decodes a record as the release before item
+// uses were recorded encoded it: version 1, and no use fields after the
+// idempotency key. Its used item reads as used, with no use recorded.
+func TestDecodeRecordVersion1(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 30, 0, 123456789, time.UTC)
+	r := ledger.Record{
+		Entry: ledger.Entry{
+			ID: "18ebdfd4167cf5957da068ee", AuthorityID: "shop", UserID: "alice", CreatedOn: at,
+			Amount: decimal.RequireFromString("-1.50"), Reason: "soda", Balance: decimal.RequireFromString("8.50"),
+			Item: &ledger.Item{Name: "Soda Can", Used: true, Data: json.RawMessage(`[1]`)},
+		},
+		IdempotencyKey: "order-1", AuthorityBalance: decimal.RequireFromString("-1.50"),
+	}
+	v2, err := badgerstore.EncodeRecord(r)
+	require.NoError(t, err)
+	// Version 2 of this record is version 1 followed by the use: no time
+	// (flag 8), and UsedBy and the use's key empty (two zero lengths).
+	require.Equal(t, []byte{2, 1 | 2 | 8}, v2[:2])
+	require.Equal(t, []byte{0, 0}, v2[len(v2)-2:])
+	v1 := append([]byte{1, 1 | 2}, v2[2:len(v2)-2]...)
+	got, err := badgerstore.DecodeRecord(v1)
+	require.NoError(t, err)
+	requireSameRecord(t, r, got)
+	require.True(t, got.Item.UsedOn.IsZero())
+	require.Empty(t, got.Item.UsedBy)
+	_, err = badgerstore.DecodeRecord(append(v1, 0, 0))
+	require.ErrorIs(t, err, badgerstore.ErrCorrupt, "version 1 has no use fields")
 }
 
 // FuzzDecodeRecord builds a record from the fuzzed fields and checks it

@@ -326,7 +326,7 @@ func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
 	return nil
 }
 
-func (t *tx) SetItemUsed(ctx context.Context, id string) error {
+func (t *tx) SetItemUsed(ctx context.Context, id string, use ledger.ItemUse) error {
 	if err := t.check(ctx); err != nil {
 		return err
 	}
@@ -337,10 +337,8 @@ func (t *tx) SetItemUsed(ctx context.Context, id string) error {
 	if r.Item == nil {
 		return fmt.Errorf("badgerstore: entry %q: %w", id, ledger.ErrNoItem)
 	}
-	if r.Item.Used {
-		return nil
-	}
-	r.Item.Used = true
+	r.Item.Used, r.Item.UsedOn, r.Item.UsedBy = true, use.At, use.AuthorityID
+	r.UseIdempotencyKey = use.IdempotencyKey
 	v, err := encodeRecord(nil, &r)
 	if err != nil {
 		return err

@@ -19,7 +19,11 @@
 // per user and per authority for entries with items. New IDs sort last,
 // so indexing an entry is an append; every scan is a binary search and a
 // walk. An entry without an item or idempotency key costs 72 bytes plus
-// four per index it is in (BenchmarkMemoryPerEntry measures it).
+// four per index it is in (BenchmarkMemoryPerEntry measures it). An
+// entry with an item or idempotency key has a 72-byte extension besides;
+// an item costs 48 bytes plus its name and data, and its use 32 more (the
+// authority interned, the time as Unix nanoseconds), allocated only once
+// the item is used (BenchmarkMemoryPerItemEntry).
 package memstore
 
 import (
@@ -173,9 +177,42 @@ const spilled = math.MinInt8
 
 // recExt holds what most entries do not have.
 type recExt struct {
-	item *ledger.Item
+	item *item
 	key  string
 	big  [3]decimal.Decimal // amount, balance, authBalance when num.big
+}
+
+// item is a stored item, 48 bytes. It is never modified once stored: a
+// use replaces it, so that a rollback can put the old one back.
+type item struct {
+	name string
+	data []byte
+	use  *use // nil while unused
+}
+
+// use is an item's use, 32 bytes.
+type use struct {
+	at  int64  // Unix nanoseconds; noTime for the zero time
+	by  uint32 // interned authority, or noName for ""
+	key string // the use's idempotency key
+}
+
+// noTime stands for the zero time.Time in use.at: no instant an entry
+// time can hold (1970 to 2262, see ledger.ItemUse) is negative.
+const noTime = math.MinInt64
+
+// noName stands for "" in use.by, which interning would make a name.
+const noName = math.MaxUint32
+
+func (s *Store) newUse(u ledger.ItemUse) *use {
+	out := &use{at: noTime, by: noName, key: strings.Clone(u.IdempotencyKey)}
+	if !u.At.IsZero() {
+		out.at = u.At.UnixNano()
+	}
+	if u.AuthorityID != "" {
+		out.by = s.names.intern(u.AuthorityID)
+	}
+	return out
 }
 
 func (r *rec) id() string { return ledger.FormatEntryID(r.nanos, r.seq) }
@@ -320,8 +357,8 @@ const (
 type undo struct {
 	kind    undoKind
 	slot    uint32
-	item    *ledger.Item // undoUse: the item before
-	tt      *totalTable  // undoTotal
+	item    *item       // undoUse: the item before
+	tt      *totalTable // undoTotal
 	user    string
 	prev    ledger.Total
 	existed bool
@@ -383,9 +420,17 @@ func (s *Store) record(slot uint32) ledger.Record {
 	if r.ext != nil {
 		out.IdempotencyKey = r.ext.key
 		if it := r.ext.item; it != nil {
-			c := *it
-			c.Data = slices.Clone(it.Data)
-			out.Item = &c
+			out.Item = &ledger.Item{Name: it.name, Data: slices.Clone(it.data)}
+			if u := it.use; u != nil {
+				out.Item.Used = true
+				if u.at != noTime {
+					out.Item.UsedOn = time.Unix(0, u.at).UTC()
+				}
+				if u.by != noName {
+					out.Item.UsedBy = s.names.names[u.by]
+				}
+				out.UseIdempotencyKey = u.key
+			}
 		}
 	}
 	return out
@@ -581,9 +626,13 @@ func (t *tx) InsertEntry(ctx context.Context, in ledger.Record) error {
 		}
 		r.ext.key = strings.Clone(in.IdempotencyKey)
 		if in.Item != nil {
-			it := *in.Item
-			it.Data = slices.Clone(in.Item.Data)
-			r.ext.item = &it
+			it := &item{name: in.Item.Name, data: slices.Clone(in.Item.Data)}
+			if in.Item.Used {
+				it.use = s.newUse(ledger.ItemUse{
+					AuthorityID: in.Item.UsedBy, At: in.Item.UsedOn, IdempotencyKey: in.UseIdempotencyKey,
+				})
+			}
+			r.ext.item = it
 		}
 	}
 	if r.ext != nil && r.ext.key != "" {
@@ -629,7 +678,7 @@ func (sl *slab) push() uint32 {
 // be freed.
 func (sl *slab) truncate(slot uint32) { sl.n = slot }
 
-func (t *tx) SetItemUsed(ctx context.Context, id string) error {
+func (t *tx) SetItemUsed(ctx context.Context, id string, u ledger.ItemUse) error {
 	if err := t.check(ctx); err != nil {
 		return err
 	}
@@ -644,9 +693,7 @@ func (t *tx) SetItemUsed(ctx context.Context, id string) error {
 	// Replace rather than modify the item, so that the undo can put the
 	// old one back.
 	old := r.ext.item
-	it := *old
-	it.Used = true
-	r.ext.item = &it
+	r.ext.item = &item{name: old.name, data: old.data, use: t.s.newUse(u)}
 	t.undo = append(t.undo, undo{kind: undoUse, slot: slot, item: old})
 	return nil
 }

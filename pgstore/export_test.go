@@ -14,6 +14,10 @@ var (
 	DecText = decText
 )
 
+// Migrations are the schema's migrations, in order; {schema} stands for
+// the quoted schema name.
+var Migrations = migrations
+
 // Page sizes of scans: the LIMIT of the first page and of the largest.
 const (
 	FirstPage = firstPage
@@ -69,7 +73,7 @@ func LookupQueries(s *Store, id, authority, user, key string) []Query {
 		{"Totals of a group", s.q.totalsOf, []any{[]string{authority, ""}, []string{user, user}}, "totals_pkey"},
 		{"Totals, first page", s.q.totals[0], []any{authority, "", firstPage}, "totals_pkey"},
 		{"Totals, after a user", s.q.totals[1], []any{authority, user, firstPage}, "totals_pkey"},
-		{"SetItemUsed", s.q.use, []any{id}, "entries_pkey"},
+		{"SetItemUsed", s.q.use, []any{id, int64(1767225600123456789), authority, key}, "entries_pkey"},
 	}
 }
 

@@ -18,9 +18,9 @@
 // work done. A schema that is already current costs Open two reads and
 // no lock or DDL, so a role without the right to create may open a
 // schema made for it. A schema written by a newer pgstore fails Open
-// with [ErrSchemaVersion]. Version 1, with S the schema:
+// with [ErrSchemaVersion]. Version 2, with S the schema:
 //
-//	CREATE TABLE S.meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL);  -- ('version', '1')
+//	CREATE TABLE S.meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL);  -- ('version', '2')
 //	CREATE TABLE S.entries (
 //		id                text COLLATE "C" PRIMARY KEY,
 //		authority_id      text COLLATE "C" NOT NULL,
@@ -34,8 +34,13 @@
 //		balance           numeric NOT NULL,
 //		authority_balance numeric NOT NULL,
 //		idempotency_key   text COLLATE "C",  -- NULL: none
+//		item_used_on        bigint,          -- Unix nanoseconds; NULL: unused, or used before version 2
+//		item_used_by        text COLLATE "C", -- NULL: unused, or used before version 2
+//		use_idempotency_key text COLLATE "C", -- NULL: none
 //		CONSTRAINT entries_item_check CHECK ((item_name IS NULL) = (item_used IS NULL)
-//			AND (item_name IS NOT NULL OR item_data IS NULL))
+//			AND (item_name IS NOT NULL OR item_data IS NULL)),
+//		CONSTRAINT entries_use_check CHECK (item_used IS TRUE
+//			OR (item_used_on IS NULL AND item_used_by IS NULL AND use_idempotency_key IS NULL))
 //	);
 //	CREATE UNIQUE INDEX entries_idempotency_key ON S.entries (authority_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 //	CREATE INDEX entries_user            ON S.entries (user_id, id);
@@ -50,6 +55,15 @@
 //		total        numeric NOT NULL,
 //		PRIMARY KEY (authority_id, user_id)
 //	) WITH (fillfactor = 70);  -- room for HOT updates: a total's update touches no index
+//
+// Version 1 is the same without the last three columns of entries and
+// entries_use_check. The migration to version 2 adds them in place, in
+// an instant whatever the table's size: the columns are nullable
+// without a default, and the check is added NOT VALID (it holds for
+// every row written since; rows from before have NULLs there), so
+// nothing is rewritten or scanned. Items used under version 1 read with
+// no use time or authority. Once migrated, a schema fails to open under
+// a pgstore that knows only version 1 (with ErrSchemaVersion).
 //
 // Every text column is COLLATE "C", so that IDs, user and authority IDs
 // sort bytewise, as the ledger requires, whatever the database's locale.

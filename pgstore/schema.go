@@ -47,11 +47,20 @@ CREATE TABLE {schema}.totals (
 	last_entry   text COLLATE "C" NOT NULL,
 	PRIMARY KEY (authority_id, user_id)
 ) WITH (fillfactor = 70);`,
+	// 2: who used an item, when, and with which idempotency key. Adding
+	// nullable columns without a default rewrites nothing, and the check
+	// is NOT VALID so that it does not read the table: it holds for
+	// every row written from now on, and every row before has NULLs.
+	`ALTER TABLE {schema}.entries
+	ADD COLUMN item_used_on        bigint,
+	ADD COLUMN item_used_by        text COLLATE "C",
+	ADD COLUMN use_idempotency_key text COLLATE "C",
+	ADD CONSTRAINT entries_use_check CHECK (item_used IS TRUE OR (item_used_on IS NULL AND item_used_by IS NULL AND use_idempotency_key IS NULL)) NOT VALID;`,
 }
 
 // SchemaVersion is the version of the schema this package writes and
 // reads. [Open] upgrades an older schema to it.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // SchemaVersion must count the migrations: the index is out of range,
 // and the package does not compile, if it does not.

@@ -22,7 +22,7 @@ type queries struct {
 
 // recordColumns are the columns scanRecord reads, in its order. Numerics
 // are read as text: exact, and parsed by decimal.NewFromString.
-const recordColumns = `id, authority_id, user_id, created_on, amount::text, reason, item_name, item_used, item_data, balance::text, authority_balance::text, idempotency_key`
+const recordColumns = `id, authority_id, user_id, created_on, amount::text, reason, item_name, item_used, item_data, balance::text, authority_balance::text, idempotency_key, item_used_on, item_used_by, use_idempotency_key`
 
 func newQueries(schema string) *queries {
 	s := pgx.Identifier{schema}.Sanitize()
@@ -43,12 +43,13 @@ WHERE authority_id = k.a COLLATE "C" AND user_id = k.u COLLATE "C" LIMIT 1) t ON
 UNION ALL
 SELECT (SELECT authority_id FROM ` + s + `.totals WHERE authority_id > a.id ORDER BY authority_id LIMIT 1) FROM a WHERE a.id IS NOT NULL)
 SELECT id FROM a WHERE id IS NOT NULL`
-	q.insert = `INSERT INTO ` + s + `.entries (id, authority_id, user_id, created_on, amount, reason, item_name, item_used, item_data, balance, authority_balance, idempotency_key)
-VALUES ($1, $2, $3, $4, $5::numeric, $6, $7, $8, $9, $10::numeric, $11::numeric, $12)`
+	q.insert = `INSERT INTO ` + s + `.entries (id, authority_id, user_id, created_on, amount, reason, item_name, item_used, item_data, balance, authority_balance, idempotency_key, item_used_on, item_used_by, use_idempotency_key)
+VALUES ($1, $2, $3, $4, $5::numeric, $6, $7, $8, $9, $10::numeric, $11::numeric, $12, $13, $14, $15)`
 	// One statement says whether the entry exists and has an item, so that
 	// it can travel in a batch: used is true when the item was marked,
 	// found when the entry exists.
-	q.use = `WITH u AS (UPDATE ` + s + `.entries SET item_used = true WHERE id = $1 AND item_name IS NOT NULL RETURNING 1)
+	q.use = `WITH u AS (UPDATE ` + s + `.entries SET item_used = true, item_used_on = $2, item_used_by = $3, use_idempotency_key = $4
+WHERE id = $1 AND item_name IS NOT NULL RETURNING 1)
 SELECT EXISTS (SELECT FROM u), EXISTS (SELECT FROM ` + s + `.entries WHERE id = $1)`
 	q.setTotal = `INSERT INTO ` + s + `.totals (authority_id, user_id, total, last_entry) VALUES ($1, $2, $3::numeric, $4)
 ON CONFLICT (authority_id, user_id) DO UPDATE SET total = EXCLUDED.total, last_entry = EXCLUDED.last_entry`

@@ -432,11 +432,13 @@ func scanRecord(rows pgx.Rows, r *ledger.Record) error {
 	var (
 		id, auth, user, amount, reason, balance, authBalance string
 		createdOn                                            int64
-		itemName, key                                        *string
+		itemName, key, usedBy, useKey                        *string
 		itemUsed                                             *bool
+		usedOn                                               *int64
 		data                                                 []byte
 	)
-	if err := rows.Scan(&id, &auth, &user, &createdOn, &amount, &reason, &itemName, &itemUsed, &data, &balance, &authBalance, &key); err != nil {
+	if err := rows.Scan(&id, &auth, &user, &createdOn, &amount, &reason, &itemName, &itemUsed, &data, &balance, &authBalance, &key,
+		&usedOn, &usedBy, &useKey); err != nil {
 		return err
 	}
 	var errs []error
@@ -464,6 +466,15 @@ func scanRecord(rows pgx.Rows, r *ledger.Record) error {
 	}
 	if itemName != nil {
 		r.Item = &ledger.Item{Name: text(*itemName), Used: itemUsed != nil && *itemUsed, Data: data}
+		if usedOn != nil {
+			r.Item.UsedOn = unixTime(*usedOn)
+		}
+		if usedBy != nil {
+			r.Item.UsedBy = text(*usedBy)
+		}
+	}
+	if useKey != nil {
+		r.UseIdempotencyKey = text(*useKey)
 	}
 	if key != nil {
 		r.IdempotencyKey = text(*key)
@@ -743,9 +754,9 @@ func (t *tx) buffer(ctx context.Context, w write) error {
 // read or the commit; a duplicate ID or idempotency key then fails the
 // transaction, and Update returns the unique violation.
 func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
-	texts := []string{r.ID, r.AuthorityID, r.UserID, r.Reason, r.IdempotencyKey}
+	texts := []string{r.ID, r.AuthorityID, r.UserID, r.Reason, r.IdempotencyKey, r.UseIdempotencyKey}
 	if r.Item != nil {
-		texts = append(texts, r.Item.Name)
+		texts = append(texts, r.Item.Name, r.Item.UsedBy)
 	}
 	for _, s := range texts {
 		if !storable(s) {
@@ -756,10 +767,14 @@ func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
 		itemName, key any // NULL unless set
 		itemUsed      any
 		data          []byte
+		use           = [3]any{} // item_used_on, item_used_by, use_idempotency_key
 	)
 	if r.Item != nil {
 		itemName, itemUsed = encText(r.Item.Name), r.Item.Used
 		data = slices.Clone(r.Item.Data) // the caller may reuse its slice
+		if r.Item.Used {
+			use = useArgs(ledger.ItemUse{AuthorityID: r.Item.UsedBy, At: r.Item.UsedOn, IdempotencyKey: r.UseIdempotencyKey})
+		}
 	}
 	if r.IdempotencyKey != "" {
 		key = encText(r.IdempotencyKey)
@@ -768,17 +783,38 @@ func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
 		encText(r.ID), encText(r.AuthorityID), encText(r.UserID), r.CreatedOn.UnixNano(),
 		encDecimal(r.Amount), encText(r.Reason), itemName, itemUsed, data,
 		encDecimal(r.Balance), encDecimal(r.AuthorityBalance), key,
+		use[0], use[1], use[2],
 	}})
+}
+
+// useArgs returns the columns item_used_on, item_used_by and
+// use_idempotency_key of u: NULL for the zero time and for "".
+func useArgs(u ledger.ItemUse) [3]any {
+	var out [3]any
+	if !u.At.IsZero() {
+		out[0] = u.At.UnixNano()
+	}
+	if u.AuthorityID != "" {
+		out[1] = encText(u.AuthorityID)
+	}
+	if u.IdempotencyKey != "" {
+		out[2] = encText(u.IdempotencyKey)
+	}
+	return out
 }
 
 // SetItemUsed implements [ledger.Tx]. The update is sent with the next
 // read or the commit; a missing entry or item then fails the transaction
 // with [ledger.ErrNotFound] or [ledger.ErrNoItem].
-func (t *tx) SetItemUsed(ctx context.Context, id string) error {
+func (t *tx) SetItemUsed(ctx context.Context, id string, u ledger.ItemUse) error {
 	if !storable(id) {
 		return t.check(ctx, ledger.ErrNotFound)
 	}
-	return t.buffer(ctx, write{kind: writeUse, id: id, args: []any{encText(id)}})
+	if !storable(u.AuthorityID) || !storable(u.IdempotencyKey) {
+		return fmt.Errorf("pgstore: mark item of entry %s used: text is not valid UTF-8", id)
+	}
+	use := useArgs(u)
+	return t.buffer(ctx, write{kind: writeUse, id: id, args: []any{encText(id), use[0], use[1], use[2]}})
 }
 
 // SetTotal implements [ledger.Tx]. The write is sent with the next read

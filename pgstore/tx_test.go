@@ -211,7 +211,7 @@ func TestTxMisuse(t *testing.T) {
 
 	t.Run("ItemErrorsAtNextRead", func(t *testing.T) {
 		err := s.Update(ctx, func(tx ledger.Tx) error {
-			require.NoError(t, tx.SetItemUsed(ctx, rec.ID))
+			require.NoError(t, tx.SetItemUsed(ctx, rec.ID, ledger.ItemUse{AuthorityID: "a"}))
 			_, err := tx.Entry(ctx, rec.ID)
 			require.ErrorIs(t, err, ledger.ErrNoItem)
 			return err
@@ -228,7 +228,7 @@ func TestTxMisuse(t *testing.T) {
 			err := s.Update(ctx, func(tx ledger.Tx) error {
 				require.NoError(t, tx.SetTotal(ctx, "", "someone", ledger.Total{Value: decimal.NewFromInt(9)}))
 				require.NoError(t, tx.InsertEntry(ctx, fresh))
-				return tx.SetItemUsed(ctx, missing)
+				return tx.SetItemUsed(ctx, missing, ledger.ItemUse{})
 			})
 			require.Error(t, err)
 			require.True(t, errors.Is(err, ledger.ErrNotFound) || errors.Is(err, ledger.ErrNoItem), "%v", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ func runContract(t *testing.T, ns NewStore) {
 	t.Run("Scans", func(t *testing.T) { testScans(t, ns) })
 	t.Run("Totals", func(t *testing.T) { testTotals(t, ns) })
 	t.Run("SetItemUsed", func(t *testing.T) { testSetItemUsed(t, ns) })
+	t.Run("InsertUsed", func(t *testing.T) { testInsertUsed(t, ns) })
 	t.Run("Duplicates", func(t *testing.T) { testDuplicates(t, ns) })
 	t.Run("Rollback", func(t *testing.T) { testRollback(t, ns) })
 	t.Run("ReadYourWrites", func(t *testing.T) { testReadYourWrites(t, ns) })
@@ -89,6 +91,7 @@ func requireSameRecord(t require.TestingT, want, got ledger.Record) {
 	require.Truef(t, want.Balance.Equal(got.Balance), "%s Balance: got %s, want %s", want.ID, got.Balance, want.Balance)
 	require.Truef(t, want.AuthorityBalance.Equal(got.AuthorityBalance), "%s AuthorityBalance: got %s, want %s", want.ID, got.AuthorityBalance, want.AuthorityBalance)
 	require.Equal(t, want.IdempotencyKey, got.IdempotencyKey, want.ID)
+	require.Equal(t, want.UseIdempotencyKey, got.UseIdempotencyKey, "%s UseIdempotencyKey", want.ID)
 	if want.Item == nil {
 		require.Nil(t, got.Item, want.ID)
 		return
@@ -96,6 +99,12 @@ func requireSameRecord(t require.TestingT, want, got ledger.Record) {
 	require.NotNil(t, got.Item, want.ID)
 	require.Equal(t, want.Item.Name, got.Item.Name, want.ID)
 	require.Equal(t, want.Item.Used, got.Item.Used, want.ID)
+	require.Equal(t, want.Item.UsedBy, got.Item.UsedBy, "%s Item.UsedBy", want.ID)
+	require.Truef(t, want.Item.UsedOn.Equal(got.Item.UsedOn), "%s Item.UsedOn: got %v, want %v", want.ID, got.Item.UsedOn, want.Item.UsedOn)
+	require.Equal(t, want.Item.UsedOn.IsZero(), got.Item.UsedOn.IsZero(), "%s Item.UsedOn zero", want.ID)
+	if !got.Item.UsedOn.IsZero() {
+		require.Equal(t, time.UTC, got.Item.UsedOn.Location(), "%s Item.UsedOn in UTC", want.ID)
+	}
 	require.Truef(t, bytes.Equal(want.Item.Data, got.Item.Data), "%s Item.Data: got %q, want %q", want.ID, got.Item.Data, want.Item.Data)
 }
 
@@ -280,25 +289,72 @@ func testTotals(t *testing.T, ns NewStore) {
 	})
 }
 
+// aUse is an item use with every field set, at a time with
+// nanoseconds.
+var aUse = ledger.ItemUse{
+	AuthorityID: "arcade", At: time.Date(2026, 2, 3, 4, 5, 6, 789, time.UTC), IdempotencyKey: "use-1",
+}
+
+// used returns r with its item used by u, as a store must read it back.
+func used(r ledger.Record, u ledger.ItemUse) ledger.Record {
+	it := *r.Item
+	it.Used, it.UsedOn, it.UsedBy = true, u.At, u.AuthorityID
+	r.Item, r.UseIdempotencyKey = &it, u.IdempotencyKey
+	return r
+}
+
 func testSetItemUsed(t *testing.T, ns NewStore) {
 	s := newStore(t, ns)
 	ctx := context.Background()
-	withItem, without := record(1, "u", "a", true), record(2, "u", "a", false)
-	insert(t, s, withItem, without)
-	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetItemUsed(ctx, withItem.ID) }))
-	err := s.Update(ctx, func(tx ledger.Tx) error { return tx.SetItemUsed(ctx, without.ID) })
+	withItem, without, keyless := record(1, "u", "a", true), record(2, "u", "a", false), record(3, "u", "a", true)
+	withItem.IdempotencyKey = "grant-1" // the entry's key, apart from the use's
+	insert(t, s, withItem, without, keyless)
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetItemUsed(ctx, withItem.ID, aUse) }))
+	// A use without a key and without a time (as imported from a stream
+	// written before uses were recorded).
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetItemUsed(ctx, keyless.ID, ledger.ItemUse{}) }))
+	err := s.Update(ctx, func(tx ledger.Tx) error { return tx.SetItemUsed(ctx, without.ID, aUse) })
 	require.ErrorIs(t, err, ledger.ErrNoItem)
-	err = s.Update(ctx, func(tx ledger.Tx) error { return tx.SetItemUsed(ctx, id(9, 9)) })
+	err = s.Update(ctx, func(tx ledger.Tx) error { return tx.SetItemUsed(ctx, id(9, 9), aUse) })
 	require.ErrorIs(t, err, ledger.ErrNotFound)
 	view(t, s, func(tx ledger.ReadTx) {
 		got, err := tx.Entry(ctx, withItem.ID)
 		require.NoError(t, err)
-		want := withItem
-		want.Item = &ledger.Item{Name: withItem.Item.Name, Used: true, Data: withItem.Item.Data}
-		requireSameRecord(t, want, got)
+		requireSameRecord(t, used(withItem, aUse), got)
+		got, err = tx.EntryByIdempotencyKey(ctx, "a", "grant-1")
+		require.NoError(t, err)
+		requireSameRecord(t, used(withItem, aUse), got)
+		got, err = tx.Entry(ctx, keyless.ID)
+		require.NoError(t, err)
+		requireSameRecord(t, used(keyless, ledger.ItemUse{}), got)
+		got, err = tx.Entry(ctx, without.ID)
+		require.NoError(t, err)
+		requireSameRecord(t, without, got)
 		items := collect(t, tx.Entries(ctx, ledger.Scan{UserID: "u", ItemsOnly: true}))
-		require.Len(t, items, 1)
-		require.True(t, items[0].Item.Used, "scans see the used flag")
+		require.Len(t, items, 2)
+		requireSameRecord(t, used(withItem, aUse), items[0])
+		requireSameRecord(t, used(keyless, ledger.ItemUse{}), items[1])
+	})
+}
+
+// testInsertUsed inserts records whose items are used, as Import does:
+// the use's fields are kept as given.
+func testInsertUsed(t *testing.T, ns NewStore) {
+	s := newStore(t, ns)
+	ctx := context.Background()
+	full := used(record(1, "u", "a", true), aUse)
+	bare := used(record(2, "u", "a", true), ledger.ItemUse{})
+	noKey := used(record(3, "v", "b", true), ledger.ItemUse{AuthorityID: "b", At: time.Unix(0, 1).UTC()})
+	late := used(record(4, "v", "b", true), ledger.ItemUse{AuthorityID: "b", At: time.Unix(0, math.MaxInt64).UTC(), IdempotencyKey: "k"})
+	unused := record(5, "v", "b", true)
+	insert(t, s, full, bare, noKey, late, unused)
+	view(t, s, func(tx ledger.ReadTx) {
+		for _, want := range []ledger.Record{full, bare, noKey, late, unused} {
+			got, err := tx.Entry(ctx, want.ID)
+			require.NoError(t, err)
+			requireSameRecord(t, want, got)
+		}
+		require.Equal(t, []string{full.ID, bare.ID, noKey.ID, late.ID, unused.ID}, ids(collect(t, tx.Entries(ctx, ledger.Scan{ItemsOnly: true}))))
 	})
 }
 
@@ -344,7 +400,7 @@ func testRollback(t *testing.T, ns NewStore) {
 	lost.IdempotencyKey = "k"
 	err := s.Update(ctx, func(tx ledger.Tx) error {
 		require.NoError(t, tx.InsertEntry(ctx, lost))
-		require.NoError(t, tx.SetItemUsed(ctx, kept.ID))
+		require.NoError(t, tx.SetItemUsed(ctx, kept.ID, aUse))
 		require.NoError(t, tx.SetTotal(ctx, "", "u", storedTotal("6", "u2")))
 		require.NoError(t, tx.SetTotal(ctx, "", "v", storedTotal("1", "v")))
 		require.NoError(t, tx.SetTotal(ctx, "b", "v", storedTotal("1", "v")))
@@ -358,7 +414,7 @@ func testRollback(t *testing.T, ns NewStore) {
 		require.ErrorIs(t, err, ledger.ErrNotFound)
 		got, err := tx.Entry(ctx, kept.ID)
 		require.NoError(t, err)
-		require.False(t, got.Item.Used, "rolled-back use is gone")
+		requireSameRecord(t, kept, got) // the rolled-back use is gone, with its fields
 		require.Equal(t, []string{kept.ID}, ids(collect(t, tx.Entries(ctx, ledger.Scan{}))))
 		require.Empty(t, collect(t, tx.Entries(ctx, ledger.Scan{UserID: "v"})))
 		require.Empty(t, collect(t, tx.Entries(ctx, ledger.Scan{AuthorityID: "b", ItemsOnly: true})))
@@ -390,10 +446,13 @@ func testReadYourWrites(t *testing.T, ns NewStore) {
 		require.NoError(t, err)
 		require.Equal(t, r.ID, got.ID)
 		require.Equal(t, []string{r.ID}, ids(collect(t, tx.Entries(ctx, ledger.Scan{UserID: "u", AuthorityID: "a", ItemsOnly: true}))))
-		require.NoError(t, tx.SetItemUsed(ctx, r.ID))
+		require.NoError(t, tx.SetItemUsed(ctx, r.ID, aUse))
 		got, err = tx.Entry(ctx, r.ID)
 		require.NoError(t, err)
-		require.True(t, got.Item.Used)
+		requireSameRecord(t, used(r, aUse), got)
+		got, err = tx.EntryByIdempotencyKey(ctx, "a", "k")
+		require.NoError(t, err)
+		requireSameRecord(t, used(r, aUse), got)
 		v, ok, err := tx.Total(ctx, "a", "u")
 		require.NoError(t, err)
 		require.True(t, ok)

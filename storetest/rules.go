@@ -182,7 +182,7 @@ func testInventory(t *testing.T, ns NewStore) {
 	e3 := create(t, l, "a1", "u2", "-1", &ledger.Item{Name: "i3"})
 	e4 := create(t, l, "a2", "u2", "0", &ledger.Item{Name: "i4"})
 	noItem := create(t, l, "a2", "u2", "1", nil)
-	_, err := l.UseItem(ctx, "a1", e2.ID)
+	used2, err := l.UseItem(ctx, "a1", e2.ID)
 	require.NoError(t, err)
 	_, err = l.UseItem(ctx, "a2", e3.ID)
 	require.NoError(t, err)
@@ -219,7 +219,9 @@ func testInventory(t *testing.T, ns NewStore) {
 
 	items, err := l.Inventory(ctx, ledger.InventoryQuery{EntryIDs: []string{e2.ID}, Used: ledger.UsedOnly})
 	require.NoError(t, err)
-	require.Equal(t, []ledger.InventoryItem{{EntryID: e2.ID, AuthorityID: "a2", UserID: "u1", Item: ledger.Item{Name: "i2", Used: true}}}, items)
+	require.False(t, used2.Item.UsedOn.IsZero())
+	require.Equal(t, []ledger.InventoryItem{{EntryID: e2.ID, AuthorityID: "a2", UserID: "u1",
+		Item: ledger.Item{Name: "i2", Used: true, UsedOn: used2.Item.UsedOn, UsedBy: "a1"}}}, items, "inventory reports who used an item, and when")
 }
 
 // testItemData checks that item data, any JSON value, comes back byte for

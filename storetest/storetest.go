@@ -35,6 +35,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Helper()
 	t.Run("Contract", func(t *testing.T) { runContract(t, newStore) })
 	t.Run("Rules", func(t *testing.T) { runRules(t, newStore) })
+	t.Run("Use", func(t *testing.T) { runUse(t, newStore) })
 	t.Run("History", func(t *testing.T) { runHistory(t, newStore) })
 	t.Run("Concurrency", func(t *testing.T) { runConcurrency(t, newStore) })
 	t.Run("Property", func(t *testing.T) { runProperty(t, newStore) })
