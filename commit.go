@@ -118,6 +118,7 @@ type committer struct {
 	ids   idGen
 	group []*request
 	st    batchState
+	ctx   commitContext
 }
 
 func (c *committer) init(l *Ledger) {
@@ -343,10 +344,10 @@ func (c *committer) commit(group []*request) (err error) {
 	}()
 	// The group must commit whatever becomes of the leader's caller
 	// (followers depend on it), within the commit timeout.
-	ctx := context.WithoutCancel(group[0].ctx)
 	timeout := c.l.cfg.commitTimeout
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	ctx := &c.ctx
+	ctx.start(group[0].ctx, timeout)
+	defer ctx.stop()
 	st := &c.st
 	err = c.l.store.Update(ctx, func(tx Tx) error {
 		st.reset()

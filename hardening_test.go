@@ -288,6 +288,14 @@ func TestCommitTimeout(t *testing.T) {
 	_, err = l.CreateEntry(context.Background(), ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("1"), Reason: "r"})
 	require.ErrorIs(t, err, ledger.ErrUnknownOutcome)
 	require.Less(t, time.Since(start), 5*time.Second)
+	// The next commits run under a fresh deadline: once the store
+	// answers, writes succeed, one after another.
+	s.stalled.Store(false)
+	for range 3 {
+		_, err = l.CreateEntry(context.Background(), ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("1"), Reason: "r"})
+		require.NoError(t, err)
+		time.Sleep(60 * time.Millisecond) // past where an old deadline would have been, were it kept
+	}
 
 	for _, d := range []time.Duration{0, -time.Second} {
 		_, err := ledger.New(memstore.New(), ledger.WithCommitTimeout(d))
