@@ -175,3 +175,42 @@ func testCloseDuringOperations(t *testing.T, ns NewStore) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// testUseCancelAtRandom: item uses with idempotency keys whose contexts
+// end at random moments: whatever each learned (used, refused, unknown),
+// a retry with its key settles it, and each item ends used exactly once,
+// by the use that holds its key.
+func testUseCancelAtRandom(t *testing.T, ns NewStore) {
+	l, _ := newLedger(t, ns)
+	bg := context.Background()
+	const items = 48
+	ids := make([]string, items)
+	for i := range ids {
+		ids[i] = create(t, l, "shop", fmt.Sprint("u", i%4), "1", &ledger.Item{Name: fmt.Sprint("item ", i)}).ID
+	}
+	outcomes := make([]error, items)
+	parallel(items, func(i int) {
+		r := rand.New(rand.NewPCG(uint64(i), 3))
+		ctx, cancel := context.WithTimeout(bg, time.Duration(r.IntN(400))*time.Microsecond)
+		defer cancel()
+		_, outcomes[i] = l.UseItem(ctx, "shop", ids[i], ledger.UseIdempotencyKey(fmt.Sprint("use-", i)))
+	})
+	for i, err := range outcomes {
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("use %d: unexpected error %v", i, err)
+		}
+		// The retry: the same key returns the use if the first attempt
+		// made it, and makes it if not.
+		e, err := l.UseItem(bg, "shop", ids[i], ledger.UseIdempotencyKey(fmt.Sprint("use-", i)))
+		require.NoError(t, err, "retry of use %d after %v", i, outcomes[i])
+		require.True(t, e.Item.Used)
+		require.Equal(t, "shop", e.Item.UsedBy)
+		// Any other use is refused: it was used once.
+		_, err = l.UseItem(bg, "shop", ids[i], ledger.UseIdempotencyKey("another"))
+		require.ErrorIs(t, err, ledger.ErrItemUsed)
+	}
+	inv, err := l.Inventory(bg, ledger.InventoryQuery{Used: ledger.UsedOnly})
+	require.NoError(t, err)
+	require.Len(t, inv, items)
+	require.NoError(t, l.Verify(bg))
+}

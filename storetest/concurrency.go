@@ -23,6 +23,7 @@ func runConcurrency(t *testing.T, ns NewStore) {
 	t.Run("RacingBatches", func(t *testing.T) { testRacingBatches(t, ns) })
 	t.Run("Mixed", func(t *testing.T) { testMixed(t, ns) })
 	t.Run("CancelAtRandom", func(t *testing.T) { testCancelAtRandom(t, ns) })
+	t.Run("UseCancelAtRandom", func(t *testing.T) { testUseCancelAtRandom(t, ns) })
 	t.Run("CloseDuringOperations", func(t *testing.T) { testCloseDuringOperations(t, ns) })
 }
 
