@@ -58,7 +58,12 @@
 // writes that arrive while one store transaction commits go into the
 // next, each judged on its own, so a durable store syncs once for many
 // callers (see [WithGroupCommit]). A method returns only after its write
-// is committed.
+// is committed, or with an error: one that matches [ErrUnknownOutcome]
+// when the write may have been committed all the same (the caller's
+// context ended once the write was in a commit, the commit outran
+// [WithCommitTimeout], or a store lost its connection during COMMIT);
+// a retry with the same idempotency key settles it. Any other error
+// means nothing was written.
 package ledger
 
 import (
