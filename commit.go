@@ -397,7 +397,8 @@ func storeErr(op string, err error) error {
 	return &storeError{op: op, err: err}
 }
 
-type totalKey struct{ authorityID, userID string }
+// idemKey names an idempotency key: an authority's.
+type idemKey struct{ authorityID, key string }
 
 type totalSlot struct {
 	t      Total
@@ -406,7 +407,7 @@ type totalSlot struct {
 }
 
 type totalUndo struct {
-	key  totalKey
+	key  TotalKey
 	prev totalSlot
 }
 
@@ -429,11 +430,11 @@ type batchState struct {
 	ctx context.Context
 	tx  Tx
 
-	totals  map[totalKey]totalSlot
-	dirty   []totalKey // totals set by this group, in the order first set
+	totals  map[TotalKey]totalSlot
+	dirty   []TotalKey // totals set by this group, in the order first set
 	undo    []totalUndo
 	inserts []Record
-	byKey   map[totalKey]int   // (authority, idempotency key) -> index in inserts
+	byKey   map[idemKey]int   // (authority, idempotency key) -> index in inserts
 	uses    []pendingUse       // items marked used, in order
 	used    map[string]ItemUse // entry ID -> its item's pending use
 	keys    []TotalKey         // prefetch's scratch
@@ -441,8 +442,8 @@ type batchState struct {
 
 func (st *batchState) init(l *Ledger) {
 	st.l = l
-	st.totals = make(map[totalKey]totalSlot)
-	st.byKey = make(map[totalKey]int)
+	st.totals = make(map[TotalKey]totalSlot)
+	st.byKey = make(map[idemKey]int)
 	st.used = make(map[string]ItemUse)
 }
 
@@ -469,7 +470,7 @@ func (st *batchState) rollback(sp savepoint) {
 	st.undo = st.undo[:sp.undo]
 	for _, r := range st.inserts[sp.inserts:] {
 		if r.IdempotencyKey != "" {
-			delete(st.byKey, totalKey{r.AuthorityID, r.IdempotencyKey})
+			delete(st.byKey, idemKey{r.AuthorityID, r.IdempotencyKey})
 		}
 	}
 	clear(st.inserts[sp.inserts:])
@@ -527,7 +528,7 @@ func (st *batchState) prefetch(group []*request) error {
 	seen := make(map[TotalKey]bool)
 	for _, r := range group {
 		for _, ne := range r.entries {
-			for _, k := range [2]TotalKey{{"", ne.UserID}, {ne.AuthorityID, ne.UserID}} {
+			for _, k := range [2]TotalKey{{"", ne.UserID, ne.Currency}, {ne.AuthorityID, ne.UserID, ne.Currency}} {
 				if !seen[k] {
 					seen[k] = true
 					keys = append(keys, k)
@@ -545,17 +546,16 @@ func (st *batchState) prefetch(group []*request) error {
 	}
 	for _, k := range keys {
 		t, exists := got[k]
-		st.totals[totalKey{k.AuthorityID, k.UserID}] = totalSlot{t: t, exists: exists}
+		st.totals[k] = totalSlot{t: t, exists: exists}
 	}
 	return nil
 }
 
-func (st *batchState) total(authorityID, userID string) (Total, error) {
-	k := totalKey{authorityID, userID}
+func (st *batchState) total(k TotalKey) (Total, error) {
 	if s, ok := st.totals[k]; ok {
 		return s.t, nil
 	}
-	t, exists, err := st.tx.Total(st.ctx, authorityID, userID)
+	t, exists, err := st.tx.Total(st.ctx, k)
 	if err != nil {
 		return Total{}, storeErr("read total", err)
 	}
@@ -567,8 +567,7 @@ func (st *batchState) total(authorityID, userID string) (Total, error) {
 }
 
 // setTotal updates a total read by total.
-func (st *batchState) setTotal(authorityID, userID string, t Total) {
-	k := totalKey{authorityID, userID}
+func (st *batchState) setTotal(k TotalKey, t Total) {
 	prev := st.totals[k]
 	st.undo = append(st.undo, totalUndo{k, prev})
 	st.totals[k] = totalSlot{t: t, exists: prev.exists, dirty: true}
@@ -632,7 +631,8 @@ func (st *batchState) create(ne NewEntry) (Entry, error) {
 		}
 	}
 
-	user, err := st.total("", ne.UserID)
+	userKey, pairKey := TotalKey{"", ne.UserID, ne.Currency}, TotalKey{ne.AuthorityID, ne.UserID, ne.Currency}
+	user, err := st.total(userKey)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -647,7 +647,7 @@ func (st *batchState) create(ne NewEntry) (Entry, error) {
 	if !st.l.fits(newBalance) {
 		return Entry{}, invalid("Amount", "would take user %q's total to %s, beyond the ledger's precision", ne.UserID, newBalance)
 	}
-	authTotal, err := st.total(ne.AuthorityID, ne.UserID)
+	authTotal, err := st.total(pairKey)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -672,10 +672,10 @@ func (st *batchState) create(ne NewEntry) (Entry, error) {
 		IdempotencyKey:   ne.IdempotencyKey,
 		AuthorityBalance: newAuthTotal,
 	}
-	st.setTotal("", ne.UserID, Total{Value: newBalance, LastEntryID: id})
-	st.setTotal(ne.AuthorityID, ne.UserID, Total{Value: newAuthTotal, LastEntryID: id})
+	st.setTotal(userKey, Total{Value: newBalance, LastEntryID: id})
+	st.setTotal(pairKey, Total{Value: newAuthTotal, LastEntryID: id})
 	if ne.IdempotencyKey != "" {
-		st.byKey[totalKey{ne.AuthorityID, ne.IdempotencyKey}] = len(st.inserts)
+		st.byKey[idemKey{ne.AuthorityID, ne.IdempotencyKey}] = len(st.inserts)
 	}
 	st.inserts = append(st.inserts, rec)
 	// The item is the ledger's own copy, made in checkNewEntry, and the
@@ -684,7 +684,7 @@ func (st *batchState) create(ne NewEntry) (Entry, error) {
 }
 
 func (st *batchState) byIdempotencyKey(authorityID, key string) (Record, bool, error) {
-	if i, ok := st.byKey[totalKey{authorityID, key}]; ok {
+	if i, ok := st.byKey[idemKey{authorityID, key}]; ok {
 		return st.inserts[i], true, nil
 	}
 	r, err := st.tx.EntryByIdempotencyKey(st.ctx, authorityID, key)
@@ -771,7 +771,7 @@ func (st *batchState) flush() error {
 		if !s.dirty {
 			continue
 		}
-		if err := st.tx.SetTotal(st.ctx, k.authorityID, k.userID, s.t); err != nil {
+		if err := st.tx.SetTotal(st.ctx, k, s.t); err != nil {
 			return storeErr("write total", err)
 		}
 	}

@@ -90,6 +90,14 @@ type NewEntry struct {
 	// entry instead of writing another. Keys are scoped to AuthorityID and
 	// kept forever.
 	IdempotencyKey string
+	// Currency is the wallet's currency: "" is the default currency (the
+	// single unit of the original service), otherwise 1 to 32 bytes of
+	// ASCII letters, digits, '_', '-' and '.', case-sensitive.
+	Currency string
+	// Metadata is the application's own references (an order ID, a match
+	// ID), stored and returned as given: at most 16 keys of 1 to 64 bytes
+	// and values of up to 1 KiB, all UTF-8.
+	Metadata map[string]string
 }
 
 // Entry is a written entry. Its JSON form (decimal strings for amounts,
@@ -103,9 +111,18 @@ type Entry struct {
 	Amount      decimal.Decimal `json:"amount"`
 	Reason      string          `json:"reason"`
 	Item        *Item           `json:"item,omitempty"`
-	// Balance is the user's total over all authorities right after this
-	// entry.
+	// Balance is the wallet's total (the user's, in the entry's
+	// currency) over all authorities right after this entry.
 	Balance decimal.Decimal `json:"balance"`
+	// Currency is the wallet's currency, "" for the default one.
+	Currency string            `json:"currency,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// TransferID is set on both entries of a [Ledger.Transfer].
+	TransferID string `json:"transfer_id,omitempty"`
+	// Reverses, on a reversal, is the entry it reverses; ReversedBy, on a
+	// reversed entry, is its reversal (see [Ledger.Reverse]).
+	Reverses   string `json:"reverses,omitempty"`
+	ReversedBy string `json:"reversed_by,omitempty"`
 }
 
 // Item is something an entry grants a user. Used, UsedOn and UsedBy are
@@ -128,6 +145,10 @@ type Item struct {
 	// UsedBy is the authority that used the item, "" while it is unused
 	// and where UsedOn is zero for want of a record.
 	UsedBy string `json:"used_by,omitempty"`
+	// Revoked is set when the entry was reversed before the item was
+	// used: the item can no longer be used, and the default inventory
+	// (UnusedOnly) no longer lists it.
+	Revoked bool `json:"revoked,omitempty"`
 }
 
 func (it *Item) clone() *Item {

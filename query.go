@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"iter"
@@ -27,12 +28,15 @@ type WalletQuery struct {
 	// AsOf, when set, gives totals as they stood at that instant: the
 	// entries created at or before it count.
 	AsOf time.Time
+	// Currency lists the totals of this currency ("" the default).
+	Currency string
 }
 
 // WalletTotal is one user's total.
 type WalletTotal struct {
-	UserID string          `json:"user_id"`
-	Total  decimal.Decimal `json:"total"`
+	UserID   string          `json:"user_id"`
+	Total    decimal.Decimal `json:"total"`
+	Currency string          `json:"currency,omitempty"`
 }
 
 // UsedFilter selects items by their used state.
@@ -69,6 +73,9 @@ type InventoryItem struct {
 // filters, all together. The zero value asks for every entry.
 type EntryQuery struct {
 	EntryIDs, UserIDs, AuthorityIDs []string
+	// Currencies, when set, selects only entries in these currencies ("" the
+	// default).
+	Currencies []string
 	// Since and Until bound CreatedOn to [Since, Until); zero means
 	// unbounded.
 	Since, Until time.Time
@@ -106,7 +113,7 @@ func (l *Ledger) Wallets(ctx context.Context, q WalletQuery) ([]WalletTotal, err
 	out := []WalletTotal{}
 	full := func() bool { return q.Limit > 0 && len(out) >= q.Limit }
 	err = l.store.View(ctx, func(tx ReadTx) error {
-		w := walletReader{ctx: ctx, tx: tx, auths: auths}
+		w := walletReader{ctx: ctx, tx: tx, auths: auths, currency: q.Currency}
 		if !q.AsOf.IsZero() {
 			w.end = timeBound(q.AsOf.Add(time.Nanosecond))
 		}
@@ -154,10 +161,11 @@ func (l *Ledger) Wallets(ctx context.Context, q WalletQuery) ([]WalletTotal, err
 // walletReader reads totals, current or as of an instant, over all
 // authorities or some.
 type walletReader struct {
-	ctx   context.Context
-	tx    ReadTx
-	auths []string
-	end   string // when set, only entries with IDs below it count
+	ctx      context.Context
+	tx       ReadTx
+	auths    []string
+	currency string
+	end      string // when set, only entries with IDs below it count
 }
 
 // total returns u's total and whether any entry counts for it.
@@ -182,7 +190,7 @@ func (w *walletReader) total(u string) (decimal.Decimal, bool, error) {
 // one returns the total of one authority ("" for all) for u.
 func (w *walletReader) one(a, u string) (decimal.Decimal, bool, error) {
 	if w.end == "" {
-		t, ok, err := w.tx.Total(w.ctx, a, u)
+		t, ok, err := w.tx.Total(w.ctx, TotalKey{a, u, w.currency})
 		if !ok {
 			return decimal.Decimal{}, false, err
 		}
@@ -190,7 +198,7 @@ func (w *walletReader) one(a, u string) (decimal.Decimal, bool, error) {
 	}
 	// As of an instant: the running total recorded on the last entry
 	// before it.
-	for r, err := range w.tx.Entries(w.ctx, Scan{UserID: u, AuthorityID: a, End: w.end, Reverse: true}) {
+	for r, err := range w.tx.Entries(w.ctx, Scan{UserID: u, AuthorityID: a, InCurrency: true, Currency: w.currency, End: w.end, Reverse: true}) {
 		if err != nil {
 			return decimal.Decimal{}, false, err
 		}
@@ -206,11 +214,11 @@ func (w *walletReader) one(a, u string) (decimal.Decimal, bool, error) {
 // the given user ID, in user order.
 func (w *walletReader) all(after string) iter.Seq2[UserTotal, error] {
 	if len(w.auths) == 0 {
-		return w.tx.Totals(w.ctx, "", after)
+		return w.tx.Totals(w.ctx, "", w.currency, after)
 	}
 	seqs := make([]iter.Seq2[UserTotal, error], len(w.auths))
 	for i, a := range w.auths {
-		seqs[i] = w.tx.Totals(w.ctx, a, after)
+		seqs[i] = w.tx.Totals(w.ctx, a, w.currency, after)
 	}
 	return func(yield func(UserTotal, error) bool) {
 		var cur UserTotal
@@ -525,8 +533,8 @@ func (v *verifier) run(ctx context.Context, tx ReadTx) error {
 		}
 		prev, prevNanos = r.ID, nanos
 
-		user := sums.add(totalKey{"", r.UserID}, r)
-		pair := sums.add(totalKey{r.AuthorityID, r.UserID}, r)
+		user := sums.add(TotalKey{"", r.UserID, r.Currency}, r)
+		pair := sums.add(TotalKey{r.AuthorityID, r.UserID, r.Currency}, r)
 		if !user.Equal(r.Balance) {
 			v.report("entry %s: Balance %s, but the user's entries sum to %s", r.ID, r.Balance, user)
 		}
@@ -550,21 +558,24 @@ func (v *verifier) run(ctx context.Context, tx ReadTx) error {
 		}
 	}
 
-	// Every authority with a stored total, and every one with entries:
-	// a total stored for an authority without entries is a mismatch too.
-	set := map[string]bool{"": true}
+	// Every (authority, currency) with a stored total, and every one with
+	// entries: a total stored for an authority without entries is a
+	// mismatch too.
+	set := map[TotalGroup]bool{{}: true}
 	for k := range sums {
-		set[k.authorityID] = true
+		set[TotalGroup{k.AuthorityID, k.Currency}] = true
 	}
-	for a, err := range tx.TotalAuthorities(ctx) {
+	for g, err := range tx.TotalGroups(ctx) {
 		if err != nil {
 			return err
 		}
-		set[a] = true
+		set[g] = true
 	}
-	auths := slices.Sorted(maps.Keys(set))
-	for _, a := range auths {
-		if err := v.totals(ctx, tx, a, sums); err != nil {
+	groups := slices.SortedFunc(maps.Keys(set), func(a, b TotalGroup) int {
+		return cmp.Or(cmp.Compare(a.Currency, b.Currency), cmp.Compare(a.AuthorityID, b.AuthorityID))
+	})
+	for _, g := range groups {
+		if err := v.totals(ctx, tx, g, sums); err != nil {
 			return err
 		}
 	}
@@ -572,10 +583,10 @@ func (v *verifier) run(ctx context.Context, tx ReadTx) error {
 }
 
 // totalSums holds totals recomputed from entries read in ID order.
-type totalSums map[totalKey]Total
+type totalSums map[TotalKey]Total
 
 // add counts r in the total k and returns the new sum.
-func (s totalSums) add(k totalKey, r Record) decimal.Decimal {
+func (s totalSums) add(k TotalKey, r Record) decimal.Decimal {
 	t := s[k]
 	t.Value, t.LastEntryID = t.Value.Add(r.Amount), r.ID
 	s[k] = t
@@ -584,18 +595,21 @@ func (s totalSums) add(k totalKey, r Record) decimal.Decimal {
 
 // totals checks the stored totals of authority a ("" for all) against
 // the sums of the entries.
-func (v *verifier) totals(ctx context.Context, tx ReadTx, a string, sums totalSums) error {
+func (v *verifier) totals(ctx context.Context, tx ReadTx, g TotalGroup, sums totalSums) error {
 	who := "total"
-	if a != "" {
-		who = fmt.Sprintf("total from authority %q", a)
+	if g.AuthorityID != "" {
+		who = fmt.Sprintf("total from authority %q", g.AuthorityID)
+	}
+	if g.Currency != "" {
+		who += fmt.Sprintf(" in %q", g.Currency)
 	}
 	seen := map[string]bool{}
-	for row, err := range tx.Totals(ctx, a, "") {
+	for row, err := range tx.Totals(ctx, g.AuthorityID, g.Currency, "") {
 		if err != nil {
 			return err
 		}
 		seen[row.UserID] = true
-		sum, ok := sums[totalKey{a, row.UserID}]
+		sum, ok := sums[TotalKey{g.AuthorityID, row.UserID, g.Currency}]
 		switch {
 		case !ok:
 			v.report("user %q: stored %s %s, but no entries", row.UserID, who, row.Value)
@@ -607,13 +621,13 @@ func (v *verifier) totals(ctx context.Context, tx ReadTx, a string, sums totalSu
 	}
 	var missing []string
 	for k := range sums {
-		if k.authorityID == a && !seen[k.userID] {
-			missing = append(missing, k.userID)
+		if k.AuthorityID == g.AuthorityID && k.Currency == g.Currency && !seen[k.UserID] {
+			missing = append(missing, k.UserID)
 		}
 	}
 	slices.Sort(missing)
 	for _, u := range missing {
-		v.report("user %q: entries sum to %s, but no %s is stored", u, sums[totalKey{a, u}].Value, who)
+		v.report("user %q: entries sum to %s, but no %s is stored", u, sums[TotalKey{g.AuthorityID, u, g.Currency}].Value, who)
 	}
 	return nil
 }

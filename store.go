@@ -70,20 +70,36 @@ type ReadTx interface {
 	// descending if s.Reverse).
 	Entries(ctx context.Context, s Scan) iter.Seq2[Record, error]
 
-	// Total returns the running total stored for (authorityID, userID) by
-	// [Tx.SetTotal], and whether one is stored. authorityID "" names the
-	// user's total over all authorities.
-	Total(ctx context.Context, authorityID, userID string) (Total, bool, error)
+	// Total returns the running total stored under k by [Tx.SetTotal],
+	// and whether one is stored.
+	Total(ctx context.Context, k TotalKey) (Total, bool, error)
 
 	// Totals yields the stored totals of one authority ("" for the totals
-	// over all authorities) for users whose ID sorts after the given one,
-	// in ascending user ID order.
-	Totals(ctx context.Context, authorityID, afterUserID string) iter.Seq2[UserTotal, error]
+	// over all authorities) in one currency, for users whose ID sorts
+	// after the given one, in ascending user ID order.
+	Totals(ctx context.Context, authorityID, currency, afterUserID string) iter.Seq2[UserTotal, error]
 
-	// TotalAuthorities yields, once each and in no particular order, the
-	// authority IDs that [ReadTx.Totals] yields at least one total for,
-	// "" included. [Ledger.Verify] uses it to find every stored total.
-	TotalAuthorities(ctx context.Context) iter.Seq2[string, error]
+	// TotalGroups yields, once each and in no particular order, the
+	// (authority, currency) pairs that [ReadTx.Totals] yields at least one
+	// total for, authority "" included. [Ledger.Verify] uses it to find
+	// every stored total.
+	TotalGroups(ctx context.Context) iter.Seq2[TotalGroup, error]
+
+	// UserTotals yields the user's stored totals over all authorities
+	// (authority ""), one per currency, in ascending currency order.
+	UserTotals(ctx context.Context, userID string) iter.Seq2[CurrencyTotal, error]
+
+	// Limits returns the limits stored for the user's wallet in currency
+	// by [Tx.SetLimits], and whether any are stored.
+	Limits(ctx context.Context, userID, currency string) (StoredLimits, bool, error)
+
+	// UserLimits yields the limits stored for the user's wallets, in
+	// ascending currency order.
+	UserLimits(ctx context.Context, userID string) iter.Seq2[StoredLimits, error]
+
+	// AllLimits yields every stored limits, in ascending (UserID,
+	// Currency) order.
+	AllLimits(ctx context.Context) iter.Seq2[StoredLimits, error]
 }
 
 // Tx reads and writes a [Store] inside a read-write transaction. Reads see
@@ -110,9 +126,20 @@ type Tx interface {
 	// is unused; this is a last guard.
 	SetItemUsed(ctx context.Context, id string, use ItemUse) error
 
-	// SetTotal stores the running total of (authorityID, userID);
-	// authorityID "" names the user's total over all authorities.
-	SetTotal(ctx context.Context, authorityID, userID string, total Total) error
+	// SetReversed records on an existing entry that reversal (an entry
+	// ID) reverses it: from then on its record reads with ReversedBy
+	// reversal, and, with revokeItem, with Item.Revoked true. If the
+	// entry does not exist the transaction fails with [ErrNotFound], as
+	// for SetItemUsed. The ledger has already checked that the entry was
+	// not reversed and that its item, if revokeItem, is unused.
+	SetReversed(ctx context.Context, id, reversal string, revokeItem bool) error
+
+	// SetTotal stores the running total k names.
+	SetTotal(ctx context.Context, k TotalKey, total Total) error
+
+	// SetLimits stores the limits of the wallet (l.UserID, l.Currency),
+	// replacing any stored before.
+	SetLimits(ctx context.Context, l StoredLimits) error
 }
 
 // TotalsPrefetcher is implemented by a [ReadTx] that reads many totals in
@@ -138,9 +165,29 @@ type Total struct {
 	LastEntryID string
 }
 
-// TotalKey names a running total: an authority's for a user, or with
-// AuthorityID "" the user's total over all authorities.
-type TotalKey struct{ AuthorityID, UserID string }
+// TotalKey names a running total: an authority's for a user's wallet in
+// one currency, or with AuthorityID "" the wallet's total over all
+// authorities. Currency "" is the default currency.
+type TotalKey struct{ AuthorityID, UserID, Currency string }
+
+// TotalGroup names the totals of one authority ("" for all) in one
+// currency, as [ReadTx.TotalGroups] yields them.
+type TotalGroup struct{ AuthorityID, Currency string }
+
+// CurrencyTotal is one row yielded by [ReadTx.UserTotals].
+type CurrencyTotal struct {
+	Currency string
+	Total
+}
+
+// StoredLimits are a wallet's limits as a [Store] keeps them: the
+// [WalletLimits] and who set them when.
+type StoredLimits struct {
+	WalletLimits
+	// SetBy is the authority that set them; SetOn when, in UTC.
+	SetBy string
+	SetOn time.Time
+}
 
 // Record is an entry as a [Store] keeps it: the [Entry] and what the
 // ledger needs besides to answer retries and historical queries. Its ID
@@ -152,8 +199,8 @@ type Record struct {
 	// IdempotencyKey is the key the entry was created with, or "".
 	IdempotencyKey string
 	// AuthorityBalance is the total of the entry's authority for the
-	// entry's user right after the entry, as Balance is over all
-	// authorities.
+	// entry's wallet (user and currency) right after the entry, as Balance
+	// is over all authorities.
 	AuthorityBalance decimal.Decimal
 	// UseIdempotencyKey is the key the entry's item was used with (see
 	// [UseIdempotencyKey]), or "". It is set only on a used item.
@@ -185,6 +232,13 @@ type Scan struct {
 	UserID string
 	// AuthorityID, when set, selects only that authority's entries.
 	AuthorityID string
+	// InCurrency selects only entries in Currency ("" being the default
+	// currency). With UserID set, a store seeks within the user's entries
+	// in that currency (it indexes them), so that a wallet's balance as of
+	// an instant is a seek; with AuthorityID too, it may filter the
+	// (authority, user) entries by currency.
+	InCurrency bool
+	Currency   string
 	// ItemsOnly selects only entries that carry an item.
 	ItemsOnly bool
 	// Start, when set, selects IDs >= Start; End, when set, IDs < End.

@@ -381,7 +381,7 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 
 	var batch []Record
 	batchBytes := 0
-	touched := map[totalKey]Total{} // the totals as of the batch's last entry
+	touched := map[TotalKey]Total{} // the totals as of the batch's last entry
 	flush := func() error {
 		if store == nil || len(batch) == 0 {
 			return nil
@@ -393,7 +393,7 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 				}
 			}
 			for k, t := range touched {
-				if err := tx.SetTotal(ctx, k.authorityID, k.userID, t); err != nil {
+				if err := tx.SetTotal(ctx, k, t); err != nil {
 					return err
 				}
 			}
@@ -409,7 +409,7 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 	}
 
 	var last string
-	keys := map[totalKey]string{} // (authority, idempotency key) -> entry ID
+	keys := map[idemKey]string{} // (authority, idempotency key) -> entry ID
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -447,13 +447,13 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 			return lineErr("%v", err)
 		}
 		if rec.IdempotencyKey != "" {
-			k := totalKey{rec.AuthorityID, rec.IdempotencyKey}
+			k := idemKey{rec.AuthorityID, rec.IdempotencyKey}
 			if first, dup := keys[k]; dup {
 				return lineErr("entry %s reuses idempotency key %q of entry %s", rec.ID, rec.IdempotencyKey, first)
 			}
 			keys[k] = rec.ID
 		}
-		userKey, pairKey := totalKey{"", rec.UserID}, totalKey{rec.AuthorityID, rec.UserID}
+		userKey, pairKey := TotalKey{"", rec.UserID, rec.Currency}, TotalKey{rec.AuthorityID, rec.UserID, rec.Currency}
 		user, pair := sums.add(userKey, rec), sums.add(pairKey, rec)
 		switch {
 		case user.IsNegative():
@@ -478,7 +478,7 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		// CreateEntries counts a batch, plus the totals it writes.
 		cost := func() int {
 			n := size
-			for _, k := range [2]totalKey{userKey, pairKey} {
+			for _, k := range [2]TotalKey{userKey, pairKey} {
 				if _, ok := touched[k]; !ok {
 					n += totalBytes(k)
 				}
@@ -524,8 +524,8 @@ func (e *exportEnd) check(m *exportEnd) error {
 
 // totalBytes is what writing the total k counts towards
 // Limits.MaxBatchBytes in an import.
-func totalBytes(k totalKey) int {
-	return EntryOverheadBytes + len(k.authorityID) + len(k.userID)
+func totalBytes(k TotalKey) int {
+	return EntryOverheadBytes + len(k.AuthorityID) + len(k.UserID) + len(k.Currency)
 }
 
 // checkImported validates one exported entry against the ledger's rules

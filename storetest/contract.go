@@ -33,6 +33,7 @@ func runContract(t *testing.T, ns NewStore) {
 	t.Run("ReturnedMemoryIsCallers", func(t *testing.T) { testReturnedMemory(t, ns) })
 	t.Run("Context", func(t *testing.T) { testContext(t, ns) })
 	t.Run("Close", func(t *testing.T) { testClose(t, ns) })
+	t.Run("Wallets", func(t *testing.T) { runWalletContract(t, ns) })
 }
 
 // record builds a test record; n orders it and seeds its fields.
@@ -92,6 +93,15 @@ func requireSameRecord(t require.TestingT, want, got ledger.Record) {
 	require.Truef(t, want.AuthorityBalance.Equal(got.AuthorityBalance), "%s AuthorityBalance: got %s, want %s", want.ID, got.AuthorityBalance, want.AuthorityBalance)
 	require.Equal(t, want.IdempotencyKey, got.IdempotencyKey, want.ID)
 	require.Equal(t, want.UseIdempotencyKey, got.UseIdempotencyKey, "%s UseIdempotencyKey", want.ID)
+	require.Equal(t, want.Currency, got.Currency, "%s Currency", want.ID)
+	if len(want.Metadata) == 0 {
+		require.Empty(t, got.Metadata, "%s Metadata", want.ID)
+	} else {
+		require.Equal(t, want.Metadata, got.Metadata, "%s Metadata", want.ID)
+	}
+	require.Equal(t, want.TransferID, got.TransferID, "%s TransferID", want.ID)
+	require.Equal(t, want.Reverses, got.Reverses, "%s Reverses", want.ID)
+	require.Equal(t, want.ReversedBy, got.ReversedBy, "%s ReversedBy", want.ID)
 	if want.Item == nil {
 		require.Nil(t, got.Item, want.ID)
 		return
@@ -99,6 +109,7 @@ func requireSameRecord(t require.TestingT, want, got ledger.Record) {
 	require.NotNil(t, got.Item, want.ID)
 	require.Equal(t, want.Item.Name, got.Item.Name, want.ID)
 	require.Equal(t, want.Item.Used, got.Item.Used, want.ID)
+	require.Equal(t, want.Item.Revoked, got.Item.Revoked, "%s Item.Revoked", want.ID)
 	require.Equal(t, want.Item.UsedBy, got.Item.UsedBy, "%s Item.UsedBy", want.ID)
 	require.Truef(t, want.Item.UsedOn.Equal(got.Item.UsedOn), "%s Item.UsedOn: got %v, want %v", want.ID, got.Item.UsedOn, want.Item.UsedOn)
 	require.Equal(t, want.Item.UsedOn.IsZero(), got.Item.UsedOn.IsZero(), "%s Item.UsedOn zero", want.ID)
@@ -135,13 +146,13 @@ func testEmptyStore(t *testing.T, ns NewStore) {
 		require.ErrorIs(t, err, ledger.ErrNotFound)
 		_, err = tx.EntryByIdempotencyKey(ctx, "a", "k")
 		require.ErrorIs(t, err, ledger.ErrNotFound)
-		v, ok, err := tx.Total(ctx, "", "u")
+		v, ok, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: "", UserID: "u"})
 		require.NoError(t, err)
 		require.False(t, ok)
 		require.True(t, v.Value.IsZero() && v.LastEntryID == "", "missing total must read as zero, got %+v", v)
 		require.Empty(t, collect(t, tx.Entries(ctx, ledger.Scan{})))
 		require.Empty(t, collect(t, tx.Entries(ctx, ledger.Scan{UserID: "u", Reverse: true})))
-		for range tx.Totals(ctx, "", "") {
+		for range tx.Totals(ctx, "", "", "") {
 			t.Fatal("Totals yielded a row on an empty store")
 		}
 	})
@@ -241,7 +252,7 @@ func testTotals(t *testing.T, ns NewStore) {
 	s := newStore(t, ns)
 	ctx := context.Background()
 	set := func(a, u, v string) {
-		require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, a, u, storedTotal(v, a+"/"+u)) }))
+		require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: a, UserID: u}, storedTotal(v, a+"/"+u)) }))
 	}
 	set("", "bob", "10")
 	set("", "alice", "0")
@@ -250,23 +261,23 @@ func testTotals(t *testing.T, ns NewStore) {
 	set("shop", "dave", "7")
 	set("", "bob", "11.5") // overwrite
 	view(t, s, func(tx ledger.ReadTx) {
-		v, ok, err := tx.Total(ctx, "", "bob")
+		v, ok, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: "", UserID: "bob"})
 		require.NoError(t, err)
 		require.True(t, ok)
 		requireDecimal(t, "11.5", v.Value)
 		require.Equal(t, storedTotal("0", "/bob").LastEntryID, v.LastEntryID, "the last entry ID comes back")
-		v, ok, err = tx.Total(ctx, "", "alice")
+		v, ok, err = tx.Total(ctx, ledger.TotalKey{AuthorityID: "", UserID: "alice"})
 		require.NoError(t, err)
 		require.True(t, ok, "a stored zero total exists")
 		requireDecimal(t, "0", v.Value)
-		_, ok, err = tx.Total(ctx, "shop", "alice")
+		_, ok, err = tx.Total(ctx, ledger.TotalKey{AuthorityID: "shop", UserID: "alice"})
 		require.NoError(t, err)
 		require.False(t, ok, "totals are per authority")
 
 		type row struct{ u, v string }
 		rows := func(a, after string) []row {
 			var out []row
-			for r, err := range tx.Totals(ctx, a, after) {
+			for r, err := range tx.Totals(ctx, a, "", after) {
 				require.NoError(t, err)
 				require.Equal(t, storedTotal("0", a+"/"+r.UserID).LastEntryID, r.LastEntryID)
 				out = append(out, row{r.UserID, r.Value.String()})
@@ -280,9 +291,10 @@ func testTotals(t *testing.T, ns NewStore) {
 		require.Empty(t, rows("nobody", ""))
 
 		var auths []string
-		for a, err := range tx.TotalAuthorities(ctx) {
+		for g, err := range tx.TotalGroups(ctx) {
 			require.NoError(t, err)
-			auths = append(auths, a)
+			require.Equal(t, "", g.Currency)
+			auths = append(auths, g.AuthorityID)
 		}
 		slices.Sort(auths)
 		require.Equal(t, []string{"", "shop"}, auths, "each authority with a stored total, once")
@@ -393,7 +405,7 @@ func testRollback(t *testing.T, ns NewStore) {
 	ctx := context.Background()
 	kept := record(1, "u", "a", true)
 	insert(t, s, kept)
-	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, "", "u", storedTotal("5", "u")) }))
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "", UserID: "u"}, storedTotal("5", "u")) }))
 
 	boom := errors.New("boom")
 	lost := record(2, "v", "b", true)
@@ -401,9 +413,9 @@ func testRollback(t *testing.T, ns NewStore) {
 	err := s.Update(ctx, func(tx ledger.Tx) error {
 		require.NoError(t, tx.InsertEntry(ctx, lost))
 		require.NoError(t, tx.SetItemUsed(ctx, kept.ID, aUse))
-		require.NoError(t, tx.SetTotal(ctx, "", "u", storedTotal("6", "u2")))
-		require.NoError(t, tx.SetTotal(ctx, "", "v", storedTotal("1", "v")))
-		require.NoError(t, tx.SetTotal(ctx, "b", "v", storedTotal("1", "v")))
+		require.NoError(t, tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "", UserID: "u"}, storedTotal("6", "u2")))
+		require.NoError(t, tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "", UserID: "v"}, storedTotal("1", "v")))
+		require.NoError(t, tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "b", UserID: "v"}, storedTotal("1", "v")))
 		return boom
 	})
 	require.ErrorIs(t, err, boom, "Update returns fn's error")
@@ -418,14 +430,14 @@ func testRollback(t *testing.T, ns NewStore) {
 		require.Equal(t, []string{kept.ID}, ids(collect(t, tx.Entries(ctx, ledger.Scan{}))))
 		require.Empty(t, collect(t, tx.Entries(ctx, ledger.Scan{UserID: "v"})))
 		require.Empty(t, collect(t, tx.Entries(ctx, ledger.Scan{AuthorityID: "b", ItemsOnly: true})))
-		v, _, err := tx.Total(ctx, "", "u")
+		v, _, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: "", UserID: "u"})
 		require.NoError(t, err)
 		requireDecimal(t, "5", v.Value)
 		require.Equal(t, storedTotal("5", "u"), v, "rolled back to the old total and last entry")
-		_, ok, err := tx.Total(ctx, "", "v")
+		_, ok, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: "", UserID: "v"})
 		require.NoError(t, err)
 		require.False(t, ok)
-		for r := range tx.Totals(ctx, "b", "") {
+		for r := range tx.Totals(ctx, "b", "", "") {
 			t.Fatalf("rolled-back total %v is listed", r)
 		}
 	})
@@ -438,7 +450,7 @@ func testReadYourWrites(t *testing.T, ns NewStore) {
 	r.IdempotencyKey = "k"
 	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
 		require.NoError(t, tx.InsertEntry(ctx, r))
-		require.NoError(t, tx.SetTotal(ctx, "a", "u", storedTotal("3", "u")))
+		require.NoError(t, tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "a", UserID: "u"}, storedTotal("3", "u")))
 		got, err := tx.Entry(ctx, r.ID)
 		require.NoError(t, err)
 		requireSameRecord(t, r, got)
@@ -453,7 +465,7 @@ func testReadYourWrites(t *testing.T, ns NewStore) {
 		got, err = tx.EntryByIdempotencyKey(ctx, "a", "k")
 		require.NoError(t, err)
 		requireSameRecord(t, used(r, aUse), got)
-		v, ok, err := tx.Total(ctx, "a", "u")
+		v, ok, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: "a", UserID: "u"})
 		require.NoError(t, err)
 		require.True(t, ok)
 		requireDecimal(t, "3", v.Value)
@@ -476,11 +488,11 @@ func testSerializable(t *testing.T, ns NewStore) {
 			defer wg.Done()
 			for range each {
 				errs <- s.Update(ctx, func(tx ledger.Tx) error {
-					v, _, err := tx.Total(ctx, "", "counter")
+					v, _, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: "", UserID: "counter"})
 					if err != nil {
 						return err
 					}
-					return tx.SetTotal(ctx, "", "counter", ledger.Total{Value: v.Value.Add(decimal.NewFromInt(1))})
+					return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "", UserID: "counter"}, ledger.Total{Value: v.Value.Add(decimal.NewFromInt(1))})
 				})
 			}
 		}()
@@ -491,7 +503,7 @@ func testSerializable(t *testing.T, ns NewStore) {
 		require.NoError(t, err, "a store must retry its own conflicts")
 	}
 	view(t, s, func(tx ledger.ReadTx) {
-		v, _, err := tx.Total(ctx, "", "counter")
+		v, _, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: "", UserID: "counter"})
 		require.NoError(t, err)
 		requireDecimal(t, fmt.Sprint(workers*each), v.Value, "lost updates")
 	})

@@ -345,12 +345,12 @@ func testVerify(t *testing.T, ns NewStore) {
 
 	// Damage the stored totals under the ledger, as a bad restore would.
 	damage := func(tx ledger.Tx, a, u, v string) error {
-		t, _, err := tx.Total(ctx, a, u)
+		t, _, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: a, UserID: u})
 		if err != nil {
 			return err
 		}
 		t.Value = dec(v)
-		return tx.SetTotal(ctx, a, u, t)
+		return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: a, UserID: u}, t)
 	}
 	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
 		if err := damage(tx, "", "alice", "71"); err != nil {
@@ -392,10 +392,10 @@ func testVerify(t *testing.T, ns NewStore) {
 		if err := tx.InsertEntry(ctx, bad); err != nil {
 			return err
 		}
-		if err := tx.SetTotal(ctx, "", "zed", ledger.Total{Value: dec("3"), LastEntryID: bad.ID}); err != nil {
+		if err := tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "", UserID: "zed"}, ledger.Total{Value: dec("3"), LastEntryID: bad.ID}); err != nil {
 			return err
 		}
-		return tx.SetTotal(ctx, "bank", "zed", ledger.Total{Value: dec("3"), LastEntryID: bad.ID})
+		return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "bank", UserID: "zed"}, ledger.Total{Value: dec("3"), LastEntryID: bad.ID})
 	}))
 	err = l.Verify(ctx)
 	require.ErrorAs(t, err, &ve)
