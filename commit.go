@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -35,6 +36,9 @@ const (
 	// opExclusive runs fn as the leader, alone: no other write of this
 	// ledger runs meanwhile. Import uses it.
 	opExclusive
+	opTransfer // transfer
+	opReverse  // authorityID, entryID, reason
+	opLimits   // authorityID, limits
 )
 
 // request is one caller's write and, once it is done, its result.
@@ -47,6 +51,10 @@ type request struct {
 	// opUse
 	authorityID, entryID string
 	use                  useConfig
+	// opTransfer, opReverse, opLimits
+	transfer NewTransfer
+	reason   string
+	limits   WalletLimits
 	// opExclusive
 	fn func() error
 
@@ -90,10 +98,13 @@ func (r *request) release() {
 }
 
 func (r *request) weight() int {
-	if r.op == opUse {
-		return 1
+	switch r.op {
+	case opCreate:
+		return len(r.entries)
+	case opTransfer, opReverse:
+		return 2
 	}
-	return len(r.entries)
+	return 1
 }
 
 // finish hands r's result to its caller, unless the caller has given up.
@@ -414,6 +425,7 @@ type totalUndo struct {
 type savepoint struct {
 	undo, inserts, uses int
 	ids                 idGen
+	wallets             walletSavepoint
 }
 
 // pendingUse is an item use made by the group, not yet flushed.
@@ -434,10 +446,11 @@ type batchState struct {
 	dirty   []TotalKey // totals set by this group, in the order first set
 	undo    []totalUndo
 	inserts []Record
-	byKey   map[idemKey]int   // (authority, idempotency key) -> index in inserts
+	byKey   map[idemKey]int    // (authority, idempotency key) -> index in inserts
 	uses    []pendingUse       // items marked used, in order
 	used    map[string]ItemUse // entry ID -> its item's pending use
 	keys    []TotalKey         // prefetch's scratch
+	wallets walletState        // limits and reversals (commit_wallets.go)
 }
 
 func (st *batchState) init(l *Ledger) {
@@ -445,6 +458,7 @@ func (st *batchState) init(l *Ledger) {
 	st.totals = make(map[TotalKey]totalSlot)
 	st.byKey = make(map[idemKey]int)
 	st.used = make(map[string]ItemUse)
+	st.wallets.init()
 }
 
 func (st *batchState) reset() {
@@ -455,14 +469,16 @@ func (st *batchState) reset() {
 	clear(st.uses)
 	clear(st.dirty)
 	st.undo, st.inserts, st.uses, st.dirty = st.undo[:0], st.inserts[:0], st.uses[:0], st.dirty[:0]
+	st.wallets.reset()
 }
 
 func (st *batchState) savepoint() savepoint {
-	return savepoint{len(st.undo), len(st.inserts), len(st.uses), st.l.commits.ids}
+	return savepoint{len(st.undo), len(st.inserts), len(st.uses), st.l.commits.ids, st.wallets.savepoint()}
 }
 
 func (st *batchState) rollback(sp savepoint) {
 	st.l.commits.ids = sp.ids // only committed entries move the ID clock
+	st.wallets.rollback(sp.wallets)
 	for i := len(st.undo) - 1; i >= sp.undo; i-- {
 		u := st.undo[i]
 		st.totals[u.key] = u.prev
@@ -504,6 +520,12 @@ func (st *batchState) apply(r *request) error {
 		if e, err = st.use(r.authorityID, r.entryID, r.use); err == nil {
 			r.out = append(r.out, e)
 		}
+	case opTransfer:
+		r.out, err = st.transfer(r.transfer, r.out)
+	case opReverse:
+		r.out, err = st.reverse(r.authorityID, r.entryID, r.reason, r.out)
+	case opLimits:
+		err = st.setLimits(r.authorityID, r.limits)
 	}
 	if err != nil {
 		st.rollback(sp)
@@ -527,7 +549,13 @@ func (st *batchState) prefetch(group []*request) error {
 	keys := st.keys[:0]
 	seen := make(map[TotalKey]bool)
 	for _, r := range group {
-		for _, ne := range r.entries {
+		entries := r.entries
+		if r.op == opTransfer {
+			t := &r.transfer
+			entries = []NewEntry{{AuthorityID: t.AuthorityID, UserID: t.FromUserID, Currency: t.Currency},
+				{AuthorityID: t.AuthorityID, UserID: t.ToUserID, Currency: t.Currency}}
+		}
+		for _, ne := range entries {
 			for _, k := range [2]TotalKey{{"", ne.UserID, ne.Currency}, {ne.AuthorityID, ne.UserID, ne.Currency}} {
 				if !seen[k] {
 					seen[k] = true
@@ -594,8 +622,13 @@ func (st *batchState) entry(id string) (Record, error) {
 // current returns r's entry with the group's pending use of its item.
 func (st *batchState) current(r Record) Entry {
 	e := r.Entry
+	p, reversed := st.wallets.reversed[e.ID]
+	if reversed {
+		e.ReversedBy = p.reversal
+	}
 	if e.Item != nil {
 		e.Item = e.Item.clone()
+		e.Item.Revoked = e.Item.Revoked || p.revoke
 		if u, ok := st.used[e.ID]; ok {
 			e.Item.Used, e.Item.UsedOn, e.Item.UsedBy = true, u.At, u.AuthorityID
 		}
@@ -622,6 +655,10 @@ func (st *batchState) create(ne NewEntry) (Entry, error) {
 			return Entry{}, err
 		}
 		if found {
+			if orig.TransferID != "" {
+				return Entry{}, &IdempotencyConflictError{AuthorityID: ne.AuthorityID, Key: ne.IdempotencyKey, EntryID: orig.ID,
+					Fields: []string{"kind (the key wrote a transfer, not an entry)"}}
+			}
 			if diff := payloadDiff(orig, ne); len(diff) > 0 {
 				return Entry{}, &IdempotencyConflictError{
 					AuthorityID: ne.AuthorityID, Key: ne.IdempotencyKey, EntryID: orig.ID, Fields: diff,
@@ -631,18 +668,27 @@ func (st *batchState) create(ne NewEntry) (Entry, error) {
 		}
 	}
 
+	return st.write(ne, entryLinks{})
+}
+
+// entryLinks are what a transfer or a reversal adds to the entries it
+// writes.
+type entryLinks struct{ transferID, reverses string }
+
+// write writes a new entry, if the wallet's limits allow it.
+func (st *batchState) write(ne NewEntry, links entryLinks) (Entry, error) {
 	userKey, pairKey := TotalKey{"", ne.UserID, ne.Currency}, TotalKey{ne.AuthorityID, ne.UserID, ne.Currency}
 	user, err := st.total(userKey)
 	if err != nil {
 		return Entry{}, err
 	}
-	// The new ID must sort after the user's last entry, even one that
+	// The new ID must sort after the wallet's last entry, even one that
 	// another process, with another clock, wrote to a shared store.
 	st.l.commits.ids.observe(user.LastEntryID)
 	balance := user.Value
 	newBalance := balance.Add(ne.Amount)
-	if ne.Amount.Sign() < 0 && newBalance.Sign() < 0 {
-		return Entry{}, &NotEnoughFundsError{UserID: ne.UserID, Balance: balance, Amount: ne.Amount}
+	if err := st.checkLimits(ne, balance, newBalance); err != nil {
+		return Entry{}, err
 	}
 	if !st.l.fits(newBalance) {
 		return Entry{}, invalid("Amount", "would take user %q's total to %s, beyond the ledger's precision", ne.UserID, newBalance)
@@ -668,6 +714,10 @@ func (st *batchState) create(ne NewEntry) (Entry, error) {
 			Reason:      ne.Reason,
 			Item:        ne.Item,
 			Balance:     newBalance,
+			Currency:    ne.Currency,
+			Metadata:    ne.Metadata,
+			TransferID:  links.transferID,
+			Reverses:    links.reverses,
 		},
 		IdempotencyKey:   ne.IdempotencyKey,
 		AuthorityBalance: newAuthTotal,
@@ -707,6 +757,12 @@ func payloadDiff(orig Record, ne NewEntry) []string {
 	if !orig.Amount.Equal(ne.Amount) {
 		diff = append(diff, "Amount")
 	}
+	if orig.Currency != ne.Currency {
+		diff = append(diff, "Currency")
+	}
+	if !maps.Equal(orig.Metadata, ne.Metadata) {
+		diff = append(diff, "Metadata")
+	}
 	if orig.Reason != ne.Reason {
 		diff = append(diff, "Reason")
 	}
@@ -739,6 +795,9 @@ func (st *batchState) use(authorityID, entryID string, uc useConfig) (Entry, err
 	if r.Item == nil {
 		return Entry{}, fmt.Errorf("%w: entry %q", ErrNoItem, entryID)
 	}
+	if r.Item.Revoked || st.wallets.revoked(r.ID) {
+		return Entry{}, fmt.Errorf("%w: entry %q was reversed", ErrItemRevoked, entryID)
+	}
 	if prev, used := st.itemUse(r); used {
 		if uc.keyed && prev.IdempotencyKey == uc.key && prev.AuthorityID == authorityID {
 			return st.current(r), nil // a retry of that use
@@ -765,6 +824,9 @@ func (st *batchState) flush() error {
 		if err := st.tx.SetItemUsed(st.ctx, u.id, u.use); err != nil {
 			return storeErr("mark item used", err)
 		}
+	}
+	if err := st.wallets.flush(st.ctx, st.tx); err != nil {
+		return err
 	}
 	for _, k := range st.dirty {
 		s := st.totals[k]

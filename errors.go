@@ -52,6 +52,19 @@ var (
 	// reason or item. The error is an [*IdempotencyConflictError].
 	ErrIdempotencyConflict = errors.New("ledger: idempotency key reused with different fields")
 
+	// ErrCapExceeded is returned when a positive amount would take a
+	// wallet's Total above the Cap its [WalletLimits] set. The error is a
+	// [*CapExceededError]. Nothing is written.
+	ErrCapExceeded = errors.New("ledger: cap exceeded")
+
+	// ErrAlreadyReversed is returned by [Ledger.Reverse] for an entry that
+	// was reversed before.
+	ErrAlreadyReversed = errors.New("ledger: entry already reversed")
+
+	// ErrItemRevoked is returned by [Ledger.UseItem] for an item whose
+	// entry was reversed before the item was used.
+	ErrItemRevoked = errors.New("ledger: item revoked")
+
 	// ErrNotEmpty is returned by [Import] when the target ledger already
 	// has entries.
 	ErrNotEmpty = errors.New("ledger: import: target ledger is not empty")
@@ -104,19 +117,55 @@ func invalid(field, format string, args ...any) error {
 // satisfies errors.Is(err, [ErrNotEnoughFunds]).
 type NotEnoughFundsError struct {
 	UserID string
-	// Balance is the user's total over all authorities before the entry.
+	// Currency is the wallet's currency, "" for the default one.
+	Currency string
+	// Balance is the wallet's total over all authorities before the
+	// entry.
 	Balance decimal.Decimal
 	// Amount is the refused (negative) amount.
 	Amount decimal.Decimal
+	// Floor is the lowest the wallet may go (0 unless [Ledger.SetLimits]
+	// set a credit line).
+	Floor decimal.Decimal
 }
 
 func (e *NotEnoughFundsError) Error() string {
-	return fmt.Sprintf("ledger: not enough funds: user %q has %s, entry needs %s",
-		e.UserID, e.Balance, e.Amount.Neg())
+	msg := fmt.Sprintf("ledger: not enough funds: user %q has %s, entry needs %s", e.UserID, e.Balance, e.Amount.Neg())
+	if e.Currency != "" {
+		msg = fmt.Sprintf("ledger: not enough funds: user %q has %s %s, entry needs %s", e.UserID, e.Balance, e.Currency, e.Amount.Neg())
+	}
+	if !e.Floor.IsZero() {
+		msg += fmt.Sprintf(" (floor %s)", e.Floor)
+	}
+	return msg
 }
 
 // Is reports whether target is [ErrNotEnoughFunds].
 func (e *NotEnoughFundsError) Is(target error) bool { return target == ErrNotEnoughFunds }
+
+// CapExceededError is returned when a deposit would take a wallet above
+// its cap. It satisfies errors.Is(err, [ErrCapExceeded]).
+type CapExceededError struct {
+	UserID, Currency string
+	// Total is the wallet's total before the entry; Amount the refused
+	// (positive) amount; Cap the wallet's cap.
+	Total, Amount, Cap decimal.Decimal
+}
+
+func (e *CapExceededError) Error() string {
+	return fmt.Sprintf("ledger: cap exceeded: user %q has %s%s, cap %s, entry adds %s",
+		e.UserID, e.Total, currencySuffix(e.Currency), e.Cap, e.Amount)
+}
+
+// Is reports whether target is [ErrCapExceeded].
+func (e *CapExceededError) Is(target error) bool { return target == ErrCapExceeded }
+
+func currencySuffix(c string) string {
+	if c == "" {
+		return ""
+	}
+	return " " + c
+}
 
 // IdempotencyConflictError is returned when an idempotency key is reused
 // with a different payload. It satisfies errors.Is(err,

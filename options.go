@@ -41,7 +41,8 @@ type Limits struct {
 	// and of every store transaction the ledger makes: a batch within
 	// MaxBatchEntries and MaxBatchBytes commits on every store in this
 	// module. An entry's size is its AuthorityID, UserID, Reason,
-	// IdempotencyKey, Item.Name and Item.Data in bytes, plus
+	// IdempotencyKey, Currency, Metadata keys and values, Item.Name and
+	// Item.Data in bytes, plus
 	// [EntryOverheadBytes]. Default 2 MiB: 10,000 entries of about 170
 	// bytes of text each, 2,600 with the longest IDs and keys, or 31 with
 	// the largest item data. It may not be less than the largest single
@@ -57,7 +58,8 @@ type Limits struct {
 
 // check refuses limits that contradict each other.
 func (l Limits) check() error {
-	largest := EntryOverheadBytes + 3*l.MaxIDBytes + l.MaxReasonBytes + l.MaxItemNameBytes + l.MaxItemDataBytes
+	largest := EntryOverheadBytes + 3*l.MaxIDBytes + l.MaxReasonBytes + l.MaxItemNameBytes + l.MaxItemDataBytes +
+		maxCurrencyBytes + maxMetadataKeys*(maxMetadataKeyBytes+maxMetadataValueBytes)
 	if l.MaxBatchBytes < largest {
 		return fmt.Errorf("ledger: WithLimits: MaxBatchBytes %d is less than the largest entry the other limits admit (%d bytes)", l.MaxBatchBytes, largest)
 	}

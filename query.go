@@ -109,6 +109,9 @@ func (l *Ledger) Wallets(ctx context.Context, q WalletQuery) ([]WalletTotal, err
 	if err := l.checkPage(q.After, q.Limit); err != nil {
 		return nil, err
 	}
+	if err := checkCurrency("Currency", q.Currency); err != nil {
+		return nil, err
+	}
 
 	out := []WalletTotal{}
 	full := func() bool { return q.Limit > 0 && len(out) >= q.Limit }
@@ -127,7 +130,7 @@ func (l *Ledger) Wallets(ctx context.Context, q WalletQuery) ([]WalletTotal, err
 				if err != nil {
 					return err
 				}
-				out = append(out, WalletTotal{UserID: u, Total: total})
+				out = append(out, WalletTotal{UserID: u, Total: total, Currency: q.Currency})
 			}
 			return nil
 		}
@@ -148,7 +151,7 @@ func (l *Ledger) Wallets(ctx context.Context, q WalletQuery) ([]WalletTotal, err
 				}
 				row.Value = total
 			}
-			out = append(out, WalletTotal{UserID: row.UserID, Total: row.Value})
+			out = append(out, WalletTotal{UserID: row.UserID, Total: row.Value, Currency: q.Currency})
 		}
 		return nil
 	})
@@ -262,7 +265,7 @@ func (l *Ledger) Inventory(ctx context.Context, q InventoryQuery) ([]InventoryIt
 	out := []InventoryItem{}
 	err = l.storeView(ctx, "inventory", func(tx ReadTx) error {
 		return sel.run(ctx, tx, func(r Record) bool {
-			if q.Used == UnusedOnly && r.Item.Used || q.Used == UsedOnly && !r.Item.Used {
+			if q.Used == UnusedOnly && (r.Item.Used || r.Item.Revoked) || q.Used == UsedOnly && !r.Item.Used {
 				return true
 			}
 			out = append(out, InventoryItem{EntryID: r.ID, AuthorityID: r.AuthorityID, UserID: r.UserID, Item: *r.Item})
@@ -308,6 +311,14 @@ func (l *Ledger) Entries(ctx context.Context, q EntryQuery) ([]Entry, error) {
 		}
 	}
 	sel.reverse = q.Reverse
+	if len(q.Currencies) > 0 {
+		for _, c := range q.Currencies {
+			if err := checkCurrency("Currencies", c); err != nil {
+				return nil, err
+			}
+		}
+		sel.currencies = slices.Compact(slices.Sorted(slices.Values(q.Currencies)))
+	}
 	out := []Entry{}
 	err = l.storeView(ctx, "entries", func(tx ReadTx) error {
 		return sel.run(ctx, tx, func(r Record) bool {
@@ -334,8 +345,9 @@ func (l *Ledger) storeView(ctx context.Context, op string, fn func(ReadTx) error
 type selection struct {
 	entryIDs, users, auths []string // sorted, distinct
 	itemsOnly              bool
-	start, end             string // ID range [start, end); "" = unbounded
-	reverse                bool   // descending ID order
+	start, end             string   // ID range [start, end); "" = unbounded
+	reverse                bool     // descending ID order
+	currencies             []string // sorted, distinct; nil: all
 }
 
 // minBound returns the lower of two end bounds, "" being unbounded.
@@ -377,6 +389,9 @@ const maxPairScans = 64
 // authority's, else all.
 func (s *selection) run(ctx context.Context, tx ReadTx, fn func(Record) bool) error {
 	base := Scan{ItemsOnly: s.itemsOnly, Start: s.start, End: s.end, Reverse: s.reverse}
+	if len(s.currencies) == 1 {
+		base.InCurrency, base.Currency = true, s.currencies[0]
+	}
 	var src iter.Seq2[Record, error]
 	switch {
 	case len(s.entryIDs) > 0:
@@ -434,6 +449,7 @@ func recordID(r Record) string { return r.ID }
 
 func (s *selection) match(r Record) bool {
 	return (!s.itemsOnly || r.Item != nil) &&
+		(s.currencies == nil || contains(s.currencies, r.Currency)) &&
 		(len(s.users) == 0 || contains(s.users, r.UserID)) &&
 		(len(s.auths) == 0 || contains(s.auths, r.AuthorityID))
 }
@@ -496,6 +512,8 @@ const maxProblems = 100
 type verifier struct {
 	problems []string
 	more     int
+	// The reversal links the entries hold, checked against each other.
+	reversedBy, reverses map[string]string
 }
 
 func (v *verifier) report(format string, args ...any) {
@@ -507,6 +525,7 @@ func (v *verifier) report(format string, args ...any) {
 }
 
 func (v *verifier) run(ctx context.Context, tx ReadTx) error {
+	v.reversedBy, v.reverses = map[string]string{}, map[string]string{}
 	sums := totalSums{} // recomputed from the entries
 	var prev string
 	var prevNanos int64
@@ -542,8 +561,11 @@ func (v *verifier) run(ctx context.Context, tx ReadTx) error {
 			v.report("entry %s: authority balance %s, but the authority's entries for the user sum to %s",
 				r.ID, r.AuthorityBalance, pair)
 		}
-		if user.Sign() < 0 {
-			v.report("entry %s: takes user %q below zero", r.ID, r.UserID)
+		if r.ReversedBy != "" {
+			v.reversedBy[r.ID] = r.ReversedBy
+		}
+		if r.Reverses != "" {
+			v.reverses[r.ID] = r.Reverses
 		}
 		if r.IdempotencyKey != "" {
 			k, err := tx.EntryByIdempotencyKey(ctx, r.AuthorityID, r.IdempotencyKey)
@@ -577,6 +599,16 @@ func (v *verifier) run(ctx context.Context, tx ReadTx) error {
 	for _, g := range groups {
 		if err := v.totals(ctx, tx, g, sums); err != nil {
 			return err
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(v.reversedBy)) {
+		if rev := v.reversedBy[id]; v.reverses[rev] != id {
+			v.report("entry %s: reversed by %s, which does not reverse it", id, rev)
+		}
+	}
+	for _, rev := range slices.Sorted(maps.Keys(v.reverses)) {
+		if id := v.reverses[rev]; v.reversedBy[id] != rev {
+			v.report("entry %s: reverses %s, which is not marked reversed by it", rev, id)
 		}
 	}
 	return nil

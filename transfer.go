@@ -15,13 +15,18 @@ import (
 )
 
 // The export format is JSON Lines: a header line, one line per entry in
-// ID order and, from version 2, an end marker that counts what came
-// before it:
+// ID order, from version 4 one line per wallet with limits in (user,
+// currency) order, and, from version 2, an end marker that counts what
+// came before it:
 //
-//	{"format":"walletledger-export","version":3}
-//	{"id":"…","authority_id":"shop","user_id":"alice",…,"item":{"name":"Soda","used":true,"used_on":"…","used_by":"arcade","use_idempotency_key":"use-1"},…,"balance":"10","authority_balance":"10"}
-//	{"end":{"entries":1,"items":1,"used_items":1,"total":"10"}}
+//	{"format":"walletledger-export","version":4}
+//	{"id":"…","authority_id":"shop","user_id":"alice",…,"item":{"name":"Soda","used":true,"used_on":"…","used_by":"arcade","use_idempotency_key":"use-1"},…,"balance":"10","authority_balance":"10","currency":"gems","metadata":{"order":"17"}}
+//	{"limits":{"user_id":"alice","currency":"gems","floor":"-50","cap":"1000","set_by":"bank","set_on":"…"}}
+//	{"end":{"entries":1,"items":1,"used_items":1,"total":"10","limits":1}}
 //
+// An entry's currency, metadata, transfer_id, reverses, reversed_by and
+// its item's revoked are from version 4, which the marker's total sums
+// over every currency.
 // Amounts and balances are decimal strings; item data is base64
 // (encoding/json would compact raw JSON, and the data must survive byte
 // for byte); used_on is RFC 3339 with nanoseconds. The marker's total is
@@ -32,11 +37,16 @@ import (
 // ledger.
 const (
 	exportFormat  = "walletledger-export"
-	exportVersion = 3
+	exportVersion = 4
 )
 
-// exportUseVersion is the first version whose items carry their use.
-const exportUseVersion = 3
+// exportUseVersion is the first version whose items carry their use;
+// exportWalletVersion the first with currencies, metadata, transfer and
+// reversal links and limits lines (see Export).
+const (
+	exportUseVersion    = 3
+	exportWalletVersion = 4
+)
 
 type exportHeader struct {
 	Format  string `json:"format"`
@@ -54,6 +64,23 @@ type exportLine struct {
 	IdempotencyKey   string          `json:"idempotency_key,omitempty"`
 	Balance          decimal.Decimal `json:"balance"`
 	AuthorityBalance decimal.Decimal `json:"authority_balance"`
+	// From version 4.
+	Currency   string            `json:"currency,omitempty"`
+	Metadata   map[string]string `json:"metadata,omitempty"`
+	TransferID string            `json:"transfer_id,omitempty"`
+	Reverses   string            `json:"reverses,omitempty"`
+	ReversedBy string            `json:"reversed_by,omitempty"`
+}
+
+// exportLimits is a wallet's limits, on a line of its own after the
+// entries (from version 4).
+type exportLimits struct {
+	UserID   string           `json:"user_id"`
+	Currency string           `json:"currency,omitempty"`
+	Floor    decimal.Decimal  `json:"floor"`
+	Cap      *decimal.Decimal `json:"cap,omitempty"`
+	SetBy    string           `json:"set_by"`
+	SetOn    time.Time        `json:"set_on"`
 }
 
 type exportItem struct {
@@ -65,6 +92,7 @@ type exportItem struct {
 	UsedOn            time.Time `json:"used_on,omitzero"`
 	UsedBy            string    `json:"used_by,omitempty"`
 	UseIdempotencyKey string    `json:"use_idempotency_key,omitempty"`
+	Revoked           bool      `json:"revoked,omitempty"` // from version 4
 }
 
 // exportEnd is what the end marker counts.
@@ -73,6 +101,7 @@ type exportEnd struct {
 	Items     int64           `json:"items"`
 	UsedItems int64           `json:"used_items"`
 	Total     decimal.Decimal `json:"total"`
+	Limits    int64           `json:"limits,omitempty"` // from version 4
 }
 
 func (e *exportEnd) count(r *Record) {
@@ -97,16 +126,23 @@ type exportTrailer struct {
 type importLine struct {
 	exportLine
 	exportTrailer
+	Limits *exportLimits `json:"limits"`
+}
+
+// limitsLine is a line of limits.
+type limitsLine struct {
+	Limits *exportLimits `json:"limits"`
 }
 
 // exportBuffer is how much Export buffers between it and its writer.
 const exportBuffer = 64 << 10
 
-// Export writes the whole ledger to w in the export format, version 3:
+// Export writes the whole ledger to w in the export format, version 4:
 // a header line; every entry in creation order with its ID, CreatedOn,
-// idempotency key, item and its use (used state, UsedOn, UsedBy and the
-// use's idempotency key), and the balances recorded on it;
-// then an end marker that counts the entries, the items and the used
+// idempotency key, currency, metadata, transfer and reversal links, item
+// and its use (used state, UsedOn, UsedBy and the use's idempotency key,
+// revoked), and the balances recorded on it; every wallet's limits, with
+// who set them when; then an end marker that counts the entries, the items and the used
 // items and sums the amounts, so that [Import] can tell a whole stream
 // from one cut short. It reads one consistent snapshot and streams it,
 // holding one entry at a time in memory. [Import] reads the result into
@@ -145,15 +181,26 @@ func (l *Ledger) Export(ctx context.Context, w io.Writer) error {
 				ID: r.ID, AuthorityID: r.AuthorityID, UserID: r.UserID, CreatedOn: r.CreatedOn,
 				Amount: r.Amount, Reason: r.Reason, IdempotencyKey: r.IdempotencyKey,
 				Balance: r.Balance, AuthorityBalance: r.AuthorityBalance,
+				Currency: r.Currency, Metadata: r.Metadata, TransferID: r.TransferID, Reverses: r.Reverses, ReversedBy: r.ReversedBy,
 			}
 			if r.Item != nil {
 				line.Item = &exportItem{Name: r.Item.Name, Used: r.Item.Used, Data: r.Item.Data,
-					UsedOn: r.Item.UsedOn, UsedBy: r.Item.UsedBy, UseIdempotencyKey: r.UseIdempotencyKey}
+					UsedOn: r.Item.UsedOn, UsedBy: r.Item.UsedBy, UseIdempotencyKey: r.UseIdempotencyKey, Revoked: r.Item.Revoked}
 			}
 			end.count(&r)
 			if !encode(line) {
 				return writeErr
 			}
+		}
+		for lim, err := range tx.AllLimits(ctx) {
+			if err != nil {
+				return err
+			}
+			if !encode(limitsLine{Limits: &exportLimits{UserID: lim.UserID, Currency: lim.Currency, Floor: lim.Floor, Cap: lim.Cap,
+				SetBy: lim.SetBy, SetOn: lim.SetOn}}) {
+				return writeErr
+			}
+			end.Limits++
 		}
 		// Ended by ctx, the scan may have stopped early: such a stream
 		// must not get the marker that makes it read as whole.
@@ -380,15 +427,21 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 	ended := false
 
 	var batch []Record
+	var limits []StoredLimits
 	batchBytes := 0
 	touched := map[TotalKey]Total{} // the totals as of the batch's last entry
 	flush := func() error {
-		if store == nil || len(batch) == 0 {
+		if store == nil || len(batch) == 0 && len(limits) == 0 {
 			return nil
 		}
 		err := store.Update(ctx, func(tx Tx) error {
 			for _, r := range batch {
 				if err := tx.InsertEntry(ctx, r); err != nil {
+					return err
+				}
+			}
+			for _, l := range limits {
+				if err := tx.SetLimits(ctx, l); err != nil {
 					return err
 				}
 			}
@@ -403,10 +456,13 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 			return storeErr("import", err)
 		}
 		clear(batch)
-		batch, batchBytes = batch[:0], 0
+		clear(limits)
+		batch, limits, batchBytes = batch[:0], limits[:0], 0
 		clear(touched)
 		return nil
 	}
+	lastWallet := walletKey{}
+	limitsSeen := false
 
 	var last string
 	keys := map[idemKey]string{} // (authority, idempotency key) -> entry ID
@@ -442,6 +498,39 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 			ended = true
 			break
 		}
+		if line.Limits != nil {
+			if h.Version < exportWalletVersion {
+				return lineErr("limits in a version %d stream", h.Version)
+			}
+			if err := decode(&limitsLine{}); err != nil {
+				return err // an entry's fields beside the limits
+			}
+			sl, err := l.checkImportedLimits(line.Limits)
+			if err != nil {
+				return lineErr("%v", err)
+			}
+			k := walletKey{sl.UserID, sl.Currency}
+			if limitsSeen && (k.userID < lastWallet.userID || k.userID == lastWallet.userID && k.currency <= lastWallet.currency) {
+				return lineErr("limits of user %q in %q out of order", k.userID, k.currency)
+			}
+			lastWallet, limitsSeen = k, true
+			seen.Limits++
+			if store == nil {
+				continue
+			}
+			const limitsBytes = EntryOverheadBytes
+			if len(batch)+len(limits) > 0 && (len(batch)+len(limits) >= importBatch || batchBytes+limitsBytes > l.cfg.limits.MaxBatchBytes) {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			limits = append(limits, sl)
+			batchBytes += limitsBytes + len(sl.UserID) + len(sl.SetBy)
+			continue
+		}
+		if limitsSeen {
+			return lineErr("an entry after the limits")
+		}
 		rec, size, err := l.checkImported(line.exportLine, last, h.Version)
 		if err != nil {
 			return lineErr("%v", err)
@@ -456,7 +545,10 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		userKey, pairKey := TotalKey{"", rec.UserID, rec.Currency}, TotalKey{rec.AuthorityID, rec.UserID, rec.Currency}
 		user, pair := sums.add(userKey, rec), sums.add(pairKey, rec)
 		switch {
-		case user.IsNegative():
+		case user.IsNegative() && h.Version < exportWalletVersion:
+			// Before limits, no wallet went below zero. (From version 4
+			// a floor may allow it; the stream's limits are today's, not
+			// those the entry was written under.)
 			return lineErr("entry %s takes user %q below zero", rec.ID, rec.UserID)
 		case !l.fits(user) || !l.fits(pair):
 			return lineErr("entry %s takes a total beyond the ledger's precision", rec.ID)
@@ -516,6 +608,8 @@ func (e *exportEnd) check(m *exportEnd) error {
 		return fmt.Errorf("the end marker counts %d items, the stream holds %d", m.Items, e.Items)
 	case m.UsedItems != e.UsedItems:
 		return fmt.Errorf("the end marker counts %d used items, the stream holds %d", m.UsedItems, e.UsedItems)
+	case m.Limits != e.Limits:
+		return fmt.Errorf("the end marker counts %d limits, the stream holds %d", m.Limits, e.Limits)
 	case !m.Total.Equal(e.Total):
 		return fmt.Errorf("the end marker's total is %s, but the entries sum to %s", brief(m.Total), brief(e.Total))
 	}
@@ -541,9 +635,21 @@ func (l *Ledger) checkImported(line exportLine, last string, version int) (Recor
 	case nanos != unixNano(line.CreatedOn) || line.CreatedOn.IsZero():
 		return Record{}, 0, fmt.Errorf("entry %s: created_on %v disagrees with its ID", line.ID, line.CreatedOn)
 	}
+	if version < exportWalletVersion && (line.Currency != "" || line.Metadata != nil || line.TransferID != "" ||
+		line.Reverses != "" || line.ReversedBy != "" || line.Item != nil && line.Item.Revoked) {
+		return Record{}, 0, fmt.Errorf("entry %s: currency, metadata, transfer or reversal fields in a version %d stream", line.ID, version)
+	}
+	for _, link := range []string{line.TransferID, line.Reverses, line.ReversedBy} {
+		if _, _, ok := ParseEntryID(link); link != "" && !ok {
+			return Record{}, 0, fmt.Errorf("entry %s: malformed linked entry ID %q", line.ID, link)
+		}
+	}
+	if line.Item != nil && line.Item.Revoked && line.Item.Used {
+		return Record{}, 0, fmt.Errorf("entry %s: an item both used and revoked", line.ID)
+	}
 	ne := NewEntry{
 		AuthorityID: line.AuthorityID, UserID: line.UserID, Amount: line.Amount, Reason: line.Reason,
-		IdempotencyKey: line.IdempotencyKey,
+		IdempotencyKey: line.IdempotencyKey, Currency: line.Currency, Metadata: line.Metadata,
 	}
 	if line.Item != nil {
 		ne.Item = &Item{Name: line.Item.Name, Data: line.Item.Data}
@@ -560,12 +666,14 @@ func (l *Ledger) checkImported(line exportLine, last string, version int) (Recor
 			return Record{}, 0, fmt.Errorf("entry %s: %w", line.ID, err)
 		}
 		ne.Item.Used, ne.Item.UsedOn, ne.Item.UsedBy, useKey = line.Item.Used, use.At, use.AuthorityID, use.IdempotencyKey
+		ne.Item.Revoked = line.Item.Revoked
 		size += len(use.AuthorityID) + len(use.IdempotencyKey)
 	}
 	return Record{
 		Entry: Entry{
 			ID: line.ID, AuthorityID: ne.AuthorityID, UserID: ne.UserID, CreatedOn: time.Unix(0, nanos).UTC(),
 			Amount: ne.Amount, Reason: ne.Reason, Item: ne.Item, Balance: line.Balance,
+			Currency: ne.Currency, Metadata: ne.Metadata, TransferID: line.TransferID, Reverses: line.Reverses, ReversedBy: line.ReversedBy,
 		},
 		IdempotencyKey:    ne.IdempotencyKey,
 		AuthorityBalance:  line.AuthorityBalance,
@@ -601,4 +709,19 @@ func (l *Ledger) checkImportedUse(it *exportItem, version int) (ItemUse, error) 
 		}
 	}
 	return u, nil
+}
+
+// checkImportedLimits validates a limits line.
+func (l *Ledger) checkImportedLimits(e *exportLimits) (StoredLimits, error) {
+	lim, err := l.checkLimits(WalletLimits{UserID: e.UserID, Currency: e.Currency, Floor: e.Floor, Cap: e.Cap})
+	if err != nil {
+		return StoredLimits{}, err
+	}
+	if err := l.checkID("SetBy", e.SetBy); err != nil {
+		return StoredLimits{}, err
+	}
+	if e.SetOn.IsZero() || !time.Unix(0, unixNano(e.SetOn)).Equal(e.SetOn) {
+		return StoredLimits{}, fmt.Errorf("set_on %v is outside the years 1970 to 2262", e.SetOn)
+	}
+	return StoredLimits{WalletLimits: lim, SetBy: e.SetBy, SetOn: e.SetOn.UTC()}, nil
 }

@@ -3,6 +3,7 @@ package ledger
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"unicode/utf8"
 
@@ -32,6 +33,14 @@ func (l *Ledger) checkNewEntry(e NewEntry) (NewEntry, error) {
 			return NewEntry{}, err
 		}
 	}
+	if err := checkCurrency("Currency", e.Currency); err != nil {
+		return NewEntry{}, err
+	}
+	md, err := checkMetadata(e.Metadata)
+	if err != nil {
+		return NewEntry{}, err
+	}
+	e.Metadata = md
 	if e.Item != nil {
 		if err := checkText("Item.Name", e.Item.Name, l.cfg.limits.MaxItemNameBytes); err != nil {
 			return NewEntry{}, err
@@ -197,9 +206,71 @@ func (l *Ledger) checkPage(after string, limit int) error {
 
 // entryBytes is what e counts towards Limits.MaxBatchBytes.
 func entryBytes(e *NewEntry) int {
-	n := EntryOverheadBytes + len(e.AuthorityID) + len(e.UserID) + len(e.Reason) + len(e.IdempotencyKey)
+	n := EntryOverheadBytes + len(e.AuthorityID) + len(e.UserID) + len(e.Reason) + len(e.IdempotencyKey) + len(e.Currency)
+	for k, v := range e.Metadata {
+		n += len(k) + len(v)
+	}
 	if e.Item != nil {
 		n += len(e.Item.Name) + len(e.Item.Data)
 	}
 	return n
+}
+
+// Limits of currency codes and metadata.
+const (
+	maxCurrencyBytes      = 32
+	maxMetadataKeys       = 16
+	maxMetadataKeyBytes   = 64
+	maxMetadataValueBytes = 1024
+)
+
+// checkCurrency refuses a currency code other than "" (the default) or 1
+// to 32 bytes of ASCII letters, digits, '_', '-' and '.'.
+func checkCurrency(field, c string) error {
+	if len(c) > maxCurrencyBytes {
+		return invalid(field, "%d bytes, limit %d", len(c), maxCurrencyBytes)
+	}
+	for i := 0; i < len(c); i++ {
+		switch b := c[i]; {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9', b == '_', b == '-', b == '.':
+		default:
+			return invalid(field, "%q: a currency code holds only ASCII letters, digits, '_', '-' and '.'", c)
+		}
+	}
+	return nil
+}
+
+// checkMetadata refuses metadata beyond its limits and returns the copy
+// the ledger keeps (nil for none).
+func checkMetadata(md map[string]string) (map[string]string, error) {
+	if len(md) == 0 {
+		return nil, nil
+	}
+	if len(md) > maxMetadataKeys {
+		return nil, invalid("Metadata", "%d keys, limit %d", len(md), maxMetadataKeys)
+	}
+	out := make(map[string]string, len(md))
+	for _, k := range slices.Sorted(maps.Keys(md)) {
+		v := md[k]
+		switch {
+		case k == "" || len(k) > maxMetadataKeyBytes:
+			return nil, invalid("Metadata", "key %q: want 1 to %d bytes", truncated(k), maxMetadataKeyBytes)
+		case !utf8.ValidString(k):
+			return nil, invalid("Metadata", "key %q: not valid UTF-8", truncated(k))
+		case len(v) > maxMetadataValueBytes:
+			return nil, invalid("Metadata", "key %q: value of %d bytes, limit %d", k, len(v), maxMetadataValueBytes)
+		case !utf8.ValidString(v):
+			return nil, invalid("Metadata", "key %q: value not valid UTF-8", k)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// truncated shortens s for an error message.
+func truncated(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
 }

@@ -252,7 +252,9 @@ func testTotals(t *testing.T, ns NewStore) {
 	s := newStore(t, ns)
 	ctx := context.Background()
 	set := func(a, u, v string) {
-		require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: a, UserID: u}, storedTotal(v, a+"/"+u)) }))
+		require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+			return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: a, UserID: u}, storedTotal(v, a+"/"+u))
+		}))
 	}
 	set("", "bob", "10")
 	set("", "alice", "0")
@@ -405,7 +407,9 @@ func testRollback(t *testing.T, ns NewStore) {
 	ctx := context.Background()
 	kept := record(1, "u", "a", true)
 	insert(t, s, kept)
-	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "", UserID: "u"}, storedTotal("5", "u")) }))
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+		return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "", UserID: "u"}, storedTotal("5", "u"))
+	}))
 
 	boom := errors.New("boom")
 	lost := record(2, "v", "b", true)

@@ -132,7 +132,10 @@ func fill(entry func(i int) ledger.NewEntry, lim ledger.Limits) []ledger.NewEntr
 
 // entrySize is an entry's size as Limits.MaxBatchBytes documents it.
 func entrySize(e ledger.NewEntry) int {
-	n := ledger.EntryOverheadBytes + len(e.AuthorityID) + len(e.UserID) + len(e.Reason) + len(e.IdempotencyKey)
+	n := ledger.EntryOverheadBytes + len(e.AuthorityID) + len(e.UserID) + len(e.Reason) + len(e.IdempotencyKey) + len(e.Currency)
+	for k, v := range e.Metadata {
+		n += len(k) + len(v)
+	}
 	if e.Item != nil {
 		n += len(e.Item.Name) + len(e.Item.Data)
 	}

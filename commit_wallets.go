@@ -1,0 +1,314 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// The group commit's state for wallets in several currencies: limits read
+// once per group and set by it, and reversals it made. Like the totals in
+// batchState, everything stays in memory until flush, and a savepoint
+// undoes what one request did.
+
+type walletKey struct{ userID, currency string }
+
+type limitsSlot struct {
+	l      WalletLimits
+	exists bool // stored, or set by this group
+}
+
+type limitsUndo struct {
+	key  walletKey
+	prev limitsSlot
+	had  bool // the key was in the map before
+}
+
+type pendingReversal struct {
+	id, reversal string
+	revoke       bool
+}
+
+type walletState struct {
+	limits    map[walletKey]limitsSlot
+	undo      []limitsUndo
+	newLimits []StoredLimits
+	reversed  map[string]pendingReversal // entry ID -> its pending reversal
+	reversals []pendingReversal
+}
+
+type walletSavepoint struct{ undo, newLimits, reversals int }
+
+func (w *walletState) init() {
+	w.limits = make(map[walletKey]limitsSlot)
+	w.reversed = make(map[string]pendingReversal)
+}
+
+func (w *walletState) reset() {
+	clear(w.limits)
+	clear(w.reversed)
+	clear(w.undo)
+	clear(w.newLimits)
+	clear(w.reversals)
+	w.undo, w.newLimits, w.reversals = w.undo[:0], w.newLimits[:0], w.reversals[:0]
+}
+
+func (w *walletState) savepoint() walletSavepoint {
+	return walletSavepoint{len(w.undo), len(w.newLimits), len(w.reversals)}
+}
+
+func (w *walletState) rollback(sp walletSavepoint) {
+	for i := len(w.undo) - 1; i >= sp.undo; i-- {
+		u := w.undo[i]
+		if u.had {
+			w.limits[u.key] = u.prev
+		} else {
+			delete(w.limits, u.key)
+		}
+	}
+	clear(w.undo[sp.undo:])
+	w.undo = w.undo[:sp.undo]
+	clear(w.newLimits[sp.newLimits:])
+	w.newLimits = w.newLimits[:sp.newLimits]
+	for _, r := range w.reversals[sp.reversals:] {
+		delete(w.reversed, r.id)
+	}
+	clear(w.reversals[sp.reversals:])
+	w.reversals = w.reversals[:sp.reversals]
+}
+
+func (w *walletState) revoked(id string) bool { return w.reversed[id].revoke }
+
+func (w *walletState) flush(ctx context.Context, tx Tx) error {
+	for _, l := range w.newLimits {
+		if err := tx.SetLimits(ctx, l); err != nil {
+			return storeErr("write limits", err)
+		}
+	}
+	for _, r := range w.reversals {
+		if err := tx.SetReversed(ctx, r.id, r.reversal, r.revoke); err != nil {
+			return storeErr("mark entry reversed", err)
+		}
+	}
+	return nil
+}
+
+// limitsOf returns the limits of the wallet (userID, currency): the
+// group's, else the stored ones, else the zero limits.
+func (st *batchState) limitsOf(userID, currency string) (WalletLimits, error) {
+	k := walletKey{userID, currency}
+	if s, ok := st.wallets.limits[k]; ok {
+		return s.l, nil
+	}
+	stored, exists, err := st.tx.Limits(st.ctx, userID, currency)
+	if err != nil {
+		return WalletLimits{}, storeErr("read limits", err)
+	}
+	l := WalletLimits{UserID: userID, Currency: currency}
+	if exists {
+		l = stored.WalletLimits
+	}
+	st.wallets.limits[k] = limitsSlot{l: l, exists: exists}
+	return l, nil
+}
+
+// checkLimits refuses the entry ne if it would take its wallet from
+// total to newTotal past a limit: below the floor for a spend, above the
+// cap for a deposit. A write that moves a wallet toward its limits is
+// never refused for them.
+func (st *batchState) checkLimits(ne NewEntry, total, newTotal decimal.Decimal) error {
+	switch ne.Amount.Sign() {
+	case 0:
+		return nil
+	case -1:
+		if newTotal.Sign() >= 0 {
+			return nil // every floor is 0 or less: no need to read it
+		}
+		l, err := st.limitsOf(ne.UserID, ne.Currency)
+		if err != nil {
+			return err
+		}
+		if newTotal.LessThan(l.Floor) {
+			return &NotEnoughFundsError{UserID: ne.UserID, Currency: ne.Currency, Balance: total, Amount: ne.Amount, Floor: l.Floor}
+		}
+	default:
+		l, err := st.limitsOf(ne.UserID, ne.Currency)
+		if err != nil {
+			return err
+		}
+		if l.Cap != nil && newTotal.GreaterThan(*l.Cap) {
+			return &CapExceededError{UserID: ne.UserID, Currency: ne.Currency, Total: total, Amount: ne.Amount, Cap: *l.Cap}
+		}
+	}
+	return nil
+}
+
+// setLimits records lim for the wallet, set by authorityID now.
+func (st *batchState) setLimits(authorityID string, lim WalletLimits) error {
+	if _, err := st.limitsOf(lim.UserID, lim.Currency); err != nil {
+		return err
+	}
+	k := walletKey{lim.UserID, lim.Currency}
+	prev, had := st.wallets.limits[k]
+	st.wallets.undo = append(st.wallets.undo, limitsUndo{key: k, prev: prev, had: had})
+	st.wallets.limits[k] = limitsSlot{l: lim, exists: true}
+	st.wallets.newLimits = append(st.wallets.newLimits, StoredLimits{
+		WalletLimits: lim, SetBy: authorityID, SetOn: time.Unix(0, unixNano(st.l.cfg.clock())).UTC(),
+	})
+	return nil
+}
+
+// transfer writes t's two entries, or, for a retry of its idempotency
+// key, returns the first ones.
+func (st *batchState) transfer(t NewTransfer, out []Entry) ([]Entry, error) {
+	from := NewEntry{
+		AuthorityID: t.AuthorityID, UserID: t.FromUserID, Currency: t.Currency, Amount: t.Amount.Neg(),
+		Reason: t.Reason, Metadata: t.Metadata, IdempotencyKey: t.IdempotencyKey,
+	}
+	to := NewEntry{
+		AuthorityID: t.AuthorityID, UserID: t.ToUserID, Currency: t.Currency, Amount: t.Amount,
+		Reason: t.Reason, Metadata: t.Metadata,
+	}
+	if t.IdempotencyKey != "" {
+		orig, found, err := st.byIdempotencyKey(t.AuthorityID, t.IdempotencyKey)
+		if err != nil {
+			return out, err
+		}
+		if found {
+			if orig.TransferID != orig.ID {
+				return out, &IdempotencyConflictError{AuthorityID: t.AuthorityID, Key: t.IdempotencyKey, EntryID: orig.ID, Fields: []string{"kind (the key wrote an entry, not a transfer)"}}
+			}
+			partner, err := st.partner(orig)
+			if err != nil {
+				return out, err
+			}
+			diff := payloadDiff(orig, from)
+			if partner.UserID != t.ToUserID {
+				diff = append(diff, "ToUserID")
+			}
+			if len(diff) > 0 {
+				return out, &IdempotencyConflictError{AuthorityID: t.AuthorityID, Key: t.IdempotencyKey, EntryID: orig.ID, Fields: transferFields(diff)}
+			}
+			return append(out, st.current(orig), st.current(partner)), nil
+		}
+	}
+	f, err := st.write(from, entryLinks{})
+	if err != nil {
+		return out, err
+	}
+	// The first entry's ID names the transfer; both carry it.
+	f.TransferID = f.ID
+	st.inserts[len(st.inserts)-1].TransferID = f.ID
+	if t.IdempotencyKey != "" {
+		st.byKey[idemKey{t.AuthorityID, t.IdempotencyKey}] = len(st.inserts) - 1
+	}
+	g, err := st.write(to, entryLinks{transferID: f.ID})
+	if err != nil {
+		return out, err
+	}
+	return append(out, f, g), nil
+}
+
+// transferFields names a transfer's fields for what payloadDiff names
+// for its first entry.
+func transferFields(diff []string) []string {
+	out := make([]string, len(diff))
+	for i, f := range diff {
+		switch f {
+		case "UserID":
+			f = "FromUserID"
+		}
+		out[i] = f
+	}
+	return out
+}
+
+// partner returns the other entry of r's transfer. The two entries of a
+// transfer are written one after the other by one request, so the second
+// is the entry of the same authority that follows the first.
+func (st *batchState) partner(r Record) (Record, error) {
+	if r.TransferID != r.ID {
+		first, err := st.entry(r.TransferID)
+		if err != nil {
+			return Record{}, err
+		}
+		return first, nil
+	}
+	for p, err := range st.tx.Entries(st.ctx, Scan{AuthorityID: r.AuthorityID, Start: r.ID + "\x00"}) {
+		if err != nil {
+			return Record{}, storeErr("read transfer", err)
+		}
+		if p.TransferID != r.ID {
+			break
+		}
+		return p, nil
+	}
+	for i := range st.inserts {
+		if p := &st.inserts[i]; p.TransferID == r.ID && p.ID != r.ID {
+			return *p, nil
+		}
+	}
+	return Record{}, fmt.Errorf("ledger: transfer %s has one entry only: %w", r.ID, ErrInconsistent)
+}
+
+// reverse writes the reversal of entry entryID (of both entries, for one
+// of a transfer) and marks the originals reversed.
+func (st *batchState) reverse(authorityID, entryID, reason string, out []Entry) ([]Entry, error) {
+	orig, err := st.entry(entryID)
+	if err != nil {
+		return out, err
+	}
+	origs := []Record{orig}
+	if orig.TransferID != "" {
+		p, err := st.partner(orig)
+		if err != nil {
+			return out, err
+		}
+		if p.ID < orig.ID {
+			origs = []Record{p, orig}
+		} else {
+			origs = append(origs, p)
+		}
+	}
+	for _, r := range origs {
+		switch {
+		case r.AuthorityID != authorityID:
+			return out, fmt.Errorf("%w: authority %q did not write entry %q", ErrForbidden, authorityID, r.ID)
+		case r.Reverses != "":
+			return out, invalid("EntryID", "entry %s is a reversal, which cannot be reversed", r.ID)
+		case r.ReversedBy != "" || st.wallets.reversed[r.ID].reversal != "":
+			return out, fmt.Errorf("%w: entry %q", ErrAlreadyReversed, r.ID)
+		}
+		if r.Item != nil {
+			if _, used := st.itemUse(r); used {
+				return out, fmt.Errorf("%w: entry %q's item was used, so the entry cannot be reversed", ErrItemUsed, r.ID)
+			}
+		}
+	}
+	transferID := ""
+	for i, r := range origs {
+		ne := NewEntry{
+			AuthorityID: r.AuthorityID, UserID: r.UserID, Currency: r.Currency, Amount: r.Amount.Neg(), Reason: reason,
+			Metadata: maps.Clone(r.Metadata),
+		}
+		e, err := st.write(ne, entryLinks{transferID: transferID, reverses: r.ID})
+		if err != nil {
+			return out, err
+		}
+		if len(origs) == 2 && i == 0 {
+			// A transfer's reversal is a transfer back, named by its
+			// first entry.
+			transferID = e.ID
+			e.TransferID = e.ID
+			st.inserts[len(st.inserts)-1].TransferID = e.ID
+		}
+		p := pendingReversal{id: r.ID, reversal: e.ID, revoke: r.Item != nil}
+		st.wallets.reversed[r.ID] = p
+		st.wallets.reversals = append(st.wallets.reversals, p)
+		out = append(out, e)
+	}
+	return out, nil
+}
