@@ -44,8 +44,8 @@ func requireBalance(t *testing.T, l *ledger.Ledger, user, currency, total string
 	require.NoError(t, err)
 	require.Equal(t, user, b.UserID)
 	require.Equal(t, currency, b.Currency)
-	requireDecimal(t, total, b.Total, "%s's %q total", user, currency)
-	requireDecimal(t, total, b.Available, "%s's %q available", user, currency)
+	requireDecimal(t, total, b.Total, user, currency, "total")
+	requireDecimal(t, total, b.Available, user, currency, "available")
 	requireDecimal(t, "0", b.Held)
 	return b
 }
