@@ -57,7 +57,7 @@ func TestQueryPlans(t *testing.T) {
 				if a >= 0 {
 					authority = auth(a)
 				}
-				if err := tx.SetTotal(ctx, authority, user(u), ledger.Total{Value: decimal.NewFromInt(int64(u))}); err != nil {
+				if err := tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: authority, UserID: user(u)}, ledger.Total{Value: decimal.NewFromInt(int64(u))}); err != nil {
 					return err
 				}
 			}

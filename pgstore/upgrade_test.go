@@ -2,6 +2,7 @@ package pgstore_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +65,7 @@ func TestUpgradeSchema1(t *testing.T) {
 	t.Cleanup(func() { _ = l.Close() })
 	var version string
 	require.NoError(t, db.QueryRow(ctx, "SELECT value FROM "+q+".meta WHERE key = 'version'").Scan(&version))
-	require.Equal(t, "2", version, "Open migrated the schema")
+	require.Equal(t, strconv.Itoa(pgstore.SchemaVersion), version, "Open migrated the schema")
 	require.NoError(t, l.Verify(ctx))
 
 	es, err := l.Entries(ctx, ledger.EntryQuery{})
