@@ -34,7 +34,9 @@ func TestRetry(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t, pgstore.WithMaxRetries(tc.maxRetries))
-			require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "", UserID: "u"}, ledger.Total{Value: decimal.Zero}) }))
+			require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+				return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "", UserID: "u"}, ledger.Total{Value: decimal.Zero})
+			}))
 			var calls atomic.Int32
 			read := make(chan struct{})
 			both := make(chan struct{})
