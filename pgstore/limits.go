@@ -16,6 +16,12 @@ func (t *tx) Limits(ctx context.Context, userID, currency string) (ledger.Stored
 	if !storable(userID) || !storable(currency) {
 		return ledger.StoredLimits{}, false, t.check(ctx, nil)
 	}
+	t.mu.Lock()
+	c, cached := t.limits[[2]string{userID, currency}]
+	t.mu.Unlock()
+	if cached {
+		return c.l, c.found, t.check(ctx, nil)
+	}
 	var l ledger.StoredLimits
 	found := false
 	err := t.read(ctx, "read limits", t.s.q.limits, []any{encText(userID), encText(currency)}, func(rows pgx.Rows) error {
@@ -96,27 +102,11 @@ func scanLimits(rows pgx.Rows, l *ledger.StoredLimits) error {
 	if err := rows.Scan(&user, &cur, &floor, &capV, &by, &on); err != nil {
 		return err
 	}
-	var errs []error
-	text := func(s string) string {
-		d, err := decText(s)
-		errs = append(errs, err)
-		return d
+	d, err := decLimits(user, cur, floor, capV, &by, on)
+	if err != nil {
+		return err
 	}
-	*l = ledger.StoredLimits{WalletLimits: ledger.WalletLimits{UserID: text(user), Currency: text(cur)}, SetBy: text(by)}
-	f, err := decDecimal(floor)
-	errs = append(errs, err)
-	l.Floor = f
-	if capV != nil {
-		c, err := decDecimal(*capV)
-		errs = append(errs, err)
-		l.Cap = &c
-	}
-	if on != nil {
-		l.SetOn = unixTime(*on)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("limits of user %q in currency %q: %w", user, cur, err)
-	}
+	*l = d
 	return nil
 }
 
@@ -135,5 +125,51 @@ func (t *tx) SetLimits(ctx context.Context, l ledger.StoredLimits) error {
 	if !l.SetOn.IsZero() {
 		on = l.SetOn.UnixNano()
 	}
-	return t.buffer(ctx, write{kind: writeLimits, c: c, u: u, args: []any{u, c, encDecimal(l.Floor), capV, encText(l.SetBy), on}})
+	if err := t.buffer(ctx, write{kind: writeLimits, c: c, u: u, args: []any{u, c, encDecimal(l.Floor), capV, encText(l.SetBy), on}}); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	if t.limits == nil {
+		t.limits = map[[2]string]cachedLimits{}
+	}
+	t.limits[[2]string{l.UserID, l.Currency}] = cachedLimits{l: cloneLimits(l), found: true}
+	t.mu.Unlock()
+	return nil
+}
+
+func cloneLimits(l ledger.StoredLimits) ledger.StoredLimits {
+	if l.Cap != nil {
+		c := *l.Cap
+		l.Cap = &c
+	}
+	return l
+}
+
+// decLimits decodes a limits row's columns (text still encoded).
+func decLimits(user, cur, floor string, capV, by *string, on *int64) (ledger.StoredLimits, error) {
+	var errs []error
+	text := func(s string) string {
+		d, err := decText(s)
+		errs = append(errs, err)
+		return d
+	}
+	l := ledger.StoredLimits{WalletLimits: ledger.WalletLimits{UserID: text(user), Currency: text(cur)}}
+	if by != nil {
+		l.SetBy = text(*by)
+	}
+	f, err := decDecimal(floor)
+	errs = append(errs, err)
+	l.Floor = f
+	if capV != nil {
+		c, err := decDecimal(*capV)
+		errs = append(errs, err)
+		l.Cap = &c
+	}
+	if on != nil {
+		l.SetOn = unixTime(*on)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return ledger.StoredLimits{}, fmt.Errorf("limits of user %q in currency %q: %w", user, cur, err)
+	}
+	return l, nil
 }

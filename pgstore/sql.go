@@ -39,9 +39,15 @@ func newQueries(schema string) *queries {
 	// Many totals in one statement: an index lookup per key (a lateral
 	// subquery with a LIMIT, which the planner cannot turn into a join
 	// that scans the table); NULLs where a key has no total.
-	q.totalsOf = `SELECT k.a, k.c, k.u, t.total::text, t.last_entry FROM unnest($1::text[], $2::text[], $3::text[]) AS k(a, c, u)
+	// With each wallet's total over all authorities (authority ''), the
+	// wallet's limits, in the same round trip: the ledger checks a
+	// deposit against its cap, and TotalsOf caches them for Limits.
+	q.totalsOf = `SELECT k.a, k.c, k.u, t.total::text, t.last_entry, l.user_id IS NOT NULL, l.floor::text, l.cap::text, l.set_by, l.set_on
+FROM unnest($1::text[], $2::text[], $3::text[]) AS k(a, c, u)
 LEFT JOIN LATERAL (SELECT total, last_entry FROM ` + s + `.totals
-WHERE authority_id = k.a COLLATE "C" AND currency = k.c COLLATE "C" AND user_id = k.u COLLATE "C" LIMIT 1) t ON true`
+WHERE authority_id = k.a COLLATE "C" AND currency = k.c COLLATE "C" AND user_id = k.u COLLATE "C" LIMIT 1) t ON true
+LEFT JOIN LATERAL (SELECT user_id, floor, cap, set_by, set_on FROM ` + s + `.limits
+WHERE k.a = '' AND user_id = k.u COLLATE "C" AND currency = k.c COLLATE "C" LIMIT 1) l ON true`
 	// A recursive skip over the primary key's two leading columns: one
 	// index probe per (authority, currency), however many totals each
 	// has. The row comparison is an index condition.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -59,6 +60,14 @@ type tx struct {
 	done   bool       // fn returned: no more use from outside
 	err    error      // the first failure; the transaction is lost
 	writes []write
+	// limits caches the wallets' limits TotalsOf read, and those
+	// SetLimits wrote, by decoded (user, currency); guarded by mu.
+	limits map[[2]string]cachedLimits
+}
+
+type cachedLimits struct {
+	l     ledger.StoredLimits
+	found bool
 }
 
 type writeKind uint8
@@ -698,11 +707,26 @@ func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.T
 	if len(auths) == 0 {
 		return out, t.check(ctx, nil)
 	}
+	cache := map[[2]string]cachedLimits{}
 	err := t.read(ctx, "read totals", t.s.q.totalsOf, []any{auths, curs, users}, func(rows pgx.Rows) error {
 		var e ledger.TotalKey
 		var v, last *string
-		if err := rows.Scan(&e.AuthorityID, &e.Currency, &e.UserID, &v, &last); err != nil {
+		var hasLimits bool
+		var floor, capV, by *string
+		var on *int64
+		if err := rows.Scan(&e.AuthorityID, &e.Currency, &e.UserID, &v, &last, &hasLimits, &floor, &capV, &by, &on); err != nil {
 			return err
+		}
+		if k := byText[e]; k.AuthorityID == "" {
+			c := cachedLimits{found: hasLimits}
+			if hasLimits {
+				l, err := decLimits(e.UserID, e.Currency, *floor, capV, by, on)
+				if err != nil {
+					return err
+				}
+				c.l = l
+			}
+			cache[[2]string{k.UserID, k.Currency}] = c
 		}
 		if v == nil || last == nil {
 			return nil // no total
@@ -717,6 +741,13 @@ func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.T
 	if err != nil {
 		return nil, err
 	}
+	t.mu.Lock()
+	if t.limits == nil {
+		t.limits = cache
+	} else {
+		maps.Copy(t.limits, cache)
+	}
+	t.mu.Unlock()
 	return out, nil
 }
 
