@@ -489,7 +489,7 @@ func (s *Store) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 func (s *Store) update(ctx context.Context, fn func(ledger.Tx) error) (conflict bool, err error) {
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
-	t := &tx{txn: txn}
+	t := &tx{txn: txn, update: true}
 	defer t.finish() // also if fn panics: Discard panics on an open iterator
 	err = fn(t)
 	t.finish()

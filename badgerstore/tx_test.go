@@ -106,7 +106,7 @@ func TestTotalsOddUsers(t *testing.T) {
 	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
 		for i, u := range users {
 			for _, a := range []string{"", "a", "ab", "\xff"} {
-				if err := tx.SetTotal(ctx, a, u, ledger.Total{Value: decimal.NewFromInt(int64(i))}); err != nil {
+				if err := tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: a, UserID: u}, ledger.Total{Value: decimal.NewFromInt(int64(i))}); err != nil {
 					return err
 				}
 			}
@@ -123,7 +123,7 @@ func TestTotalsOddUsers(t *testing.T) {
 						want = append(want, u)
 					}
 				}
-				for row, err := range tx.Totals(ctx, a, after) {
+				for row, err := range tx.Totals(ctx, a, "", after) {
 					require.NoError(t, err)
 					require.Equal(t, fmt.Sprint(slices.Index(users, row.UserID)), row.Value.String())
 					got = append(got, row.UserID)
@@ -131,12 +131,12 @@ func TestTotalsOddUsers(t *testing.T) {
 				require.Equalf(t, want, got, "authority %q after %q", a, after)
 			}
 			for i, u := range users {
-				v, ok, err := tx.Total(ctx, a, u)
+				v, ok, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: a, UserID: u})
 				require.NoError(t, err)
 				require.True(t, ok)
 				require.Equal(t, fmt.Sprint(i), v.Value.String())
 			}
-			_, ok, err := tx.Total(ctx, a, "nobody")
+			_, ok, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: a, UserID: "nobody"})
 			require.NoError(t, err)
 			require.False(t, ok)
 		}
@@ -188,7 +188,7 @@ func TestAbandonedScan(t *testing.T) {
 	for _, tx := range kept {
 		_, err := tx.Entry(ctx, "0")
 		require.ErrorContains(t, err, "badgerstore:")
-		require.ErrorContains(t, tx.SetTotal(ctx, "", "u", ledger.Total{Value: decimal.Zero}), "badgerstore:")
+		require.ErrorContains(t, tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "", UserID: "u"}, ledger.Total{Value: decimal.Zero}), "badgerstore:")
 		for _, err := range tx.Entries(ctx, ledger.Scan{}) {
 			require.ErrorContains(t, err, "badgerstore:")
 		}
