@@ -543,6 +543,10 @@ func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
 	if err := t.check(ctx); err != nil {
 		return err
 	}
+	if r.ID == "" || r.ID[0] < lowestID {
+		// Its by-user key would read as one of another currency.
+		return fmt.Errorf("badgerstore: insert entry %q: not an entry ID as the ledger makes them (they start with a hex digit)", r.ID)
+	}
 	ks := indexKeys(&r)
 	switch dup, err := t.exists(ks[0]); {
 	case err != nil:

@@ -37,10 +37,12 @@ func TestScanOddIDs(t *testing.T) {
 			all = append(all, r)
 		}
 	}
-	// Also bare odd IDs, and IDs that would make user "a"'s index keys
-	// equal to user "ab"'s if the user were not length-prefixed.
+	// Also odd IDs that start as the ledger's do, with a hex digit (the
+	// by-user index relies on it, and the odd bounds fall below it), and
+	// IDs that would make user "a"'s index keys equal to user "ab"'s if
+	// the user were not length-prefixed.
 	for _, id := range oddIDs {
-		all = append(all, ledger.Record{Entry: ledger.Entry{ID: id, UserID: "a", AuthorityID: "x"}})
+		all = append(all, ledger.Record{Entry: ledger.Entry{ID: "0" + id, UserID: "a", AuthorityID: "x"}})
 		all = append(all, ledger.Record{Entry: ledger.Entry{ID: "bab|" + id, UserID: "a", AuthorityID: "xa"}})
 	}
 	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
@@ -87,6 +89,19 @@ func TestScanOddIDs(t *testing.T) {
 		}
 		return nil
 	}))
+}
+
+// TestInsertRefusesIDBelowHexDigits: the by-user index tells an ID from
+// a currency by its first byte, so an ID must start as the ledger's do.
+func TestInsertRefusesIDBelowHexDigits(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, "", badgerstore.WithInMemory())
+	for _, id := range []string{"", "\x00", "\x05abc", "/"} {
+		err := s.Update(ctx, func(tx ledger.Tx) error {
+			return tx.InsertEntry(ctx, ledger.Record{Entry: ledger.Entry{ID: id, UserID: "u", AuthorityID: "a"}})
+		})
+		require.ErrorContains(t, err, "badgerstore:", "ID %q", id)
+	}
 }
 
 func compareStrings(a, b string) int {
