@@ -638,10 +638,12 @@ func (t *tx) SetTotal(ctx context.Context, tk ledger.TotalKey, total ledger.Tota
 	if err != nil {
 		return err
 	}
-	if tk.AuthorityID == "" && tk.Currency != "" && !t.wallets[string(k)] {
-		exists, err := t.exists(k)
-		if err != nil {
-			return fmt.Errorf("badgerstore: write total of user %q in %q: %w", tk.UserID, tk.Currency, err)
+	if exists, known := t.wallets[string(k)]; tk.AuthorityID == "" && tk.Currency != "" && !exists {
+		if !known {
+			var err error
+			if exists, err = t.exists(k); err != nil {
+				return fmt.Errorf("badgerstore: write total of user %q in %q: %w", tk.UserID, tk.Currency, err)
+			}
 		}
 		if !exists {
 			if err := t.set(key(prefixWallets, tk.UserID, tk.Currency), nil, "index wallet of user %q in %q", tk.UserID, tk.Currency); err != nil {

@@ -248,3 +248,31 @@ func TestInsertEntryRefusesDuplicates(t *testing.T) {
 		return nil
 	}))
 }
+
+// TestUserTotalsAfterReadThenWrite writes wallet totals as the ledger
+// does, reading each first, and finds every currency in UserTotals once.
+func TestUserTotalsAfterReadThenWrite(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, "", badgerstore.WithInMemory())
+	for n := range 3 {
+		for _, cur := range []string{"gems", "", "coins"} {
+			require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+				k := ledger.TotalKey{UserID: "u", Currency: cur}
+				v, _, err := tx.Total(ctx, k)
+				if err != nil {
+					return err
+				}
+				return tx.SetTotal(ctx, k, ledger.Total{Value: v.Value.Add(decimal.NewFromInt(int64(n + 1)))})
+			}))
+		}
+	}
+	require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+		var got []string
+		for r, err := range tx.UserTotals(ctx, "u") {
+			require.NoError(t, err)
+			got = append(got, r.Currency+"="+r.Value.String())
+		}
+		require.Equal(t, []string{"=6", "coins=6", "gems=6"}, got)
+		return nil
+	}))
+}
