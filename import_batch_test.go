@@ -47,9 +47,9 @@ func (tx countingTx) InsertEntry(ctx context.Context, r ledger.Record) error {
 	return tx.Tx.InsertEntry(ctx, r)
 }
 
-func (tx countingTx) SetTotal(ctx context.Context, authorityID, userID string, t ledger.Total) error {
-	*tx.n += ledger.EntryOverheadBytes + len(authorityID) + len(userID)
-	return tx.Tx.SetTotal(ctx, authorityID, userID, t)
+func (tx countingTx) SetTotal(ctx context.Context, k ledger.TotalKey, t ledger.Total) error {
+	*tx.n += ledger.EntryOverheadBytes + len(k.AuthorityID) + len(k.UserID) + len(k.Currency)
+	return tx.Tx.SetTotal(ctx, k, t)
 }
 
 // TestImportLargeItems imports 200 entries with 60 KiB of item data each

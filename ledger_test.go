@@ -496,16 +496,16 @@ func (s *prefetchStore) Update(ctx context.Context, fn func(ledger.Tx) error) er
 	return s.Store.Update(ctx, func(tx ledger.Tx) error { return fn(prefetchTx{tx, s}) })
 }
 
-func (t prefetchTx) Total(ctx context.Context, authorityID, userID string) (ledger.Total, bool, error) {
+func (t prefetchTx) Total(ctx context.Context, k ledger.TotalKey) (ledger.Total, bool, error) {
 	t.s.single.Add(1)
-	return t.Tx.Total(ctx, authorityID, userID)
+	return t.Tx.Total(ctx, k)
 }
 
 func (t prefetchTx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.TotalKey]ledger.Total, error) {
 	t.s.bulk.Add(1)
 	out := map[ledger.TotalKey]ledger.Total{}
 	for _, k := range keys {
-		v, ok, err := t.Tx.Total(ctx, k.AuthorityID, k.UserID)
+		v, ok, err := t.Tx.Total(ctx, k)
 		if err != nil {
 			return nil, err
 		}

@@ -510,6 +510,17 @@ func testWalletExportImport(t *testing.T, ns NewStore) {
 	require.NoError(t, err)
 	requireDecimal(t, "-20", b.Floor)
 	requireDecimal(t, "30", b.Total)
+	for _, u := range []string{"ann", "bob"} {
+		want, err := l.Balances(ctx, u)
+		require.NoError(t, err)
+		got, err := l2.Balances(ctx, u)
+		require.NoError(t, err)
+		require.Equal(t, len(want), len(got), "%s's wallets after the import", u)
+		for i := range want {
+			require.Equal(t, want[i].Currency, got[i].Currency)
+			requireDecimal(t, want[i].Total.String(), got[i].Total)
+		}
+	}
 	_, err = l2.CreateEntry(ctx, entryIn("bank", "ann", "gems", "21"))
 	require.ErrorIs(t, err, ledger.ErrCapExceeded, "the limits came along")
 	require.NoError(t, l2.Verify(ctx))
