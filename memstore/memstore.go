@@ -12,18 +12,33 @@
 // Entries are packed, not pointed to: each is a fixed-size record in
 // chunks of an append-only slab, addressed by its slot number. The ID and
 // CreatedOn are kept as the ID's two numbers (the ID is rebuilt from
-// them), user and authority IDs are interned, and amounts whose
-// coefficient fits an int64 (all but the largest) are kept as coefficient
-// and exponent. Indexes are sorted lists of slot numbers: by ID overall,
+// them), user, authority and currency names are interned, the wallet
+// (user, currency) is numbered, and amounts whose coefficient fits an
+// int64 (all but the largest) are kept as coefficient and exponent.
+//
+// Indexes are sorted lists of slot numbers: by ID overall, per wallet,
 // per user, per authority and per (authority, user) pair, and overall,
-// per user and per authority for entries with items. New IDs sort last,
-// so indexing an entry is an append; every scan is a binary search and a
-// walk. An entry without an item or idempotency key costs 72 bytes plus
-// four per index it is in (BenchmarkMemoryPerEntry measures it). An
-// entry with an item or idempotency key has a 72-byte extension besides;
-// an item costs 48 bytes plus its name and data, and its use 32 more (the
-// authority interned, the time as Unix nanoseconds), allocated only once
-// the item is used (BenchmarkMemoryPerItemEntry).
+// per user and per authority for entries with items. A user's index is
+// kept only once the user has a second wallet: until then the wallet's
+// index is the user's. A scan of one user's entries in one currency
+// seeks in the wallet's index; one of an authority's (or every) entries
+// in a currency walks its index and skips the other currencies. New IDs
+// sort last, so indexing an entry is an append; every scan is a binary
+// search and a walk.
+//
+// An entry without an item, idempotency key, metadata or links costs 72
+// bytes plus four per index it is in (BenchmarkMemoryPerEntry measures
+// it). An entry with an item, a key or metadata has a 48-byte extension
+// besides; its metadata is one packed string. An item costs 48 bytes plus
+// its name and data, and its use 32 more (the authority interned, the
+// time as Unix nanoseconds), allocated only once the item is used
+// (BenchmarkMemoryPerItemEntry). Rarer still, a transfer ID, a reversal
+// link or an amount too large to pack put a 64-byte block behind the
+// extension.
+//
+// Running totals are kept per (authority, currency) with the users
+// sorted, and per user the currencies of the user's totals over all
+// authorities; limits per wallet, sorted by (user, currency).
 package memstore
 
 import (
@@ -47,15 +62,21 @@ type Store struct {
 	mu     sync.RWMutex
 	closed bool
 
-	slab   slab
-	byKey  map[idemKey]uint32 // (authority, idempotency key) -> slot
-	names  interner
-	all    index
-	items  index
-	byUser map[uint32]*indexes
-	byAuth map[uint32]*indexes
-	byPair map[uint64]*index
-	totals map[string]*totalTable // by authority ID; "" = over all authorities
+	slab    slab
+	byKey   map[idemKey]uint32 // (authority, idempotency key) -> slot
+	names   interner
+	wallets walletTable
+	all     index
+	items   index
+	byUser  map[uint32]*userIndexes
+	byAuth  map[uint32]*indexes
+	byPair  map[uint64]*index
+
+	totals map[ledger.TotalGroup]*totalTable
+	// userCurrencies holds, per user, the currencies of the user's totals
+	// over all authorities, sorted: what UserTotals walks.
+	userCurrencies map[string][]string
+	limits         limitTable
 }
 
 var _ ledger.Store = (*Store)(nil)
@@ -63,12 +84,15 @@ var _ ledger.Store = (*Store)(nil)
 // New returns an empty Store.
 func New() *Store {
 	return &Store{
-		byKey:  make(map[idemKey]uint32),
-		names:  interner{ids: make(map[string]uint32)},
-		byUser: make(map[uint32]*indexes),
-		byAuth: make(map[uint32]*indexes),
-		byPair: make(map[uint64]*index),
-		totals: make(map[string]*totalTable),
+		byKey:          make(map[idemKey]uint32),
+		names:          interner{ids: make(map[string]uint32)},
+		wallets:        walletTable{ids: make(map[uint64]uint32)},
+		byUser:         make(map[uint32]*userIndexes),
+		byAuth:         make(map[uint32]*indexes),
+		byPair:         make(map[uint64]*index),
+		totals:         make(map[ledger.TotalGroup]*totalTable),
+		userCurrencies: make(map[string][]string),
+		limits:         limitTable{vals: make(map[limitKey]ledger.StoredLimits)},
 	}
 }
 
@@ -77,11 +101,41 @@ type idemKey struct {
 	key  string
 }
 
-// indexes holds one user's or one authority's entries, and those of them
-// with items.
+// indexes holds one authority's entries, and those of them with items.
 type indexes struct{ all, items index }
 
-func pairKey(auth, user uint32) uint64 { return uint64(auth)<<32 | uint64(user) }
+// userIndexes holds one user's entries. While the user has one wallet,
+// that wallet's index is the user's and all is empty; the second wallet
+// fills all, and from then on it is kept.
+type userIndexes struct {
+	wallets []uint32 // the user's wallets, in the order they were made
+	all     index
+	items   index
+}
+
+// entries returns the index of all the user's entries.
+func (s *Store) userEntries(u *userIndexes) *index {
+	if len(u.wallets) == 1 {
+		return &s.wallets.list[u.wallets[0]].entries
+	}
+	return &u.all
+}
+
+func pairKey(a, b uint32) uint64 { return uint64(a)<<32 | uint64(b) }
+
+// walletTable numbers wallets, so that a record names its user and
+// currency in four bytes. Wallets, like interned names, are never
+// removed, not even by a rollback: an unused one costs a few bytes.
+type walletTable struct {
+	ids  map[uint64]uint32 // pairKey(user, currency) -> wallet
+	list []*wallet
+}
+
+// wallet is a (user, currency) pair and the index of its entries.
+type wallet struct {
+	user, currency uint32 // interned
+	entries        index
+}
 
 // View implements [ledger.Store].
 func (s *Store) View(ctx context.Context, fn func(ledger.ReadTx) error) error {
@@ -145,23 +199,25 @@ func (s *Store) Close() error {
 		return ledger.ErrClosed
 	}
 	s.closed = true
-	s.slab, s.byKey, s.names, s.all, s.items = slab{}, nil, interner{}, index{}, index{}
-	s.byUser, s.byAuth, s.byPair, s.totals = nil, nil, nil, nil
+	s.slab, s.byKey, s.names, s.wallets, s.all, s.items = slab{}, nil, interner{}, walletTable{}, index{}, index{}
+	s.byUser, s.byAuth, s.byPair = nil, nil, nil
+	s.totals, s.userCurrencies, s.limits = nil, nil, limitTable{}
 	return nil
 }
 
 // rec is one stored entry, 72 bytes.
 type rec struct {
-	nanos      int64 // ID and CreatedOn
-	seq        uint32
-	user, auth uint32 // interned
+	nanos  int64 // ID and CreatedOn
+	seq    uint32
+	wallet uint32 // user and currency
+	auth   uint32 // interned
 	// The amount, the balance and the authority balance, each coef[i] ×
-	// 10^exp[i], or kept in ext.big[i] when exp[i] is spilled.
+	// 10^exp[i], or kept in ext.more.big[i] when exp[i] is spilled.
 	exp    [3]int8
 	_      uint8
 	coef   [3]int64
 	reason string
-	ext    *recExt // nil unless the entry has an item, a key or a huge amount
+	ext    *recExt // nil unless the entry has one of the fields recExt holds
 }
 
 // The decimals of a rec, by index.
@@ -171,15 +227,28 @@ const (
 	authBalanceNum
 )
 
-// spilled marks a decimal kept in ext.big: its coefficient needs more
-// than an int64 or its exponent more than an int8.
+// spilled marks a decimal kept in ext.more.big: its coefficient needs
+// more than an int64 or its exponent more than an int8.
 const spilled = math.MinInt8
 
-// recExt holds what most entries do not have.
+// recExt holds what most entries do not have, 48 bytes. Once stored it
+// is modified only by SetItemUsed, which replaces item; SetReversed
+// replaces the whole extension, so that a rollback can put the old one
+// back.
 type recExt struct {
 	item *item
 	key  string
-	big  [3]decimal.Decimal // amount, balance, authBalance when num.big
+	meta string   // the metadata packed by packMeta, "" for none
+	more *recMore // nil unless the entry has one of the fields recMore holds
+}
+
+// recMore holds what fewer entries still have, 64 bytes: transfer and
+// reversal links, and amounts too large to pack. It is never modified
+// once stored.
+type recMore struct {
+	transfer, reverses, reversedBy string
+	big                            *[3]decimal.Decimal // amount, balance, authBalance where spilled
+	revoked                        bool                // the entry's item: Item.Revoked
 }
 
 // item is a stored item, 48 bytes. It is never modified once stored: a
@@ -228,17 +297,30 @@ func (r *rec) setNum(i int, d decimal.Decimal) {
 		r.coef[i], r.exp[i] = d.CoefficientInt64(), int8(exp)
 		return
 	}
-	if r.ext == nil {
-		r.ext = &recExt{}
+	m := r.more()
+	if m.big == nil {
+		m.big = new([3]decimal.Decimal)
 	}
-	r.ext.big[i], r.exp[i] = d, spilled
+	m.big[i], r.exp[i] = d, spilled
 }
 
 func (r *rec) num(i int) decimal.Decimal {
 	if r.exp[i] == spilled {
-		return r.ext.big[i]
+		return r.ext.more.big[i]
 	}
 	return decimal.New(r.coef[i], int32(r.exp[i]))
+}
+
+// more returns the record's recMore, adding one (and an extension) if it
+// has none; only for a record being inserted.
+func (r *rec) more() *recMore {
+	if r.ext == nil {
+		r.ext = &recExt{}
+	}
+	if r.ext.more == nil {
+		r.ext.more = &recMore{}
+	}
+	return r.ext.more
 }
 
 // slab holds records in fixed chunks, so that growing never moves them.
@@ -254,7 +336,8 @@ func (sl *slab) at(slot uint32) *rec {
 	return &sl.chunks[slot>>chunkShift][slot&(chunkSize-1)]
 }
 
-// interner maps user and authority IDs to small numbers and back.
+// interner maps user, authority and currency names to small numbers and
+// back.
 type interner struct {
 	ids   map[string]uint32
 	names []string
@@ -274,6 +357,19 @@ func (in *interner) intern(name string) uint32 {
 	in.ids[name] = n
 	in.names = append(in.names, name)
 	return n
+}
+
+// wallet returns the number of the wallet (user, currency), numbering it
+// if it has none, and whether it is new.
+func (s *Store) wallet(user, currency uint32) (uint32, bool) {
+	k := pairKey(user, currency)
+	if w, ok := s.wallets.ids[k]; ok {
+		return w, false
+	}
+	w := uint32(len(s.wallets.list))
+	s.wallets.ids[k] = w
+	s.wallets.list = append(s.wallets.list, &wallet{user: user, currency: currency})
+	return w, true
 }
 
 // index is a list of slots sorted by ID.
@@ -331,12 +427,6 @@ func (s *Store) lookup(id string) (uint32, bool) {
 	return 0, false
 }
 
-// totalTable holds one authority's totals, with the users sorted.
-type totalTable struct {
-	vals  map[string]ledger.Total
-	users []string
-}
-
 // tx is a transaction. Writes go straight to the store, which the
 // transaction holds locked, and are logged so that rollback can undo
 // them.
@@ -350,54 +440,66 @@ type undoKind uint8
 const (
 	undoInsert undoKind = iota // remove the entry in slot
 	undoUse                    // give the entry in slot its item back
+	undoExt                    // give the entry in slot its extension back
 	undoTotal                  // restore a total
+	undoLimits                 // restore a wallet's limits
 )
 
 // undo is one logged write.
 type undo struct {
 	kind    undoKind
+	existed bool // undoTotal, undoLimits: there was a value before
 	slot    uint32
-	item    *item       // undoUse: the item before
-	tt      *totalTable // undoTotal
-	user    string
-	prev    ledger.Total
-	existed bool
+	item    *item   // undoUse: the item before
+	ext     *recExt // undoExt: the extension before
+	// key is, for undoTotal, the total; for undoLimits, its UserID and
+	// Currency are the wallet.
+	key     ledger.TotalKey
+	prev    ledger.Total         // undoTotal, if existed
+	prevLim *ledger.StoredLimits // undoLimits, if existed
 }
 
 func (t *tx) rollback() {
 	s := t.s
 	for i := len(t.undo) - 1; i >= 0; i-- {
-		switch u := t.undo[i]; u.kind {
+		switch u := &t.undo[i]; u.kind {
 		case undoInsert:
-			// Inserts are undone last first, so the slot is the slab's last.
-			r := s.slab.at(u.slot)
-			if r.ext != nil && r.ext.key != "" {
-				delete(s.byKey, idemKey{r.auth, r.ext.key})
-			}
-			s.removeSlot(&s.all, u.slot)
-			s.removeSlot(&s.byUser[r.user].all, u.slot)
-			s.removeSlot(&s.byAuth[r.auth].all, u.slot)
-			s.removeSlot(s.byPair[pairKey(r.auth, r.user)], u.slot)
-			if r.ext != nil && r.ext.item != nil {
-				s.removeSlot(&s.items, u.slot)
-				s.removeSlot(&s.byUser[r.user].items, u.slot)
-				s.removeSlot(&s.byAuth[r.auth].items, u.slot)
-			}
-			*r = rec{}
-			s.slab.truncate(u.slot)
+			s.uninsert(u.slot)
 		case undoUse:
 			s.slab.at(u.slot).ext.item = u.item
+		case undoExt:
+			s.slab.at(u.slot).ext = u.ext
 		case undoTotal:
-			if u.existed {
-				u.tt.vals[u.user] = u.prev
-				continue
-			}
-			delete(u.tt.vals, u.user)
-			if i, ok := slices.BinarySearch(u.tt.users, u.user); ok {
-				u.tt.users = slices.Delete(u.tt.users, i, i+1)
-			}
+			s.unsetTotal(u)
+		case undoLimits:
+			s.unsetLimits(u)
 		}
 	}
+}
+
+// uninsert removes the entry in slot, which is the slab's last: inserts
+// are undone last first.
+func (s *Store) uninsert(slot uint32) {
+	r := s.slab.at(slot)
+	w := s.wallets.list[r.wallet]
+	user := s.byUser[w.user]
+	if r.ext != nil && r.ext.key != "" {
+		delete(s.byKey, idemKey{r.auth, r.ext.key})
+	}
+	s.removeSlot(&s.all, slot)
+	s.removeSlot(&w.entries, slot)
+	if len(user.wallets) > 1 {
+		s.removeSlot(&user.all, slot)
+	}
+	s.removeSlot(&s.byAuth[r.auth].all, slot)
+	s.removeSlot(s.byPair[pairKey(r.auth, w.user)], slot)
+	if r.ext != nil && r.ext.item != nil {
+		s.removeSlot(&s.items, slot)
+		s.removeSlot(&user.items, slot)
+		s.removeSlot(&s.byAuth[r.auth].items, slot)
+	}
+	*r = rec{}
+	s.slab.truncate(slot)
 }
 
 func (t *tx) check(ctx context.Context) error { return ctx.Err() }
@@ -405,32 +507,41 @@ func (t *tx) check(ctx context.Context) error { return ctx.Err() }
 // record returns the entry in slot as a Record its caller may modify.
 func (s *Store) record(slot uint32) ledger.Record {
 	r := s.slab.at(slot)
+	w := s.wallets.list[r.wallet]
 	out := ledger.Record{
 		Entry: ledger.Entry{
 			ID:          r.id(),
 			AuthorityID: s.names.names[r.auth],
-			UserID:      s.names.names[r.user],
+			UserID:      s.names.names[w.user],
 			CreatedOn:   time.Unix(0, r.nanos).UTC(),
 			Amount:      r.num(amountNum),
 			Reason:      r.reason,
 			Balance:     r.num(balanceNum),
+			Currency:    s.names.names[w.currency],
 		},
 		AuthorityBalance: r.num(authBalanceNum),
 	}
-	if r.ext != nil {
-		out.IdempotencyKey = r.ext.key
-		if it := r.ext.item; it != nil {
-			out.Item = &ledger.Item{Name: it.name, Data: slices.Clone(it.data)}
-			if u := it.use; u != nil {
-				out.Item.Used = true
-				if u.at != noTime {
-					out.Item.UsedOn = time.Unix(0, u.at).UTC()
-				}
-				if u.by != noName {
-					out.Item.UsedBy = s.names.names[u.by]
-				}
-				out.UseIdempotencyKey = u.key
+	x := r.ext
+	if x == nil {
+		return out
+	}
+	out.IdempotencyKey = x.key
+	out.Metadata = unpackMeta(x.meta)
+	if m := x.more; m != nil {
+		out.TransferID, out.Reverses, out.ReversedBy = m.transfer, m.reverses, m.reversedBy
+	}
+	if it := x.item; it != nil {
+		out.Item = &ledger.Item{Name: it.name, Data: slices.Clone(it.data)}
+		out.Item.Revoked = x.more != nil && x.more.revoked
+		if u := it.use; u != nil {
+			out.Item.Used = true
+			if u.at != noTime {
+				out.Item.UsedOn = time.Unix(0, u.at).UTC()
 			}
+			if u.by != noName {
+				out.Item.UsedBy = s.names.names[u.by]
+			}
+			out.UseIdempotencyKey = u.key
 		}
 	}
 	return out
@@ -469,7 +580,7 @@ func (t *tx) Entries(ctx context.Context, sc ledger.Scan) iter.Seq2[ledger.Recor
 			return
 		}
 		s := t.s
-		ix, filterItems := s.indexFor(sc)
+		ix, f := s.indexFor(sc)
 		if ix == nil {
 			return
 		}
@@ -481,8 +592,12 @@ func (t *tx) Entries(ctx context.Context, sc ledger.Scan) iter.Seq2[ledger.Recor
 			hi = s.search(ix, sc.End)
 		}
 		emit := func(slot uint32) bool {
-			if filterItems {
-				if r := s.slab.at(slot); r.ext == nil || r.ext.item == nil {
+			if f.items || f.currency {
+				r := s.slab.at(slot)
+				if f.items && (r.ext == nil || r.ext.item == nil) {
+					return true
+				}
+				if f.currency && s.wallets.list[r.wallet].currency != f.cur {
 					return true
 				}
 			}
@@ -504,84 +619,64 @@ func (t *tx) Entries(ctx context.Context, sc ledger.Scan) iter.Seq2[ledger.Recor
 	}
 }
 
+// filter is what a scan must still skip in the index that serves it:
+// entries without items, and entries in another currency than cur.
+type filter struct {
+	items, currency bool
+	cur             uint32 // interned
+}
+
 // indexFor returns the index that serves sc (nil if it is empty), and
-// whether entries without items must still be filtered out of it.
-func (s *Store) indexFor(sc ledger.Scan) (*index, bool) {
-	var ixs *indexes
+// what must still be filtered out of it.
+func (s *Store) indexFor(sc ledger.Scan) (*index, filter) {
+	var f filter
+	if sc.InCurrency {
+		cur, ok := s.names.get(sc.Currency)
+		if !ok {
+			return nil, f
+		}
+		f.currency, f.cur = true, cur
+	}
 	switch {
 	case sc.UserID != "" && sc.AuthorityID != "":
 		user, ok1 := s.names.get(sc.UserID)
 		auth, ok2 := s.names.get(sc.AuthorityID)
 		if !ok1 || !ok2 {
-			return nil, false
+			return nil, f
 		}
-		return s.byPair[pairKey(auth, user)], sc.ItemsOnly
+		f.items = sc.ItemsOnly
+		return s.byPair[pairKey(auth, user)], f
 	case sc.UserID != "":
-		if user, ok := s.names.get(sc.UserID); ok {
-			ixs = s.byUser[user]
+		user, ok := s.names.get(sc.UserID)
+		if !ok || s.byUser[user] == nil {
+			return nil, f
 		}
+		ixs := s.byUser[user]
+		if f.currency {
+			// Seek in the wallet, not the user's whole history.
+			w, ok := s.wallets.ids[pairKey(user, f.cur)]
+			if !ok {
+				return nil, f
+			}
+			return &s.wallets.list[w].entries, filter{items: sc.ItemsOnly}
+		}
+		if sc.ItemsOnly {
+			return &ixs.items, f
+		}
+		return s.userEntries(ixs), f
 	case sc.AuthorityID != "":
-		if auth, ok := s.names.get(sc.AuthorityID); ok {
-			ixs = s.byAuth[auth]
+		auth, ok := s.names.get(sc.AuthorityID)
+		if !ok || s.byAuth[auth] == nil {
+			return nil, f
 		}
+		if sc.ItemsOnly {
+			return &s.byAuth[auth].items, f
+		}
+		return &s.byAuth[auth].all, f
 	case sc.ItemsOnly:
-		return &s.items, false
+		return &s.items, f
 	default:
-		return &s.all, false
-	}
-	switch {
-	case ixs == nil:
-		return nil, false
-	case sc.ItemsOnly:
-		return &ixs.items, false
-	}
-	return &ixs.all, false
-}
-
-func (t *tx) Total(ctx context.Context, authorityID, userID string) (ledger.Total, bool, error) {
-	if err := t.check(ctx); err != nil {
-		return ledger.Total{}, false, err
-	}
-	if tt := t.s.totals[authorityID]; tt != nil {
-		v, ok := tt.vals[userID]
-		return v, ok, nil
-	}
-	return ledger.Total{}, false, nil
-}
-
-func (t *tx) Totals(ctx context.Context, authorityID, after string) iter.Seq2[ledger.UserTotal, error] {
-	return func(yield func(ledger.UserTotal, error) bool) {
-		if err := t.check(ctx); err != nil {
-			yield(ledger.UserTotal{}, err)
-			return
-		}
-		tt := t.s.totals[authorityID]
-		if tt == nil {
-			return
-		}
-		i := 0
-		if after != "" {
-			i, _ = slices.BinarySearch(tt.users, after+"\x00")
-		}
-		for _, u := range tt.users[i:] {
-			if !yield(ledger.UserTotal{UserID: u, Total: tt.vals[u]}, nil) {
-				return
-			}
-		}
-	}
-}
-
-func (t *tx) TotalAuthorities(ctx context.Context) iter.Seq2[string, error] {
-	return func(yield func(string, error) bool) {
-		if err := t.check(ctx); err != nil {
-			yield("", err)
-			return
-		}
-		for a, tt := range t.s.totals {
-			if len(tt.users) > 0 && !yield(a, nil) {
-				return
-			}
-		}
+		return &s.all, f
 	}
 }
 
@@ -608,23 +703,26 @@ func (t *tx) InsertEntry(ctx context.Context, in ledger.Record) error {
 			}
 		}
 	}
+	userName := s.names.intern(in.UserID)
+	w, newWallet := s.wallet(userName, s.names.intern(in.Currency))
 	slot := s.slab.push()
 	r := s.slab.at(slot)
 	*r = rec{
 		nanos:  nanos,
 		seq:    seq,
-		user:   s.names.intern(in.UserID),
+		wallet: w,
 		auth:   s.names.intern(in.AuthorityID),
 		reason: in.Reason,
 	}
 	r.setNum(amountNum, in.Amount)
 	r.setNum(balanceNum, in.Balance)
 	r.setNum(authBalanceNum, in.AuthorityBalance)
-	if in.Item != nil || in.IdempotencyKey != "" {
+	if in.Item != nil || in.IdempotencyKey != "" || len(in.Metadata) > 0 {
 		if r.ext == nil {
 			r.ext = &recExt{}
 		}
 		r.ext.key = strings.Clone(in.IdempotencyKey)
+		r.ext.meta = packMeta(in.Metadata)
 		if in.Item != nil {
 			it := &item{name: in.Item.Name, data: slices.Clone(in.Item.Data)}
 			if in.Item.Used {
@@ -635,18 +733,46 @@ func (t *tx) InsertEntry(ctx context.Context, in ledger.Record) error {
 			r.ext.item = it
 		}
 	}
+	if in.TransferID != "" || in.Reverses != "" || in.ReversedBy != "" || in.Item != nil && in.Item.Revoked {
+		m := r.more()
+		m.transfer = strings.Clone(in.TransferID)
+		m.reverses = strings.Clone(in.Reverses)
+		m.reversedBy = strings.Clone(in.ReversedBy)
+		m.revoked = in.Item != nil && in.Item.Revoked
+	}
 	if r.ext != nil && r.ext.key != "" {
 		s.byKey[idemKey{r.auth, r.ext.key}] = slot
 	}
-	user, auth := indexesIn(s.byUser, r.user), indexesIn(s.byAuth, r.auth)
-	s.insertSlot(&s.all, slot)
-	s.insertSlot(&user.all, slot)
-	s.insertSlot(&auth.all, slot)
-	pair := s.byPair[pairKey(r.auth, r.user)]
+
+	user := s.byUser[userName]
+	if user == nil {
+		user = &userIndexes{}
+		s.byUser[userName] = user
+	}
+	if newWallet {
+		if len(user.wallets) == 1 {
+			// The user's second wallet: the first's index no longer
+			// serves as the user's.
+			user.all.slots = slices.Clone(s.wallets.list[user.wallets[0]].entries.slots)
+		}
+		user.wallets = append(user.wallets, w)
+	}
+	auth := s.byAuth[r.auth]
+	if auth == nil {
+		auth = &indexes{}
+		s.byAuth[r.auth] = auth
+	}
+	pair := s.byPair[pairKey(r.auth, userName)]
 	if pair == nil {
 		pair = &index{}
-		s.byPair[pairKey(r.auth, r.user)] = pair
+		s.byPair[pairKey(r.auth, userName)] = pair
 	}
+	s.insertSlot(&s.all, slot)
+	s.insertSlot(&s.wallets.list[w].entries, slot)
+	if len(user.wallets) > 1 {
+		s.insertSlot(&user.all, slot)
+	}
+	s.insertSlot(&auth.all, slot)
 	s.insertSlot(pair, slot)
 	if in.Item != nil {
 		s.insertSlot(&s.items, slot)
@@ -655,15 +781,6 @@ func (t *tx) InsertEntry(ctx context.Context, in ledger.Record) error {
 	}
 	t.undo = append(t.undo, undo{kind: undoInsert, slot: slot})
 	return nil
-}
-
-func indexesIn(m map[uint32]*indexes, k uint32) *indexes {
-	ix := m[k]
-	if ix == nil {
-		ix = &indexes{}
-		m[k] = ix
-	}
-	return ix
 }
 
 func (sl *slab) push() uint32 {
@@ -698,22 +815,30 @@ func (t *tx) SetItemUsed(ctx context.Context, id string, u ledger.ItemUse) error
 	return nil
 }
 
-func (t *tx) SetTotal(ctx context.Context, authorityID, userID string, total ledger.Total) error {
+func (t *tx) SetReversed(ctx context.Context, id, reversal string, revokeItem bool) error {
 	if err := t.check(ctx); err != nil {
 		return err
 	}
-	tt := t.s.totals[authorityID]
-	if tt == nil {
-		tt = &totalTable{vals: make(map[string]ledger.Total)}
-		t.s.totals[strings.Clone(authorityID)] = tt
+	slot, ok := t.s.lookup(id)
+	if !ok {
+		return ledger.ErrNotFound
 	}
-	prev, existed := tt.vals[userID]
-	if !existed {
-		userID = strings.Clone(userID)
-		i, _ := slices.BinarySearch(tt.users, userID)
-		tt.users = slices.Insert(tt.users, i, userID)
+	r := t.s.slab.at(slot)
+	// Replace the extension and its recMore rather than modify them, so
+	// that the undo can put the old ones back.
+	old := r.ext
+	ext := &recExt{}
+	if old != nil {
+		*ext = *old
 	}
-	tt.vals[userID] = total
-	t.undo = append(t.undo, undo{kind: undoTotal, tt: tt, user: userID, prev: prev, existed: existed})
+	more := &recMore{}
+	if ext.more != nil {
+		*more = *ext.more
+	}
+	more.reversedBy = strings.Clone(reversal)
+	more.revoked = more.revoked || revokeItem
+	ext.more = more
+	r.ext = ext
+	t.undo = append(t.undo, undo{kind: undoExt, slot: slot, ext: old})
 	return nil
 }

@@ -1,0 +1,300 @@
+package memstore
+
+import (
+	"cmp"
+	"context"
+	"iter"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/walletledger/ledger"
+)
+
+// totalTable holds the totals of one authority in one currency, with the
+// users sorted.
+type totalTable struct {
+	vals  map[string]ledger.Total
+	users []string
+}
+
+func (t *tx) Total(ctx context.Context, k ledger.TotalKey) (ledger.Total, bool, error) {
+	if err := t.check(ctx); err != nil {
+		return ledger.Total{}, false, err
+	}
+	if tt := t.s.totals[groupOf(k)]; tt != nil {
+		v, ok := tt.vals[k.UserID]
+		return v, ok, nil
+	}
+	return ledger.Total{}, false, nil
+}
+
+func groupOf(k ledger.TotalKey) ledger.TotalGroup {
+	return ledger.TotalGroup{AuthorityID: k.AuthorityID, Currency: k.Currency}
+}
+
+func (t *tx) Totals(ctx context.Context, authorityID, currency, after string) iter.Seq2[ledger.UserTotal, error] {
+	return func(yield func(ledger.UserTotal, error) bool) {
+		if err := t.check(ctx); err != nil {
+			yield(ledger.UserTotal{}, err)
+			return
+		}
+		tt := t.s.totals[ledger.TotalGroup{AuthorityID: authorityID, Currency: currency}]
+		if tt == nil {
+			return
+		}
+		i := 0
+		if after != "" {
+			i, _ = slices.BinarySearch(tt.users, after+"\x00")
+		}
+		for _, u := range tt.users[i:] {
+			if !yield(ledger.UserTotal{UserID: u, Total: tt.vals[u]}, nil) {
+				return
+			}
+		}
+	}
+}
+
+func (t *tx) TotalGroups(ctx context.Context) iter.Seq2[ledger.TotalGroup, error] {
+	return func(yield func(ledger.TotalGroup, error) bool) {
+		if err := t.check(ctx); err != nil {
+			yield(ledger.TotalGroup{}, err)
+			return
+		}
+		for g, tt := range t.s.totals {
+			// A table whose every total was rolled back is kept, empty.
+			if len(tt.users) > 0 && !yield(g, nil) {
+				return
+			}
+		}
+	}
+}
+
+func (t *tx) UserTotals(ctx context.Context, userID string) iter.Seq2[ledger.CurrencyTotal, error] {
+	return func(yield func(ledger.CurrencyTotal, error) bool) {
+		if err := t.check(ctx); err != nil {
+			yield(ledger.CurrencyTotal{}, err)
+			return
+		}
+		for _, cur := range t.s.userCurrencies[userID] {
+			v := t.s.totals[ledger.TotalGroup{Currency: cur}].vals[userID]
+			if !yield(ledger.CurrencyTotal{Currency: cur, Total: v}, nil) {
+				return
+			}
+		}
+	}
+}
+
+func (t *tx) SetTotal(ctx context.Context, k ledger.TotalKey, total ledger.Total) error {
+	if err := t.check(ctx); err != nil {
+		return err
+	}
+	s := t.s
+	g := groupOf(k)
+	tt := s.totals[g]
+	if tt == nil {
+		tt = &totalTable{vals: make(map[string]ledger.Total)}
+		s.totals[ledger.TotalGroup{AuthorityID: strings.Clone(g.AuthorityID), Currency: strings.Clone(g.Currency)}] = tt
+	}
+	prev, existed := tt.vals[k.UserID]
+	if !existed {
+		k.UserID = strings.Clone(k.UserID)
+		tt.users = insertSorted(tt.users, k.UserID)
+		if k.AuthorityID == "" {
+			s.userCurrencies[k.UserID] = insertSorted(s.userCurrencies[k.UserID], strings.Clone(k.Currency))
+		}
+	}
+	tt.vals[k.UserID] = total
+	t.undo = append(t.undo, undo{kind: undoTotal, key: k, prev: prev, existed: existed})
+	return nil
+}
+
+// unsetTotal undoes a SetTotal.
+func (s *Store) unsetTotal(u *undo) {
+	tt := s.totals[groupOf(u.key)]
+	if u.existed {
+		tt.vals[u.key.UserID] = u.prev
+		return
+	}
+	delete(tt.vals, u.key.UserID)
+	tt.users = removeSorted(tt.users, u.key.UserID)
+	if u.key.AuthorityID == "" {
+		if curs := removeSorted(s.userCurrencies[u.key.UserID], u.key.Currency); len(curs) > 0 {
+			s.userCurrencies[u.key.UserID] = curs
+		} else {
+			delete(s.userCurrencies, u.key.UserID)
+		}
+	}
+}
+
+func insertSorted(list []string, v string) []string {
+	i, _ := slices.BinarySearch(list, v)
+	return slices.Insert(list, i, v)
+}
+
+func removeSorted(list []string, v string) []string {
+	if i, ok := slices.BinarySearch(list, v); ok {
+		return slices.Delete(list, i, i+1)
+	}
+	return list
+}
+
+// limitTable holds the stored limits, by wallet, with the wallets sorted
+// by (user, currency).
+type limitTable struct {
+	vals map[limitKey]ledger.StoredLimits
+	keys []limitKey
+}
+
+type limitKey struct{ user, currency string }
+
+func compareLimitKeys(a, b limitKey) int {
+	return cmp.Or(strings.Compare(a.user, b.user), strings.Compare(a.currency, b.currency))
+}
+
+// copyLimits returns l with its own Cap, which the caller may modify,
+// and SetOn in UTC.
+func copyLimits(l ledger.StoredLimits) ledger.StoredLimits {
+	if l.Cap != nil {
+		c := *l.Cap
+		l.Cap = &c
+	}
+	l.SetOn = l.SetOn.UTC()
+	return l
+}
+
+func (t *tx) Limits(ctx context.Context, userID, currency string) (ledger.StoredLimits, bool, error) {
+	if err := t.check(ctx); err != nil {
+		return ledger.StoredLimits{}, false, err
+	}
+	l, ok := t.s.limits.vals[limitKey{userID, currency}]
+	if !ok {
+		return ledger.StoredLimits{}, false, nil
+	}
+	return copyLimits(l), true, nil
+}
+
+func (t *tx) UserLimits(ctx context.Context, userID string) iter.Seq2[ledger.StoredLimits, error] {
+	return func(yield func(ledger.StoredLimits, error) bool) {
+		if err := t.check(ctx); err != nil {
+			yield(ledger.StoredLimits{}, err)
+			return
+		}
+		lt := &t.s.limits
+		i, _ := slices.BinarySearchFunc(lt.keys, limitKey{user: userID}, compareLimitKeys)
+		for ; i < len(lt.keys) && lt.keys[i].user == userID; i++ {
+			if !yield(copyLimits(lt.vals[lt.keys[i]]), nil) {
+				return
+			}
+		}
+	}
+}
+
+func (t *tx) AllLimits(ctx context.Context) iter.Seq2[ledger.StoredLimits, error] {
+	return func(yield func(ledger.StoredLimits, error) bool) {
+		if err := t.check(ctx); err != nil {
+			yield(ledger.StoredLimits{}, err)
+			return
+		}
+		lt := &t.s.limits
+		for i := 0; i < len(lt.keys); i++ {
+			if !yield(copyLimits(lt.vals[lt.keys[i]]), nil) {
+				return
+			}
+		}
+	}
+}
+
+func (t *tx) SetLimits(ctx context.Context, l ledger.StoredLimits) error {
+	if err := t.check(ctx); err != nil {
+		return err
+	}
+	lt := &t.s.limits
+	k := limitKey{l.UserID, l.Currency}
+	u := undo{kind: undoLimits, key: ledger.TotalKey{UserID: l.UserID, Currency: l.Currency}}
+	if prev, ok := lt.vals[k]; ok {
+		u.existed, u.prevLim = true, &prev
+	} else {
+		k = limitKey{strings.Clone(k.user), strings.Clone(k.currency)}
+		i, _ := slices.BinarySearchFunc(lt.keys, k, compareLimitKeys)
+		lt.keys = slices.Insert(lt.keys, i, k)
+	}
+	l = copyLimits(l)
+	l.UserID, l.Currency, l.SetBy = k.user, k.currency, strings.Clone(l.SetBy)
+	lt.vals[k] = l
+	t.undo = append(t.undo, u)
+	return nil
+}
+
+// unsetLimits undoes a SetLimits.
+func (s *Store) unsetLimits(u *undo) {
+	lt := &s.limits
+	k := limitKey{u.key.UserID, u.key.Currency}
+	if u.existed {
+		lt.vals[k] = *u.prevLim
+		return
+	}
+	delete(lt.vals, k)
+	if i, ok := slices.BinarySearchFunc(lt.keys, k, compareLimitKeys); ok {
+		lt.keys = slices.Delete(lt.keys, i, i+1)
+	}
+}
+
+// packMeta packs metadata into one string, so that an entry's metadata
+// costs one allocation, not a map's: for each key, in ascending order,
+// the key's length and the value's length as uvarints, then the key and
+// the value. Empty metadata packs as "".
+func packMeta(m map[string]string) string {
+	if len(m) == 0 {
+		return ""
+	}
+	n := 0
+	for k, v := range m {
+		n += len(k) + len(v) + 4
+	}
+	b := make([]byte, 0, n)
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		v := m[k]
+		b = appendUvarint(b, len(k))
+		b = appendUvarint(b, len(v))
+		b = append(b, k...)
+		b = append(b, v...)
+	}
+	return string(b)
+}
+
+// unpackMeta returns a new map of the metadata packed in p, nil for "".
+// Its strings share p's memory, which is never modified.
+func unpackMeta(p string) map[string]string {
+	if p == "" {
+		return nil
+	}
+	m := make(map[string]string)
+	for len(p) > 0 {
+		var kn, vn int
+		kn, p = readUvarint(p)
+		vn, p = readUvarint(p)
+		m[p[:kn]] = p[kn : kn+vn]
+		p = p[kn+vn:]
+	}
+	return m
+}
+
+func appendUvarint(b []byte, n int) []byte {
+	for ; n >= 0x80; n >>= 7 {
+		b = append(b, byte(n)|0x80)
+	}
+	return append(b, byte(n))
+}
+
+func readUvarint(p string) (int, string) {
+	n, shift := 0, 0
+	for i := 0; ; i++ {
+		c := p[i]
+		n |= int(c&0x7f) << shift
+		if c < 0x80 {
+			return n, p[i+1:]
+		}
+		shift += 7
+	}
+}
