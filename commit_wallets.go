@@ -226,9 +226,15 @@ func transferFields(diff []string) []string {
 	return out
 }
 
+// partnerWindow bounds the entries of an authority partner reads past a
+// transfer's first entry to find its second.
+const partnerWindow = 1024
+
 // partner returns the other entry of r's transfer. The two entries of a
-// transfer are written one after the other by one request, so the second
-// is the entry of the same authority that follows the first.
+// transfer are written one after the other by one request, in one
+// commit, so the second is among the first entries of the same authority
+// that follow the first (another process sharing the store may have
+// written some in between).
 func (st *batchState) partner(r Record) (Record, error) {
 	if r.TransferID != r.ID {
 		first, err := st.entry(r.TransferID)
@@ -237,14 +243,17 @@ func (st *batchState) partner(r Record) (Record, error) {
 		}
 		return first, nil
 	}
+	n := 0
 	for p, err := range st.tx.Entries(st.ctx, Scan{AuthorityID: r.AuthorityID, Start: r.ID + "\x00"}) {
 		if err != nil {
 			return Record{}, storeErr("read transfer", err)
 		}
-		if p.TransferID != r.ID {
+		if p.TransferID == r.ID {
+			return p, nil
+		}
+		if n++; n == partnerWindow {
 			break
 		}
-		return p, nil
 	}
 	for i := range st.inserts {
 		if p := &st.inserts[i]; p.TransferID == r.ID && p.ID != r.ID {

@@ -306,3 +306,85 @@ func ExampleEntryErrors() {
 	// 1 ledger: invalid UserID: empty
 	// 2 ledger: invalid Reason: empty
 }
+
+func ExampleLedger_Balance() {
+	ctx := context.Background()
+	l := mustLedger()
+	defer l.Close()
+	for _, e := range []ledger.NewEntry{
+		{AuthorityID: "game", UserID: "1", Currency: "gems", Amount: decimal.NewFromInt(30), Reason: "quest"},
+		{AuthorityID: "game", UserID: "1", Currency: "coins", Amount: decimal.NewFromInt(500), Reason: "bonus"},
+	} {
+		if _, err := l.CreateEntry(ctx, e); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	b, err := l.Balance(ctx, "1", "gems")
+	fmt.Println(b.Total, b.Available, b.Floor, b.Cap, err)
+	none, _ := l.Balance(ctx, "1", "tickets")
+	fmt.Println(none.Total)
+	bs, _ := l.Balances(ctx, "1")
+	for _, b := range bs {
+		fmt.Println(b.Currency, b.Total)
+	}
+	// Output:
+	// 30 30 0 <nil> <nil>
+	// 0
+	// coins 500
+	// gems 30
+}
+
+func ExampleLedger_SetLimits() {
+	ctx := context.Background()
+	l := mustLedger()
+	defer l.Close()
+	// A credit line of 100 and a cap of 1000.
+	ceiling := decimal.NewFromInt(1000)
+	if err := l.SetLimits(ctx, "bank", ledger.WalletLimits{UserID: "1", Floor: decimal.NewFromInt(-100), Cap: &ceiling}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	e, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "shop", UserID: "1", Amount: decimal.NewFromInt(-80), Reason: "on credit"})
+	fmt.Println(e.Balance, err)
+	_, err = l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "shop", UserID: "1", Amount: decimal.NewFromInt(-30), Reason: "too much"})
+	fmt.Println(errors.Is(err, ledger.ErrNotEnoughFunds))
+	_, err = l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "bank", UserID: "1", Amount: decimal.NewFromInt(1081), Reason: "windfall"})
+	fmt.Println(err)
+	// Output:
+	// -80 <nil>
+	// true
+	// ledger: cap exceeded: user "1" has -80, cap 1000, entry adds 1081
+}
+
+func ExampleLedger_Transfer() {
+	ctx := context.Background()
+	l := mustLedger()
+	defer l.Close()
+	credit(l, "bank", "alice", 50)
+	t, err := l.Transfer(ctx, ledger.NewTransfer{
+		AuthorityID: "gifts", FromUserID: "alice", ToUserID: "bob", Amount: decimal.NewFromInt(20),
+		Reason: "birthday", IdempotencyKey: "gift-7",
+	})
+	fmt.Println(t.From.Amount, t.From.Balance, t.To.Amount, t.To.Balance, t.To.TransferID == t.ID, err)
+	// Output: -20 30 20 20 true <nil>
+}
+
+func ExampleLedger_Reverse() {
+	ctx := context.Background()
+	l := mustLedger()
+	defer l.Close()
+	credit(l, "bank", "1", 10)
+	buy, _ := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "shop", UserID: "1", Amount: decimal.NewFromInt(-4), Reason: "soda",
+		Item: &ledger.Item{Name: "Soda"}})
+	refund, err := l.Reverse(ctx, "shop", buy.ID, "refund")
+	fmt.Println(refund[0].Amount, refund[0].Balance, refund[0].Reverses == buy.ID, err)
+	_, err = l.UseItem(ctx, "shop", buy.ID)
+	fmt.Println(errors.Is(err, ledger.ErrItemRevoked))
+	_, err = l.Reverse(ctx, "shop", buy.ID, "again")
+	fmt.Println(errors.Is(err, ledger.ErrAlreadyReversed))
+	// Output:
+	// 4 10 true <nil>
+	// true
+	// true
+}

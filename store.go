@@ -131,7 +131,8 @@ type Tx interface {
 	// reversal, and, with revokeItem, with Item.Revoked true. If the
 	// entry does not exist the transaction fails with [ErrNotFound], as
 	// for SetItemUsed. The ledger has already checked that the entry was
-	// not reversed and that its item, if revokeItem, is unused.
+	// not reversed, and passes revokeItem only for an entry with an
+	// unused item.
 	SetReversed(ctx context.Context, id, reversal string, revokeItem bool) error
 
 	// SetTotal stores the running total k names.

@@ -67,24 +67,50 @@
 // lp(s) below is a uvarint length followed by s; index values are empty.
 //
 //	m "format"                   format version (uvarint)
+//	m "migrate"                  present while Open upgrades the format
 //	e id                         the entry's record
-//	u lp(user) id                index: by user
+//	u lp(user) id                index: by user, default currency
+//	u lp(user) lp(currency) id   index: by user, another currency
 //	a lp(authority) id           index: by authority
 //	p lp(authority) lp(user) id  index: by authority and user
 //	i id                         index: entries with an item
 //	v lp(user) id                index: entries with an item, by user
 //	w lp(authority) id           index: entries with an item, by authority
-//	t lp(authority) user         running total (decimal); authority "" = all
 //	k lp(authority) key          idempotency key: the value is the entry ID
+//	b lp(authority) lp(currency) user
+//	                             running total; authority "" = all
+//	x lp(user) currency          index: the user's wallets in a currency
+//	                             other than the default
+//	l ord(user) currency         the limits of a wallet
+//
+// where ord(s) is s with each 0x00 written 0x00 0xFF, then 0x00 0x01, so
+// that keys sort by (user, currency) whatever the users' lengths.
+//
+// An entry writes the same keys in every currency, as many as before
+// wallets had currencies: its currency selects which by-user key it
+// gets. The default currency keeps the key it always had, u lp(user) id,
+// and the others add the currency; an entry ID starts with a hex digit
+// ('0' or above) and a currency's length is 1 to 32, so neither key can
+// be taken for the other, and a user's default-currency entries are the
+// keys under u lp(user) from "0" on. The wallet index is written once
+// per wallet outside the default currency, not per entry.
 //
 // So a wallet total and an (authority, user) total are point lookups, as
-// are an entry by ID and by idempotency key. [ledger.ReadTx.Totals] seeks
-// within one authority's totals. A scan of entries seeks within one index,
-// chosen from the Scan's UserID, AuthorityID and ItemsOnly (by authority
-// and user, filtered by the records for ItemsOnly; else items by user,
-// by user, items by authority, by authority, items, all): an inventory
-// query by user or authority walks only that user's or authority's
-// items, and paging (Start, After) is a seek, not a skip. Index scans
+// are an entry by ID and by idempotency key, and a wallet's limits.
+// [ledger.ReadTx.Totals] seeks within one authority's totals in one
+// currency; TotalGroups seeks from each (authority, currency) group to
+// the next; UserTotals reads the default total and the totals the
+// wallet index lists. A scan of entries seeks within one index, chosen
+// from the Scan's UserID, AuthorityID, ItemsOnly and InCurrency (by
+// authority and user; else items by user; by user in the currency; by
+// user in every currency; items by authority; by authority; items;
+// all), and filters the records for what that index does not select
+// (ItemsOnly on the pair index, the currency on any but by user): an
+// inventory query by user or authority walks only that user's or
+// authority's items, a wallet's balance as of an instant is one seek
+// in the by-user index, and paging (Start, After) is a seek, not a
+// skip. A user's entries in every currency are a merge by ID of the
+// user's ranges, one per currency, found by a seek each. Index scans
 // read each entry's record with a point lookup.
 //
 // Records are encoded with this package's own compact binary codec, led
@@ -100,19 +126,26 @@
 // on every open: a directory written by a newer format fails with
 // [ErrFormat], and a directory holding something other than a ledger
 // fails with [ErrNotLedger]. A directory of an older format is upgraded
-// in place, at once and without rewriting a record: Open reads every
-// older format, and the version says which records a directory may
-// hold. Format 1 is the first; format 2 (since item uses carry who used
-// the item, when, and with which idempotency key) adds record version
-// 2, which keeps those. Items used under format 1 read with no use time
-// or authority. Once opened by this version, a directory no longer opens
-// under a release that knows only format 1 (it fails with ErrFormat
-// there).
+// in place. Format 1 is the first; format 2 (since item uses carry who
+// used the item, when, and with which idempotency key) adds record
+// version 2, which keeps those, and needed no rewrite: items used under
+// format 1 read with no use time or authority. Format 3 (since wallets
+// have currencies) adds record version 3 and keys totals by currency.
+// Records of formats 1 and 2 read as they are, in the default currency,
+// and their by-user index keys are already the default currency's; only
+// the totals move, from t lp(authority) user to b lp(authority) lp("")
+// user. Open first marks the directory format 3, with a marker that a
+// migration is in progress, then moves the totals in transactions of
+// 1,000, and clears the marker in the last. Each transaction moves its
+// totals whole, so a crash during the migration loses nothing, and the
+// next Open finds the marker and resumes. Once opened by this version,
+// a directory no longer opens under a release that knows only older
+// formats (it fails with ErrFormat there), even before the migration
+// finished.
 package badgerstore
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -150,10 +183,12 @@ var (
 
 // formatVersion is the on-disk format this version writes. It reads
 // every version from 1: version 2 records item uses (record version 2,
-// see encoding.go), and a version 1 directory is marked version 2 when
-// Open first opens it, so that a release that knows only version 1
-// refuses it rather than fail on its first record with a use.
-const formatVersion = 2
+// see encoding.go); version 3 wallets in several currencies (record
+// version 3, and the totals' keys, see migrate.go). A directory of an
+// older version is marked version 3 when Open first opens it, so that a
+// release that knows only older versions refuses it rather than fail on
+// its first newer record or misread its totals.
+const formatVersion = 3
 
 // valueThreshold is the size from which Badger keeps a value in its value
 // log rather than in the LSM tree. Badger's default, 1 MiB, keeps
@@ -273,7 +308,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	}
 	s := &Store{db: db, lock: lock, name: name, log: cfg.logger, gcRound: cfg.gcRound, cache: newTotalsCache(cfg.cacheTotals)}
 	s.idle.L = &s.mu
-	if err := s.initFormat(); err != nil {
+	if err := s.initFormat(cfg.migrateBatch, cfg.afterMigrateBatch); err != nil {
 		db.Close()
 		lock.release()
 		return nil, err
@@ -372,39 +407,6 @@ func openDB(opts badger.Options) (db *badger.DB, err error) {
 	return badger.Open(opts)
 }
 
-// initFormat checks the format version, writing it into a new database.
-func (s *Store) initFormat() error {
-	return s.db.Update(func(txn *badger.Txn) error {
-		v, ok, err := readFormat(txn)
-		switch {
-		case err != nil:
-			return fmt.Errorf("badgerstore: open %q: read format version: %w", s.name, err)
-		case ok && (v < 1 || v > formatVersion):
-			return fmt.Errorf("%w: %q has format version %d; this version of badgerstore reads versions 1 to %d", ErrFormat, s.name, v, formatVersion)
-		case ok && v == formatVersion:
-			return nil
-		case ok:
-			// An older format, whose records this version reads as they
-			// are: only the version changes.
-			if err := txn.Set(formatKey, binary.AppendUvarint(nil, formatVersion)); err != nil {
-				return fmt.Errorf("badgerstore: open %q: upgrade format version %d to %d: %w", s.name, v, formatVersion, err)
-			}
-			return nil
-		}
-		it := txn.NewIterator(badger.IteratorOptions{})
-		it.Rewind()
-		foreign := it.Valid()
-		it.Close()
-		if foreign {
-			return fmt.Errorf("%w: %q is a Badger database without a ledger format version", ErrNotLedger, s.name)
-		}
-		if err := txn.Set(formatKey, binary.AppendUvarint(nil, formatVersion)); err != nil {
-			return fmt.Errorf("badgerstore: open %q: write format version: %w", s.name, err)
-		}
-		return nil
-	})
-}
-
 // enter starts a call, failing if the store is closed; leave ends it.
 func (s *Store) enter() error {
 	s.mu.Lock()
@@ -489,7 +491,7 @@ func (s *Store) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 func (s *Store) update(ctx context.Context, fn func(ledger.Tx) error) (conflict bool, err error) {
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
-	t := &tx{txn: txn}
+	t := &tx{txn: txn, update: true}
 	defer t.finish() // also if fn panics: Discard panics on an open iterator
 	err = fn(t)
 	t.finish()

@@ -34,7 +34,7 @@ func TestCachedTotalsAgreeWithSnapshot(t *testing.T) {
 		for n := 1; n <= 400; n++ {
 			err := s.Update(ctx, func(tx ledger.Tx) error {
 				for _, u := range users {
-					if err := tx.SetTotal(ctx, "", u, ledger.Total{Value: decimal.NewFromInt(int64(n))}); err != nil {
+					if err := tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "", UserID: u}, ledger.Total{Value: decimal.NewFromInt(int64(n))}); err != nil {
 						return err
 					}
 				}
@@ -54,14 +54,14 @@ func TestCachedTotalsAgreeWithSnapshot(t *testing.T) {
 			for !stop.Load() {
 				err := s.View(ctx, func(tx ledger.ReadTx) error {
 					scanned := map[string]decimal.Decimal{}
-					for row, err := range tx.Totals(ctx, "", "") {
+					for row, err := range tx.Totals(ctx, "", "", "") {
 						if err != nil {
 							return err
 						}
 						scanned[row.UserID] = row.Value
 					}
 					for _, u := range users {
-						t0, ok, err := tx.Total(ctx, "", u)
+						t0, ok, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: "", UserID: u})
 						if err != nil {
 							return err
 						}

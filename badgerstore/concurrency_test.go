@@ -125,12 +125,12 @@ func TestConcurrentSpends(t *testing.T) {
 // increment adds one to the total of ("", "counter") in s.
 func increment(ctx context.Context, s ledger.Store, barrier func()) error {
 	return s.Update(ctx, func(tx ledger.Tx) error {
-		v, _, err := tx.Total(ctx, "", "counter")
+		v, _, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: "", UserID: "counter"})
 		if err != nil {
 			return err
 		}
 		barrier()
-		return tx.SetTotal(ctx, "", "counter", ledger.Total{Value: v.Value.Add(decimal.NewFromInt(1))})
+		return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "", UserID: "counter"}, ledger.Total{Value: v.Value.Add(decimal.NewFromInt(1))})
 	})
 }
 
@@ -178,7 +178,7 @@ func TestConcurrentUpdatesRetryConflicts(t *testing.T) {
 			}
 			wg.Wait()
 			err := s.View(ctx, func(tx ledger.ReadTx) error {
-				v, ok, err := tx.Total(ctx, "", "counter")
+				v, ok, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: "", UserID: "counter"})
 				require.NoError(t, err)
 				require.True(t, ok)
 				require.Equal(t, fmt.Sprint(workers*increments), v.Value.String(), "no increment is lost")
@@ -201,13 +201,13 @@ func TestUpdateGivesUp(t *testing.T) {
 	// transaction writes it before fn commits.
 	err := s.Update(ctx, func(tx ledger.Tx) error {
 		calls++
-		if _, _, err := tx.Total(ctx, "", "counter"); err != nil {
+		if _, _, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: "", UserID: "counter"}); err != nil {
 			return err
 		}
 		if err := increment(ctx, s, func() {}); err != nil {
 			return err
 		}
-		return tx.SetTotal(ctx, "", "other", ledger.Total{Value: decimal.NewFromInt(1)})
+		return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "", UserID: "other"}, ledger.Total{Value: decimal.NewFromInt(1)})
 	})
 	require.ErrorIs(t, err, badger.ErrConflict)
 	require.ErrorContains(t, err, "badgerstore:")
@@ -223,13 +223,13 @@ func TestUpdateConflictHonoursContext(t *testing.T) {
 		if calls++; calls == 3 {
 			cancel() // this attempt still commits, and conflicts
 		}
-		if _, _, err := tx.Total(bg, "", "counter"); err != nil {
+		if _, _, err := tx.Total(bg, ledger.TotalKey{UserID: "counter"}); err != nil {
 			return err
 		}
 		if err := increment(bg, s, func() {}); err != nil {
 			return err
 		}
-		return tx.SetTotal(bg, "", "other", ledger.Total{Value: decimal.NewFromInt(1)})
+		return tx.SetTotal(bg, ledger.TotalKey{AuthorityID: "", UserID: "other"}, ledger.Total{Value: decimal.NewFromInt(1)})
 	})
 	require.ErrorIs(t, err, context.Canceled)
 	require.ErrorContains(t, err, "badgerstore:")

@@ -4,8 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
+	"slices"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -29,11 +31,25 @@ import (
 //	Item.UsedOn varint Unix nanoseconds (only under flagItemUsed, and
 //	                                   then absent under flagZeroUseTime)
 //	Item.UsedBy, UseIdempotencyKey     string (only under flagItemUsed)
+//	Currency   string (only under flagCurrency)
+//	TransferID string (only under flagTransfer)
+//	Reverses   string (only under flagReverses)
+//	ReversedBy string (only under flagReversedBy)
+//	Metadata   uvarint count, then each key and value as strings, keys
+//	           strictly ascending (only under flagMetadata)
 //
-// Version 1, written by releases before item uses were recorded, is the
-// same without flagZeroUseTime and the last three fields: its used items
-// decode with UsedOn zero and UsedBy and UseIdempotencyKey "". Decoding
-// reads both versions; encoding writes version 2.
+// In version 3 (since wallets have currencies) flags is a uvarint, and
+// flagItemRevoked (under flagItem) is Item.Revoked. The new fields are
+// present only when set, so an entry in the default currency without
+// metadata or links costs what it did in version 2, and metadata's sorted
+// keys make equal records encode equally. Version 2 (since item uses were
+// recorded) is version 3 with one flags byte and none of the new flags.
+// Version 1, written by releases before item uses were recorded, is
+// version 2 without flagZeroUseTime and the three fields of a use: its
+// used items decode with UsedOn zero and UsedBy and UseIdempotencyKey "".
+// Versions 1 and 2 decode in the default currency, without metadata,
+// links or revocation. Decoding reads every version; encoding writes
+// version 3.
 //
 // where a string or bytes is a uvarint length and that many bytes, and a
 // decimal is one kind byte and then, unless the kind is decZeroValue, the
@@ -47,19 +63,27 @@ import (
 // versions, flags and kinds, and trailing bytes: garbage yields an error,
 // never a panic or a huge allocation.
 
-const recordVersion = 2
+const recordVersion = 3
 
 const (
 	flagItem = 1 << iota
 	flagItemUsed
 	flagZeroTime
 	flagZeroUseTime // version 2
+	flagCurrency    // version 3
+	flagTransfer
+	flagReverses
+	flagReversedBy
+	flagMetadata
+	flagItemRevoked
 )
 
 // flagsKnown are the flags of each record version.
-var flagsKnown = [...]byte{
+var flagsKnown = [...]uint64{
 	1: flagItem | flagItemUsed | flagZeroTime,
 	2: flagItem | flagItemUsed | flagZeroTime | flagZeroUseTime,
+	3: flagItem | flagItemUsed | flagZeroTime | flagZeroUseTime |
+		flagCurrency | flagTransfer | flagReverses | flagReversedBy | flagMetadata | flagItemRevoked,
 }
 
 const (
@@ -75,12 +99,29 @@ var errCorrupt = errors.New("badgerstore: corrupt value")
 
 // encodeRecord appends the encoding of r to dst.
 func encodeRecord(dst []byte, r *ledger.Record) ([]byte, error) {
-	var flags byte
+	var flags uint64
 	used := r.Item != nil && r.Item.Used
 	if r.Item != nil {
 		flags |= flagItem
 		if used {
 			flags |= flagItemUsed
+		}
+		if r.Item.Revoked {
+			flags |= flagItemRevoked
+		}
+	}
+	for _, f := range [...]struct {
+		set  bool
+		flag uint64
+	}{
+		{r.Currency != "", flagCurrency},
+		{r.TransferID != "", flagTransfer},
+		{r.Reverses != "", flagReverses},
+		{r.ReversedBy != "", flagReversedBy},
+		{len(r.Metadata) > 0, flagMetadata},
+	} {
+		if f.set {
+			flags |= f.flag
 		}
 	}
 	nanos, zero, err := timeNanos(r.CreatedOn)
@@ -104,7 +145,7 @@ func encodeRecord(dst []byte, r *ledger.Record) ([]byte, error) {
 			return nil, fmt.Errorf("badgerstore: entry %q: %w", r.ID, err)
 		}
 	}
-	b := append(dst, recordVersion, flags)
+	b := binary.AppendUvarint(append(dst, recordVersion), flags)
 	b = appendString(b, r.ID)
 	b = appendString(b, r.AuthorityID)
 	b = appendString(b, r.UserID)
@@ -127,6 +168,21 @@ func encodeRecord(dst []byte, r *ledger.Record) ([]byte, error) {
 		}
 		b = appendString(b, r.Item.UsedBy)
 		b = appendString(b, r.UseIdempotencyKey)
+	}
+	for _, f := range [...]struct {
+		flag uint64
+		s    string
+	}{{flagCurrency, r.Currency}, {flagTransfer, r.TransferID}, {flagReverses, r.Reverses}, {flagReversedBy, r.ReversedBy}} {
+		if flags&f.flag != 0 {
+			b = appendString(b, f.s)
+		}
+	}
+	if flags&flagMetadata != 0 {
+		keys := slices.Sorted(maps.Keys(r.Metadata))
+		b = binary.AppendUvarint(b, uint64(len(keys)))
+		for _, k := range keys {
+			b = appendString(appendString(b, k), r.Metadata[k])
+		}
 	}
 	return b, nil
 }
@@ -153,7 +209,12 @@ func decodeRecord(b []byte) (ledger.Record, error) {
 	if d.err == nil && (v < 1 || v > recordVersion) {
 		return ledger.Record{}, fmt.Errorf("%w: record version %d, want 1 to %d", errCorrupt, v, recordVersion)
 	}
-	flags := d.byte()
+	var flags uint64
+	if v < 3 {
+		flags = uint64(d.byte())
+	} else {
+		flags = d.uvarint()
+	}
 	if d.err == nil && flags&^flagsKnown[v] != 0 {
 		return ledger.Record{}, fmt.Errorf("%w: unknown record flags %#x in version %d", errCorrupt, flags, v)
 	}
@@ -184,6 +245,40 @@ func decodeRecord(b []byte) (ledger.Record, error) {
 		r.UseIdempotencyKey = d.string()
 	} else if flags&flagZeroUseTime != 0 && d.err == nil {
 		d.fail("use time flag without a use")
+	}
+	if flags&flagItemRevoked != 0 && d.err == nil {
+		if r.Item == nil {
+			d.fail("revoked flag without an item")
+		} else {
+			r.Item.Revoked = true
+		}
+	}
+	for _, f := range [...]struct {
+		flag uint64
+		s    *string
+	}{{flagCurrency, &r.Currency}, {flagTransfer, &r.TransferID}, {flagReverses, &r.Reverses}, {flagReversedBy, &r.ReversedBy}} {
+		if flags&f.flag != 0 {
+			if *f.s = d.string(); *f.s == "" && d.err == nil {
+				d.fail("empty field under flag %#x", f.flag)
+			}
+		}
+	}
+	if flags&flagMetadata != 0 {
+		n := d.uvarint()
+		if d.err == nil && (n == 0 || n > uint64(len(d.b))/2) {
+			d.fail("metadata of %d keys in %d bytes", n, len(d.b))
+		}
+		if d.err == nil {
+			r.Metadata = make(map[string]string, n)
+		}
+		last := ""
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			k, v := d.string(), d.string()
+			if i > 0 && k <= last && d.err == nil {
+				d.fail("metadata keys out of order")
+			}
+			r.Metadata[k], last = v, k
+		}
 	}
 	if err := d.end(); err != nil {
 		return ledger.Record{}, err
@@ -217,6 +312,60 @@ func decodeTotal(b []byte) (ledger.Total, error) {
 		return ledger.Total{}, err
 	}
 	return t, nil
+}
+
+// Limits values: Floor as a decimal, then a byte 1 and Cap as a decimal
+// or a byte 0 for no cap, SetBy as a string, and SetOn as varint Unix
+// nanoseconds or, for the zero time, nothing. The user and currency are
+// the key's.
+func encodeLimits(l ledger.StoredLimits) ([]byte, error) {
+	ds := []decimal.Decimal{l.Floor}
+	if l.Cap != nil {
+		ds = append(ds, *l.Cap)
+	}
+	for _, d := range ds {
+		if err := checkExponent(d); err != nil {
+			return nil, fmt.Errorf("badgerstore: limits of %q in %q: %w", l.UserID, l.Currency, err)
+		}
+	}
+	nanos, zero, err := timeNanos(l.SetOn)
+	if err != nil {
+		return nil, fmt.Errorf("badgerstore: limits of %q in %q: SetOn %w", l.UserID, l.Currency, err)
+	}
+	b := appendDecimal(nil, l.Floor)
+	if l.Cap == nil {
+		b = append(b, 0)
+	} else {
+		b = appendDecimal(append(b, 1), *l.Cap)
+	}
+	b = appendString(b, l.SetBy)
+	if !zero {
+		b = binary.AppendVarint(b, nanos)
+	}
+	return b, nil
+}
+
+// decodeLimits decodes limits encoded by encodeLimits, for the wallet
+// (user, currency) of their key.
+func decodeLimits(user, currency string, b []byte) (ledger.StoredLimits, error) {
+	d := decoder{b: b}
+	l := ledger.StoredLimits{WalletLimits: ledger.WalletLimits{UserID: user, Currency: currency, Floor: d.decimal()}}
+	switch d.byte() {
+	case 0:
+	case 1:
+		c := d.decimal()
+		l.Cap = &c
+	default:
+		d.fail("bad cap marker")
+	}
+	l.SetBy = d.string()
+	if len(d.b) > 0 {
+		l.SetOn = time.Unix(0, d.varint()).UTC()
+	}
+	if err := d.end(); err != nil {
+		return ledger.StoredLimits{}, err
+	}
+	return l, nil
 }
 
 func appendString(b []byte, s string) []byte {

@@ -48,12 +48,22 @@ func requireSameRecord(t *testing.T, want, got ledger.Record) {
 	} else {
 		require.Equal(t, want.UseIdempotencyKey, got.UseIdempotencyKey, "UseIdempotencyKey")
 	}
+	require.Equal(t, want.Currency, got.Currency, "Currency")
+	if len(want.Metadata) == 0 {
+		require.Nil(t, got.Metadata, "Metadata")
+	} else {
+		require.Equal(t, want.Metadata, got.Metadata, "Metadata")
+	}
+	require.Equal(t, want.TransferID, got.TransferID, "TransferID")
+	require.Equal(t, want.Reverses, got.Reverses, "Reverses")
+	require.Equal(t, want.ReversedBy, got.ReversedBy, "ReversedBy")
 	if want.Item == nil {
 		require.Nil(t, got.Item, "Item")
 		return
 	}
 	require.NotNil(t, got.Item, "Item")
 	require.Equal(t, want.Item.Name, got.Item.Name, "Item.Name")
+	require.Equal(t, want.Item.Revoked, got.Item.Revoked, "Item.Revoked")
 	require.Equal(t, want.Item.Used, got.Item.Used, "Item.Used")
 	if want.Item.Used {
 		require.Equal(t, want.Item.UsedBy, got.Item.UsedBy, "Item.UsedBy")
@@ -143,6 +153,41 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 }
 
+// TestRecordVersion3 round-trips the fields of wallets in several
+// currencies, and encodes equal metadata equally, whatever the map's
+// iteration order.
+func TestRecordVersion3(t *testing.T) {
+	r := ledger.Record{
+		Entry: ledger.Entry{
+			ID: "18ebdfd4167cf5957da068ee", AuthorityID: "shop", UserID: "alice", Amount: decimal.RequireFromString("-1.50"),
+			Item:     &ledger.Item{Name: "Soda Can", Revoked: true},
+			Currency: "gems", Metadata: map[string]string{"order": "o-1", "é": "ü\x00", "empty": "", "z": "last"},
+			TransferID: "18ebdfd4167cf5957da068ef", Reverses: "18ebdfd4167cf5957da068e0", ReversedBy: "18ebdfd4167cf5957da068f0",
+		},
+	}
+	b, err := badgerstore.EncodeRecord(r)
+	require.NoError(t, err)
+	got, err := badgerstore.DecodeRecord(b)
+	require.NoError(t, err)
+	requireSameRecord(t, r, got)
+	for range 20 {
+		m := map[string]string{}
+		for k, v := range r.Metadata {
+			m[k] = v
+		}
+		r.Metadata = m
+		again, err := badgerstore.EncodeRecord(r)
+		require.NoError(t, err)
+		require.Equal(t, b, again, "deterministic encoding")
+	}
+	r.Metadata = map[string]string{}
+	b, err = badgerstore.EncodeRecord(r)
+	require.NoError(t, err)
+	got, err = badgerstore.DecodeRecord(b)
+	require.NoError(t, err)
+	require.Nil(t, got.Metadata, "empty metadata is none")
+}
+
 func TestDecodedRecordIsFresh(t *testing.T) {
 	r := ledger.Record{Entry: ledger.Entry{ID: "e", Item: &ledger.Item{Name: "n", Data: json.RawMessage(`[1]`)}}}
 	b, err := badgerstore.EncodeRecord(r)
@@ -167,11 +212,16 @@ func TestDecodeRecordRefusesGarbage(t *testing.T) {
 		b    []byte
 	}{
 		{"empty", nil},
-		{"unknown version", mutate(0, 3)},
+		{"unknown version", mutate(0, 4)},
 		{"version 0", mutate(0, 0)},
 		{"use time flag in version 1", append([]byte{1, 8}, good[2:]...)},
 		{"use time flag without a use", mutate(1, 8)},
-		{"unknown flags", mutate(1, 0x80)},
+		{"unknown flags", append([]byte{3, 0x80, 0x10}, good[2:]...)},
+		{"version 3 flag in version 2", append([]byte{2, 0x10}, good[2:]...)},
+		{"revoked without item", append([]byte{3, 0x80, 0x04}, good[2:]...)},
+		{"empty currency under its flag", append(append([]byte{3, 0x10}, good[2:]...), 0)},
+		{"metadata keys out of order", append(append([]byte{3, 0x80, 0x02}, good[2:]...), 2, 1, 'b', 0, 1, 'a', 0)},
+		{"metadata of no keys", append(append([]byte{3, 0x80, 0x02}, good[2:]...), 0)},
 		{"used without item", mutate(1, 2)},
 		{"string length beyond the end", mutate(2, 0x7f)},
 		{"bad uvarint", append([]byte{1, 0}, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)},
@@ -208,14 +258,20 @@ func TestDecodeRecordVersion1(t *testing.T) {
 		},
 		IdempotencyKey: "order-1", AuthorityBalance: decimal.RequireFromString("-1.50"),
 	}
-	v2, err := badgerstore.EncodeRecord(r)
+	v3, err := badgerstore.EncodeRecord(r)
 	require.NoError(t, err)
+	// Version 3 of a default-currency record without metadata or links
+	// is version 2 but for the version byte.
+	require.Equal(t, []byte{3, 1 | 2 | 8}, v3[:2])
+	v2 := append([]byte{2}, v3[1:]...)
+	got, err := badgerstore.DecodeRecord(v2)
+	require.NoError(t, err)
+	requireSameRecord(t, r, got)
 	// Version 2 of this record is version 1 followed by the use: no time
 	// (flag 8), and UsedBy and the use's key empty (two zero lengths).
-	require.Equal(t, []byte{2, 1 | 2 | 8}, v2[:2])
 	require.Equal(t, []byte{0, 0}, v2[len(v2)-2:])
 	v1 := append([]byte{1, 1 | 2}, v2[2:len(v2)-2]...)
-	got, err := badgerstore.DecodeRecord(v1)
+	got, err = badgerstore.DecodeRecord(v1)
 	require.NoError(t, err)
 	requireSameRecord(t, r, got)
 	require.True(t, got.Item.UsedOn.IsZero())

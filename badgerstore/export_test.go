@@ -33,3 +33,13 @@ var FormatKey = formatKey
 
 // BadgerOptions returns the options s's database runs with.
 func BadgerOptions(s *Store) badger.Options { return s.db.Opts() }
+
+// WithMigration makes Open's format migration move batch totals per
+// transaction and call after once each has committed; an error from
+// after stops the migration there, as a crash would, and Open returns it.
+func WithMigration(batch int, after func() error) Option {
+	return func(c *config) { c.migrateBatch, c.afterMigrateBatch = batch, after }
+}
+
+// MigrateKey is the key present while a migration is in progress.
+var MigrateKey = migrateKey

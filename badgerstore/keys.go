@@ -16,9 +16,18 @@ const (
 	prefixItem     = 'i'
 	prefixItemUser = 'v'
 	prefixItemAuth = 'w'
-	prefixTotal    = 't'
 	prefixIdemKey  = 'k'
+	prefixTotal    = 'b' // format 3: lp(authority) lp(currency) user
+	prefixWallets  = 'x' // lp(user) currency: the user's non-default wallets
+	prefixLimits   = 'l' // ordered(user) currency
+	// prefixOldTotal holds the totals of formats 1 and 2, lp(authority)
+	// user, which Open moves under prefixTotal (see migrate.go).
+	prefixOldTotal = 't'
 )
+
+// migrateKey is present while Open moves a directory to format 3; its
+// value is the format the directory had (a uvarint).
+var migrateKey = []byte{prefixMeta, 'm', 'i', 'g', 'r', 'a', 't', 'e'}
 
 // formatKey holds the on-disk format version, a uvarint.
 var formatKey = []byte{prefixMeta, 'f', 'o', 'r', 'm', 'a', 't'}
@@ -47,7 +56,7 @@ func key(prefix byte, parts ...string) []byte {
 func indexKeys(r *ledger.Record) [][]byte {
 	ks := [][]byte{
 		key(prefixEntry, r.ID),
-		key(prefixUser, r.UserID, r.ID),
+		userKey(r.UserID, r.Currency, r.ID),
 		key(prefixAuth, r.AuthorityID, r.ID),
 		key(prefixPair, r.AuthorityID, r.UserID, r.ID),
 	}
@@ -61,27 +70,129 @@ func indexKeys(r *ledger.Record) [][]byte {
 	return ks
 }
 
+// userKey is the key of the by-user index for an entry of the user's
+// wallet in currency. The default currency keeps the layout of formats 1
+// and 2, u lp(user) id; another currency adds it, u lp(user)
+// lp(currency) id. The two cannot be confused: an ID starts with a
+// lowercase hex digit (0x30 or more), a currency's length is 1 to 32.
+// So a user's default-currency entries are the keys u lp(user) id with
+// id >= "0", and those in currency c the keys under u lp(user) lp(c).
+func userKey(user, currency, id string) []byte {
+	if currency == "" {
+		return key(prefixUser, user, id)
+	}
+	return key(prefixUser, user, currency, id)
+}
+
+// userPrefix returns the prefix of the by-user index keys for the user's
+// entries in currency, followed by an entry ID, and the lowest ID to
+// start from ("0" for the default currency, whose keys share their prefix
+// with the other currencies', which sort before it).
+func userPrefix(user, currency string) (prefix []byte, lowest string) {
+	if currency == "" {
+		return key(prefixUser, user, ""), string(rune(lowestID))
+	}
+	return key(prefixUser, user, currency, ""), ""
+}
+
+// lowestID is the least first byte of an entry ID ("0"-"9", "a"-"f");
+// the currency length that follows lp(user) in a by-user key of another
+// currency is below it.
+const lowestID = '0'
+
 // scanPrefix returns the prefix of the index that serves s, followed in
-// each key by an entry ID, and whether that index selects exactly what s
-// asks for: only the pair index needs its records filtered for
-// ItemsOnly. Under the entry prefix the values are the records; under the
-// others they are empty.
-func scanPrefix(s ledger.Scan) (prefix []byte, exact bool) {
+// each key by an entry ID, and the lowest ID to start from ("" for
+// none). With UserID alone and no InCurrency it returns a nil prefix:
+// the user's entries in every currency are a merge of the by-user
+// index's ranges, one per currency (see [tx.userEntryIDs]). Under the
+// entry prefix the values are the records; under the others they are
+// empty. The index may hold more than s selects: [matches] filters the
+// records.
+func scanPrefix(s ledger.Scan) (prefix []byte, lowest string) {
 	switch {
 	case s.UserID != "" && s.AuthorityID != "":
-		return key(prefixPair, s.AuthorityID, s.UserID, ""), !s.ItemsOnly
+		return key(prefixPair, s.AuthorityID, s.UserID, ""), ""
 	case s.UserID != "" && s.ItemsOnly:
-		return key(prefixItemUser, s.UserID, ""), true
+		return key(prefixItemUser, s.UserID, ""), ""
+	case s.UserID != "" && s.InCurrency:
+		return userPrefix(s.UserID, s.Currency)
 	case s.UserID != "":
-		return key(prefixUser, s.UserID, ""), true
+		return nil, ""
 	case s.AuthorityID != "" && s.ItemsOnly:
-		return key(prefixItemAuth, s.AuthorityID, ""), true
+		return key(prefixItemAuth, s.AuthorityID, ""), ""
 	case s.AuthorityID != "":
-		return key(prefixAuth, s.AuthorityID, ""), true
+		return key(prefixAuth, s.AuthorityID, ""), ""
 	case s.ItemsOnly:
-		return []byte{prefixItem}, true
+		return []byte{prefixItem}, ""
 	}
-	return []byte{prefixEntry}, true
+	return []byte{prefixEntry}, ""
+}
+
+// matches reports whether r is selected by s. Every index scanPrefix
+// chooses holds only entries of s's user and authority, so only
+// ItemsOnly and the currency need checking.
+func matches(s ledger.Scan, r *ledger.Record) bool {
+	return (!s.ItemsOnly || r.Item != nil) && (!s.InCurrency || r.Currency == s.Currency)
+}
+
+// totalKey is the key of the running total k names.
+func totalKey(k ledger.TotalKey) []byte {
+	return key(prefixTotal, k.AuthorityID, k.Currency, k.UserID)
+}
+
+// limitsKey is the key of the limits of the user's wallet in currency:
+// the user ID in an order-preserving encoding, so that every limits in
+// (user, currency) order is one walk of the prefix.
+func limitsKey(user, currency string) []byte {
+	return append(appendOrdered([]byte{prefixLimits}, user), currency...)
+}
+
+// appendOrdered appends s so that the encodings of two strings compare
+// as the strings do and none is a prefix of another: 0x00 becomes 0x00
+// 0xFF, and 0x00 0x01 ends it.
+func appendOrdered(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0 {
+			b = append(b, 0, 0xFF)
+			continue
+		}
+		b = append(b, s[i])
+	}
+	return append(b, 0, 1)
+}
+
+// cutOrdered decodes a string appendOrdered encoded at the start of b
+// and returns it and the rest of b.
+func cutOrdered(b []byte) (s string, rest []byte, ok bool) {
+	var out []byte
+	for i := 0; i < len(b); i++ {
+		if b[i] != 0 {
+			out = append(out, b[i])
+			continue
+		}
+		if i+1 == len(b) {
+			return "", nil, false
+		}
+		switch b[i+1] {
+		case 0xFF:
+			out = append(out, 0)
+			i++
+		case 1:
+			return string(out), b[i+2:], true
+		default:
+			return "", nil, false
+		}
+	}
+	return "", nil, false
+}
+
+// cutLP decodes a length-prefixed component at the start of b.
+func cutLP(b []byte) (s, rest []byte, ok bool) {
+	n, w := binary.Uvarint(b)
+	if w <= 0 || uint64(len(b)-w) < n {
+		return nil, nil, false
+	}
+	return b[w : w+int(n)], b[w+int(n):], true
 }
 
 // successor returns the smallest key greater than every key with the

@@ -23,6 +23,11 @@ type config struct {
 	gcRound     func() // if set (by tests), called after each GC round
 	cacheTotals int
 	err         error
+
+	// The migration's transaction size, and (if set, by tests) a call
+	// after each of its transactions that can stop it.
+	migrateBatch      int
+	afterMigrateBatch func() error
 }
 
 // DefaultCachedTotals is how many wallet totals a Store keeps in memory
@@ -30,7 +35,7 @@ type config struct {
 const DefaultCachedTotals = 1 << 18
 
 func defaultConfig() config {
-	return config{syncWrites: true, cacheTotals: DefaultCachedTotals}
+	return config{syncWrites: true, cacheTotals: DefaultCachedTotals, migrateBatch: migrateBatch}
 }
 
 // WithCachedTotals sets how many wallet totals (per user, and per

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -33,6 +34,11 @@ type tx struct {
 	gen   uint64
 	// The totals an Update wrote, for the cache to drop once committed.
 	wroteTotals [][]byte
+	// update is set in an Update's Tx. wallets holds, for the wallet
+	// totals (authority "", a currency other than the default) it read
+	// or wrote, whether one is stored.
+	update  bool
+	wallets map[string]bool
 
 	mu      sync.Mutex
 	cursors map[*cursor]struct{}
@@ -166,24 +172,35 @@ func (t *tx) Entries(ctx context.Context, s ledger.Scan) iter.Seq2[ledger.Record
 			yield(ledger.Record{}, err)
 			return
 		}
-		prefix, exact := scanPrefix(s)
+		prefix, lowest := scanPrefix(s)
+		if prefix == nil {
+			curs, err := t.userCurrencies(s.UserID)
+			switch {
+			case err != nil:
+				yield(ledger.Record{}, err)
+				return
+			case len(curs) == 0:
+				return
+			case len(curs) > 1:
+				t.userEntries(ctx, s, curs, yield)
+				return
+			}
+			prefix, lowest = userPrefix(s.UserID, curs[0])
+		}
+		start := max(s.Start, lowest)
 		direct := prefix[0] == prefixEntry
 		load := func(id []byte, item *badger.Item) (ledger.Record, error) {
 			if direct {
 				return decodeItem(item)
 			}
-			r, err := t.entry(string(id))
-			if errors.Is(err, ledger.ErrNotFound) {
-				return ledger.Record{}, fmt.Errorf("badgerstore: index key %q names missing entry %q", item.Key(), id)
-			}
-			return r, err
+			return t.indexed(item.Key(), string(id))
 		}
-		for r, err := range walk(ctx, t, prefix, s.Start, s.End, s.Reverse, load) {
+		for r, err := range walk(ctx, t, prefix, start, s.End, s.Reverse, load) {
 			if err != nil {
 				yield(ledger.Record{}, err)
 				return
 			}
-			if !exact && r.Item == nil {
+			if !matches(s, &r) {
 				continue
 			}
 			if !yield(r, nil) {
@@ -193,32 +210,158 @@ func (t *tx) Entries(ctx context.Context, s ledger.Scan) iter.Seq2[ledger.Record
 	}
 }
 
-func (t *tx) Total(ctx context.Context, authorityID, userID string) (ledger.Total, bool, error) {
+// indexed reads the record an index key names.
+func (t *tx) indexed(indexKey []byte, id string) (ledger.Record, error) {
+	r, err := t.entry(id)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return ledger.Record{}, fmt.Errorf("badgerstore: index key %q names missing entry %q", indexKey, id)
+	}
+	return r, err
+}
+
+// userEntries yields the entries of Scan{UserID} in every currency: a
+// merge, by ID, of the by-user index's ranges for curs, the currencies
+// the user has entries in (few: the merge picks each next ID linearly).
+func (t *tx) userEntries(ctx context.Context, s ledger.Scan, curs []string, yield func(ledger.Record, error) bool) {
+	type head struct {
+		next    func() (string, error, bool)
+		stop    func()
+		cur, id string
+	}
+	heads := make([]*head, 0, len(curs))
+	defer func() {
+		for _, h := range heads {
+			h.stop()
+		}
+	}()
+	advance := func(h *head) (bool, error) {
+		id, err, ok := h.next()
+		h.id = id
+		return ok && err == nil, err
+	}
+	for _, c := range curs {
+		prefix, lowest := userPrefix(s.UserID, c)
+		start := max(s.Start, lowest)
+		ids := walk(ctx, t, prefix, start, s.End, s.Reverse, func(id []byte, _ *badger.Item) (string, error) { return string(id), nil })
+		next, stop := iter.Pull2(ids)
+		h := &head{next: next, stop: stop, cur: c}
+		heads = append(heads, h)
+		switch ok, err := advance(h); {
+		case err != nil:
+			yield(ledger.Record{}, err)
+			return
+		case !ok:
+			heads = heads[:len(heads)-1]
+			stop()
+		}
+	}
+	for len(heads) > 0 {
+		best := 0
+		for i, h := range heads[1:] {
+			if h.id < heads[best].id != s.Reverse {
+				best = i + 1
+			}
+		}
+		h := heads[best]
+		r, err := t.indexed(userKey(s.UserID, h.cur, h.id), h.id)
+		if err != nil {
+			yield(ledger.Record{}, err)
+			return
+		}
+		if matches(s, &r) && !yield(r, nil) {
+			return
+		}
+		switch ok, err := advance(h); {
+		case err != nil:
+			yield(ledger.Record{}, err)
+			return
+		case !ok:
+			h.stop()
+			heads = slices.Delete(heads, best, best+1)
+		}
+	}
+}
+
+// userCurrencies returns the currencies in which the user has entries,
+// from the by-user index: one seek per currency, reading no value.
+func (t *tx) userCurrencies(user string) ([]string, error) {
+	prefix := key(prefixUser, user, "")
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.done.Load() {
+		return nil, errTxDone
+	}
+	it := t.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	var curs []string
+	for it.Seek(prefix); it.ValidForPrefix(prefix); {
+		k := it.Item().Key()
+		rest := k[len(prefix):]
+		if len(rest) > 0 && rest[0] >= lowestID {
+			// The default currency's IDs sort after every other
+			// currency's keys.
+			return append(curs, ""), nil
+		}
+		c, ids, ok := cutLP(rest)
+		if !ok || len(c) == 0 {
+			return nil, fmt.Errorf("%w: malformed index key %q", errCorrupt, k)
+		}
+		curs = append(curs, string(c))
+		// Past the currency's keys: u lp(user) lp(c) and any ID.
+		it.Seek(successor(k[:len(k)-len(ids)]))
+	}
+	return curs, nil
+}
+
+func (t *tx) Total(ctx context.Context, tk ledger.TotalKey) (ledger.Total, bool, error) {
 	if err := t.check(ctx); err != nil {
 		return ledger.Total{}, false, err
 	}
-	k := key(prefixTotal, authorityID, userID)
+	k := totalKey(tk)
 	if t.cache != nil {
 		if c, ok := t.cache.get(t.gen, k); ok {
 			return c.val, c.exists, nil
 		}
 	}
+	c, err := t.readTotal(k, tk)
+	if err != nil {
+		return ledger.Total{}, false, err
+	}
+	if t.cache != nil {
+		t.cache.fill(t.gen, k, c)
+	}
+	if t.update && tk.AuthorityID == "" && tk.Currency != "" {
+		t.noteWallet(k, c.exists)
+	}
+	return c.val, c.exists, nil
+}
+
+func (t *tx) readTotal(k []byte, tk ledger.TotalKey) (cachedTotal, error) {
 	var c cachedTotal
 	item, err := t.txn.Get(k)
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
 	case err != nil:
-		return ledger.Total{}, false, fmt.Errorf("badgerstore: read total of user %q from authority %q: %w", userID, authorityID, err)
+		return c, fmt.Errorf("badgerstore: read total of user %q in %q from authority %q: %w", tk.UserID, tk.Currency, tk.AuthorityID, err)
 	default:
 		if c.val, err = totalOf(item); err != nil {
-			return ledger.Total{}, false, err
+			return c, err
 		}
 		c.exists = true
 	}
-	if t.cache != nil {
-		t.cache.fill(t.gen, k, c)
+	return c, nil
+}
+
+// noteWallet records whether a wallet total (authority "", a currency
+// other than the default) is stored, so that SetTotal knows without
+// another read whether to index the wallet for UserTotals.
+func (t *tx) noteWallet(k []byte, exists bool) {
+	if t.wallets == nil {
+		t.wallets = make(map[string]bool)
 	}
-	return c.val, c.exists, nil
+	if !t.wallets[string(k)] {
+		t.wallets[string(k)] = exists
+	}
 }
 
 func totalOf(item *badger.Item) (ledger.Total, error) {
@@ -234,7 +377,7 @@ func totalOf(item *badger.Item) (ledger.Total, error) {
 	return t, nil
 }
 
-func (t *tx) Totals(ctx context.Context, authorityID, afterUserID string) iter.Seq2[ledger.UserTotal, error] {
+func (t *tx) Totals(ctx context.Context, authorityID, currency, afterUserID string) iter.Seq2[ledger.UserTotal, error] {
 	return func(yield func(ledger.UserTotal, error) bool) {
 		if err := t.check(ctx); err != nil {
 			yield(ledger.UserTotal{}, err)
@@ -248,7 +391,7 @@ func (t *tx) Totals(ctx context.Context, authorityID, afterUserID string) iter.S
 			t, err := totalOf(item)
 			return ledger.UserTotal{UserID: string(user), Total: t}, err
 		}
-		for row, err := range walk(ctx, t, key(prefixTotal, authorityID, ""), start, "", false, load) {
+		for row, err := range walk(ctx, t, key(prefixTotal, authorityID, currency, ""), start, "", false, load) {
 			if !yield(row, err) || err != nil {
 				return
 			}
@@ -256,33 +399,142 @@ func (t *tx) Totals(ctx context.Context, authorityID, afterUserID string) iter.S
 	}
 }
 
-// TotalAuthorities implements [ledger.ReadTx]. It walks the keys of
-// every total, reading no value.
-func (t *tx) TotalAuthorities(ctx context.Context) iter.Seq2[string, error] {
-	return func(yield func(string, error) bool) {
+// TotalGroups implements [ledger.ReadTx]. One group's totals are
+// adjacent (their keys share lp(authority) lp(currency)), so it seeks
+// from each group to the next: one seek per group, reading no value.
+func (t *tx) TotalGroups(ctx context.Context) iter.Seq2[ledger.TotalGroup, error] {
+	return func(yield func(ledger.TotalGroup, error) bool) {
 		if err := t.check(ctx); err != nil {
-			yield("", err)
+			yield(ledger.TotalGroup{}, err)
 			return
 		}
-		load := func(rest []byte, _ *badger.Item) (string, error) {
-			n, w := binary.Uvarint(rest)
-			if w <= 0 || uint64(len(rest)-w) < n {
-				return "", fmt.Errorf("badgerstore: malformed total key %q", rest)
+		// Collected first, so that no iterator stays open while the
+		// caller runs: groups are few.
+		var groups []ledger.TotalGroup
+		err := func() error {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			if t.done.Load() {
+				return errTxDone
 			}
-			return string(rest[w : w+int(n)]), nil
+			prefix := []byte{prefixTotal}
+			it := t.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+			defer it.Close()
+			for it.Seek(prefix); it.ValidForPrefix(prefix); {
+				k := it.Item().Key()
+				a, rest, ok := cutLP(k[1:])
+				var c []byte
+				if ok {
+					c, rest, ok = cutLP(rest)
+				}
+				if !ok {
+					return fmt.Errorf("%w: malformed total key %q", errCorrupt, k)
+				}
+				groups = append(groups, ledger.TotalGroup{AuthorityID: string(a), Currency: string(c)})
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				it.Seek(successor(k[:len(k)-len(rest)]))
+			}
+			return nil
+		}()
+		if err != nil {
+			yield(ledger.TotalGroup{}, err)
+			return
 		}
-		last, first := "", true
-		for a, err := range walk(ctx, t, []byte{prefixTotal}, "", "", false, load) {
+		for _, g := range groups {
+			if !yield(g, nil) {
+				return
+			}
+		}
+	}
+}
+
+// UserTotals implements [ledger.ReadTx]: the default currency's total is
+// a point read, the others' are listed by the wallet index.
+func (t *tx) UserTotals(ctx context.Context, userID string) iter.Seq2[ledger.CurrencyTotal, error] {
+	return func(yield func(ledger.CurrencyTotal, error) bool) {
+		if err := t.check(ctx); err != nil {
+			yield(ledger.CurrencyTotal{}, err)
+			return
+		}
+		v, ok, err := t.Total(ctx, ledger.TotalKey{UserID: userID})
+		if err != nil || ok {
+			if !yield(ledger.CurrencyTotal{Total: v}, err) || err != nil {
+				return
+			}
+		}
+		load := func(cur []byte, _ *badger.Item) (string, error) { return string(cur), nil }
+		for cur, err := range walk(ctx, t, key(prefixWallets, userID, ""), "", "", false, load) {
 			if err != nil {
-				yield("", err)
+				yield(ledger.CurrencyTotal{}, err)
 				return
 			}
-			// One authority's totals are adjacent: its keys share their
-			// leading components.
-			if (first || a != last) && !yield(a, nil) {
+			v, ok, err := t.Total(ctx, ledger.TotalKey{UserID: userID, Currency: cur})
+			if err == nil && !ok {
+				err = fmt.Errorf("%w: wallet index names missing total of user %q in %q", errCorrupt, userID, cur)
+			}
+			if !yield(ledger.CurrencyTotal{Currency: cur, Total: v}, err) || err != nil {
 				return
 			}
-			last, first = a, false
+		}
+	}
+}
+
+func (t *tx) Limits(ctx context.Context, userID, currency string) (ledger.StoredLimits, bool, error) {
+	if err := t.check(ctx); err != nil {
+		return ledger.StoredLimits{}, false, err
+	}
+	v, err := t.get(limitsKey(userID, currency))
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		return ledger.StoredLimits{}, false, nil
+	case err != nil:
+		return ledger.StoredLimits{}, false, fmt.Errorf("badgerstore: read limits of user %q in %q: %w", userID, currency, err)
+	}
+	l, err := decodeLimits(userID, currency, v)
+	if err != nil {
+		return ledger.StoredLimits{}, false, fmt.Errorf("badgerstore: read limits of user %q in %q: %w", userID, currency, err)
+	}
+	return l, true, nil
+}
+
+func (t *tx) UserLimits(ctx context.Context, userID string) iter.Seq2[ledger.StoredLimits, error] {
+	return t.limits(ctx, limitsKey(userID, ""))
+}
+
+func (t *tx) AllLimits(ctx context.Context) iter.Seq2[ledger.StoredLimits, error] {
+	return t.limits(ctx, []byte{prefixLimits})
+}
+
+// limits yields the limits under prefix, in key order: (user, currency).
+func (t *tx) limits(ctx context.Context, prefix []byte) iter.Seq2[ledger.StoredLimits, error] {
+	return func(yield func(ledger.StoredLimits, error) bool) {
+		if err := t.check(ctx); err != nil {
+			yield(ledger.StoredLimits{}, err)
+			return
+		}
+		load := func(_ []byte, item *badger.Item) (ledger.StoredLimits, error) {
+			k := item.Key()
+			user, cur, ok := cutOrdered(k[1:])
+			if !ok {
+				return ledger.StoredLimits{}, fmt.Errorf("%w: malformed limits key %q", errCorrupt, k)
+			}
+			var l ledger.StoredLimits
+			err := item.Value(func(v []byte) error {
+				var err error
+				l, err = decodeLimits(user, string(cur), v)
+				return err
+			})
+			if err != nil {
+				return ledger.StoredLimits{}, fmt.Errorf("badgerstore: read limits of user %q in %q: %w", user, cur, err)
+			}
+			return l, nil
+		}
+		for l, err := range walk(ctx, t, prefix, "", "", false, load) {
+			if !yield(l, err) || err != nil {
+				return
+			}
 		}
 	}
 }
@@ -290,6 +542,10 @@ func (t *tx) TotalAuthorities(ctx context.Context) iter.Seq2[string, error] {
 func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
 	if err := t.check(ctx); err != nil {
 		return err
+	}
+	if r.ID == "" || r.ID[0] < lowestID {
+		// Its by-user key would read as one of another currency.
+		return fmt.Errorf("badgerstore: insert entry %q: not an entry ID as the ledger makes them (they start with a hex digit)", r.ID)
 	}
 	ks := indexKeys(&r)
 	switch dup, err := t.exists(ks[0]); {
@@ -327,6 +583,31 @@ func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
 }
 
 func (t *tx) SetItemUsed(ctx context.Context, id string, use ledger.ItemUse) error {
+	return t.rewrite(ctx, id, "mark item of entry %q used", func(r *ledger.Record) error {
+		if r.Item == nil {
+			return fmt.Errorf("badgerstore: entry %q: %w", id, ledger.ErrNoItem)
+		}
+		r.Item.Used, r.Item.UsedOn, r.Item.UsedBy = true, use.At, use.AuthorityID
+		r.UseIdempotencyKey = use.IdempotencyKey
+		return nil
+	})
+}
+
+// SetReversed implements [ledger.Tx]. It rewrites the record; no index
+// changes, since none depends on the marks.
+func (t *tx) SetReversed(ctx context.Context, id, reversal string, revokeItem bool) error {
+	return t.rewrite(ctx, id, "mark entry %q reversed", func(r *ledger.Record) error {
+		r.ReversedBy = reversal
+		if revokeItem && r.Item != nil {
+			r.Item.Revoked = true
+		}
+		return nil
+	})
+}
+
+// rewrite reads the record with the given ID, changes it with change and
+// stores it again.
+func (t *tx) rewrite(ctx context.Context, id, what string, change func(*ledger.Record) error) error {
 	if err := t.check(ctx); err != nil {
 		return err
 	}
@@ -334,29 +615,56 @@ func (t *tx) SetItemUsed(ctx context.Context, id string, use ledger.ItemUse) err
 	if err != nil {
 		return err
 	}
-	if r.Item == nil {
-		return fmt.Errorf("badgerstore: entry %q: %w", id, ledger.ErrNoItem)
+	if err := change(&r); err != nil {
+		return err
 	}
-	r.Item.Used, r.Item.UsedOn, r.Item.UsedBy = true, use.At, use.AuthorityID
-	r.UseIdempotencyKey = use.IdempotencyKey
 	v, err := encodeRecord(nil, &r)
 	if err != nil {
 		return err
 	}
-	return t.set(key(prefixEntry, id), v, "mark item of entry %q used", id)
+	return t.set(key(prefixEntry, id), v, what, id)
 }
 
-func (t *tx) SetTotal(ctx context.Context, authorityID, userID string, total ledger.Total) error {
+// SetTotal implements [ledger.Tx]. The first total of a wallet in a
+// currency other than the default also writes the wallet's index key,
+// for UserTotals; whether it is the first the Tx knows from the ledger's
+// read of the total, or else reads.
+func (t *tx) SetTotal(ctx context.Context, tk ledger.TotalKey, total ledger.Total) error {
 	if err := t.check(ctx); err != nil {
 		return err
 	}
-	k := key(prefixTotal, authorityID, userID)
-	t.wroteTotals = append(t.wroteTotals, k)
+	k := totalKey(tk)
 	v, err := encodeTotal(total)
 	if err != nil {
 		return err
 	}
-	return t.set(k, v, "write total of user %q from authority %q", userID, authorityID)
+	if exists, known := t.wallets[string(k)]; tk.AuthorityID == "" && tk.Currency != "" && !exists {
+		if !known {
+			var err error
+			if exists, err = t.exists(k); err != nil {
+				return fmt.Errorf("badgerstore: write total of user %q in %q: %w", tk.UserID, tk.Currency, err)
+			}
+		}
+		if !exists {
+			if err := t.set(key(prefixWallets, tk.UserID, tk.Currency), nil, "index wallet of user %q in %q", tk.UserID, tk.Currency); err != nil {
+				return err
+			}
+		}
+		t.noteWallet(k, true)
+	}
+	t.wroteTotals = append(t.wroteTotals, k)
+	return t.set(k, v, "write total of user %q in %q from authority %q", tk.UserID, tk.Currency, tk.AuthorityID)
+}
+
+func (t *tx) SetLimits(ctx context.Context, l ledger.StoredLimits) error {
+	if err := t.check(ctx); err != nil {
+		return err
+	}
+	v, err := encodeLimits(l)
+	if err != nil {
+		return err
+	}
+	return t.set(limitsKey(l.UserID, l.Currency), v, "write limits of user %q in %q", l.UserID, l.Currency)
 }
 
 // walk yields load(rest, item) for each key that starts with prefix and

@@ -37,10 +37,12 @@ func TestScanOddIDs(t *testing.T) {
 			all = append(all, r)
 		}
 	}
-	// Also bare odd IDs, and IDs that would make user "a"'s index keys
-	// equal to user "ab"'s if the user were not length-prefixed.
+	// Also odd IDs that start as the ledger's do, with a hex digit (the
+	// by-user index relies on it, and the odd bounds fall below it), and
+	// IDs that would make user "a"'s index keys equal to user "ab"'s if
+	// the user were not length-prefixed.
 	for _, id := range oddIDs {
-		all = append(all, ledger.Record{Entry: ledger.Entry{ID: id, UserID: "a", AuthorityID: "x"}})
+		all = append(all, ledger.Record{Entry: ledger.Entry{ID: "0" + id, UserID: "a", AuthorityID: "x"}})
 		all = append(all, ledger.Record{Entry: ledger.Entry{ID: "bab|" + id, UserID: "a", AuthorityID: "xa"}})
 	}
 	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
@@ -89,6 +91,19 @@ func TestScanOddIDs(t *testing.T) {
 	}))
 }
 
+// TestInsertRefusesIDBelowHexDigits: the by-user index tells an ID from
+// a currency by its first byte, so an ID must start as the ledger's do.
+func TestInsertRefusesIDBelowHexDigits(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, "", badgerstore.WithInMemory())
+	for _, id := range []string{"", "\x00", "\x05abc", "/"} {
+		err := s.Update(ctx, func(tx ledger.Tx) error {
+			return tx.InsertEntry(ctx, ledger.Record{Entry: ledger.Entry{ID: id, UserID: "u", AuthorityID: "a"}})
+		})
+		require.ErrorContains(t, err, "badgerstore:", "ID %q", id)
+	}
+}
+
 func compareStrings(a, b string) int {
 	switch {
 	case a < b:
@@ -106,7 +121,7 @@ func TestTotalsOddUsers(t *testing.T) {
 	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
 		for i, u := range users {
 			for _, a := range []string{"", "a", "ab", "\xff"} {
-				if err := tx.SetTotal(ctx, a, u, ledger.Total{Value: decimal.NewFromInt(int64(i))}); err != nil {
+				if err := tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: a, UserID: u}, ledger.Total{Value: decimal.NewFromInt(int64(i))}); err != nil {
 					return err
 				}
 			}
@@ -123,7 +138,7 @@ func TestTotalsOddUsers(t *testing.T) {
 						want = append(want, u)
 					}
 				}
-				for row, err := range tx.Totals(ctx, a, after) {
+				for row, err := range tx.Totals(ctx, a, "", after) {
 					require.NoError(t, err)
 					require.Equal(t, fmt.Sprint(slices.Index(users, row.UserID)), row.Value.String())
 					got = append(got, row.UserID)
@@ -131,12 +146,12 @@ func TestTotalsOddUsers(t *testing.T) {
 				require.Equalf(t, want, got, "authority %q after %q", a, after)
 			}
 			for i, u := range users {
-				v, ok, err := tx.Total(ctx, a, u)
+				v, ok, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: a, UserID: u})
 				require.NoError(t, err)
 				require.True(t, ok)
 				require.Equal(t, fmt.Sprint(i), v.Value.String())
 			}
-			_, ok, err := tx.Total(ctx, a, "nobody")
+			_, ok, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: a, UserID: "nobody"})
 			require.NoError(t, err)
 			require.False(t, ok)
 		}
@@ -188,7 +203,7 @@ func TestAbandonedScan(t *testing.T) {
 	for _, tx := range kept {
 		_, err := tx.Entry(ctx, "0")
 		require.ErrorContains(t, err, "badgerstore:")
-		require.ErrorContains(t, tx.SetTotal(ctx, "", "u", ledger.Total{Value: decimal.Zero}), "badgerstore:")
+		require.ErrorContains(t, tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "", UserID: "u"}, ledger.Total{Value: decimal.Zero}), "badgerstore:")
 		for _, err := range tx.Entries(ctx, ledger.Scan{}) {
 			require.ErrorContains(t, err, "badgerstore:")
 		}
@@ -230,6 +245,34 @@ func TestInsertEntryRefusesDuplicates(t *testing.T) {
 		require.Equal(t, "u", r.UserID)
 		_, err = tx.Entry(ctx, "2")
 		require.ErrorIs(t, err, ledger.ErrNotFound)
+		return nil
+	}))
+}
+
+// TestUserTotalsAfterReadThenWrite writes wallet totals as the ledger
+// does, reading each first, and finds every currency in UserTotals once.
+func TestUserTotalsAfterReadThenWrite(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, "", badgerstore.WithInMemory())
+	for n := range 3 {
+		for _, cur := range []string{"gems", "", "coins"} {
+			require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+				k := ledger.TotalKey{UserID: "u", Currency: cur}
+				v, _, err := tx.Total(ctx, k)
+				if err != nil {
+					return err
+				}
+				return tx.SetTotal(ctx, k, ledger.Total{Value: v.Value.Add(decimal.NewFromInt(int64(n + 1)))})
+			}))
+		}
+	}
+	require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+		var got []string
+		for r, err := range tx.UserTotals(ctx, "u") {
+			require.NoError(t, err)
+			got = append(got, r.Currency+"="+r.Value.String())
+		}
+		require.Equal(t, []string{"=6", "coins=6", "gems=6"}, got)
 		return nil
 	}))
 }

@@ -34,7 +34,8 @@
 // time as Unix nanoseconds), allocated only once the item is used
 // (BenchmarkMemoryPerItemEntry). Rarer still, a transfer ID, a reversal
 // link or an amount too large to pack put a 64-byte block behind the
-// extension.
+// extension (BenchmarkMemoryPerLinkedEntry measures an entry with one
+// metadata key and a transfer ID).
 //
 // Running totals are kept per (authority, currency) with the users
 // sorted, and per user the currencies of the user's totals over all

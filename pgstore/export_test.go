@@ -30,7 +30,7 @@ type Query struct {
 	Name  string
 	SQL   string
 	Args  []any
-	Index string // the index that should serve it
+	Index string // the index that should serve it; "a|b": either
 }
 
 // ScanQuery returns the query of the first page of sc, with its
@@ -45,6 +45,10 @@ func ScanQuery(s *Store, sc ledger.Scan) (string, []any) {
 	if sc.UserID != "" {
 		k |= scanUser
 		args = append(args, encText(sc.UserID))
+	}
+	if sc.InCurrency {
+		k |= scanCurrency
+		args = append(args, encText(sc.Currency))
 	}
 	if sc.ItemsOnly {
 		k |= scanItems
@@ -63,17 +67,27 @@ func ScanQuery(s *Store, sc ledger.Scan) (string, []any) {
 	return s.q.scans[k], append(args, firstPage)
 }
 
-// LookupQueries returns the store's other reads and its item use, with
-// the given arguments.
-func LookupQueries(s *Store, id, authority, user, key string) []Query {
+// LookupQueries returns the store's other reads, its item use and its
+// reversal mark, with the given arguments.
+func LookupQueries(s *Store, id, authority, user, currency, key string) []Query {
 	return []Query{
 		{"Entry by ID", s.q.entry, []any{id}, "entries_pkey"},
 		{"Entry by idempotency key", s.q.entryByKey, []any{authority, key}, "entries_idempotency_key"},
-		{"Total", s.q.total, []any{authority, user}, "totals_pkey"},
-		{"Totals of a group", s.q.totalsOf, []any{[]string{authority, ""}, []string{user, user}}, "totals_pkey"},
-		{"Totals, first page", s.q.totals[0], []any{authority, "", firstPage}, "totals_pkey"},
-		{"Totals, after a user", s.q.totals[1], []any{authority, user, firstPage}, "totals_pkey"},
+		{"Total", s.q.total, []any{authority, currency, user}, "totals_pkey"},
+		{"Totals of a group", s.q.totalsOf, []any{[]string{authority, "", ""}, []string{currency, currency, ""}, []string{user, user, user}}, "totals_pkey"},
+		{"Totals, first page", s.q.totals[0], []any{authority, currency, "", firstPage}, "totals_pkey"},
+		{"Totals, after a user", s.q.totals[1], []any{authority, currency, user, firstPage}, "totals_pkey"},
+		{"Totals of all authorities, first page", s.q.totals[0], []any{"", currency, "", firstPage}, "totals_pkey"},
+		{"Total groups", s.q.totalGroups, nil, "totals_pkey"},
+		{"User totals, first page", s.q.userTotals[0], []any{user, "", firstPage}, "totals_user"},
+		{"User totals, after a currency", s.q.userTotals[1], []any{user, currency, firstPage}, "totals_user"},
+		{"Limits", s.q.limits, []any{user, currency}, "limits_pkey"},
+		{"User limits, first page", s.q.userLimits[0], []any{user, "", firstPage}, "limits_pkey"},
+		{"User limits, after a currency", s.q.userLimits[1], []any{user, currency, firstPage}, "limits_pkey"},
+		{"All limits, first page", s.q.allLimits[0], []any{"", "", firstPage}, "limits_pkey"},
+		{"All limits, after a wallet", s.q.allLimits[1], []any{user, currency, firstPage}, "limits_pkey"},
 		{"SetItemUsed", s.q.use, []any{id, int64(1767225600123456789), authority, key}, "entries_pkey"},
+		{"SetReversed", s.q.reverse, []any{id, id, true}, "entries_pkey"},
 	}
 }
 

@@ -64,7 +64,7 @@ func TestBytewiseOrder(t *testing.T) {
 			}
 			for i, u := range awkward {
 				for _, a := range []string{"", "a\x00", "B"} {
-					if err := tx.SetTotal(ctx, a, u, ledger.Total{Value: decimal.NewFromInt(int64(i))}); err != nil {
+					if err := tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: a, UserID: u}, ledger.Total{Value: decimal.NewFromInt(int64(i))}); err != nil {
 						return err
 					}
 				}
@@ -103,7 +103,7 @@ func TestBytewiseOrder(t *testing.T) {
 	totals := func(a, after string) func(tx ledger.ReadTx) []string {
 		return func(tx ledger.ReadTx) []string {
 			var out []string
-			for r, err := range tx.Totals(ctx, a, after) {
+			for r, err := range tx.Totals(ctx, a, "", after) {
 				require.NoError(t, err)
 				out = append(out, fmt.Sprintf("%q=%s", r.UserID, r.Value))
 			}

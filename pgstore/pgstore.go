@@ -18,9 +18,9 @@
 // work done. A schema that is already current costs Open two reads and
 // no lock or DDL, so a role without the right to create may open a
 // schema made for it. A schema written by a newer pgstore fails Open
-// with [ErrSchemaVersion]. Version 2, with S the schema:
+// with [ErrSchemaVersion]. Version 3, with S the schema:
 //
-//	CREATE TABLE S.meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL);  -- ('version', '2')
+//	CREATE TABLE S.meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL);  -- ('version', '3')
 //	CREATE TABLE S.entries (
 //		id                text COLLATE "C" PRIMARY KEY,
 //		authority_id      text COLLATE "C" NOT NULL,
@@ -37,10 +37,17 @@
 //		item_used_on        bigint,          -- Unix nanoseconds; NULL: unused, or used before version 2
 //		item_used_by        text COLLATE "C", -- NULL: unused, or used before version 2
 //		use_idempotency_key text COLLATE "C", -- NULL: none
+//		currency     text COLLATE "C" NOT NULL DEFAULT '',  -- '' = the default currency
+//		metadata     jsonb,              -- NULL: none; keys and values escaped as text is (below)
+//		transfer_id  text COLLATE "C",   -- NULL: not part of a transfer
+//		reverses     text COLLATE "C",   -- on a reversal: the entry it reverses
+//		reversed_by  text COLLATE "C",   -- on a reversed entry: its reversal
+//		item_revoked boolean,            -- true: revoked; NULL: not (or no item)
 //		CONSTRAINT entries_item_check CHECK ((item_name IS NULL) = (item_used IS NULL)
 //			AND (item_name IS NOT NULL OR item_data IS NULL)),
 //		CONSTRAINT entries_use_check CHECK (item_used IS TRUE
-//			OR (item_used_on IS NULL AND item_used_by IS NULL AND use_idempotency_key IS NULL))
+//			OR (item_used_on IS NULL AND item_used_by IS NULL AND use_idempotency_key IS NULL)),
+//		CONSTRAINT entries_revoked_check CHECK (item_revoked IS NULL OR item_name IS NOT NULL)
 //	);
 //	CREATE UNIQUE INDEX entries_idempotency_key ON S.entries (authority_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 //	CREATE INDEX entries_user            ON S.entries (user_id, id);
@@ -49,12 +56,25 @@
 //	CREATE INDEX entries_items           ON S.entries (id)               WHERE item_name IS NOT NULL;
 //	CREATE INDEX entries_items_user      ON S.entries (user_id, id)      WHERE item_name IS NOT NULL;
 //	CREATE INDEX entries_items_authority ON S.entries (authority_id, id) WHERE item_name IS NOT NULL;
+//	CREATE INDEX entries_currency_user   ON S.entries (currency, user_id, id);  -- a wallet's history
 //	CREATE TABLE S.totals (
 //		authority_id text COLLATE "C" NOT NULL,  -- '' = the total over all authorities
 //		user_id      text COLLATE "C" NOT NULL,
 //		total        numeric NOT NULL,
-//		PRIMARY KEY (authority_id, user_id)
+//		last_entry   text COLLATE "C" NOT NULL,
+//		currency     text COLLATE "C" NOT NULL DEFAULT '',
+//		PRIMARY KEY (authority_id, currency, user_id)
 //	) WITH (fillfactor = 70);  -- room for HOT updates: a total's update touches no index
+//	CREATE INDEX totals_user ON S.totals (user_id, currency) WHERE authority_id = '';
+//	CREATE TABLE S.limits (
+//		user_id  text COLLATE "C" NOT NULL,
+//		currency text COLLATE "C" NOT NULL,
+//		floor    numeric NOT NULL,
+//		cap      numeric,                 -- NULL: no cap
+//		set_by   text COLLATE "C" NOT NULL,
+//		set_on   bigint,                  -- Unix nanoseconds; NULL: the zero time
+//		PRIMARY KEY (user_id, currency)
+//	);
 //
 // Version 1 is the same without the last three columns of entries and
 // entries_use_check. The migration to version 2 adds them in place, in
@@ -62,8 +82,22 @@
 // without a default, and the check is added NOT VALID (it holds for
 // every row written since; rows from before have NULLs there), so
 // nothing is rewritten or scanned. Items used under version 1 read with
-// no use time or authority. Once migrated, a schema fails to open under
-// a pgstore that knows only version 1 (with ErrSchemaVersion).
+// no use time or authority.
+//
+// Version 2 is version 3 without currencies, metadata, transfers,
+// reversals and limits: without the last six columns of entries,
+// entries_revoked_check and entries_currency_user, with totals keyed
+// (authority_id, user_id) and without currency or totals_user, and
+// without the limits table. The migration to version 3 rewrites no table
+// (currency's default is a constant, which PostgreSQL keeps in the
+// catalog: every old entry and total is in the default currency; the
+// other columns are nullable; the check is NOT VALID), but it builds
+// entries_currency_user, which reads the entries table once, and
+// rebuilds the primary key of totals, all in the one transaction that
+// holds the migration lock and the tables' locks: on a large ledger the
+// first Open of the new release waits for it, and so does every other
+// process. Once migrated, a schema fails to open under an older pgstore
+// (with ErrSchemaVersion).
 //
 // Every text column is COLLATE "C", so that IDs, user and authority IDs
 // sort bytewise, as the ledger requires, whatever the database's locale.
@@ -77,10 +111,14 @@
 // # Queries
 //
 // Every read is served by an index: an entry by its primary key or its
-// idempotency key, a total or a page of totals by the primary key of
-// totals, and a scan by the index of its shape (user, authority, both, or
+// idempotency key, a total or a page of one authority's totals in one
+// currency by the primary key of totals, the groups of totals by a skip
+// over it, a user's totals by totals_user, limits by the primary key of
+// limits, and a scan by the index of its shape (user, authority, both, or
 // neither; items only or not), in ID order, reverse included, with Start
-// and End as index bounds. Scans read in pages (LIMIT 16, growing to
+// and End as index bounds. A user's entries in one currency (what a
+// balance as of an instant reads) are a seek into entries_currency_user;
+// in the other shapes a currency filters the shape's index. Scans read in pages (LIMIT 16, growing to
 // 1,024), each read whole before its rows are yielded, so iterators hold
 // no result set open: a caller may stop at any row, or read the
 // transaction inside its loop. EXPLAIN.md shows the plan of every
@@ -103,7 +141,8 @@
 // attempt (up to 250ms), up to [WithMaxRetries] times (default 20) and
 // while its context lasts. [Store.Stats] counts the retries. Buffered
 // writes are sent in a fixed order (entries by ID, then totals by
-// authority and user), so transactions rarely deadlock.
+// authority, currency and user, then limits by user and currency), so
+// transactions rarely deadlock.
 //
 // # Contexts and dead connections
 //
@@ -144,22 +183,24 @@
 // # Round trips
 //
 // A transaction sends nothing until it must. BEGIN travels with the first
-// read; writes (InsertEntry, SetItemUsed, SetTotal) are buffered and sent
+// read; writes (InsertEntry, SetItemUsed, SetReversed, SetTotal,
+// SetLimits) are buffered and sent
 // as one pipelined batch with the next read (reads see the transaction's
 // own writes) or with COMMIT. A ledger write that reads two totals thus
 // costs three round trips: BEGIN and the first total, the second total,
 // and the writes with COMMIT. Errors still come back where the contract
 // puts them: a duplicate ID or idempotency key, or SetItemUsed on a
 // missing entry or item ([ledger.ErrNotFound], [ledger.ErrNoItem]), fails
-// the transaction when the batch runs, and Update returns that error.
-// Because COMMIT shares the batch only with statements that fail by an
-// error, a batch that marks an item used commits in a round trip of its
-// own.
+// the transaction when the batch runs, and Update returns that error;
+// so does SetReversed on a missing entry ([ledger.ErrNotFound]). Because
+// COMMIT shares the batch only with statements that fail by an error, a
+// batch that marks an item used or an entry reversed commits in a round
+// trip of its own.
 //
 // # Limits
 //
-// Text must be valid UTF-8 (the ledger's is): InsertEntry and SetTotal
-// refuse other strings, and a lookup of one finds nothing. CreatedOn
+// Text must be valid UTF-8 (the ledger's is), metadata included:
+// InsertEntry, SetTotal and SetLimits refuse other strings, and a lookup of one finds nothing. CreatedOn
 // must lie between 1678 and 2262 (Unix nanoseconds in an int64), as the
 // ledger's do. Entry IDs are kept as given.
 package pgstore

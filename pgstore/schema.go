@@ -56,11 +56,41 @@ CREATE TABLE {schema}.totals (
 	ADD COLUMN item_used_by        text COLLATE "C",
 	ADD COLUMN use_idempotency_key text COLLATE "C",
 	ADD CONSTRAINT entries_use_check CHECK (item_used IS TRUE OR (item_used_on IS NULL AND item_used_by IS NULL AND use_idempotency_key IS NULL)) NOT VALID;`,
+	// 3: currencies, metadata, transfers, reversals and limits. The new
+	// columns of entries rewrite nothing: currency has a constant default
+	// (kept in the catalog, so every old row reads as the default
+	// currency) and the others are nullable without one; the check is NOT
+	// VALID for the reason above. Building entries_currency_user reads
+	// the table once. Totals gain currency in their key: the primary key
+	// is rebuilt, which reads the (much smaller) totals table.
+	`ALTER TABLE {schema}.entries
+	ADD COLUMN currency     text COLLATE "C" NOT NULL DEFAULT '',
+	ADD COLUMN metadata     jsonb,
+	ADD COLUMN transfer_id  text COLLATE "C",
+	ADD COLUMN reverses     text COLLATE "C",
+	ADD COLUMN reversed_by  text COLLATE "C",
+	ADD COLUMN item_revoked boolean,
+	ADD CONSTRAINT entries_revoked_check CHECK (item_revoked IS NULL OR item_name IS NOT NULL) NOT VALID;
+CREATE INDEX entries_currency_user ON {schema}.entries (currency, user_id, id);
+ALTER TABLE {schema}.totals
+	ADD COLUMN currency text COLLATE "C" NOT NULL DEFAULT '',
+	DROP CONSTRAINT totals_pkey,
+	ADD CONSTRAINT totals_pkey PRIMARY KEY (authority_id, currency, user_id);
+CREATE INDEX totals_user ON {schema}.totals (user_id, currency) WHERE authority_id = '';
+CREATE TABLE {schema}.limits (
+	user_id  text COLLATE "C" NOT NULL,
+	currency text COLLATE "C" NOT NULL,
+	floor    numeric NOT NULL,
+	cap      numeric,
+	set_by   text COLLATE "C" NOT NULL,
+	set_on   bigint,
+	PRIMARY KEY (user_id, currency)
+);`,
 }
 
 // SchemaVersion is the version of the schema this package writes and
 // reads. [Open] upgrades an older schema to it.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // SchemaVersion must count the migrations: the index is out of range,
 // and the package does not compile, if it does not.

@@ -70,10 +70,10 @@ func TestSchemas(t *testing.T) {
 		require.Equal(t, strconv.Itoa(pgstore.SchemaVersion), version)
 		// One writes, another reads it.
 		require.NoError(t, stores[0].Update(ctx, func(tx ledger.Tx) error {
-			return tx.SetTotal(ctx, "", "u", ledger.Total{Value: decimal.NewFromInt(3)})
+			return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "", UserID: "u"}, ledger.Total{Value: decimal.NewFromInt(3)})
 		}))
 		require.NoError(t, stores[n-1].View(ctx, func(tx ledger.ReadTx) error {
-			v, ok, err := tx.Total(ctx, "", "u")
+			v, ok, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: "", UserID: "u"})
 			require.NoError(t, err)
 			require.True(t, ok)
 			require.Equal(t, "3", v.Value.String())

@@ -13,62 +13,95 @@ import (
 type queries struct {
 	schema string // quoted
 
-	entry, entryByKey, total, totalsOf, totalAuthorities string
-	insert, use, setTotal                                string
-	// scans[scanKey] and totals[after != ""]: see scanSQL and totalsSQL.
-	scans  [scanKeys]string
-	totals [2]string
+	entry, entryByKey, total, totalsOf, totalGroups string
+	limits                                          string
+	insert, use, reverse, setTotal, setLimits       string
+	// scans[scanKey], and for the paged reads [0] for the first page and
+	// [1] for the next: see scanSQL, totalsSQL and the others below.
+	scans                          [scanKeys]string
+	totals, userTotals, userLimits [2]string
+	allLimits                      [2]string
 }
 
 // recordColumns are the columns scanRecord reads, in its order. Numerics
 // are read as text: exact, and parsed by decimal.NewFromString.
-const recordColumns = `id, authority_id, user_id, created_on, amount::text, reason, item_name, item_used, item_data, balance::text, authority_balance::text, idempotency_key, item_used_on, item_used_by, use_idempotency_key`
+const recordColumns = `id, authority_id, user_id, created_on, amount::text, reason, item_name, item_used, item_data, balance::text, authority_balance::text, idempotency_key, item_used_on, item_used_by, use_idempotency_key, currency, metadata::text, transfer_id, reverses, reversed_by, item_revoked`
+
+// limitsColumns are the columns scanLimits reads, in its order.
+const limitsColumns = `user_id, currency, floor::text, cap::text, set_by, set_on`
 
 func newQueries(schema string) *queries {
 	s := pgx.Identifier{schema}.Sanitize()
 	q := &queries{schema: s}
 	q.entry = `SELECT ` + recordColumns + ` FROM ` + s + `.entries WHERE id = $1`
 	q.entryByKey = `SELECT ` + recordColumns + ` FROM ` + s + `.entries WHERE authority_id = $1 AND idempotency_key = $2`
-	q.total = `SELECT total::text, last_entry FROM ` + s + `.totals WHERE authority_id = $1 AND user_id = $2`
+	q.total = `SELECT total::text, last_entry FROM ` + s + `.totals WHERE authority_id = $1 AND currency = $2 AND user_id = $3`
 	// Many totals in one statement: an index lookup per key (a lateral
 	// subquery with a LIMIT, which the planner cannot turn into a join
 	// that scans the table); NULLs where a key has no total.
-	q.totalsOf = `SELECT k.a, k.u, t.total::text, t.last_entry FROM unnest($1::text[], $2::text[]) AS k(a, u)
+	// With each wallet's total over all authorities (authority ''), the
+	// wallet's limits, in the same round trip: the ledger checks a
+	// deposit against its cap, and TotalsOf caches them for Limits.
+	q.totalsOf = `SELECT k.a, k.c, k.u, t.total::text, t.last_entry, l.user_id IS NOT NULL, l.floor::text, l.cap::text, l.set_by, l.set_on
+FROM unnest($1::text[], $2::text[], $3::text[]) AS k(a, c, u)
 LEFT JOIN LATERAL (SELECT total, last_entry FROM ` + s + `.totals
-WHERE authority_id = k.a COLLATE "C" AND user_id = k.u COLLATE "C" LIMIT 1) t ON true`
-	// A recursive skip over the primary key's leading column: one index
-	// probe per authority, however many totals each has.
-	q.totalAuthorities = `WITH RECURSIVE a(id) AS (
-(SELECT authority_id FROM ` + s + `.totals ORDER BY authority_id LIMIT 1)
+WHERE authority_id = k.a COLLATE "C" AND currency = k.c COLLATE "C" AND user_id = k.u COLLATE "C" LIMIT 1) t ON true
+LEFT JOIN LATERAL (SELECT user_id, floor, cap, set_by, set_on FROM ` + s + `.limits
+WHERE k.a = '' AND user_id = k.u COLLATE "C" AND currency = k.c COLLATE "C" LIMIT 1) l ON true`
+	// A recursive skip over the primary key's two leading columns: one
+	// index probe per (authority, currency), however many totals each
+	// has. The row comparison is an index condition.
+	q.totalGroups = `WITH RECURSIVE g(a, c) AS (
+(SELECT authority_id, currency FROM ` + s + `.totals ORDER BY authority_id, currency LIMIT 1)
 UNION ALL
-SELECT (SELECT authority_id FROM ` + s + `.totals WHERE authority_id > a.id ORDER BY authority_id LIMIT 1) FROM a WHERE a.id IS NOT NULL)
-SELECT id FROM a WHERE id IS NOT NULL`
-	q.insert = `INSERT INTO ` + s + `.entries (id, authority_id, user_id, created_on, amount, reason, item_name, item_used, item_data, balance, authority_balance, idempotency_key, item_used_on, item_used_by, use_idempotency_key)
-VALUES ($1, $2, $3, $4, $5::numeric, $6, $7, $8, $9, $10::numeric, $11::numeric, $12, $13, $14, $15)`
+SELECT n.a, n.c FROM g, LATERAL (SELECT authority_id, currency FROM ` + s + `.totals
+WHERE (authority_id, currency) > (g.a, g.c) ORDER BY authority_id, currency LIMIT 1) AS n(a, c))
+SELECT a, c FROM g`
+	q.limits = `SELECT ` + limitsColumns + ` FROM ` + s + `.limits WHERE user_id = $1 AND currency = $2`
+	q.insert = `INSERT INTO ` + s + `.entries (id, authority_id, user_id, created_on, amount, reason, item_name, item_used, item_data, balance, authority_balance, idempotency_key, item_used_on, item_used_by, use_idempotency_key,
+currency, metadata, transfer_id, reverses, reversed_by, item_revoked)
+VALUES ($1, $2, $3, $4, $5::numeric, $6, $7, $8, $9, $10::numeric, $11::numeric, $12, $13, $14, $15, $16, $17::jsonb, $18, $19, $20, $21)`
 	// One statement says whether the entry exists and has an item, so that
 	// it can travel in a batch: used is true when the item was marked,
 	// found when the entry exists.
 	q.use = `WITH u AS (UPDATE ` + s + `.entries SET item_used = true, item_used_on = $2, item_used_by = $3, use_idempotency_key = $4
 WHERE id = $1 AND item_name IS NOT NULL RETURNING 1)
 SELECT EXISTS (SELECT FROM u), EXISTS (SELECT FROM ` + s + `.entries WHERE id = $1)`
-	q.setTotal = `INSERT INTO ` + s + `.totals (authority_id, user_id, total, last_entry) VALUES ($1, $2, $3::numeric, $4)
-ON CONFLICT (authority_id, user_id) DO UPDATE SET total = EXCLUDED.total, last_entry = EXCLUDED.last_entry`
+	// A reversal fails by its result, as a use does: no row updated
+	// means no such entry. The item is revoked only where there is one.
+	q.reverse = `UPDATE ` + s + `.entries SET reversed_by = $2,
+item_revoked = CASE WHEN $3::boolean AND item_name IS NOT NULL THEN true ELSE item_revoked END WHERE id = $1`
+	q.setTotal = `INSERT INTO ` + s + `.totals (authority_id, currency, user_id, total, last_entry) VALUES ($1, $2, $3, $4::numeric, $5)
+ON CONFLICT (authority_id, currency, user_id) DO UPDATE SET total = EXCLUDED.total, last_entry = EXCLUDED.last_entry`
+	q.setLimits = `INSERT INTO ` + s + `.limits (user_id, currency, floor, cap, set_by, set_on) VALUES ($1, $2, $3::numeric, $4::numeric, $5, $6)
+ON CONFLICT (user_id, currency) DO UPDATE SET floor = EXCLUDED.floor, cap = EXCLUDED.cap, set_by = EXCLUDED.set_by, set_on = EXCLUDED.set_on`
 	for k := range scanKey(scanKeys) {
 		q.scans[k] = scanSQL(s, k)
 	}
-	q.totals[0] = totalsSQL(s, ">=")
-	q.totals[1] = totalsSQL(s, ">")
+	for i, op := range [2]string{">=", ">"} {
+		q.totals[i] = totalsSQL(s, op)
+		// A user's totals over all authorities, by currency, through the
+		// partial index totals_user. user_id = ANY (...) keeps user_id in
+		// the required order (see scanSQL), so that the primary key, in
+		// currency order once authority_id = '' fixes its first column,
+		// cannot serve it by filtering on the user.
+		q.userTotals[i] = `SELECT currency, total::text, last_entry FROM ` + s + `.totals WHERE authority_id = '' AND user_id = ANY (ARRAY[$1::text]) AND currency ` + op +
+			` $2 ORDER BY user_id, currency LIMIT $3`
+		q.userLimits[i] = `SELECT ` + limitsColumns + ` FROM ` + s + `.limits WHERE user_id = $1 AND currency ` + op + ` $2 ORDER BY user_id, currency LIMIT $3`
+		q.allLimits[i] = `SELECT ` + limitsColumns + ` FROM ` + s + `.limits WHERE (user_id, currency) ` + op + ` ($1, $2) ORDER BY user_id, currency LIMIT $3`
+	}
 	return q
 }
 
 // scanKey names the shape of one page of [ledger.ReadTx.Entries]: which
 // filters are set, how the page is bounded and its direction.
-type scanKey uint8
+type scanKey uint16
 
 const (
 	scanUser scanKey = 1 << iota
 	scanAuthority
 	scanItems
+	scanCurrency
 	scanStart // id >= $n
 	scanAfter // id > $n (the next page of an ascending scan)
 	scanEnd   // id < $n
@@ -77,13 +110,19 @@ const (
 )
 
 // scanSQL returns the query for one page of a scan. Its parameters are,
-// in order and each only when the key has it: authority, user, start or
-// after, end, and last the page size. Each shape has its index:
+// in order and each only when the key has it: authority, user, currency,
+// start or after, end, and last the page size. Each shape has its index:
 //
 //	user and authority  entries_authority_user (authority_id, user_id, id)
+//	user in a currency  entries_currency_user (currency, user_id, id)
 //	user                entries_user or, with items only, entries_items_user
 //	authority           entries_authority or entries_items_authority
 //	neither             entries_pkey (id) or entries_items
+//
+// A currency is an index condition only for a user's entries (with no
+// authority and not items only): the wallet's history, which the
+// ledger's balance as of an instant seeks into. In every other shape it
+// filters the rows of the shape's index, as the Store contract allows.
 //
 // The ORDER BY names the index's columns, and the leading filter is
 // written col = ANY (ARRAY[$n]) rather than col = $n. The two mean the
@@ -91,22 +130,34 @@ const (
 // required order, and may then prefer to walk the primary key in ID order
 // and filter: a plan that reads most of the table when the authority's
 // or user's entries are rare, or all at the far end. Written this way,
-// only the index meant for the scan delivers the order.
+// only the index meant for the scan delivers the order. For a user's
+// entries in a currency, currency leads the index and is the column so
+// written: a second column compared with ANY would make PostgreSQL (up
+// to 16) treat the index scan as unordered.
 func scanSQL(schema string, k scanKey) string {
 	n := 0
 	param := func() string { n++; return "$" + strconv.Itoa(n) }
 	var where, order []string
+	walletSeek := k&(scanUser|scanCurrency|scanAuthority|scanItems) == scanUser|scanCurrency
 	if k&scanAuthority != 0 {
 		where = append(where, `authority_id = ANY (ARRAY[`+param()+`::text])`)
 		order = append(order, "authority_id")
 	}
 	if k&scanUser != 0 {
-		if k&scanAuthority != 0 {
+		if k&scanAuthority != 0 || walletSeek {
 			where = append(where, `user_id = `+param())
 		} else {
 			where = append(where, `user_id = ANY (ARRAY[`+param()+`::text])`)
 		}
 		order = append(order, "user_id")
+	}
+	if k&scanCurrency != 0 {
+		if walletSeek {
+			where = append(where, `currency = ANY (ARRAY[`+param()+`::text])`)
+			order = append([]string{"currency"}, order...)
+		} else {
+			where = append(where, `currency = `+param())
+		}
 	}
 	if k&scanItems != 0 {
 		where = append(where, `item_name IS NOT NULL`)
@@ -136,8 +187,11 @@ func scanSQL(schema string, k scanKey) string {
 }
 
 // totalsSQL returns the query for one page of [ledger.ReadTx.Totals],
-// served by the primary key of totals: authority, user bound, page size.
+// served by the primary key of totals: authority, currency, user bound,
+// page size. authority_id = ANY (...) keeps authority_id in the required
+// order (see scanSQL), so that totals_user, in user order, cannot serve
+// the authority "" by filtering on the currency.
 func totalsSQL(schema, op string) string {
-	return `SELECT user_id, total::text, last_entry FROM ` + schema + `.totals WHERE authority_id = $1 AND user_id ` + op +
-		` $2 ORDER BY authority_id, user_id LIMIT $3`
+	return `SELECT user_id, total::text, last_entry FROM ` + schema + `.totals WHERE authority_id = ANY (ARRAY[$1::text]) AND currency = $2 AND user_id ` + op +
+		` $3 ORDER BY authority_id, currency, user_id LIMIT $4`
 }

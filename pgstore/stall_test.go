@@ -119,10 +119,10 @@ func requireServes(t *testing.T, s *pgstore.Store) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
-		return tx.SetTotal(ctx, "a", "after", ledger.Total{Value: decimal.New(2, 0), LastEntryID: "x"})
+		return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "a", UserID: "after"}, ledger.Total{Value: decimal.New(2, 0), LastEntryID: "x"})
 	}), "Update after the backends resumed")
 	require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
-		_, found, err := tx.Total(ctx, "a", "after")
+		_, found, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: "a", UserID: "after"})
 		if err == nil && !found {
 			err = errors.New("total not found")
 		}
@@ -140,7 +140,7 @@ func TestStalledServer(t *testing.T) {
 	// then is what fn does once its backend is frozen.
 	type then func(ctx context.Context, tx ledger.ReadTx) error
 	read := func(ctx context.Context, tx ledger.ReadTx) error {
-		_, _, err := tx.Total(ctx, "a", "u")
+		_, _, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: "a", UserID: "u"})
 		return err
 	}
 	wait := func(ctx context.Context, _ ledger.ReadTx) error {
@@ -157,7 +157,7 @@ func TestStalledServer(t *testing.T) {
 		{name: "Update, read in flight", update: true, then: read},
 		{name: "Update, ctx ends between statements", update: true, then: wait},
 		{name: "Update, COMMIT in flight", update: true, unknown: true, then: func(ctx context.Context, tx ledger.ReadTx) error {
-			return tx.(ledger.Tx).SetTotal(ctx, "a", "u", ledger.Total{Value: decimal.New(1, 0), LastEntryID: "x"})
+			return tx.(ledger.Tx).SetTotal(ctx, ledger.TotalKey{AuthorityID: "a", UserID: "u"}, ledger.Total{Value: decimal.New(1, 0), LastEntryID: "x"})
 		}},
 		{name: "View, read in flight", then: read},
 		{name: "View, ctx ends between statements", then: wait},
@@ -212,7 +212,7 @@ func TestStalledIdleConnection(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	err := s.Update(ctx, func(tx ledger.Tx) error {
-		return tx.SetTotal(ctx, "a", "u", ledger.Total{Value: decimal.New(1, 0), LastEntryID: "x"})
+		return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "a", UserID: "u"}, ledger.Total{Value: decimal.New(1, 0), LastEntryID: "x"})
 	})
 	took := time.Since(start)
 	require.NoError(t, err)
@@ -230,7 +230,7 @@ func TestCommitTerminated(t *testing.T) {
 	go func() {
 		ctx := context.Background()
 		done <- s.Update(ctx, func(tx ledger.Tx) error {
-			return tx.SetTotal(ctx, "a", "u", ledger.Total{Value: decimal.New(1, 0), LastEntryID: "x"})
+			return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "a", UserID: "u"}, ledger.Total{Value: decimal.New(1, 0), LastEntryID: "x"})
 		})
 	}()
 	var pid int
@@ -269,7 +269,7 @@ func TestCommitDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	err := s.Update(ctx, func(tx ledger.Tx) error {
-		return tx.SetTotal(ctx, "a", "u", ledger.Total{Value: decimal.New(1, 0), LastEntryID: "x"})
+		return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "a", UserID: "u"}, ledger.Total{Value: decimal.New(1, 0), LastEntryID: "x"})
 	})
 	require.ErrorIs(t, err, ledger.ErrUnknownOutcome)
 	require.ErrorIs(t, err, context.DeadlineExceeded)

@@ -1,7 +1,9 @@
 package pgstore
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -90,3 +92,47 @@ func decDecimal(s string) (decimal.Decimal, error) { return decimal.NewFromStrin
 // unixTime is the inverse of time.Time.UnixNano, in UTC, as the ledger
 // makes CreatedOn.
 func unixTime(nanos int64) time.Time { return time.Unix(0, nanos).UTC() }
+
+// encMetadata returns the jsonb input for m: NULL for an empty map,
+// otherwise a JSON object whose keys and values are stored as encText
+// writes them, since jsonb refuses \u0000 as text does. Every string
+// comes back as it was given; only the map's order, which Go does not
+// keep either, is jsonb's own.
+func encMetadata(m map[string]string) (any, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	enc := make(map[string]string, len(m))
+	for k, v := range m {
+		if !storable(k) || !storable(v) {
+			return nil, fmt.Errorf("metadata key %q: not valid UTF-8", k)
+		}
+		enc[encText(k)] = encText(v)
+	}
+	b, err := json.Marshal(enc)
+	if err != nil {
+		return nil, fmt.Errorf("metadata: %w", err)
+	}
+	return string(b), nil
+}
+
+// decMetadata reverses encMetadata, from jsonb read as text.
+func decMetadata(s string) (map[string]string, error) {
+	var enc map[string]string
+	if err := json.Unmarshal([]byte(s), &enc); err != nil {
+		return nil, fmt.Errorf("metadata: %w", err)
+	}
+	m := make(map[string]string, len(enc))
+	for k, v := range enc {
+		dk, err := decText(k)
+		if err != nil {
+			return nil, fmt.Errorf("metadata key %q: %w", k, err)
+		}
+		dv, err := decText(v)
+		if err != nil {
+			return nil, fmt.Errorf("metadata key %q: %w", k, err)
+		}
+		m[dk] = dv
+	}
+	return m, nil
+}

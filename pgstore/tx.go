@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -59,6 +60,14 @@ type tx struct {
 	done   bool       // fn returned: no more use from outside
 	err    error      // the first failure; the transaction is lost
 	writes []write
+	// limits caches the wallets' limits TotalsOf read, and those
+	// SetLimits wrote, by decoded (user, currency); guarded by mu.
+	limits map[[2]string]cachedLimits
+}
+
+type cachedLimits struct {
+	l     ledger.StoredLimits
+	found bool
 }
 
 type writeKind uint8
@@ -66,16 +75,22 @@ type writeKind uint8
 const (
 	writeInsert writeKind = iota
 	writeUse
+	writeReverse
 	writeTotal
+	writeLimits
 )
 
 // write is a buffered write.
 type write struct {
-	kind writeKind
-	id   string // entry ID (insert, use): for errors, and the order of uses
-	a, u string // stored authority and user (total)
-	args []any
+	kind    writeKind
+	id      string // entry ID (insert, use, reverse): for errors, and the order of updates
+	a, c, u string // stored authority, currency and user (total; limits without a)
+	args    []any
 }
+
+// updatesEntry reports whether w changes an entry that exists: a use or
+// a reversal, which fail by their result rather than by an error.
+func (w write) updatesEntry() bool { return w.kind == writeUse || w.kind == writeReverse }
 
 var (
 	_ ledger.ReadTx = (*tx)(nil)
@@ -139,6 +154,10 @@ func (t *tx) sqlOf(k writeKind) string {
 		return t.s.q.insert
 	case writeUse:
 		return t.s.q.use
+	case writeReverse:
+		return t.s.q.reverse
+	case writeLimits:
+		return t.s.q.setLimits
 	}
 	return t.s.q.setTotal
 }
@@ -166,37 +185,60 @@ func (w write) reader() reader {
 			}
 			return nil
 		}
+	case writeReverse:
+		return func(br pgx.BatchResults) error {
+			ct, err := br.Exec()
+			switch {
+			case err != nil:
+				return fmt.Errorf("pgstore: mark entry %s reversed: %w", w.id, err)
+			case ct.RowsAffected() == 0:
+				return fmt.Errorf("pgstore: mark entry %s reversed: %w", w.id, ledger.ErrNotFound)
+			}
+			return nil
+		}
+	case writeLimits:
+		return func(br pgx.BatchResults) error {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("pgstore: write limits of user %q in currency %q: %w", w.u, w.c, err)
+			}
+			return nil
+		}
 	}
 	return func(br pgx.BatchResults) error {
 		if _, err := br.Exec(); err != nil {
-			return fmt.Errorf("pgstore: write total of user %q for authority %q: %w", w.u, w.a, err)
+			return fmt.Errorf("pgstore: write total of user %q in currency %q for authority %q: %w", w.u, w.c, w.a, err)
 		}
 		return nil
 	}
 }
 
 // orderWrites returns the writes in the order they are sent. Entries are
-// inserted in call order, and item uses keep their place relative to the
-// inserts (a use may name an entry inserted just before), but a run of
-// consecutive uses is sorted by entry ID; totals go last, sorted by
-// (authority, user), each written once with its last value. Uses commute
-// with each other and totals with everything else, so the result is the
+// inserted in call order, and item uses and reversal marks keep their
+// place relative to the inserts (one may name an entry inserted just
+// before), but a run of consecutive ones is sorted by entry ID; totals
+// come next, sorted by (authority, currency, user), and limits last,
+// sorted by (user, currency), each written once with its last value.
+// Uses and reversal marks commute with each other (they set different
+// columns), totals and limits with everything else, so the result is the
 // same, and every transaction takes its row locks in one order (entries
-// by ID, then totals by key), so two that write the same rows queue
-// instead of deadlocking.
+// by ID, then totals, then limits, by key), so two that write the same
+// rows queue instead of deadlocking.
 func orderWrites(ws []write) []write {
 	out := make([]write, 0, len(ws))
-	var totals []write
+	var totals, limits []write
 	for _, w := range ws {
-		if w.kind == writeTotal {
+		switch w.kind {
+		case writeTotal:
 			totals = append(totals, w)
-		} else {
+		case writeLimits:
+			limits = append(limits, w)
+		default:
 			out = append(out, w)
 		}
 	}
 	for i := 0; i < len(out); i++ {
 		j := i
-		for j < len(out) && out[j].kind == writeUse {
+		for j < len(out) && out[j].updatesEntry() {
 			j++
 		}
 		if j-i > 1 {
@@ -204,14 +246,16 @@ func orderWrites(ws []write) []write {
 		}
 		i = j
 	}
-	slices.SortStableFunc(totals, func(a, b write) int {
-		return cmp.Or(cmp.Compare(a.a, b.a), cmp.Compare(a.u, b.u))
-	})
-	for i, w := range totals {
-		if i+1 < len(totals) && totals[i+1].a == w.a && totals[i+1].u == w.u {
-			continue // a later SetTotal of the same key wins
+	for _, keyed := range [][]write{totals, limits} {
+		slices.SortStableFunc(keyed, func(a, b write) int {
+			return cmp.Or(cmp.Compare(a.a, b.a), cmp.Compare(a.c, b.c), cmp.Compare(a.u, b.u))
+		})
+		for i, w := range keyed {
+			if i+1 < len(keyed) && keyed[i+1].a == w.a && keyed[i+1].c == w.c && keyed[i+1].u == w.u {
+				continue // a later write of the same key wins
+			}
+			out = append(out, w)
 		}
-		out = append(out, w)
 	}
 	return out
 }
@@ -274,15 +318,15 @@ func (t *tx) read(ctx context.Context, op, sql string, args []any, each func(pgx
 // commit sends the buffered writes and COMMIT, in one round trip when it
 // can. A batch is one pipeline: when a statement fails, the server skips
 // the rest, COMMIT included, so an insert's unique violation can share
-// the round trip with COMMIT. An item use cannot: it fails by its
-// result, not by an error, so COMMIT waits for the result. Once COMMIT
+// the round trip with COMMIT. An item use or a reversal mark cannot: it
+// fails by its result, not by an error, so COMMIT waits for the result. Once COMMIT
 // is sent, a failure that is not the server's refusal leaves the outcome
 // unknown (see commitFailed). Must hold t.mu.
 func (t *tx) commit(ctx context.Context) error {
 	if !t.begun && len(t.writes) == 0 {
 		return nil // nothing was read or written: there is no transaction
 	}
-	canShare := !slices.ContainsFunc(t.writes, func(w write) bool { return w.kind == writeUse })
+	canShare := !slices.ContainsFunc(t.writes, write.updatesEntry)
 	if len(t.writes) > 0 {
 		b := &pgx.Batch{}
 		rs := t.queue(b)
@@ -432,13 +476,15 @@ func scanRecord(rows pgx.Rows, r *ledger.Record) error {
 	var (
 		id, auth, user, amount, reason, balance, authBalance string
 		createdOn                                            int64
-		itemName, key, usedBy, useKey                        *string
-		itemUsed                                             *bool
+		currency                                             string
+		itemName, key, usedBy, useKey, meta                  *string
+		transfer, reverses, reversedBy                       *string
+		itemUsed, revoked                                    *bool
 		usedOn                                               *int64
 		data                                                 []byte
 	)
 	if err := rows.Scan(&id, &auth, &user, &createdOn, &amount, &reason, &itemName, &itemUsed, &data, &balance, &authBalance, &key,
-		&usedOn, &usedBy, &useKey); err != nil {
+		&usedOn, &usedBy, &useKey, &currency, &meta, &transfer, &reverses, &reversedBy, &revoked); err != nil {
 		return err
 	}
 	var errs []error
@@ -452,6 +498,12 @@ func scanRecord(rows pgx.Rows, r *ledger.Record) error {
 		errs = append(errs, err)
 		return d
 	}
+	opt := func(s *string) string {
+		if s == nil {
+			return ""
+		}
+		return text(*s)
+	}
 	*r = ledger.Record{
 		Entry: ledger.Entry{
 			ID:          text(id),
@@ -461,11 +513,20 @@ func scanRecord(rows pgx.Rows, r *ledger.Record) error {
 			Amount:      num(amount),
 			Reason:      text(reason),
 			Balance:     num(balance),
+			Currency:    text(currency),
+			TransferID:  opt(transfer),
+			Reverses:    opt(reverses),
+			ReversedBy:  opt(reversedBy),
 		},
 		AuthorityBalance: num(authBalance),
 	}
+	if meta != nil {
+		m, err := decMetadata(*meta)
+		errs = append(errs, err)
+		r.Metadata = m
+	}
 	if itemName != nil {
-		r.Item = &ledger.Item{Name: text(*itemName), Used: itemUsed != nil && *itemUsed, Data: data}
+		r.Item = &ledger.Item{Name: text(*itemName), Used: itemUsed != nil && *itemUsed, Data: data, Revoked: revoked != nil && *revoked}
 		if usedOn != nil {
 			r.Item.UsedOn = unixTime(*usedOn)
 		}
@@ -503,6 +564,13 @@ func (t *tx) Entries(ctx context.Context, sc ledger.Scan) iter.Seq2[ledger.Recor
 			}
 			k |= scanUser
 			args = append(args, encText(sc.UserID))
+		}
+		if sc.InCurrency {
+			if !storable(sc.Currency) {
+				return
+			}
+			k |= scanCurrency
+			args = append(args, encText(sc.Currency))
 		}
 		if sc.ItemsOnly {
 			k |= scanItems
@@ -586,13 +654,14 @@ func paged[T any](read func(limit int, last *T) ([]T, error)) iter.Seq2[T, error
 }
 
 // Total implements [ledger.ReadTx].
-func (t *tx) Total(ctx context.Context, authorityID, userID string) (ledger.Total, bool, error) {
-	if !storable(authorityID) || !storable(userID) {
+func (t *tx) Total(ctx context.Context, k ledger.TotalKey) (ledger.Total, bool, error) {
+	if !storable(k.AuthorityID) || !storable(k.UserID) || !storable(k.Currency) {
 		return ledger.Total{}, false, t.check(ctx, nil)
 	}
 	var total ledger.Total
 	found := false
-	err := t.read(ctx, "read total", t.s.q.total, []any{encText(authorityID), encText(userID)}, func(rows pgx.Rows) error {
+	args := []any{encText(k.AuthorityID), encText(k.Currency), encText(k.UserID)}
+	err := t.read(ctx, "read total", t.s.q.total, args, func(rows pgx.Rows) error {
 		var v, last string
 		if err := rows.Scan(&v, &last); err != nil {
 			return err
@@ -603,7 +672,7 @@ func (t *tx) Total(ctx context.Context, authorityID, userID string) (ledger.Tota
 		return err
 	})
 	if err != nil {
-		return ledger.Total{}, false, fmt.Errorf("pgstore: read total of user %q for authority %q: %w", userID, authorityID, err)
+		return ledger.Total{}, false, fmt.Errorf("pgstore: read total of user %q in currency %q for authority %q: %w", k.UserID, k.Currency, k.AuthorityID, err)
 	}
 	return total, found, nil
 }
@@ -624,66 +693,93 @@ func decTotal(v, last string) (ledger.Total, error) {
 // TotalsOf implements [ledger.TotalsPrefetcher]: one round trip for the
 // totals of a whole group commit.
 func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.TotalKey]ledger.Total, error) {
-	auths, users := make([]string, 0, len(keys)), make([]string, 0, len(keys))
-	byText := make(map[[2]string]ledger.TotalKey, len(keys))
+	auths, curs, users := make([]string, 0, len(keys)), make([]string, 0, len(keys)), make([]string, 0, len(keys))
+	byText := make(map[ledger.TotalKey]ledger.TotalKey, len(keys))
 	for _, k := range keys {
-		if !storable(k.AuthorityID) || !storable(k.UserID) {
+		if !storable(k.AuthorityID) || !storable(k.UserID) || !storable(k.Currency) {
 			continue // cannot be stored, so is not
 		}
-		a, u := encText(k.AuthorityID), encText(k.UserID)
-		auths, users = append(auths, a), append(users, u)
-		byText[[2]string{a, u}] = k
+		e := ledger.TotalKey{AuthorityID: encText(k.AuthorityID), UserID: encText(k.UserID), Currency: encText(k.Currency)}
+		auths, curs, users = append(auths, e.AuthorityID), append(curs, e.Currency), append(users, e.UserID)
+		byText[e] = k
 	}
 	out := make(map[ledger.TotalKey]ledger.Total, len(keys))
 	if len(auths) == 0 {
 		return out, t.check(ctx, nil)
 	}
-	err := t.read(ctx, "read totals", t.s.q.totalsOf, []any{auths, users}, func(rows pgx.Rows) error {
-		var a, u string
+	cache := map[[2]string]cachedLimits{}
+	err := t.read(ctx, "read totals", t.s.q.totalsOf, []any{auths, curs, users}, func(rows pgx.Rows) error {
+		var e ledger.TotalKey
 		var v, last *string
-		if err := rows.Scan(&a, &u, &v, &last); err != nil {
+		var hasLimits bool
+		var floor, capV, by *string
+		var on *int64
+		if err := rows.Scan(&e.AuthorityID, &e.Currency, &e.UserID, &v, &last, &hasLimits, &floor, &capV, &by, &on); err != nil {
 			return err
+		}
+		if k := byText[e]; k.AuthorityID == "" {
+			c := cachedLimits{found: hasLimits}
+			if hasLimits {
+				l, err := decLimits(e.UserID, e.Currency, *floor, capV, by, on)
+				if err != nil {
+					return err
+				}
+				c.l = l
+			}
+			cache[[2]string{k.UserID, k.Currency}] = c
 		}
 		if v == nil || last == nil {
 			return nil // no total
 		}
 		total, err := decTotal(*v, *last)
 		if err != nil {
-			return fmt.Errorf("pgstore: read total of user %q for authority %q: %w", u, a, err)
+			return fmt.Errorf("pgstore: read total of user %q in currency %q for authority %q: %w", e.UserID, e.Currency, e.AuthorityID, err)
 		}
-		out[byText[[2]string{a, u}]] = total
+		out[byText[e]] = total
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	t.mu.Lock()
+	if t.limits == nil {
+		t.limits = cache
+	} else {
+		maps.Copy(t.limits, cache)
+	}
+	t.mu.Unlock()
 	return out, nil
 }
 
 var _ ledger.TotalsPrefetcher = (*tx)(nil)
 
-// TotalAuthorities implements [ledger.ReadTx].
-func (t *tx) TotalAuthorities(ctx context.Context) iter.Seq2[string, error] {
-	return func(yield func(string, error) bool) {
-		var as []string
-		err := t.read(ctx, "read total authorities", t.s.q.totalAuthorities, nil, func(rows pgx.Rows) error {
-			var a string
-			if err := rows.Scan(&a); err != nil {
+// TotalGroups implements [ledger.ReadTx]: one statement, an index probe
+// per group (see queries.totalGroups).
+func (t *tx) TotalGroups(ctx context.Context) iter.Seq2[ledger.TotalGroup, error] {
+	return func(yield func(ledger.TotalGroup, error) bool) {
+		var gs []ledger.TotalGroup
+		err := t.read(ctx, "read total groups", t.s.q.totalGroups, nil, func(rows pgx.Rows) error {
+			var a, c string
+			if err := rows.Scan(&a, &c); err != nil {
 				return err
 			}
-			d, err := decText(a)
+			da, err := decText(a)
 			if err != nil {
 				return fmt.Errorf("authority %q: %w", a, err)
 			}
-			as = append(as, d)
+			dc, err := decText(c)
+			if err != nil {
+				return fmt.Errorf("currency %q: %w", c, err)
+			}
+			gs = append(gs, ledger.TotalGroup{AuthorityID: da, Currency: dc})
 			return nil
 		})
 		if err != nil {
-			yield("", err)
+			yield(ledger.TotalGroup{}, err)
 			return
 		}
-		for _, a := range as {
-			if !yield(a, nil) {
+		for _, g := range gs {
+			if !yield(g, nil) {
 				return
 			}
 		}
@@ -691,9 +787,9 @@ func (t *tx) TotalAuthorities(ctx context.Context) iter.Seq2[string, error] {
 }
 
 // Totals implements [ledger.ReadTx]. It reads in pages (see firstPage).
-func (t *tx) Totals(ctx context.Context, authorityID, afterUserID string) iter.Seq2[ledger.UserTotal, error] {
+func (t *tx) Totals(ctx context.Context, authorityID, currency, afterUserID string) iter.Seq2[ledger.UserTotal, error] {
 	return func(yield func(ledger.UserTotal, error) bool) {
-		if !storable(authorityID) {
+		if !storable(authorityID) || !storable(currency) {
 			if err := t.check(ctx, nil); err != nil {
 				yield(ledger.UserTotal{}, err)
 			}
@@ -703,7 +799,7 @@ func (t *tx) Totals(ctx context.Context, authorityID, afterUserID string) iter.S
 			yield(ledger.UserTotal{}, fmt.Errorf("pgstore: read totals: user bound %q is not valid UTF-8", afterUserID))
 			return
 		}
-		a, after := encText(authorityID), encText(afterUserID)
+		a, c, after := encText(authorityID), encText(currency), encText(afterUserID)
 		q := t.s.q.totals[1]
 		if afterUserID == "" {
 			q = t.s.q.totals[0] // every user, "" included
@@ -713,7 +809,7 @@ func (t *tx) Totals(ctx context.Context, authorityID, afterUserID string) iter.S
 				q, after = t.s.q.totals[1], encText(last.UserID)
 			}
 			var page []ledger.UserTotal
-			err := t.read(ctx, "read totals", q, []any{a, after, limit}, func(rows pgx.Rows) error {
+			err := t.read(ctx, "read totals", q, []any{a, c, after, limit}, func(rows pgx.Rows) error {
 				var u, v, last string
 				if err := rows.Scan(&u, &v, &last); err != nil {
 					return err
@@ -727,6 +823,48 @@ func (t *tx) Totals(ctx context.Context, authorityID, afterUserID string) iter.S
 					return fmt.Errorf("user %q: %w", u, err)
 				}
 				page = append(page, ledger.UserTotal{UserID: user, Total: total})
+				return nil
+			})
+			return page, err
+		}
+		for r, err := range paged(read) {
+			if !yield(r, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+// UserTotals implements [ledger.ReadTx]. It reads in pages (see
+// firstPage), through the partial index totals_user.
+func (t *tx) UserTotals(ctx context.Context, userID string) iter.Seq2[ledger.CurrencyTotal, error] {
+	return func(yield func(ledger.CurrencyTotal, error) bool) {
+		if !storable(userID) {
+			if err := t.check(ctx, nil); err != nil {
+				yield(ledger.CurrencyTotal{}, err)
+			}
+			return
+		}
+		u, q, after := encText(userID), t.s.q.userTotals[0], "" // every currency, "" included
+		read := func(limit int, last *ledger.CurrencyTotal) ([]ledger.CurrencyTotal, error) {
+			if last != nil {
+				q, after = t.s.q.userTotals[1], encText(last.Currency)
+			}
+			var page []ledger.CurrencyTotal
+			err := t.read(ctx, "read user totals", q, []any{u, after, limit}, func(rows pgx.Rows) error {
+				var c, v, last string
+				if err := rows.Scan(&c, &v, &last); err != nil {
+					return err
+				}
+				cur, err := decText(c)
+				if err != nil {
+					return fmt.Errorf("currency %q: %w", c, err)
+				}
+				total, err := decTotal(v, last)
+				if err != nil {
+					return fmt.Errorf("currency %q: %w", c, err)
+				}
+				page = append(page, ledger.CurrencyTotal{Currency: cur, Total: total})
 				return nil
 			})
 			return page, err
@@ -754,7 +892,8 @@ func (t *tx) buffer(ctx context.Context, w write) error {
 // read or the commit; a duplicate ID or idempotency key then fails the
 // transaction, and Update returns the unique violation.
 func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
-	texts := []string{r.ID, r.AuthorityID, r.UserID, r.Reason, r.IdempotencyKey, r.UseIdempotencyKey}
+	texts := []string{r.ID, r.AuthorityID, r.UserID, r.Reason, r.IdempotencyKey, r.UseIdempotencyKey,
+		r.Currency, r.TransferID, r.Reverses, r.ReversedBy}
 	if r.Item != nil {
 		texts = append(texts, r.Item.Name, r.Item.UsedBy)
 	}
@@ -763,9 +902,14 @@ func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
 			return fmt.Errorf("pgstore: insert entry %q: text %q is not valid UTF-8", r.ID, s)
 		}
 	}
+	meta, err := encMetadata(r.Metadata)
+	if err != nil {
+		return fmt.Errorf("pgstore: insert entry %q: %w", r.ID, err)
+	}
 	var (
 		itemName, key any // NULL unless set
 		itemUsed      any
+		revoked       any
 		data          []byte
 		use           = [3]any{} // item_used_on, item_used_by, use_idempotency_key
 	)
@@ -774,6 +918,9 @@ func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
 		data = slices.Clone(r.Item.Data) // the caller may reuse its slice
 		if r.Item.Used {
 			use = useArgs(ledger.ItemUse{AuthorityID: r.Item.UsedBy, At: r.Item.UsedOn, IdempotencyKey: r.UseIdempotencyKey})
+		}
+		if r.Item.Revoked {
+			revoked = true
 		}
 	}
 	if r.IdempotencyKey != "" {
@@ -784,7 +931,16 @@ func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
 		encDecimal(r.Amount), encText(r.Reason), itemName, itemUsed, data,
 		encDecimal(r.Balance), encDecimal(r.AuthorityBalance), key,
 		use[0], use[1], use[2],
+		encText(r.Currency), meta, optText(r.TransferID), optText(r.Reverses), optText(r.ReversedBy), revoked,
 	}})
+}
+
+// optText returns the stored form of s, or NULL for "".
+func optText(s string) any {
+	if s == "" {
+		return nil
+	}
+	return encText(s)
 }
 
 // useArgs returns the columns item_used_on, item_used_by and
@@ -817,12 +973,26 @@ func (t *tx) SetItemUsed(ctx context.Context, id string, u ledger.ItemUse) error
 	return t.buffer(ctx, write{kind: writeUse, id: id, args: []any{encText(id), use[0], use[1], use[2]}})
 }
 
+// SetReversed implements [ledger.Tx]. The update is sent with the next
+// read or the commit; a missing entry then fails the transaction with
+// [ledger.ErrNotFound]. revokeItem on an entry without an item revokes
+// nothing.
+func (t *tx) SetReversed(ctx context.Context, id, reversal string, revokeItem bool) error {
+	if !storable(id) {
+		return t.check(ctx, ledger.ErrNotFound)
+	}
+	if !storable(reversal) {
+		return fmt.Errorf("pgstore: mark entry %s reversed: reversal %q is not valid UTF-8", id, reversal)
+	}
+	return t.buffer(ctx, write{kind: writeReverse, id: id, args: []any{encText(id), encText(reversal), revokeItem}})
+}
+
 // SetTotal implements [ledger.Tx]. The write is sent with the next read
 // or the commit.
-func (t *tx) SetTotal(ctx context.Context, authorityID, userID string, total ledger.Total) error {
-	if !storable(authorityID) || !storable(userID) || !storable(total.LastEntryID) {
-		return fmt.Errorf("pgstore: write total of user %q for authority %q: not valid UTF-8", userID, authorityID)
+func (t *tx) SetTotal(ctx context.Context, k ledger.TotalKey, total ledger.Total) error {
+	if !storable(k.AuthorityID) || !storable(k.UserID) || !storable(k.Currency) || !storable(total.LastEntryID) {
+		return fmt.Errorf("pgstore: write total of user %q in currency %q for authority %q: not valid UTF-8", k.UserID, k.Currency, k.AuthorityID)
 	}
-	a, u := encText(authorityID), encText(userID)
-	return t.buffer(ctx, write{kind: writeTotal, a: a, u: u, args: []any{a, u, encDecimal(total.Value), encText(total.LastEntryID)}})
+	a, c, u := encText(k.AuthorityID), encText(k.Currency), encText(k.UserID)
+	return t.buffer(ctx, write{kind: writeTotal, a: a, c: c, u: u, args: []any{a, c, u, encDecimal(total.Value), encText(total.LastEntryID)}})
 }

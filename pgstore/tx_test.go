@@ -34,7 +34,9 @@ func TestRetry(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t, pgstore.WithMaxRetries(tc.maxRetries))
-			require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, "", "u", ledger.Total{Value: decimal.Zero}) }))
+			require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+				return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "", UserID: "u"}, ledger.Total{Value: decimal.Zero})
+			}))
 			var calls atomic.Int32
 			read := make(chan struct{})
 			both := make(chan struct{})
@@ -46,7 +48,7 @@ func TestRetry(t *testing.T) {
 					defer wg.Done()
 					errs[i] = s.Update(ctx, func(tx ledger.Tx) error {
 						first := calls.Add(1) <= 2
-						v, _, err := tx.Total(ctx, "", "u")
+						v, _, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: "", UserID: "u"})
 						if err != nil {
 							return err
 						}
@@ -54,7 +56,7 @@ func TestRetry(t *testing.T) {
 							read <- struct{}{}
 							<-both
 						}
-						return tx.SetTotal(ctx, "", "u", ledger.Total{Value: v.Value.Add(decimal.NewFromInt(1))})
+						return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "", UserID: "u"}, ledger.Total{Value: v.Value.Add(decimal.NewFromInt(1))})
 					})
 				}()
 			}
@@ -66,7 +68,7 @@ func TestRetry(t *testing.T) {
 			var total ledger.Total
 			require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
 				var err error
-				total, _, err = tx.Total(ctx, "", "u")
+				total, _, err = tx.Total(ctx, ledger.TotalKey{AuthorityID: "", UserID: "u"})
 				return err
 			}))
 			if tc.wantRetry {
@@ -159,7 +161,7 @@ func TestRoundTrips(t *testing.T) {
 		{"Update that only writes", func() func() error {
 			return func() error {
 				return s.Update(ctx, func(tx ledger.Tx) error {
-					return tx.SetTotal(ctx, "x", "y", ledger.Total{Value: decimal.NewFromInt(1)})
+					return tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "x", UserID: "y"}, ledger.Total{Value: decimal.NewFromInt(1)})
 				})
 			}
 		}, 1},
@@ -197,7 +199,7 @@ func TestTxMisuse(t *testing.T) {
 			require.NoError(t, tx.InsertEntry(ctx, rec))
 			_, err := tx.Entry(ctx, rec.ID)
 			require.Error(t, err, "the read reports the failed insert")
-			_, _, err = tx.Total(ctx, "", "u")
+			_, _, err = tx.Total(ctx, ledger.TotalKey{AuthorityID: "", UserID: "u"})
 			require.Error(t, err, "the transaction stays failed")
 			return nil
 		})
@@ -226,7 +228,7 @@ func TestTxMisuse(t *testing.T) {
 		fresh.ID = "fffffffffffffffffffffffe"
 		for _, missing := range []string{"000000000000000000000000", rec.ID} {
 			err := s.Update(ctx, func(tx ledger.Tx) error {
-				require.NoError(t, tx.SetTotal(ctx, "", "someone", ledger.Total{Value: decimal.NewFromInt(9)}))
+				require.NoError(t, tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "", UserID: "someone"}, ledger.Total{Value: decimal.NewFromInt(9)}))
 				require.NoError(t, tx.InsertEntry(ctx, fresh))
 				return tx.SetItemUsed(ctx, missing, ledger.ItemUse{})
 			})
@@ -235,7 +237,7 @@ func TestTxMisuse(t *testing.T) {
 			require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
 				_, err := tx.Entry(ctx, fresh.ID)
 				require.ErrorIs(t, err, ledger.ErrNotFound, "the insert was committed")
-				_, ok, err := tx.Total(ctx, "", "someone")
+				_, ok, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: "", UserID: "someone"})
 				require.NoError(t, err)
 				require.False(t, ok, "the total was committed")
 				return nil
@@ -279,7 +281,7 @@ func TestTxMisuse(t *testing.T) {
 	t.Run("Panic", func(t *testing.T) {
 		require.Panics(t, func() {
 			_ = s.Update(ctx, func(tx ledger.Tx) error {
-				_, _, _ = tx.Total(ctx, "", "u")
+				_, _, _ = tx.Total(ctx, ledger.TotalKey{AuthorityID: "", UserID: "u"})
 				panic("boom")
 			})
 		})

@@ -2,11 +2,13 @@ package pgstore_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
 
 	"github.com/walletledger/ledger"
@@ -64,7 +66,7 @@ func TestUpgradeSchema1(t *testing.T) {
 	t.Cleanup(func() { _ = l.Close() })
 	var version string
 	require.NoError(t, db.QueryRow(ctx, "SELECT value FROM "+q+".meta WHERE key = 'version'").Scan(&version))
-	require.Equal(t, "2", version, "Open migrated the schema")
+	require.Equal(t, strconv.Itoa(pgstore.SchemaVersion), version, "Open migrated the schema")
 	require.NoError(t, l.Verify(ctx))
 
 	es, err := l.Entries(ctx, ledger.EntryQuery{})
@@ -94,4 +96,199 @@ func TestUpgradeSchema1(t *testing.T) {
 	// The new check holds for rows written from now on.
 	_, err = db.Exec(ctx, "UPDATE "+q+".entries SET item_used_by = 'x' WHERE id = $1", ids[0])
 	require.ErrorContains(t, err, "entries_use_check")
+}
+
+// The statements of the release whose schema was at version 2, as it
+// sent them: an entry's insert, an item's use and a total's upsert.
+const (
+	v2Insert = `INSERT INTO {schema}.entries (id, authority_id, user_id, created_on, amount, reason, item_name, item_used, item_data, balance, authority_balance, idempotency_key, item_used_on, item_used_by, use_idempotency_key)
+VALUES ($1, $2, $3, $4, $5::numeric, $6, $7, $8, $9, $10::numeric, $11::numeric, $12, $13, $14, $15)`
+	v2Use = `WITH u AS (UPDATE {schema}.entries SET item_used = true, item_used_on = $2, item_used_by = $3, use_idempotency_key = $4
+WHERE id = $1 AND item_name IS NOT NULL RETURNING 1)
+SELECT EXISTS (SELECT FROM u), EXISTS (SELECT FROM {schema}.entries WHERE id = $1)`
+	v2Total = `INSERT INTO {schema}.totals (authority_id, user_id, total, last_entry) VALUES ($1, $2, $3::numeric, $4)
+ON CONFLICT (authority_id, user_id) DO UPDATE SET total = EXCLUDED.total, last_entry = EXCLUDED.last_entry`
+)
+
+// TestUpgradeSchema2 builds a schema as the release at schema version 2
+// (the one before currencies) left it: its two migrations, its meta row,
+// entries, totals and a used item written by its statements. Opened
+// with this pgstore it migrates to the current version, and every old
+// entry reads back as it was, in the default currency with no metadata,
+// transfer or reversal; the totals, the used item's use, an as-of
+// balance and Verify are all intact. The new columns, the new key of
+// totals and the limits table then take new data.
+func TestUpgradeSchema2(t *testing.T) {
+	ctx := context.Background()
+	schema := freshSchema(t)
+	q := pgx.Identifier{schema}.Sanitize()
+	sql := func(s string) string { return strings.ReplaceAll(s, "{schema}", q) }
+	db := adminPool(t)
+	_, err := db.Exec(ctx, "CREATE SCHEMA "+q+`; CREATE TABLE `+q+`.meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL)`)
+	require.NoError(t, err)
+	for _, m := range pgstore.Migrations[:2] {
+		_, err = db.Exec(ctx, sql(m))
+		require.NoError(t, err)
+	}
+	_, err = db.Exec(ctx, "INSERT INTO "+q+".meta (key, value) VALUES ('version', '2')")
+	require.NoError(t, err)
+
+	created := time.Date(2026, 1, 1, 0, 0, 1, 0, time.UTC)
+	at := func(i int64) int64 { return created.UnixNano() + i }
+	ids := []string{ledger.FormatEntryID(at(0), 7), ledger.FormatEntryID(at(1), 8), ledger.FormatEntryID(at(2), 9), ledger.FormatEntryID(at(3), 10)}
+	for _, row := range [][]any{
+		{ids[0], "bank", "alice", at(0), "10", "pay", nil, nil, nil, "10", "10", "pay-1", nil, nil, nil},
+		{ids[1], "shop", "alice", at(1), "-2.50", "soda", "Soda Can", false, []byte(` {"fizz": true} `), "7.50", "-2.50", "order-1", nil, nil, nil},
+		{ids[2], "shop", "alice", at(2), "-1", "cake", "Cake", false, nil, "6.50", "-3.50", nil, nil, nil, nil},
+		{ids[3], "bank", "bob\x01\x01", at(3), "4.00", "nul\x01\x01 escaped", nil, nil, nil, "4.00", "4.00", nil, nil, nil, nil},
+	} {
+		_, err = db.Exec(ctx, sql(v2Insert), row...)
+		require.NoError(t, err)
+	}
+	usedOn := time.Date(2026, 2, 3, 4, 5, 6, 789, time.UTC)
+	var used, found bool
+	require.NoError(t, db.QueryRow(ctx, sql(v2Use), ids[1], usedOn.UnixNano(), "arcade", "use-soda").Scan(&used, &found))
+	require.True(t, used && found)
+	for _, row := range [][]any{
+		{"", "alice", "6.50", ids[2]}, {"bank", "alice", "10", ids[0]}, {"shop", "alice", "-3.50", ids[2]},
+		{"", "bob\x01\x01", "4.00", ids[3]}, {"bank", "bob\x01\x01", "4.00", ids[3]},
+	} {
+		_, err = db.Exec(ctx, sql(v2Total), row...)
+		require.NoError(t, err)
+	}
+
+	s := open(t, schema)
+	var version string
+	require.NoError(t, db.QueryRow(ctx, "SELECT value FROM "+q+".meta WHERE key = 'version'").Scan(&version))
+	require.Equal(t, strconv.Itoa(pgstore.SchemaVersion), version, "Open migrated the schema")
+
+	// The store reads the old rows with the new fields empty.
+	require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+		var got []ledger.Record
+		for r, err := range tx.Entries(ctx, ledger.Scan{}) {
+			require.NoError(t, err)
+			got = append(got, r)
+		}
+		require.Len(t, got, len(ids))
+		for i, r := range got {
+			require.Equal(t, ids[i], r.ID)
+			require.Empty(t, r.Currency, "%s is in the default currency", r.ID)
+			require.Empty(t, r.Metadata, r.ID)
+			require.Empty(t, r.TransferID+r.Reverses+r.ReversedBy, r.ID)
+			if r.Item != nil {
+				require.False(t, r.Item.Revoked, r.ID)
+			}
+		}
+		require.Equal(t, "bob\x00", got[3].UserID)
+		require.Equal(t, "nul\x00 escaped", got[3].Reason)
+		require.Equal(t, "4.00", exact(got[3].Amount))
+		soda := got[1]
+		require.True(t, soda.Item.Used)
+		require.True(t, soda.Item.UsedOn.Equal(usedOn))
+		require.Equal(t, "arcade", soda.Item.UsedBy)
+		require.Equal(t, "use-soda", soda.UseIdempotencyKey)
+		require.Equal(t, ` {"fizz": true} `, string(soda.Item.Data))
+
+		// The wallet's history in the default currency is found through
+		// the new index.
+		var wallet []string
+		for r, err := range tx.Entries(ctx, ledger.Scan{UserID: "alice", InCurrency: true, End: ids[2], Reverse: true}) {
+			require.NoError(t, err)
+			wallet = append(wallet, r.ID)
+		}
+		require.Equal(t, []string{ids[1], ids[0]}, wallet)
+
+		for k, want := range map[ledger.TotalKey]string{
+			{UserID: "alice"}: "6.50", {AuthorityID: "bank", UserID: "alice"}: "10", {AuthorityID: "shop", UserID: "alice"}: "-3.50",
+			{UserID: "bob\x00"}: "4.00",
+		} {
+			v, ok, err := tx.Total(ctx, k)
+			require.NoError(t, err)
+			require.True(t, ok, "%+v", k)
+			require.Equal(t, want, exact(v.Value), "%+v, its scale kept", k)
+		}
+		groups := map[ledger.TotalGroup]bool{}
+		for g, err := range tx.TotalGroups(ctx) {
+			require.NoError(t, err)
+			groups[g] = true
+		}
+		require.Equal(t, map[ledger.TotalGroup]bool{{}: true, {AuthorityID: "bank"}: true, {AuthorityID: "shop"}: true}, groups)
+		var cur []string
+		for c, err := range tx.UserTotals(ctx, "alice") {
+			require.NoError(t, err)
+			cur = append(cur, c.Currency+"="+exact(c.Value))
+		}
+		require.Equal(t, []string{"=6.50"}, cur)
+		for l, err := range tx.AllLimits(ctx) {
+			require.NoError(t, err)
+			t.Fatalf("limits before any were set: %+v", l)
+		}
+		return nil
+	}))
+
+	// The ledger agrees, and writes on.
+	l, err := ledger.New(s)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	require.NoError(t, l.Verify(ctx))
+	w, err := l.Wallets(ctx, ledger.WalletQuery{UserIDs: []string{"alice"}, AsOf: time.Unix(0, at(1)).UTC()})
+	require.NoError(t, err)
+	require.Len(t, w, 1)
+	require.Equal(t, "7.50", exact(w[0].Total), "alice's balance as of the soda, before the cake")
+	_, err = l.UseItem(ctx, "arcade", ids[1], ledger.UseIdempotencyKey("use-soda"))
+	require.NoError(t, err, "the old use's key still answers its retry")
+	e, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "shop", UserID: "alice", Amount: decimal.RequireFromString("-0.50"), Reason: "gum"})
+	require.NoError(t, err)
+	require.Equal(t, "6.00", exact(e.Balance))
+	require.NoError(t, l.Verify(ctx))
+
+	// New data in the new columns, the new key and the new table.
+	gems := ledger.Record{Entry: ledger.Entry{
+		ID: ledger.FormatEntryID(at(10), 1), AuthorityID: "shop", UserID: "alice", CreatedOn: time.Unix(0, at(10)).UTC(),
+		Amount: decimal.NewFromInt(5), Reason: "gift", Balance: decimal.NewFromInt(5), Currency: "gems",
+		Metadata: map[string]string{"order": "o-1"}, TransferID: "t-1",
+	}, AuthorityBalance: decimal.NewFromInt(5)}
+	capV := decimal.NewFromInt(100)
+	lim := ledger.StoredLimits{WalletLimits: ledger.WalletLimits{UserID: "alice", Currency: "gems", Floor: decimal.NewFromInt(-3), Cap: &capV}, SetBy: "shop", SetOn: created}
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+		require.NoError(t, tx.InsertEntry(ctx, gems))
+		require.NoError(t, tx.SetTotal(ctx, ledger.TotalKey{UserID: "alice", Currency: "gems"}, ledger.Total{Value: decimal.NewFromInt(5), LastEntryID: gems.ID}))
+		require.NoError(t, tx.SetReversed(ctx, ids[2], gems.ID, true))
+		return tx.SetLimits(ctx, lim)
+	}))
+	require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+		r, err := tx.Entry(ctx, gems.ID)
+		require.NoError(t, err)
+		require.Equal(t, "gems", r.Currency)
+		require.Equal(t, gems.Metadata, r.Metadata)
+		require.Equal(t, "t-1", r.TransferID)
+		cake, err := tx.Entry(ctx, ids[2])
+		require.NoError(t, err)
+		require.Equal(t, gems.ID, cake.ReversedBy)
+		require.True(t, cake.Item.Revoked)
+		var cur []string
+		for c, err := range tx.UserTotals(ctx, "alice") {
+			require.NoError(t, err)
+			cur = append(cur, c.Currency+"="+exact(c.Value))
+		}
+		require.Equal(t, []string{"=6.00", "gems=5"}, cur)
+		got, ok, err := tx.Limits(ctx, "alice", "gems")
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, "shop", got.SetBy)
+		require.True(t, got.Cap.Equal(capV))
+		return nil
+	}))
+
+	// The new check holds for rows written from now on.
+	_, err = db.Exec(ctx, "UPDATE "+q+".entries SET item_revoked = true WHERE id = $1", ids[0])
+	require.ErrorContains(t, err, "entries_revoked_check")
+}
+
+// exact renders d with its scale: 1.50 as 1.50.
+func exact(d decimal.Decimal) string {
+	if e := d.Exponent(); e < 0 {
+		return d.StringFixed(-e)
+	}
+	return d.String()
 }

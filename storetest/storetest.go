@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Concurrency", func(t *testing.T) { runConcurrency(t, newStore) })
 	t.Run("Property", func(t *testing.T) { runProperty(t, newStore) })
 	t.Run("Limits", func(t *testing.T) { runLimits(t, newStore) })
+	t.Run("Wallets", func(t *testing.T) { runWallets(t, newStore) })
 }
 
 // newStore makes a store that is closed when the test ends.

@@ -106,12 +106,93 @@ func run(ctx context.Context) error {
 	}
 	fmt.Printf("unused items: %d, used items: %d\n", len(unused), len(usedItems))
 
+	if err := wallets(ctx, l); err != nil {
+		return err
+	}
+
 	if err := l.Health(ctx); err != nil {
 		return err
 	}
 	fmt.Println("ledger healthy")
 	return nil
 }
+
+// wallets shows what the original service could not: a game's coins and
+// gems, a cap, a gift from one player to another and a refund.
+func wallets(ctx context.Context, l *ledger.Ledger) error {
+	const game = "arcade"
+	for _, e := range []ledger.NewEntry{
+		{AuthorityID: game, UserID: "alice", Currency: "coins", Amount: decimal.NewFromInt(500), Reason: "daily bonus"},
+		{AuthorityID: game, UserID: "alice", Currency: "gems", Amount: decimal.NewFromInt(20), Reason: "level up",
+			Metadata: map[string]string{"level": "7"}},
+	} {
+		if _, err := l.CreateEntry(ctx, e); err != nil {
+			return err
+		}
+	}
+	// Gems are capped at 25 a player.
+	gemCap := decimal.NewFromInt(25)
+	for _, u := range []string{"alice", "bob"} {
+		if err := l.SetLimits(ctx, game, ledger.WalletLimits{UserID: u, Currency: "gems", Cap: &gemCap}); err != nil {
+			return err
+		}
+	}
+	_, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: game, UserID: "alice", Currency: "gems", Amount: decimal.NewFromInt(10), Reason: "quest"})
+	var ce *ledger.CapExceededError
+	if !errors.As(err, &ce) {
+		return fmt.Errorf("expected the gem cap, got %v", err)
+	}
+	fmt.Printf("alice cannot hold more than %s gems (has %s)\n", ce.Cap, ce.Total)
+
+	// alice gives bob 8 gems.
+	gift, err := l.Transfer(ctx, ledger.NewTransfer{AuthorityID: game, FromUserID: "alice", ToUserID: "bob", Currency: "gems",
+		Amount: decimal.NewFromInt(8), Reason: "gift", IdempotencyKey: "gift-1"})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("gift %s: alice has %s gems, bob %s\n", shortID(gift.ID), gift.From.Balance, gift.To.Balance)
+
+	// bob buys a sword with coins he does not have: refused; alice buys
+	// one, and the shop refunds it.
+	sword := ledger.NewEntry{AuthorityID: game, UserID: "bob", Currency: "coins", Amount: decimal.NewFromInt(-120), Reason: "sword",
+		Item: &ledger.Item{Name: "Sword"}}
+	if _, err := l.CreateEntry(ctx, sword); !errors.Is(err, ledger.ErrNotEnoughFunds) {
+		return fmt.Errorf("expected not enough funds, got %v", err)
+	}
+	sword.UserID = "alice"
+	bought, err := l.CreateEntry(ctx, sword)
+	if err != nil {
+		return err
+	}
+	refund, err := l.Reverse(ctx, game, bought.ID, "refund: wrong sword")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("refunded %s coins to alice\n", refund[0].Amount)
+	if _, err := l.UseItem(ctx, game, bought.ID); errors.Is(err, ledger.ErrItemRevoked) {
+		fmt.Println("the refunded sword:", err)
+	}
+
+	for _, u := range []string{"alice", "bob"} {
+		bs, err := l.Balances(ctx, u)
+		if err != nil {
+			return err
+		}
+		var parts []string
+		for _, b := range bs {
+			cur := b.Currency
+			if cur == "" {
+				cur = "(default)"
+			}
+			parts = append(parts, fmt.Sprintf("%s=%s", cur, b.Total))
+		}
+		fmt.Printf("%s's wallets: %s\n", u, strings.Join(parts, " "))
+	}
+	return nil
+}
+
+// shortID shortens an entry ID for printing.
+func shortID(id string) string { return id[:8] + "…" }
 
 func formatWallets(ws []ledger.WalletTotal) string {
 	parts := make([]string, len(ws))
