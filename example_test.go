@@ -116,7 +116,7 @@ func ExampleLedger_CreateEntries() {
 	// Output:
 	// <nil>
 	// true 0 true
-	// [{alice 5} {bob 10}]
+	// [alice=5 bob=10]
 }
 
 func ExampleLedger_Wallets() {
@@ -134,9 +134,9 @@ func ExampleLedger_Wallets() {
 	mine, _ := l.Wallets(ctx, ledger.WalletQuery{AuthorityIDs: []string{"recycling"}})
 	fmt.Println(mine)
 	// Output:
-	// [{1 900} {34 150005}]
-	// [{0 0} {1 900}]
-	// [{1 900} {34 5}]
+	// [1=900 34=150005]
+	// [0=0 1=900]
+	// [1=900 34=5]
 }
 
 // Totals as they stood at an instant are a lookup of the balance recorded
@@ -151,7 +151,7 @@ func ExampleLedger_Wallets_asOf() {
 	then, _ := l.Wallets(ctx, ledger.WalletQuery{AsOf: payday.CreatedOn})
 	now, _ := l.Wallets(ctx, ledger.WalletQuery{})
 	fmt.Println(then, now)
-	// Output: [{1 100}] [{1 60}]
+	// Output: [1=100] [1=60]
 }
 
 func ExampleLedger_Inventory() {

@@ -39,6 +39,12 @@ type WalletTotal struct {
 	Currency string          `json:"currency,omitempty"`
 }
 
+// String formats w as user=total, followed by the currency if it is not
+// the default.
+func (w WalletTotal) String() string {
+	return w.UserID + "=" + w.Total.String() + currencySuffix(w.Currency)
+}
+
 // UsedFilter selects items by their used state.
 type UsedFilter int
 
