@@ -23,9 +23,14 @@
 //
 // # Rules
 //
-// A negative amount is refused with [ErrNotEnoughFunds] when the user's
-// total over all authorities would drop below zero; reaching exactly zero
-// is allowed, and a user with no entries has total zero. The funds check
+// A wallet is one user's value in one currency ("" is the default
+// currency; see [NewEntry]). A negative amount is refused with
+// [ErrNotEnoughFunds] when the wallet's total over all authorities would
+// drop below zero (or below the floor [Ledger.SetLimits] set; a positive
+// one is refused with [ErrCapExceeded] above its cap); reaching exactly
+// zero is allowed, and a user with no entries has total zero.
+// [Ledger.Transfer] moves value between users, and [Ledger.Reverse]
+// takes an entry back. The funds check
 // and the write are one atomic step, so no number of concurrent writers
 // can overdraw a wallet, and of two racing [Ledger.UseItem] calls on one
 // item exactly one wins.
