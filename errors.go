@@ -95,8 +95,10 @@ type InvalidError struct {
 	// "Item.Data"), a query field ("UserIDs", "EntryIDs",
 	// "AuthorityIDs", "After", "Limit", "Used", "Since"), UseItem's
 	// "AuthorityID" and "EntryID" or its options' "UserID" ([ForUser])
-	// and "IdempotencyKey" ([UseIdempotencyKey]), or "entries" for a
-	// batch over Limits.MaxBatchEntries.
+	// and "IdempotencyKey" ([UseIdempotencyKey]), "Currency",
+	// "Currencies" and "Metadata", SetLimits's "Floor" and "Cap",
+	// Transfer's "FromUserID" and "ToUserID", or "entries" for a batch
+	// over Limits.MaxBatchEntries or Limits.MaxBatchBytes.
 	Field string
 	// Problem says what is wrong with it, in a few words.
 	Problem string
