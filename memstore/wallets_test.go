@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -238,11 +238,7 @@ func TestMetadataRoundTrip(t *testing.T) {
 func BenchmarkMemoryPerLinkedEntry(b *testing.B) {
 	const n = 100_000
 	ctx := context.Background()
-	for b.Loop() {
-		s := memstore.New()
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
+	reportHeapPerEntry(b, n, func(s *memstore.Store) io.Closer {
 		for i := 0; i < n; i += 1000 {
 			err := s.Update(ctx, func(tx ledger.Tx) error {
 				for j := i; j < i+1000; j++ {
@@ -260,10 +256,6 @@ func BenchmarkMemoryPerLinkedEntry(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/entry")
-		runtime.KeepAlive(s)
-		_ = s.Close()
-	}
+		return s
+	})
 }
