@@ -81,6 +81,11 @@ var (
 	// one; look it up with [Ledger.Entries] instead.
 	ErrUnknownOutcome = errors.New("ledger: outcome unknown: the write may or may not have been committed")
 
+	// ErrHoldClosed is returned by [Ledger.Capture] and [Ledger.Release]
+	// for a hold that is no longer active: captured, released or expired.
+	// The error is a [*HoldClosedError].
+	ErrHoldClosed = errors.New("ledger: hold closed")
+
 	// ErrInconsistent is returned by [Ledger.Verify] when stored totals or
 	// balances disagree with the entries. The error is a [*VerifyError].
 	ErrInconsistent = errors.New("ledger: stored totals disagree with entries")
@@ -129,12 +134,18 @@ type NotEnoughFundsError struct {
 	// Floor is the lowest the wallet may go (0 unless [Ledger.SetLimits]
 	// set a credit line).
 	Floor decimal.Decimal
+	// Held is what holds reserved of the wallet when the spend was
+	// refused: Balance - Held was available.
+	Held decimal.Decimal
 }
 
 func (e *NotEnoughFundsError) Error() string {
 	msg := fmt.Sprintf("ledger: not enough funds: user %q has %s, entry needs %s", e.UserID, e.Balance, e.Amount.Neg())
 	if e.Currency != "" {
 		msg = fmt.Sprintf("ledger: not enough funds: user %q has %s %s, entry needs %s", e.UserID, e.Balance, e.Currency, e.Amount.Neg())
+	}
+	if !e.Held.IsZero() {
+		msg += fmt.Sprintf(" (%s held)", e.Held)
 	}
 	if !e.Floor.IsZero() {
 		msg += fmt.Sprintf(" (floor %s)", e.Floor)

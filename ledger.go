@@ -128,6 +128,9 @@ type Entry struct {
 	// reversed entry, is its reversal (see [Ledger.Reverse]).
 	Reverses   string `json:"reverses,omitempty"`
 	ReversedBy string `json:"reversed_by,omitempty"`
+	// HoldID, on the entry a [Ledger.Capture] wrote, is the hold it
+	// captured.
+	HoldID string `json:"hold_id,omitempty"`
 }
 
 // Item is something an entry grants a user. Used, UsedOn and UsedBy are

@@ -100,6 +100,26 @@ type ReadTx interface {
 	// AllLimits yields every stored limits, in ascending (UserID,
 	// Currency) order.
 	AllLimits(ctx context.Context) iter.Seq2[StoredLimits, error]
+
+	// Hold returns the hold with the given ID, or [ErrNotFound].
+	Hold(ctx context.Context, id string) (HoldRecord, error)
+
+	// HoldByIdempotencyKey returns the hold that the authority placed
+	// with the given idempotency key, or [ErrNotFound]. Hold keys are a
+	// namespace of their own, apart from entries' keys.
+	HoldByIdempotencyKey(ctx context.Context, authorityID, key string) (HoldRecord, error)
+
+	// Holds yields the holds matching s, in ascending ID order.
+	Holds(ctx context.Context, s HoldScan) iter.Seq2[HoldRecord, error]
+
+	// ExpiringHolds yields the holds stored with State [HoldActive] and
+	// a non-zero Expires at or before until, in ascending (Expires, ID)
+	// order; with userID set, only those of the wallet (userID,
+	// currency), and otherwise those of every wallet (currency is then
+	// ignored). A store indexes active holds by expiry, overall and per
+	// wallet, so that this is a seek and a walk over the holds it
+	// yields.
+	ExpiringHolds(ctx context.Context, userID, currency string, until time.Time) iter.Seq2[HoldRecord, error]
 }
 
 // Tx reads and writes a [Store] inside a read-write transaction. Reads see
@@ -141,6 +161,56 @@ type Tx interface {
 	// SetLimits stores the limits of the wallet (l.UserID, l.Currency),
 	// replacing any stored before.
 	SetLimits(ctx context.Context, l StoredLimits) error
+
+	// InsertHold stores a new hold and indexes it for [ReadTx.Holds],
+	// for [ReadTx.HoldByIdempotencyKey] when h.IdempotencyKey is set, and
+	// for [ReadTx.ExpiringHolds] when it is active and expires. A hold
+	// with the same ID (or the same authority and idempotency key) must
+	// not exist; if one does, the transaction fails, as for
+	// [Tx.InsertEntry]. A closed hold (as [Import] writes them) is kept
+	// as given.
+	InsertHold(ctx context.Context, h HoldRecord) error
+
+	// CloseHold closes an existing active hold: from then on its record
+	// reads with c's State, ClosedOn and EntryID, and it is no longer
+	// among [ReadTx.ExpiringHolds]. If the hold does not exist the
+	// transaction fails with [ErrNotFound], as for SetItemUsed. The
+	// ledger has already checked that it exists and is active.
+	CloseHold(ctx context.Context, id string, c HoldClose) error
+}
+
+// HoldRecord is a hold as a [Store] keeps it: the [Hold] and the key it
+// was placed with. Its ID is always an ID as the ledger makes them, like
+// a [Record]'s; its times (CreatedOn, Expires, ClosedOn) are instants in
+// UTC within the range IDs encode, or zero, and a store returns them to
+// the nanosecond, in UTC, and zero as zero.
+type HoldRecord struct {
+	Hold
+	// IdempotencyKey is the key the hold was placed with, or "".
+	IdempotencyKey string
+}
+
+// HoldClose is how [Tx.CloseHold] closes a hold.
+type HoldClose struct {
+	// State is HoldCaptured, HoldReleased or HoldExpired.
+	State HoldState
+	// ClosedOn is when: Hold.ClosedOn.
+	ClosedOn time.Time
+	// EntryID is, for a capture, the entry it wrote: Hold.EntryID.
+	EntryID string
+}
+
+// HoldScan selects holds for [ReadTx.Holds]. Every set field must match.
+type HoldScan struct {
+	// UserID, when set, selects only that user's holds.
+	UserID string
+	// Currency selects only holds in that currency ("" being the
+	// default), unless AnyCurrency is set. With UserID set, a store seeks
+	// within the wallet's holds (it indexes them).
+	Currency    string
+	AnyCurrency bool
+	// After, when set, selects only holds whose ID sorts after it.
+	After string
 }
 
 // TotalsPrefetcher is implemented by a [ReadTx] that reads many totals in
@@ -164,6 +234,12 @@ type TotalsPrefetcher interface {
 type Total struct {
 	Value       decimal.Decimal
 	LastEntryID string
+	// Held is, in a wallet's total over all authorities, the sum of the
+	// amounts of the wallet's holds stored as active (due ones too, until
+	// they are closed): the ledger sets it with the hold's changes. It is
+	// zero in an authority's total. A total may be stored for Held alone,
+	// with zero Value and no LastEntryID.
+	Held decimal.Decimal
 }
 
 // TotalKey names a running total: an authority's for a user's wallet in

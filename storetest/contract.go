@@ -34,6 +34,7 @@ func runContract(t *testing.T, ns NewStore) {
 	t.Run("Context", func(t *testing.T) { testContext(t, ns) })
 	t.Run("Close", func(t *testing.T) { testClose(t, ns) })
 	t.Run("Wallets", func(t *testing.T) { runWalletContract(t, ns) })
+	t.Run("Holds", func(t *testing.T) { runHoldContract(t, ns) })
 }
 
 // record builds a test record; n orders it and seeds its fields.
@@ -102,6 +103,7 @@ func requireSameRecord(t require.TestingT, want, got ledger.Record) {
 	require.Equal(t, want.TransferID, got.TransferID, "%s TransferID", want.ID)
 	require.Equal(t, want.Reverses, got.Reverses, "%s Reverses", want.ID)
 	require.Equal(t, want.ReversedBy, got.ReversedBy, "%s ReversedBy", want.ID)
+	require.Equal(t, want.HoldID, got.HoldID, "%s HoldID", want.ID)
 	if want.Item == nil {
 		require.Nil(t, got.Item, want.ID)
 		return
@@ -437,7 +439,7 @@ func testRollback(t *testing.T, ns NewStore) {
 		v, _, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: "", UserID: "u"})
 		require.NoError(t, err)
 		requireDecimal(t, "5", v.Value)
-		require.Equal(t, storedTotal("5", "u"), v, "rolled back to the old total and last entry")
+		require.Equal(t, storedTotal("5", "u").LastEntryID, v.LastEntryID, "rolled back to the old total and last entry")
 		_, ok, err := tx.Total(ctx, ledger.TotalKey{AuthorityID: "", UserID: "v"})
 		require.NoError(t, err)
 		require.False(t, ok)

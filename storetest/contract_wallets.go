@@ -43,9 +43,11 @@ func testWalletRecords(t *testing.T, ns NewStore) {
 	d := walletRecord(4, "u", "shop", "gems", false)
 	d.Reverses = a.ID
 	e := walletRecord(5, "u", "shop", "a-very.long_currency-code-32byte", false)
-	insert(t, s, a, b, c, d, e)
+	f := walletRecord(6, "u", "shop", "gems", true)
+	f.HoldID = id(1<<40, 7) // the entry of a capture
+	insert(t, s, a, b, c, d, e, f)
 	view(t, s, func(tx ledger.ReadTx) {
-		for _, want := range []ledger.Record{a, b, c, d, e} {
+		for _, want := range []ledger.Record{a, b, c, d, e, f} {
 			got, err := tx.Entry(ctx, want.ID)
 			require.NoError(t, err)
 			requireSameRecord(t, want, got)
