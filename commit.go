@@ -39,6 +39,10 @@ const (
 	opTransfer // transfer
 	opReverse  // authorityID, entryID, reason
 	opLimits   // authorityID, limits
+	opHold     // hold
+	opCapture  // authorityID, entryID (the hold's ID), capture
+	opRelease  // authorityID, entryID (the hold's ID)
+	opSweep    // records due holds' expiry; out is empty, holds counts them
 )
 
 // request is one caller's write and, once it is done, its result.
@@ -55,6 +59,10 @@ type request struct {
 	transfer NewTransfer
 	reason   string
 	limits   WalletLimits
+	// opHold, opCapture, opRelease, opSweep
+	hold     NewHold
+	capture  Capture
+	outHolds []Hold
 	// opExclusive
 	fn func() error
 
@@ -93,7 +101,8 @@ func newRequest(ctx context.Context, op opKind) *request {
 func (r *request) release() {
 	clear(r.entries)
 	clear(r.out)
-	*r = request{entries: r.entries[:0], out: r.out[:0], wake: r.wake}
+	clear(r.outHolds)
+	*r = request{entries: r.entries[:0], out: r.out[:0], outHolds: r.outHolds[:0], wake: r.wake}
 	requestPool.Put(r)
 }
 
@@ -103,6 +112,8 @@ func (r *request) weight() int {
 		return len(r.entries)
 	case opTransfer, opReverse:
 		return 2
+	case opSweep:
+		return sweepBatch
 	}
 	return 1
 }
@@ -349,7 +360,7 @@ func (c *committer) commit(group []*request) (err error) {
 				c.ids = ids // no ID of the group was used
 			}
 			for _, r := range group {
-				r.out, r.err = r.out[:0], err
+				r.out, r.outHolds, r.err = r.out[:0], r.outHolds[:0], err
 			}
 		}
 	}()
@@ -367,7 +378,7 @@ func (c *committer) commit(group []*request) (err error) {
 			return err
 		}
 		for _, r := range group {
-			r.out, r.err = r.out[:0], nil
+			r.out, r.outHolds, r.err = r.out[:0], r.outHolds[:0], nil
 			if err := r.ctx.Err(); err != nil {
 				r.err = err
 				continue
@@ -426,6 +437,7 @@ type savepoint struct {
 	undo, inserts, uses int
 	ids                 idGen
 	wallets             walletSavepoint
+	holds               holdSavepoint
 }
 
 // pendingUse is an item use made by the group, not yet flushed.
@@ -451,6 +463,11 @@ type batchState struct {
 	used    map[string]ItemUse // entry ID -> its item's pending use
 	keys    []TotalKey         // prefetch's scratch
 	wallets walletState        // limits and reversals (commit_wallets.go)
+	holds   holdState          // holds (commit_holds.go)
+	// now is the ledger clock's reading for the request being applied,
+	// read on first use: what decides whether a hold is due.
+	now    time.Time
+	nowSet bool
 }
 
 func (st *batchState) init(l *Ledger) {
@@ -459,6 +476,7 @@ func (st *batchState) init(l *Ledger) {
 	st.byKey = make(map[idemKey]int)
 	st.used = make(map[string]ItemUse)
 	st.wallets.init()
+	st.holds.init()
 }
 
 func (st *batchState) reset() {
@@ -470,15 +488,17 @@ func (st *batchState) reset() {
 	clear(st.dirty)
 	st.undo, st.inserts, st.uses, st.dirty = st.undo[:0], st.inserts[:0], st.uses[:0], st.dirty[:0]
 	st.wallets.reset()
+	st.holds.reset()
 }
 
 func (st *batchState) savepoint() savepoint {
-	return savepoint{len(st.undo), len(st.inserts), len(st.uses), st.l.commits.ids, st.wallets.savepoint()}
+	return savepoint{len(st.undo), len(st.inserts), len(st.uses), st.l.commits.ids, st.wallets.savepoint(), st.holds.savepoint()}
 }
 
 func (st *batchState) rollback(sp savepoint) {
 	st.l.commits.ids = sp.ids // only committed entries move the ID clock
 	st.wallets.rollback(sp.wallets)
+	st.holds.rollback(sp.holds)
 	for i := len(st.undo) - 1; i >= sp.undo; i-- {
 		u := st.undo[i]
 		st.totals[u.key] = u.prev
@@ -502,6 +522,7 @@ func (st *batchState) rollback(sp savepoint) {
 // It returns an error only when the store fails.
 func (st *batchState) apply(r *request) error {
 	sp := st.savepoint()
+	st.nowSet = false
 	var err error
 	switch r.op {
 	case opCreate:
@@ -526,6 +547,23 @@ func (st *batchState) apply(r *request) error {
 		r.out, err = st.reverse(r.authorityID, r.entryID, r.reason, r.out)
 	case opLimits:
 		err = st.setLimits(r.authorityID, r.limits)
+	case opHold:
+		var h Hold
+		if h, err = st.hold(r.hold); err == nil {
+			r.outHolds = append(r.outHolds, h)
+		}
+	case opCapture:
+		var e Entry
+		if e, err = st.capture(r.authorityID, r.entryID, r.capture); err == nil {
+			r.out = append(r.out, e)
+		}
+	case opRelease:
+		var h Hold
+		if h, err = st.release(r.authorityID, r.entryID); err == nil {
+			r.outHolds = append(r.outHolds, h)
+		}
+	case opSweep:
+		r.outHolds, err = st.sweep(r.outHolds)
 	}
 	if err != nil {
 		st.rollback(sp)
@@ -533,7 +571,7 @@ func (st *batchState) apply(r *request) error {
 		if errors.As(err, &se) {
 			return err
 		}
-		r.out, r.err = r.out[:0], err
+		r.out, r.outHolds, r.err = r.out[:0], r.outHolds[:0], err
 	}
 	return nil
 }
@@ -550,10 +588,15 @@ func (st *batchState) prefetch(group []*request) error {
 	seen := make(map[TotalKey]bool)
 	for _, r := range group {
 		entries := r.entries
-		if r.op == opTransfer {
+		switch r.op {
+		case opTransfer:
 			t := &r.transfer
 			entries = []NewEntry{{AuthorityID: t.AuthorityID, UserID: t.FromUserID, Currency: t.Currency},
 				{AuthorityID: t.AuthorityID, UserID: t.ToUserID, Currency: t.Currency}}
+		case opHold:
+			// Only the wallet's total over all authorities; reading the
+			// authority's too costs nothing more in the same round trip.
+			entries = []NewEntry{{AuthorityID: r.hold.AuthorityID, UserID: r.hold.UserID, Currency: r.hold.Currency}}
 		}
 		for _, ne := range entries {
 			for _, k := range [2]TotalKey{{"", ne.UserID, ne.Currency}, {ne.AuthorityID, ne.UserID, ne.Currency}} {
@@ -671,9 +714,14 @@ func (st *batchState) create(ne NewEntry) (Entry, error) {
 	return st.write(ne, entryLinks{})
 }
 
-// entryLinks are what a transfer or a reversal adds to the entries it
-// writes.
-type entryLinks struct{ transferID, reverses string }
+// entryLinks are what a transfer, a reversal or a capture adds to the
+// entries it writes.
+type entryLinks struct {
+	transferID, reverses string
+	// holdID is a capture's hold: its value was reserved, so the entry
+	// is not checked against the floor.
+	holdID string
+}
 
 // write writes a new entry, if the wallet's limits allow it.
 func (st *batchState) write(ne NewEntry, links entryLinks) (Entry, error) {
@@ -687,8 +735,10 @@ func (st *batchState) write(ne NewEntry, links entryLinks) (Entry, error) {
 	st.l.commits.ids.observe(user.LastEntryID)
 	balance := user.Value
 	newBalance := balance.Add(ne.Amount)
-	if err := st.checkLimits(ne, balance, newBalance); err != nil {
-		return Entry{}, err
+	if links.holdID == "" {
+		if err := st.checkLimits(ne, user, newBalance); err != nil {
+			return Entry{}, err
+		}
 	}
 	if !st.l.fits(newBalance) {
 		return Entry{}, invalid("Amount", "would take user %q's total to %s, beyond the ledger's precision", ne.UserID, newBalance)
@@ -718,11 +768,12 @@ func (st *batchState) write(ne NewEntry, links entryLinks) (Entry, error) {
 			Metadata:    ne.Metadata,
 			TransferID:  links.transferID,
 			Reverses:    links.reverses,
+			HoldID:      links.holdID,
 		},
 		IdempotencyKey:   ne.IdempotencyKey,
 		AuthorityBalance: newAuthTotal,
 	}
-	st.setTotal(userKey, Total{Value: newBalance, LastEntryID: id})
+	st.setTotal(userKey, Total{Value: newBalance, LastEntryID: id, Held: user.Held})
 	st.setTotal(pairKey, Total{Value: newAuthTotal, LastEntryID: id})
 	if ne.IdempotencyKey != "" {
 		st.byKey[idemKey{ne.AuthorityID, ne.IdempotencyKey}] = len(st.inserts)
@@ -826,6 +877,9 @@ func (st *batchState) flush() error {
 		}
 	}
 	if err := st.wallets.flush(st.ctx, st.tx); err != nil {
+		return err
+	}
+	if err := st.holds.flush(st.ctx, st.tx); err != nil {
 		return err
 	}
 	for _, k := range st.dirty {

@@ -115,25 +115,17 @@ func (st *batchState) limitsOf(userID, currency string) (WalletLimits, error) {
 	return l, nil
 }
 
-// checkLimits refuses the entry ne if it would take its wallet from
-// total to newTotal past a limit: below the floor for a spend, above the
-// cap for a deposit. A write that moves a wallet toward its limits is
-// never refused for them.
-func (st *batchState) checkLimits(ne NewEntry, total, newTotal decimal.Decimal) error {
+// checkLimits refuses the entry ne if it would take its wallet (whose
+// total over all authorities is t) to newTotal past a limit: Available
+// below the floor for a spend, Total above the cap for a deposit. A
+// write that moves a wallet toward its limits is never refused for them.
+func (st *batchState) checkLimits(ne NewEntry, t Total, newTotal decimal.Decimal) error {
+	total := t.Value
 	switch ne.Amount.Sign() {
 	case 0:
 		return nil
 	case -1:
-		if newTotal.Sign() >= 0 {
-			return nil // every floor is 0 or less: no need to read it
-		}
-		l, err := st.limitsOf(ne.UserID, ne.Currency)
-		if err != nil {
-			return err
-		}
-		if newTotal.LessThan(l.Floor) {
-			return &NotEnoughFundsError{UserID: ne.UserID, Currency: ne.Currency, Balance: total, Amount: ne.Amount, Floor: l.Floor}
-		}
+		return st.checkFunds(ne.UserID, ne.Currency, t, newTotal, ne.Amount)
 	default:
 		l, err := st.limitsOf(ne.UserID, ne.Currency)
 		if err != nil {

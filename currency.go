@@ -21,7 +21,7 @@ type Balance struct {
 	UserID   string          `json:"user_id"`
 	Currency string          `json:"currency,omitempty"`
 	Total    decimal.Decimal `json:"total"` // sum of the user's entries in the currency
-	// Held is reserved by holds (always 0 until holds exist).
+	// Held is what the wallet's active holds reserve (see [Ledger.Hold]).
 	Held decimal.Decimal `json:"held"`
 	// Available is Total - Held.
 	Available decimal.Decimal  `json:"available"`

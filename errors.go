@@ -185,14 +185,19 @@ func currencySuffix(c string) string {
 // [ErrIdempotencyConflict]).
 type IdempotencyConflictError struct {
 	AuthorityID, Key string
-	// EntryID is the entry the key first created.
-	EntryID string
+	// EntryID is the entry the key first created; for a hold's key
+	// ([NewHold].IdempotencyKey), HoldID is the hold it placed.
+	EntryID, HoldID string
 	// Fields lists the NewEntry fields that differ from that entry, such
 	// as "UserID" or "Item.Data".
 	Fields []string
 }
 
 func (e *IdempotencyConflictError) Error() string {
+	if e.HoldID != "" {
+		return fmt.Sprintf("ledger: idempotency key %q of authority %q already placed hold %s with different %s",
+			e.Key, e.AuthorityID, e.HoldID, strings.Join(e.Fields, ", "))
+	}
 	return fmt.Sprintf("ledger: idempotency key %q of authority %q already created entry %s with different %s",
 		e.Key, e.AuthorityID, e.EntryID, strings.Join(e.Fields, ", "))
 }

@@ -183,6 +183,7 @@ type Ledger struct {
 	closed bool
 
 	commits committer
+	sweep   *sweeper // nil without a hold sweep
 }
 
 // New returns a Ledger over store. The Ledger owns the store from now on:
@@ -217,12 +218,15 @@ func New(store Store, opts ...Option) (*Ledger, error) {
 	if err != nil {
 		return nil, storeErr("read last entry", err)
 	}
+	l.startSweep()
 	return l, nil
 }
 
-// Close waits for calls in flight, then closes the store. Afterwards
-// every method, Close included, returns [ErrClosed].
+// Close stops the hold sweep (see [WithHoldSweep]), waits for calls in
+// flight, then closes the store. Afterwards every method, Close
+// included, returns [ErrClosed].
 func (l *Ledger) Close() error {
+	l.stopSweep()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"errors"
+	"log/slog"
 	"fmt"
 	"time"
 )
@@ -19,6 +20,8 @@ type config struct {
 	maxWait       time.Duration
 	commitTimeout time.Duration
 	pageSize      int
+	holdSweep     time.Duration
+	logger        *slog.Logger
 	err           error
 }
 
@@ -109,6 +112,8 @@ func defaultConfig() config {
 		maxWait:       DefaultMaxWait,
 		commitTimeout: DefaultCommitTimeout,
 		pageSize:      DefaultPageSize,
+		holdSweep:     DefaultHoldSweep,
+		logger:        slog.Default(),
 	}
 }
 
@@ -231,5 +236,33 @@ func WithPageSize(n int) Option {
 			return
 		}
 		c.pageSize = n
+	}
+}
+
+// DefaultHoldSweep is how often a ledger records the expiry of due holds
+// unless [WithHoldSweep] says otherwise.
+const DefaultHoldSweep = time.Second
+
+// WithHoldSweep sets how often the Ledger records expiries: a background
+// sweep, started by [New] and stopped by [Ledger.Close], closes every
+// hold whose Expires the ledger clock (see [WithClock]) has reached,
+// with state HoldExpired and ClosedOn = Expires, a batch per commit.
+// Default [DefaultHoldSweep]; d <= 0 turns the sweep off. Whether or not
+// the sweep has run, a due hold holds nothing, cannot be captured or
+// released, and [Ledger.Holds] reports it expired: the sweep only
+// records what the rules already say. Ledgers in several processes
+// sharing one store may each sweep; a hold is closed once.
+func WithHoldSweep(d time.Duration) Option {
+	return func(c *config) { c.holdSweep = d }
+}
+
+// WithLogger sets the logger for what the ledger does in the background
+// on no caller's behalf (the hold sweep's failures). Default
+// slog.Default(); nil keeps the default.
+func WithLogger(lg *slog.Logger) Option {
+	return func(c *config) {
+		if lg != nil {
+			c.logger = lg
+		}
 	}
 }

@@ -488,8 +488,10 @@ func (s *selection) lookup(ctx context.Context, tx ReadTx) iter.Seq2[Record, err
 	}
 }
 
-// Verify recomputes every total and per-authority total from the entries
-// and checks them, and each entry's Balance, against what is stored. It
+// Verify recomputes every total and per-authority total from the entries,
+// and every wallet's held amount from its holds, and checks them, each
+// entry's Balance, and the links between captures and their holds,
+// against what is stored. It
 // returns nil when all agree and otherwise a [*VerifyError] listing the
 // mismatches. It reads the whole ledger in one snapshot.
 func (l *Ledger) Verify(ctx context.Context) error {
@@ -520,6 +522,10 @@ type verifier struct {
 	more     int
 	// The reversal links the entries hold, checked against each other.
 	reversedBy, reverses map[string]string
+	// captures maps a hold ID to the entry that names it as HoldID.
+	captures map[string]string
+	// held sums the active holds per wallet.
+	held map[walletKey]decimal.Decimal
 }
 
 func (v *verifier) report(format string, args ...any) {
@@ -532,6 +538,7 @@ func (v *verifier) report(format string, args ...any) {
 
 func (v *verifier) run(ctx context.Context, tx ReadTx) error {
 	v.reversedBy, v.reverses = map[string]string{}, map[string]string{}
+	v.captures, v.held = map[string]string{}, map[walletKey]decimal.Decimal{}
 	sums := totalSums{} // recomputed from the entries
 	var prev string
 	var prevNanos int64
@@ -573,6 +580,12 @@ func (v *verifier) run(ctx context.Context, tx ReadTx) error {
 		if r.Reverses != "" {
 			v.reverses[r.ID] = r.Reverses
 		}
+		if r.HoldID != "" {
+			if prev, ok := v.captures[r.HoldID]; ok {
+				v.report("entry %s: captures hold %s, which entry %s captured", r.ID, r.HoldID, prev)
+			}
+			v.captures[r.HoldID] = r.ID
+		}
 		if r.IdempotencyKey != "" {
 			k, err := tx.EntryByIdempotencyKey(ctx, r.AuthorityID, r.IdempotencyKey)
 			switch {
@@ -586,10 +599,17 @@ func (v *verifier) run(ctx context.Context, tx ReadTx) error {
 		}
 	}
 
+	if err := v.holds(ctx, tx); err != nil {
+		return err
+	}
+
 	// Every (authority, currency) with a stored total, and every one with
-	// entries: a total stored for an authority without entries is a
-	// mismatch too.
+	// entries or holds: a total stored for an authority without entries
+	// is a mismatch too.
 	set := map[TotalGroup]bool{{}: true}
+	for k := range v.held {
+		set[TotalGroup{"", k.currency}] = true
+	}
 	for k := range sums {
 		set[TotalGroup{k.AuthorityID, k.Currency}] = true
 	}
@@ -647,8 +667,17 @@ func (v *verifier) totals(ctx context.Context, tx ReadTx, g TotalGroup, sums tot
 			return err
 		}
 		seen[row.UserID] = true
+		held, holds := decimal.Decimal{}, false
+		if g.AuthorityID == "" {
+			held, holds = v.held[walletKey{row.UserID, g.Currency}]
+		}
+		if !held.Equal(row.Held) {
+			v.report("user %q: stored %s holds %s, but the active holds sum to %s", row.UserID, who, row.Held, held)
+		}
 		sum, ok := sums[TotalKey{g.AuthorityID, row.UserID, g.Currency}]
 		switch {
+		case !ok && holds && row.Value.IsZero() && row.LastEntryID == "":
+			// A total stored for its holds alone.
 		case !ok:
 			v.report("user %q: stored %s %s, but no entries", row.UserID, who, row.Value)
 		case !sum.Value.Equal(row.Value):
@@ -666,6 +695,86 @@ func (v *verifier) totals(ctx context.Context, tx ReadTx, g TotalGroup, sums tot
 	slices.Sort(missing)
 	for _, u := range missing {
 		v.report("user %q: entries sum to %s, but no %s is stored", u, sums[TotalKey{g.AuthorityID, u, g.Currency}].Value, who)
+	}
+	if g.AuthorityID == "" {
+		var unstored []walletKey
+		for k := range v.held {
+			if k.currency == g.Currency && !seen[k.userID] {
+				unstored = append(unstored, k)
+			}
+		}
+		slices.SortFunc(unstored, func(a, b walletKey) int { return cmp.Compare(a.userID, b.userID) })
+		for _, k := range unstored {
+			v.report("user %q: active holds in %q sum to %s, but no total is stored", k.userID, k.currency, v.held[k])
+		}
+	}
+	return nil
+}
+
+// holds checks every hold: its key is indexed, an active one with an
+// expiry is in the expiry index, a captured one names the entry that
+// names it; and it sums the active holds per wallet.
+func (v *verifier) holds(ctx context.Context, tx ReadTx) error {
+	expiring := 0
+	captured := map[string]bool{}
+	for h, err := range tx.Holds(ctx, HoldScan{AnyCurrency: true}) {
+		if err != nil {
+			return err
+		}
+		if _, _, ok := ParseEntryID(h.ID); !ok {
+			v.report("hold %q: malformed ID", h.ID)
+		}
+		if h.Amount.Sign() <= 0 {
+			v.report("hold %s: amount %s is not positive", h.ID, h.Amount)
+		}
+		switch h.State {
+		case HoldActive:
+			k := walletKey{h.UserID, h.Currency}
+			v.held[k] = v.held[k].Add(h.Amount)
+			if !h.Expires.IsZero() {
+				expiring++
+			}
+		case HoldCaptured:
+			captured[h.ID] = true
+			switch e := v.captures[h.ID]; {
+			case e == "":
+				v.report("hold %s: captured by entry %q, which does not name it", h.ID, h.EntryID)
+			case e != h.EntryID:
+				v.report("hold %s: captured by entry %q, but entry %s names it", h.ID, h.EntryID, e)
+			}
+		case HoldReleased, HoldExpired:
+		default:
+			v.report("hold %s: state %d is not a hold state", h.ID, h.State)
+		}
+		if h.IdempotencyKey != "" {
+			k, err := tx.HoldByIdempotencyKey(ctx, h.AuthorityID, h.IdempotencyKey)
+			switch {
+			case isNotFound(err):
+				v.report("hold %s: idempotency key %q is not indexed", h.ID, h.IdempotencyKey)
+			case err != nil:
+				return err
+			case k.ID != h.ID:
+				v.report("hold %s: idempotency key %q points to hold %s", h.ID, h.IdempotencyKey, k.ID)
+			}
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(v.captures)) {
+		if !captured[id] {
+			v.report("entry %s: captures hold %s, which is not captured", v.captures[id], id)
+		}
+	}
+	indexed := 0
+	for h, err := range tx.ExpiringHolds(ctx, "", "", maxTime) {
+		if err != nil {
+			return err
+		}
+		if h.State != HoldActive || h.Expires.IsZero() {
+			v.report("hold %s: in the expiry index, but %s and expiring %v", h.ID, h.State, h.Expires)
+		}
+		indexed++
+	}
+	if indexed != expiring {
+		v.report("holds: %d active holds expire, but the expiry index lists %d", expiring, indexed)
 	}
 	return nil
 }

@@ -3,12 +3,15 @@ package ledger
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -16,14 +19,17 @@ import (
 
 // The export format is JSON Lines: a header line, one line per entry in
 // ID order, from version 4 one line per wallet with limits in (user,
-// currency) order, and, from version 2, an end marker that counts what
-// came before it:
+// currency) order, from version 5 one line per hold in ID order, and,
+// from version 2, an end marker that counts what came before it:
 //
-//	{"format":"walletledger-export","version":4}
+//	{"format":"walletledger-export","version":5}
 //	{"id":"…","authority_id":"shop","user_id":"alice",…,"item":{"name":"Soda","used":true,"used_on":"…","used_by":"arcade","use_idempotency_key":"use-1"},…,"balance":"10","authority_balance":"10","currency":"gems","metadata":{"order":"17"}}
 //	{"limits":{"user_id":"alice","currency":"gems","floor":"-50","cap":"1000","set_by":"bank","set_on":"…"}}
-//	{"end":{"entries":1,"items":1,"used_items":1,"total":"10","limits":1}}
+//	{"hold":{"hold_id":"…","authority_id":"shop","user_id":"alice","amount":"5","reason":"…","created_on":"…","expires":"…","state":"active","idempotency_key":"h-1"}}
+//	{"end":{"entries":1,"items":1,"used_items":1,"total":"10","limits":1,"holds":1,"held":"5"}}
 //
+// An entry's hold_id (on a capture's entry) is from version 5; the
+// marker's held sums the amounts of the active holds.
 // An entry's currency, metadata, transfer_id, reverses, reversed_by and
 // its item's revoked are from version 4, which the marker's total sums
 // over every currency.
@@ -37,7 +43,7 @@ import (
 // ledger.
 const (
 	exportFormat  = "walletledger-export"
-	exportVersion = 4
+	exportVersion = 5
 )
 
 // exportUseVersion is the first version whose items carry their use;
@@ -46,6 +52,7 @@ const (
 const (
 	exportUseVersion    = 3
 	exportWalletVersion = 4
+	exportHoldVersion   = 5
 )
 
 type exportHeader struct {
@@ -70,6 +77,20 @@ type exportLine struct {
 	TransferID string            `json:"transfer_id,omitempty"`
 	Reverses   string            `json:"reverses,omitempty"`
 	ReversedBy string            `json:"reversed_by,omitempty"`
+	// From version 5.
+	HoldID string `json:"hold_id,omitempty"`
+}
+
+// exportHold is a hold, on a line of its own after the limits (from
+// version 5).
+type exportHold struct {
+	Hold
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+}
+
+// holdLine is a line holding a hold.
+type holdLine struct {
+	Hold *exportHold `json:"hold"`
 }
 
 // exportLimits is a wallet's limits, on a line of its own after the
@@ -102,6 +123,16 @@ type exportEnd struct {
 	UsedItems int64           `json:"used_items"`
 	Total     decimal.Decimal `json:"total"`
 	Limits    int64           `json:"limits,omitempty"` // from version 4
+	// From version 5: the holds, and the sum of the active ones.
+	Holds int64           `json:"holds,omitempty"`
+	Held  decimal.Decimal `json:"held,omitzero"`
+}
+
+func (e *exportEnd) countHold(h *Hold) {
+	e.Holds++
+	if h.State == HoldActive {
+		e.Held = e.Held.Add(h.Amount)
+	}
 }
 
 func (e *exportEnd) count(r *Record) {
@@ -127,6 +158,7 @@ type importLine struct {
 	exportLine
 	exportTrailer
 	Limits *exportLimits `json:"limits"`
+	Hold   *exportHold   `json:"hold"`
 }
 
 // limitsLine is a line of limits.
@@ -137,12 +169,13 @@ type limitsLine struct {
 // exportBuffer is how much Export buffers between it and its writer.
 const exportBuffer = 64 << 10
 
-// Export writes the whole ledger to w in the export format, version 4:
+// Export writes the whole ledger to w in the export format, version 5:
 // a header line; every entry in creation order with its ID, CreatedOn,
 // idempotency key, currency, metadata, transfer and reversal links, item
 // and its use (used state, UsedOn, UsedBy and the use's idempotency key,
-// revoked), and the balances recorded on it; every wallet's limits, with
-// who set them when; then an end marker that counts the entries, the items and the used
+// revoked), its capture's hold, and the balances recorded on it; every
+// wallet's limits, with who set them when; every hold, in every state,
+// with its idempotency key; then an end marker that counts the entries, the items and the used
 // items and sums the amounts, so that [Import] can tell a whole stream
 // from one cut short. It reads one consistent snapshot and streams it,
 // holding one entry at a time in memory. [Import] reads the result into
@@ -182,6 +215,7 @@ func (l *Ledger) Export(ctx context.Context, w io.Writer) error {
 				Amount: r.Amount, Reason: r.Reason, IdempotencyKey: r.IdempotencyKey,
 				Balance: r.Balance, AuthorityBalance: r.AuthorityBalance,
 				Currency: r.Currency, Metadata: r.Metadata, TransferID: r.TransferID, Reverses: r.Reverses, ReversedBy: r.ReversedBy,
+				HoldID: r.HoldID,
 			}
 			if r.Item != nil {
 				line.Item = &exportItem{Name: r.Item.Name, Used: r.Item.Used, Data: r.Item.Data,
@@ -201,6 +235,15 @@ func (l *Ledger) Export(ctx context.Context, w io.Writer) error {
 				return writeErr
 			}
 			end.Limits++
+		}
+		for h, err := range tx.Holds(ctx, HoldScan{AnyCurrency: true}) {
+			if err != nil {
+				return err
+			}
+			if !encode(holdLine{Hold: &exportHold{Hold: h.Hold, IdempotencyKey: h.IdempotencyKey}}) {
+				return writeErr
+			}
+			end.countHold(&h.Hold)
 		}
 		// Ended by ctx, the scan may have stopped early: such a stream
 		// must not get the marker that makes it read as whole.
@@ -356,6 +399,12 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 			}
 			return ErrNotEmpty
 		}
+		for _, err := range tx.Holds(ctx, HoldScan{AnyCurrency: true}) {
+			if err != nil {
+				return err
+			}
+			return ErrNotEmpty
+		}
 		return nil
 	}); err != nil {
 		if errors.Is(err, ErrNotEmpty) {
@@ -428,10 +477,11 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 
 	var batch []Record
 	var limits []StoredLimits
+	var holds []HoldRecord
 	batchBytes := 0
 	touched := map[TotalKey]Total{} // the totals as of the batch's last entry
 	flush := func() error {
-		if store == nil || len(batch) == 0 && len(limits) == 0 {
+		if store == nil || len(batch) == 0 && len(limits) == 0 && len(holds) == 0 && len(touched) == 0 {
 			return nil
 		}
 		err := store.Update(ctx, func(tx Tx) error {
@@ -442,6 +492,11 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 			}
 			for _, l := range limits {
 				if err := tx.SetLimits(ctx, l); err != nil {
+					return err
+				}
+			}
+			for _, h := range holds {
+				if err := tx.InsertHold(ctx, h); err != nil {
 					return err
 				}
 			}
@@ -457,12 +512,18 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		}
 		clear(batch)
 		clear(limits)
-		batch, limits, batchBytes = batch[:0], limits[:0], 0
+		clear(holds)
+		batch, limits, holds, batchBytes = batch[:0], limits[:0], holds[:0], 0
 		clear(touched)
 		return nil
 	}
 	lastWallet := walletKey{}
 	limitsSeen := false
+	var lastHold string
+	holdsSeen := false
+	held := map[walletKey]decimal.Decimal{} // the active holds' sums
+	captures := map[string]string{}        // hold ID -> the entry naming it
+	holdKeys := map[idemKey]string{}       // (authority, key) -> hold ID
 
 	var last string
 	keys := map[idemKey]string{} // (authority, idempotency key) -> entry ID
@@ -497,6 +558,53 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 			}
 			ended = true
 			break
+		}
+		if line.Hold != nil {
+			if h.Version < exportHoldVersion {
+				return lineErr("a hold in a version %d stream", h.Version)
+			}
+			if err := decode(&holdLine{}); err != nil {
+				return err // other fields beside the hold
+			}
+			hr, err := l.checkImportedHold(line.Hold, lastHold, captures)
+			if err != nil {
+				return lineErr("%v", err)
+			}
+			if hr.IdempotencyKey != "" {
+				k := idemKey{hr.AuthorityID, hr.IdempotencyKey}
+				if first, dup := holdKeys[k]; dup {
+					return lineErr("hold %s reuses idempotency key %q of hold %s", hr.ID, hr.IdempotencyKey, first)
+				}
+				holdKeys[k] = hr.ID
+			}
+			if hr.State == HoldActive {
+				k := walletKey{hr.UserID, hr.Currency}
+				held[k] = held[k].Add(hr.Amount)
+				if !l.fits(held[k]) {
+					return lineErr("hold %s takes what user %q has held beyond the ledger's precision", hr.ID, hr.UserID)
+				}
+			}
+			if hr.State == HoldCaptured {
+				delete(captures, hr.ID) // matched
+			}
+			lastHold, holdsSeen = hr.ID, true
+			seen.countHold(&hr.Hold)
+			if store == nil {
+				continue
+			}
+			size := holdBytes(&NewHold{AuthorityID: hr.AuthorityID, UserID: hr.UserID, Currency: hr.Currency, Reason: hr.Reason,
+				Metadata: hr.Metadata, IdempotencyKey: hr.IdempotencyKey}) + len(hr.EntryID)
+			if n := len(batch) + len(limits) + len(holds); n > 0 && (n >= importBatch || batchBytes+size > l.cfg.limits.MaxBatchBytes) {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			holds = append(holds, hr)
+			batchBytes += size
+			continue
+		}
+		if holdsSeen {
+			return lineErr("limits or an entry after the holds")
 		}
 		if line.Limits != nil {
 			if h.Version < exportWalletVersion {
@@ -534,6 +642,12 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		rec, size, err := l.checkImported(line.exportLine, last, h.Version)
 		if err != nil {
 			return lineErr("%v", err)
+		}
+		if rec.HoldID != "" {
+			if first, dup := captures[rec.HoldID]; dup {
+				return lineErr("entry %s captures hold %s, which entry %s captured", rec.ID, rec.HoldID, first)
+			}
+			captures[rec.HoldID] = rec.ID
 		}
 		if rec.IdempotencyKey != "" {
 			k := idemKey{rec.AuthorityID, rec.IdempotencyKey}
@@ -589,6 +703,29 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 	if h.Version >= 2 && !ended {
 		return fmt.Errorf("ledger: import: stream ends after line %d without its end marker (cut short?): %w", lineNo, ErrInvalid)
 	}
+	for _, id := range slices.Sorted(maps.Keys(captures)) {
+		return fmt.Errorf("ledger: import: entry %s captures hold %s, which the stream does not hold captured by it: %w", captures[id], id, ErrInvalid)
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	// The held amounts go into the wallets' totals, after their entries.
+	for _, k := range slices.SortedFunc(maps.Keys(held), func(a, b walletKey) int {
+		return cmp.Or(cmp.Compare(a.userID, b.userID), cmp.Compare(a.currency, b.currency))
+	}) {
+		if store == nil {
+			break
+		}
+		tk := TotalKey{"", k.userID, k.currency}
+		t := sums[tk]
+		t.Held = held[k]
+		if len(touched) == importBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		touched[tk] = t
+	}
 	if err := flush(); err != nil {
 		return err
 	}
@@ -610,6 +747,10 @@ func (e *exportEnd) check(m *exportEnd) error {
 		return fmt.Errorf("the end marker counts %d used items, the stream holds %d", m.UsedItems, e.UsedItems)
 	case m.Limits != e.Limits:
 		return fmt.Errorf("the end marker counts %d limits, the stream holds %d", m.Limits, e.Limits)
+	case m.Holds != e.Holds:
+		return fmt.Errorf("the end marker counts %d holds, the stream holds %d", m.Holds, e.Holds)
+	case !m.Held.Equal(e.Held):
+		return fmt.Errorf("the end marker's held is %s, but the active holds sum to %s", brief(m.Held), brief(e.Held))
 	case !m.Total.Equal(e.Total):
 		return fmt.Errorf("the end marker's total is %s, but the entries sum to %s", brief(m.Total), brief(e.Total))
 	}
@@ -635,11 +776,14 @@ func (l *Ledger) checkImported(line exportLine, last string, version int) (Recor
 	case nanos != unixNano(line.CreatedOn) || line.CreatedOn.IsZero():
 		return Record{}, 0, fmt.Errorf("entry %s: created_on %v disagrees with its ID", line.ID, line.CreatedOn)
 	}
+	if version < exportHoldVersion && line.HoldID != "" {
+		return Record{}, 0, fmt.Errorf("entry %s: a hold_id in a version %d stream", line.ID, version)
+	}
 	if version < exportWalletVersion && (line.Currency != "" || line.Metadata != nil || line.TransferID != "" ||
 		line.Reverses != "" || line.ReversedBy != "" || line.Item != nil && line.Item.Revoked) {
 		return Record{}, 0, fmt.Errorf("entry %s: currency, metadata, transfer or reversal fields in a version %d stream", line.ID, version)
 	}
-	for _, link := range []string{line.TransferID, line.Reverses, line.ReversedBy} {
+	for _, link := range []string{line.TransferID, line.Reverses, line.ReversedBy, line.HoldID} {
 		if _, _, ok := ParseEntryID(link); link != "" && !ok {
 			return Record{}, 0, fmt.Errorf("entry %s: malformed linked entry ID %q", line.ID, link)
 		}
@@ -674,6 +818,7 @@ func (l *Ledger) checkImported(line exportLine, last string, version int) (Recor
 			ID: line.ID, AuthorityID: ne.AuthorityID, UserID: ne.UserID, CreatedOn: time.Unix(0, nanos).UTC(),
 			Amount: ne.Amount, Reason: ne.Reason, Item: ne.Item, Balance: line.Balance,
 			Currency: ne.Currency, Metadata: ne.Metadata, TransferID: line.TransferID, Reverses: line.Reverses, ReversedBy: line.ReversedBy,
+			HoldID: line.HoldID,
 		},
 		IdempotencyKey:    ne.IdempotencyKey,
 		AuthorityBalance:  line.AuthorityBalance,
@@ -724,4 +869,60 @@ func (l *Ledger) checkImportedLimits(e *exportLimits) (StoredLimits, error) {
 		return StoredLimits{}, fmt.Errorf("set_on %v is outside the years 1970 to 2262", e.SetOn)
 	}
 	return StoredLimits{WalletLimits: lim, SetBy: e.SetBy, SetOn: e.SetOn.UTC()}, nil
+}
+
+// checkImportedHold validates an exported hold as [Ledger.Hold] and its
+// settlement would have written it; captures maps the hold IDs that
+// entries name to those entries.
+func (l *Ledger) checkImportedHold(e *exportHold, last string, captures map[string]string) (HoldRecord, error) {
+	nanos, _, ok := ParseEntryID(e.ID)
+	switch {
+	case !ok:
+		return HoldRecord{}, fmt.Errorf("malformed hold ID %q", e.ID)
+	case e.ID <= last:
+		return HoldRecord{}, fmt.Errorf("hold %s does not sort after %s", e.ID, last)
+	case nanos != unixNano(e.CreatedOn) || e.CreatedOn.IsZero():
+		return HoldRecord{}, fmt.Errorf("hold %s: created_on %v disagrees with its ID", e.ID, e.CreatedOn)
+	}
+	nh, err := l.checkNewHold(NewHold{
+		AuthorityID: e.AuthorityID, UserID: e.UserID, Currency: e.Currency, Amount: e.Amount, Reason: e.Reason,
+		Expires: e.Expires, Metadata: e.Metadata, IdempotencyKey: e.IdempotencyKey,
+	})
+	if err != nil {
+		return HoldRecord{}, fmt.Errorf("hold %s: %w", e.ID, err)
+	}
+	if !e.Expires.IsZero() && !time.Unix(0, unixNano(e.Expires)).Equal(e.Expires) {
+		return HoldRecord{}, fmt.Errorf("hold %s: expires %v is outside the years 1970 to 2262", e.ID, e.Expires)
+	}
+	closed := e.ClosedOn
+	switch e.State {
+	case HoldActive:
+		if !closed.IsZero() || e.EntryID != "" {
+			return HoldRecord{}, fmt.Errorf("hold %s: active, with closed_on or entry_id", e.ID)
+		}
+	case HoldCaptured, HoldReleased, HoldExpired:
+		if closed.IsZero() || !time.Unix(0, unixNano(closed)).Equal(closed) {
+			return HoldRecord{}, fmt.Errorf("hold %s: %s, with closed_on %v outside the years 1970 to 2262", e.ID, e.State, closed)
+		}
+		closed = closed.UTC()
+		if e.State == HoldExpired && (nh.Expires.IsZero() || !closed.Equal(nh.Expires)) {
+			return HoldRecord{}, fmt.Errorf("hold %s: expired, but closed_on %v is not its expires", e.ID, closed)
+		}
+		if (e.State == HoldCaptured) != (e.EntryID != "") {
+			return HoldRecord{}, fmt.Errorf("hold %s: %s, with entry_id %q", e.ID, e.State, e.EntryID)
+		}
+		if e.State == HoldCaptured && captures[e.ID] != e.EntryID {
+			return HoldRecord{}, fmt.Errorf("hold %s: captured by entry %s, which does not name it", e.ID, e.EntryID)
+		}
+	default:
+		return HoldRecord{}, fmt.Errorf("hold %s: state %d is not a hold state", e.ID, e.State)
+	}
+	return HoldRecord{
+		Hold: Hold{
+			ID: e.ID, AuthorityID: nh.AuthorityID, UserID: nh.UserID, Currency: nh.Currency, Amount: nh.Amount,
+			Reason: nh.Reason, Metadata: nh.Metadata, CreatedOn: time.Unix(0, nanos).UTC(), Expires: nh.Expires,
+			State: e.State, ClosedOn: closed, EntryID: e.EntryID,
+		},
+		IdempotencyKey: nh.IdempotencyKey,
+	}, nil
 }

@@ -68,9 +68,11 @@ func (l *Ledger) checkLimits(lim WalletLimits) (WalletLimits, error) {
 }
 
 // Balance returns the wallet of userID in currency ("" the default): its
-// total, what is held and available, and its limits. A user with nothing
-// in the currency has a zero Balance. It reads a running total and the
-// limits, never the entries.
+// total, what its active holds hold (see [Ledger.Hold]) and what is
+// available, and its limits. A user with nothing in the currency has a
+// zero Balance. It reads a running total and the limits, never the
+// entries, and of the holds only those that are due at the ledger
+// clock's reading but not yet recorded as expired.
 func (l *Ledger) Balance(ctx context.Context, userID, currency string) (Balance, error) {
 	if err := l.enter(ctx); err != nil {
 		return Balance{}, err
@@ -83,8 +85,13 @@ func (l *Ledger) Balance(ctx context.Context, userID, currency string) (Balance,
 		return Balance{}, err
 	}
 	var b Balance
+	now := l.cfg.clock()
 	err := l.storeView(ctx, "balance", func(tx ReadTx) error {
 		t, _, err := tx.Total(ctx, TotalKey{UserID: userID, Currency: currency})
+		if err != nil {
+			return err
+		}
+		held, err := heldNow(ctx, tx, userID, currency, t, now)
 		if err != nil {
 			return err
 		}
@@ -92,14 +99,15 @@ func (l *Ledger) Balance(ctx context.Context, userID, currency string) (Balance,
 		if err != nil {
 			return err
 		}
-		b = newBalance(userID, currency, t.Value, lim.WalletLimits)
+		b = newBalance(userID, currency, t.Value, held, lim.WalletLimits)
 		return nil
 	})
 	return b, err
 }
 
 // Balances returns the user's wallets, one per currency in which the user
-// has an entry or limits other than the default, sorted by currency.
+// has an entry, a hold, or limits other than the default, sorted by
+// currency.
 func (l *Ledger) Balances(ctx context.Context, userID string) ([]Balance, error) {
 	if err := l.enter(ctx); err != nil {
 		return nil, err
@@ -109,13 +117,14 @@ func (l *Ledger) Balances(ctx context.Context, userID string) ([]Balance, error)
 		return nil, err
 	}
 	out := []Balance{}
+	now := l.cfg.clock()
 	err := l.storeView(ctx, "balances", func(tx ReadTx) error {
-		totals := map[string]decimal.Decimal{}
+		totals := map[string]Total{}
 		for t, err := range tx.UserTotals(ctx, userID) {
 			if err != nil {
 				return err
 			}
-			totals[t.Currency] = t.Value
+			totals[t.Currency] = t.Total
 		}
 		limits := map[string]WalletLimits{}
 		for s, err := range tx.UserLimits(ctx, userID) {
@@ -134,7 +143,12 @@ func (l *Ledger) Balances(ctx context.Context, userID string) ([]Balance, error)
 		}
 		slices.Sort(currencies)
 		for _, c := range currencies {
-			out = append(out, newBalance(userID, c, totals[c], limits[c]))
+			t := totals[c]
+			held, err := heldNow(ctx, tx, userID, c, t, now)
+			if err != nil {
+				return err
+			}
+			out = append(out, newBalance(userID, c, t.Value, held, limits[c]))
 		}
 		return nil
 	})
@@ -144,8 +158,8 @@ func (l *Ledger) Balances(ctx context.Context, userID string) ([]Balance, error)
 	return out, nil
 }
 
-func newBalance(userID, currency string, total decimal.Decimal, lim WalletLimits) Balance {
-	b := Balance{UserID: userID, Currency: currency, Total: total, Available: total, Floor: lim.Floor}
+func newBalance(userID, currency string, total, held decimal.Decimal, lim WalletLimits) Balance {
+	b := Balance{UserID: userID, Currency: currency, Total: total, Held: held, Available: total.Sub(held), Floor: lim.Floor}
 	if lim.Cap != nil {
 		c := *lim.Cap
 		b.Cap = &c
