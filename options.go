@@ -2,8 +2,8 @@ package ledger
 
 import (
 	"errors"
-	"log/slog"
 	"fmt"
+	"log/slog"
 	"time"
 )
 

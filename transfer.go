@@ -522,8 +522,8 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 	var lastHold string
 	holdsSeen := false
 	held := map[walletKey]decimal.Decimal{} // the active holds' sums
-	captures := map[string]string{}        // hold ID -> the entry naming it
-	holdKeys := map[idemKey]string{}       // (authority, key) -> hold ID
+	captures := map[string]string{}         // hold ID -> the entry naming it
+	holdKeys := map[idemKey]string{}        // (authority, key) -> hold ID
 
 	var last string
 	keys := map[idemKey]string{} // (authority, idempotency key) -> entry ID
