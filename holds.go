@@ -137,6 +137,9 @@ func (l *Ledger) checkNewHold(h NewHold) (NewHold, error) {
 		return h, err
 	}
 	if !h.Expires.IsZero() {
+		if h.Expires.Before(minTime) {
+			return h, invalid("Expires", "%s is before 1970, the first instant the ledger records", h.Expires.Format(time.RFC3339Nano))
+		}
 		if h.Expires.After(maxTime) {
 			return h, invalid("Expires", "%s is past %s, the last instant the ledger records: a hold that never expires has the zero Expires",
 				h.Expires.Format(time.RFC3339Nano), maxTime.UTC().Format(time.RFC3339Nano))

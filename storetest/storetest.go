@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Property", func(t *testing.T) { runProperty(t, newStore) })
 	t.Run("Limits", func(t *testing.T) { runLimits(t, newStore) })
 	t.Run("Wallets", func(t *testing.T) { runWallets(t, newStore) })
+	t.Run("Holds", func(t *testing.T) { runHolds(t, newStore) })
 }
 
 // newStore makes a store that is closed when the test ends.
