@@ -388,3 +388,42 @@ func ExampleLedger_Reverse() {
 	// true
 	// true
 }
+
+// A purchase settled by a payment provider: reserve the price, then take
+// it when the provider confirms (or give it back when it declines), and
+// refund later with a reversal.
+func ExampleLedger_Hold() {
+	ctx := context.Background()
+	l := mustLedger()
+	defer l.Close()
+	credit(l, "bank", "alice", 50)
+
+	// 1. Reserve the price while the provider authorises the card.
+	h, err := l.Hold(ctx, ledger.NewHold{
+		AuthorityID: "shop", UserID: "alice", Amount: decimal.NewFromInt(30), Reason: "order 17",
+		Expires: time.Now().Add(15 * time.Minute), IdempotencyKey: "order-17",
+	})
+	b, _ := l.Balance(ctx, "alice", "")
+	fmt.Println(h.State, b.Total, b.Held, b.Available, err)
+	// Meanwhile nothing can spend the held value.
+	_, err = l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "arcade", UserID: "alice", Amount: decimal.NewFromInt(-25), Reason: "game"})
+	fmt.Println(errors.Is(err, ledger.ErrNotEnoughFunds))
+
+	// 2. The provider confirmed: take the price and grant the item.
+	e, err := l.Capture(ctx, "shop", h.ID, ledger.Capture{Item: &ledger.Item{Name: "Sword"}})
+	b, _ = l.Balance(ctx, "alice", "")
+	fmt.Println(e.Amount, e.HoldID == h.ID, b.Total, b.Held, err)
+	_, err = l.Release(ctx, "shop", h.ID)
+	var closed *ledger.HoldClosedError
+	fmt.Println(errors.Is(err, ledger.ErrHoldClosed), errors.As(err, &closed) && closed.State == ledger.HoldCaptured)
+
+	// 3. Later, a refund is a reversal of the capture's entry.
+	refund, err := l.Reverse(ctx, "shop", e.ID, "refund: order 17 returned")
+	fmt.Println(refund[0].Amount, refund[0].Balance, err)
+	// Output:
+	// active 50 30 20 <nil>
+	// true
+	// -30 true 20 0 <nil>
+	// true true
+	// 30 50 <nil>
+}
