@@ -93,10 +93,32 @@ func testCancelAtRandom(t *testing.T, ns NewStore) {
 // waits for them and returns; each call either completes or fails with
 // ErrClosed (or its context's error), and none hangs.
 func testCloseDuringOperations(t *testing.T, ns NewStore) {
-	l, _ := newLedger(t, ns)
+	// A sweep that always has work: Close must stop it mid-way too.
+	l, _ := newLedger(t, ns, ledger.WithHoldSweep(time.Millisecond))
 	bg := context.Background()
 	item := create(t, l, "a", "u0", "100", &ledger.Item{Name: "i"})
+	create(t, l, "a", "u3", "1000000", nil)
+	settle := func(ctx context.Context, capture bool) error {
+		h, err := l.Hold(ctx, ledger.NewHold{AuthorityID: "a", UserID: "u3", Amount: decimal.NewFromInt(1), Reason: "r",
+			Expires: time.Now().Add(time.Duration(rand.IntN(3)) * time.Millisecond)})
+		if err != nil {
+			return err
+		}
+		if capture {
+			_, err = l.Capture(ctx, "a", h.ID, ledger.Capture{})
+		} else {
+			_, err = l.Release(ctx, "a", h.ID)
+		}
+		if errors.Is(err, ledger.ErrHoldClosed) {
+			return nil // expired first
+		}
+		return err
+	}
 	ops := []func(ctx context.Context) error{
+		func(ctx context.Context) error { return settle(ctx, true) },
+		func(ctx context.Context) error { return settle(ctx, false) },
+		func(ctx context.Context) error { _, err := l.Holds(ctx, ledger.HoldQuery{}); return err },
+		func(ctx context.Context) error { _, err := l.Balance(ctx, "u3", ""); return err },
 		func(ctx context.Context) error {
 			_, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "u1", Amount: decimal.NewFromInt(1), Reason: "r"})
 			return err

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
 
 	"github.com/walletledger/ledger"
@@ -33,6 +35,7 @@ func runHolds(t *testing.T, ns NewStore) {
 	t.Run("ExportImport", func(t *testing.T) { testHoldExportImport(t, ns) })
 	t.Run("RacingSpends", func(t *testing.T) { testRacingHoldsAndSpends(t, ns) })
 	t.Run("RacingSettlements", func(t *testing.T) { testRacingSettlements(t, ns) })
+	t.Run("CancelAtRandom", func(t *testing.T) { testHoldCancelAtRandom(t, ns) })
 }
 
 // manualClock is a test clock that moves only when told to.
@@ -856,5 +859,65 @@ func testRacingSettlements(t *testing.T, ns NewStore) {
 		require.Equal(t, 7, closed)
 	}
 	requireWallet(t, l, "ann", "", fmt.Sprint(1000-2*captured), "0")
+	requireVerified(t, l)
+}
+
+// testHoldCancelAtRandom places keyed holds and settles them under
+// contexts that end at random moments. Every call has one of three
+// outcomes, each true: success, the context's error alone (nothing
+// written), or ErrUnknownOutcome, which a retry with the same key
+// settles. Afterwards the wallet's held amount is exactly the sum of its
+// active holds, and the ledger verifies.
+func testHoldCancelAtRandom(t *testing.T, ns NewStore) {
+	l, _ := newLedger(t, ns)
+	bg := context.Background()
+	mustCreate(t, l, entryIn("bank", "ann", "", "100000"))
+	const writers, each = 8, 20
+	parallel(writers, func(w int) {
+		r := rand.New(rand.NewPCG(uint64(w), 3))
+		for i := range each {
+			nh := newHold("shop", "ann", "", "1")
+			nh.IdempotencyKey = fmt.Sprintf("w%d-%d", w, i)
+			ctx, cancel := context.WithTimeout(bg, time.Duration(r.IntN(400))*time.Microsecond)
+			h, err := l.Hold(ctx, nh)
+			cancel()
+			switch {
+			case err == nil:
+			case errors.Is(err, ledger.ErrUnknownOutcome), errors.Is(err, context.DeadlineExceeded):
+				// Settle it: the retry returns the hold if the first
+				// attempt committed, and places it if not.
+				if h, err = l.Hold(bg, nh); err != nil {
+					t.Errorf("retry of %s: %v", nh.IdempotencyKey, err)
+					continue
+				}
+			default:
+				t.Errorf("hold %s: %v", nh.IdempotencyKey, err)
+				continue
+			}
+			ctx, cancel = context.WithTimeout(bg, time.Duration(r.IntN(400))*time.Microsecond)
+			if i%2 == 0 {
+				_, err = l.Capture(ctx, "shop", h.ID, ledger.Capture{})
+			} else {
+				_, err = l.Release(ctx, "shop", h.ID)
+			}
+			cancel()
+			if err != nil && !errors.Is(err, ledger.ErrUnknownOutcome) && !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("settle %s: %v", h.ID, err)
+			}
+		}
+	})
+	hs, err := l.Holds(bg, ledger.HoldQuery{})
+	require.NoError(t, err)
+	require.Len(t, hs, writers*each, "one hold per key, none doubled")
+	held, captured := decimal.Zero, decimal.Zero
+	for _, h := range hs {
+		switch h.State {
+		case ledger.HoldActive:
+			held = held.Add(h.Amount)
+		case ledger.HoldCaptured:
+			captured = captured.Add(h.Amount)
+		}
+	}
+	requireWallet(t, l, "ann", "", decimal.NewFromInt(100000).Sub(captured).String(), held.String())
 	requireVerified(t, l)
 }
