@@ -78,6 +78,8 @@ type Store struct {
 	// over all authorities, sorted: what UserTotals walks.
 	userCurrencies map[string][]string
 	limits         limitTable
+
+	holds holdTable
 }
 
 var _ ledger.Store = (*Store)(nil)
@@ -94,6 +96,7 @@ func New() *Store {
 		totals:         make(map[ledger.TotalGroup]*totalTable),
 		userCurrencies: make(map[string][]string),
 		limits:         limitTable{vals: make(map[limitKey]ledger.StoredLimits)},
+		holds:          newHoldTable(),
 	}
 }
 
@@ -203,6 +206,7 @@ func (s *Store) Close() error {
 	s.slab, s.byKey, s.names, s.wallets, s.all, s.items = slab{}, nil, interner{}, walletTable{}, index{}, index{}
 	s.byUser, s.byAuth, s.byPair = nil, nil, nil
 	s.totals, s.userCurrencies, s.limits = nil, nil, limitTable{}
+	s.holds = holdTable{}
 	return nil
 }
 
@@ -439,17 +443,22 @@ type tx struct {
 type undoKind uint8
 
 const (
-	undoInsert undoKind = iota // remove the entry in slot
-	undoUse                    // give the entry in slot its item back
-	undoExt                    // give the entry in slot its extension back
-	undoTotal                  // restore a total
-	undoLimits                 // restore a wallet's limits
+	undoInsert     undoKind = iota // remove the entry in slot
+	undoUse                        // give the entry in slot its item back
+	undoExt                        // give the entry in slot its extension back
+	undoTotal                      // restore a total
+	undoLimits                     // restore a wallet's limits
+	undoInsertHold                 // remove hold
+	undoCloseHold                  // reopen hold as close says it was
 )
 
 // undo is one logged write.
 type undo struct {
-	kind    undoKind
-	existed bool // undoTotal, undoLimits: there was a value before
+	kind undoKind
+	// existed is, for undoTotal and undoLimits, whether there was a value
+	// before; for undoCloseHold, whether the hold was in the expiry
+	// indexes.
+	existed bool
 	slot    uint32
 	item    *item   // undoUse: the item before
 	ext     *recExt // undoExt: the extension before
@@ -458,6 +467,8 @@ type undo struct {
 	key     ledger.TotalKey
 	prev    ledger.Total         // undoTotal, if existed
 	prevLim *ledger.StoredLimits // undoLimits, if existed
+	hold    *ledger.HoldRecord   // undoInsertHold, undoCloseHold: the stored hold
+	close   ledger.HoldClose     // undoCloseHold: the hold's state, ClosedOn and EntryID before
 }
 
 func (t *tx) rollback() {
@@ -474,6 +485,10 @@ func (t *tx) rollback() {
 			s.unsetTotal(u)
 		case undoLimits:
 			s.unsetLimits(u)
+		case undoInsertHold:
+			s.uninsertHold(u.hold)
+		case undoCloseHold:
+			s.uncloseHold(u)
 		}
 	}
 }
