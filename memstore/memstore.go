@@ -72,6 +72,9 @@ type Store struct {
 	byUser  map[uint32]*userIndexes
 	byAuth  map[uint32]*indexes
 	byPair  map[uint64]*index
+	// entryHolds holds Entry.HoldID for the entries of captures, by slot:
+	// few entries have one, and those without must not grow.
+	entryHolds map[uint32]string
 
 	totals map[ledger.TotalGroup]*totalTable
 	// userCurrencies holds, per user, the currencies of the user's totals
@@ -93,6 +96,7 @@ func New() *Store {
 		byUser:         make(map[uint32]*userIndexes),
 		byAuth:         make(map[uint32]*indexes),
 		byPair:         make(map[uint64]*index),
+		entryHolds:     make(map[uint32]string),
 		totals:         make(map[ledger.TotalGroup]*totalTable),
 		userCurrencies: make(map[string][]string),
 		limits:         limitTable{vals: make(map[limitKey]ledger.StoredLimits)},
@@ -204,7 +208,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.slab, s.byKey, s.names, s.wallets, s.all, s.items = slab{}, nil, interner{}, walletTable{}, index{}, index{}
-	s.byUser, s.byAuth, s.byPair = nil, nil, nil
+	s.byUser, s.byAuth, s.byPair, s.entryHolds = nil, nil, nil, nil
 	s.totals, s.userCurrencies, s.limits = nil, nil, limitTable{}
 	s.holds = holdTable{}
 	return nil
@@ -219,11 +223,15 @@ type rec struct {
 	// The amount, the balance and the authority balance, each coef[i] ×
 	// 10^exp[i], or kept in ext.more.big[i] when exp[i] is spilled.
 	exp    [3]int8
-	_      uint8
+	flags  uint8 // hasHold
 	coef   [3]int64
 	reason string
 	ext    *recExt // nil unless the entry has one of the fields recExt holds
 }
+
+// hasHold is set in rec.flags when the entry has a HoldID, kept in
+// Store.entryHolds.
+const hasHold = 1
 
 // The decimals of a rec, by index.
 const (
@@ -502,6 +510,9 @@ func (s *Store) uninsert(slot uint32) {
 	if r.ext != nil && r.ext.key != "" {
 		delete(s.byKey, idemKey{r.auth, r.ext.key})
 	}
+	if r.flags&hasHold != 0 {
+		delete(s.entryHolds, slot)
+	}
 	s.removeSlot(&s.all, slot)
 	s.removeSlot(&w.entries, slot)
 	if len(user.wallets) > 1 {
@@ -536,6 +547,9 @@ func (s *Store) record(slot uint32) ledger.Record {
 			Currency:    s.names.names[w.currency],
 		},
 		AuthorityBalance: r.num(authBalanceNum),
+	}
+	if r.flags&hasHold != 0 {
+		out.HoldID = s.entryHolds[slot]
 	}
 	x := r.ext
 	if x == nil {
@@ -758,6 +772,10 @@ func (t *tx) InsertEntry(ctx context.Context, in ledger.Record) error {
 	}
 	if r.ext != nil && r.ext.key != "" {
 		s.byKey[idemKey{r.auth, r.ext.key}] = slot
+	}
+	if in.HoldID != "" {
+		r.flags |= hasHold
+		s.entryHolds[slot] = strings.Clone(in.HoldID)
 	}
 
 	user := s.byUser[userName]
