@@ -35,11 +35,24 @@
 // (BenchmarkMemoryPerItemEntry). Rarer still, a transfer ID, a reversal
 // link or an amount too large to pack put a 64-byte block behind the
 // extension (BenchmarkMemoryPerLinkedEntry measures an entry with one
-// metadata key and a transfer ID).
+// metadata key and a transfer ID). The hold ID of a capture's entry, which
+// would push that 64-byte block into a larger size class, is kept in a map
+// by slot, and a flag in the record's spare byte says it is there: other
+// entries pay nothing for it.
 //
 // Running totals are kept per (authority, currency) with the users
 // sorted, and per user the currencies of the user's totals over all
-// authorities; limits per wallet, sorted by (user, currency).
+// authorities; a total's Held is kept beside it, in a map made for the
+// table only once a Held is not zero. Limits are kept per wallet, sorted
+// by (user, currency).
+//
+// Holds, far fewer than entries, are plain records (the store's own
+// copies) that sorted slices point to: by ID overall, per user and per
+// wallet, and, for the holds stored active that expire, by (Expires, ID)
+// overall and per wallet, which CloseHold leaves. Keys are mapped per
+// authority, apart from entries' keys. A scan or an expiry walk seeks by
+// binary search, and seeks again past each hold it yields, so that the
+// caller may place or close holds as it walks.
 package memstore
 
 import (
