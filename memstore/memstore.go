@@ -35,11 +35,24 @@
 // (BenchmarkMemoryPerItemEntry). Rarer still, a transfer ID, a reversal
 // link or an amount too large to pack put a 64-byte block behind the
 // extension (BenchmarkMemoryPerLinkedEntry measures an entry with one
-// metadata key and a transfer ID).
+// metadata key and a transfer ID). The hold ID of a capture's entry, which
+// would push that 64-byte block into a larger size class, is kept in a map
+// by slot, and a flag in the record's spare byte says it is there: other
+// entries pay nothing for it.
 //
 // Running totals are kept per (authority, currency) with the users
 // sorted, and per user the currencies of the user's totals over all
-// authorities; limits per wallet, sorted by (user, currency).
+// authorities; a total's Held is kept beside it, in a map made for the
+// table only once a Held is not zero. Limits are kept per wallet, sorted
+// by (user, currency).
+//
+// Holds, far fewer than entries, are plain records (the store's own
+// copies) that sorted slices point to: by ID overall, per user and per
+// wallet, and, for the holds stored active that expire, by (Expires, ID)
+// overall and per wallet, which CloseHold leaves. Keys are mapped per
+// authority, apart from entries' keys. A scan or an expiry walk seeks by
+// binary search, and seeks again past each hold it yields, so that the
+// caller may place or close holds as it walks.
 package memstore
 
 import (
@@ -72,12 +85,17 @@ type Store struct {
 	byUser  map[uint32]*userIndexes
 	byAuth  map[uint32]*indexes
 	byPair  map[uint64]*index
+	// entryHolds holds Entry.HoldID for the entries of captures, by slot:
+	// few entries have one, and those without must not grow.
+	entryHolds map[uint32]string
 
 	totals map[ledger.TotalGroup]*totalTable
 	// userCurrencies holds, per user, the currencies of the user's totals
 	// over all authorities, sorted: what UserTotals walks.
 	userCurrencies map[string][]string
 	limits         limitTable
+
+	holds holdTable
 }
 
 var _ ledger.Store = (*Store)(nil)
@@ -91,9 +109,11 @@ func New() *Store {
 		byUser:         make(map[uint32]*userIndexes),
 		byAuth:         make(map[uint32]*indexes),
 		byPair:         make(map[uint64]*index),
+		entryHolds:     make(map[uint32]string),
 		totals:         make(map[ledger.TotalGroup]*totalTable),
 		userCurrencies: make(map[string][]string),
 		limits:         limitTable{vals: make(map[limitKey]ledger.StoredLimits)},
+		holds:          newHoldTable(),
 	}
 }
 
@@ -201,8 +221,9 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.slab, s.byKey, s.names, s.wallets, s.all, s.items = slab{}, nil, interner{}, walletTable{}, index{}, index{}
-	s.byUser, s.byAuth, s.byPair = nil, nil, nil
+	s.byUser, s.byAuth, s.byPair, s.entryHolds = nil, nil, nil, nil
 	s.totals, s.userCurrencies, s.limits = nil, nil, limitTable{}
+	s.holds = holdTable{}
 	return nil
 }
 
@@ -215,11 +236,15 @@ type rec struct {
 	// The amount, the balance and the authority balance, each coef[i] ×
 	// 10^exp[i], or kept in ext.more.big[i] when exp[i] is spilled.
 	exp    [3]int8
-	_      uint8
+	flags  uint8 // hasHold
 	coef   [3]int64
 	reason string
 	ext    *recExt // nil unless the entry has one of the fields recExt holds
 }
+
+// hasHold is set in rec.flags when the entry has a HoldID, kept in
+// Store.entryHolds.
+const hasHold = 1
 
 // The decimals of a rec, by index.
 const (
@@ -439,17 +464,22 @@ type tx struct {
 type undoKind uint8
 
 const (
-	undoInsert undoKind = iota // remove the entry in slot
-	undoUse                    // give the entry in slot its item back
-	undoExt                    // give the entry in slot its extension back
-	undoTotal                  // restore a total
-	undoLimits                 // restore a wallet's limits
+	undoInsert     undoKind = iota // remove the entry in slot
+	undoUse                        // give the entry in slot its item back
+	undoExt                        // give the entry in slot its extension back
+	undoTotal                      // restore a total
+	undoLimits                     // restore a wallet's limits
+	undoInsertHold                 // remove hold
+	undoCloseHold                  // reopen hold as close says it was
 )
 
 // undo is one logged write.
 type undo struct {
-	kind    undoKind
-	existed bool // undoTotal, undoLimits: there was a value before
+	kind undoKind
+	// existed is, for undoTotal and undoLimits, whether there was a value
+	// before; for undoCloseHold, whether the hold was in the expiry
+	// indexes.
+	existed bool
 	slot    uint32
 	item    *item   // undoUse: the item before
 	ext     *recExt // undoExt: the extension before
@@ -458,6 +488,8 @@ type undo struct {
 	key     ledger.TotalKey
 	prev    ledger.Total         // undoTotal, if existed
 	prevLim *ledger.StoredLimits // undoLimits, if existed
+	hold    *ledger.HoldRecord   // undoInsertHold, undoCloseHold: the stored hold
+	close   ledger.HoldClose     // undoCloseHold: the hold's state, ClosedOn and EntryID before
 }
 
 func (t *tx) rollback() {
@@ -474,6 +506,10 @@ func (t *tx) rollback() {
 			s.unsetTotal(u)
 		case undoLimits:
 			s.unsetLimits(u)
+		case undoInsertHold:
+			s.uninsertHold(u.hold)
+		case undoCloseHold:
+			s.uncloseHold(u)
 		}
 	}
 }
@@ -486,6 +522,9 @@ func (s *Store) uninsert(slot uint32) {
 	user := s.byUser[w.user]
 	if r.ext != nil && r.ext.key != "" {
 		delete(s.byKey, idemKey{r.auth, r.ext.key})
+	}
+	if r.flags&hasHold != 0 {
+		delete(s.entryHolds, slot)
 	}
 	s.removeSlot(&s.all, slot)
 	s.removeSlot(&w.entries, slot)
@@ -521,6 +560,9 @@ func (s *Store) record(slot uint32) ledger.Record {
 			Currency:    s.names.names[w.currency],
 		},
 		AuthorityBalance: r.num(authBalanceNum),
+	}
+	if r.flags&hasHold != 0 {
+		out.HoldID = s.entryHolds[slot]
 	}
 	x := r.ext
 	if x == nil {
@@ -743,6 +785,10 @@ func (t *tx) InsertEntry(ctx context.Context, in ledger.Record) error {
 	}
 	if r.ext != nil && r.ext.key != "" {
 		s.byKey[idemKey{r.auth, r.ext.key}] = slot
+	}
+	if in.HoldID != "" {
+		r.flags |= hasHold
+		s.entryHolds[slot] = strings.Clone(in.HoldID)
 	}
 
 	user := s.byUser[userName]

@@ -8,14 +8,45 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/walletledger/ledger"
 )
 
 // totalTable holds the totals of one authority in one currency, with the
-// users sorted.
+// users sorted. A total's Held is kept apart, and only when it is not
+// zero: most totals never have one (an authority's never do), and a
+// ledger.Total with it is half as large again.
 type totalTable struct {
-	vals  map[string]ledger.Total
+	vals  map[string]total
+	held  map[string]decimal.Decimal // nil until a total has a non-zero Held
 	users []string
+}
+
+// total is a ledger.Total without its Held.
+type total struct {
+	value       decimal.Decimal
+	lastEntryID string
+}
+
+// get returns the total of user, and whether one is stored.
+func (tt *totalTable) get(user string) (ledger.Total, bool) {
+	v, ok := tt.vals[user]
+	return ledger.Total{Value: v.value, LastEntryID: v.lastEntryID, Held: tt.held[user]}, ok
+}
+
+// put stores v as the total of user, whose name the table may keep.
+func (tt *totalTable) put(user string, v ledger.Total) {
+	tt.vals[user] = total{v.Value, v.LastEntryID}
+	switch {
+	case !v.Held.IsZero():
+		if tt.held == nil {
+			tt.held = make(map[string]decimal.Decimal)
+		}
+		tt.held[user] = v.Held
+	case tt.held != nil:
+		delete(tt.held, user)
+	}
 }
 
 func (t *tx) Total(ctx context.Context, k ledger.TotalKey) (ledger.Total, bool, error) {
@@ -23,7 +54,7 @@ func (t *tx) Total(ctx context.Context, k ledger.TotalKey) (ledger.Total, bool, 
 		return ledger.Total{}, false, err
 	}
 	if tt := t.s.totals[groupOf(k)]; tt != nil {
-		v, ok := tt.vals[k.UserID]
+		v, ok := tt.get(k.UserID)
 		return v, ok, nil
 	}
 	return ledger.Total{}, false, nil
@@ -48,7 +79,8 @@ func (t *tx) Totals(ctx context.Context, authorityID, currency, after string) it
 			i, _ = slices.BinarySearch(tt.users, after+"\x00")
 		}
 		for _, u := range tt.users[i:] {
-			if !yield(ledger.UserTotal{UserID: u, Total: tt.vals[u]}, nil) {
+			v, _ := tt.get(u)
+			if !yield(ledger.UserTotal{UserID: u, Total: v}, nil) {
 				return
 			}
 		}
@@ -77,7 +109,7 @@ func (t *tx) UserTotals(ctx context.Context, userID string) iter.Seq2[ledger.Cur
 			return
 		}
 		for _, cur := range t.s.userCurrencies[userID] {
-			v := t.s.totals[ledger.TotalGroup{Currency: cur}].vals[userID]
+			v, _ := t.s.totals[ledger.TotalGroup{Currency: cur}].get(userID)
 			if !yield(ledger.CurrencyTotal{Currency: cur, Total: v}, nil) {
 				return
 			}
@@ -85,7 +117,7 @@ func (t *tx) UserTotals(ctx context.Context, userID string) iter.Seq2[ledger.Cur
 	}
 }
 
-func (t *tx) SetTotal(ctx context.Context, k ledger.TotalKey, total ledger.Total) error {
+func (t *tx) SetTotal(ctx context.Context, k ledger.TotalKey, v ledger.Total) error {
 	if err := t.check(ctx); err != nil {
 		return err
 	}
@@ -93,10 +125,10 @@ func (t *tx) SetTotal(ctx context.Context, k ledger.TotalKey, total ledger.Total
 	g := groupOf(k)
 	tt := s.totals[g]
 	if tt == nil {
-		tt = &totalTable{vals: make(map[string]ledger.Total)}
+		tt = &totalTable{vals: make(map[string]total)}
 		s.totals[ledger.TotalGroup{AuthorityID: strings.Clone(g.AuthorityID), Currency: strings.Clone(g.Currency)}] = tt
 	}
-	prev, existed := tt.vals[k.UserID]
+	prev, existed := tt.get(k.UserID)
 	if !existed {
 		k.UserID = strings.Clone(k.UserID)
 		tt.users = insertSorted(tt.users, k.UserID)
@@ -104,7 +136,7 @@ func (t *tx) SetTotal(ctx context.Context, k ledger.TotalKey, total ledger.Total
 			s.userCurrencies[k.UserID] = insertSorted(s.userCurrencies[k.UserID], strings.Clone(k.Currency))
 		}
 	}
-	tt.vals[k.UserID] = total
+	tt.put(k.UserID, v)
 	t.undo = append(t.undo, undo{kind: undoTotal, key: k, prev: prev, existed: existed})
 	return nil
 }
@@ -113,10 +145,13 @@ func (t *tx) SetTotal(ctx context.Context, k ledger.TotalKey, total ledger.Total
 func (s *Store) unsetTotal(u *undo) {
 	tt := s.totals[groupOf(u.key)]
 	if u.existed {
-		tt.vals[u.key.UserID] = u.prev
+		tt.put(u.key.UserID, u.prev)
 		return
 	}
 	delete(tt.vals, u.key.UserID)
+	if tt.held != nil {
+		delete(tt.held, u.key.UserID)
+	}
 	tt.users = removeSorted(tt.users, u.key.UserID)
 	if u.key.AuthorityID == "" {
 		if curs := removeSorted(s.userCurrencies[u.key.UserID], u.key.Currency); len(curs) > 0 {
