@@ -91,6 +91,28 @@ func LookupQueries(s *Store, id, authority, user, currency, key string) []Query 
 	}
 }
 
+// HoldQueries returns the store's reads of holds, and its close of a
+// hold, with the given arguments: until is an expiry bound in Unix
+// nanoseconds, after an (expires, ID) the next page of an expiry scan
+// starts after.
+func HoldQueries(s *Store, id, authority, user, currency, key string, until, afterExpires int64, afterID string) []Query {
+	return []Query{
+		{"Hold by ID", s.q.hold, []any{id}, "holds_pkey"},
+		{"Hold by idempotency key", s.q.holdByKey, []any{authority, key}, "holds_idempotency_key"},
+		{"Holds all", s.q.holdScans[0], []any{"", firstPage}, "holds_pkey"},
+		{"Holds all, after an ID", s.q.holdScans[0], []any{afterID, firstPage}, "holds_pkey"},
+		{"Holds in a currency", s.q.holdScans[holdScanCurrency], []any{currency, "", firstPage}, "holds_pkey"},
+		{"Holds of a wallet", s.q.holdScans[holdScanUser|holdScanCurrency], []any{user, currency, "", firstPage}, "holds_user"},
+		{"Holds of a wallet, after an ID", s.q.holdScans[holdScanUser|holdScanCurrency], []any{user, currency, afterID, firstPage}, "holds_user"},
+		{"Holds of a user in any currency", s.q.holdScans[holdScanUser], []any{user, "", firstPage}, "holds_user"},
+		{"Expiring holds", s.q.expiring[0][0], []any{until, firstPage}, "holds_expiring"},
+		{"Expiring holds, next page", s.q.expiring[0][1], []any{until, afterExpires, afterID, firstPage}, "holds_expiring"},
+		{"Expiring holds of a wallet", s.q.expiring[1][0], []any{user, currency, until, firstPage}, "holds_expiring_user"},
+		{"Expiring holds of a wallet, next page", s.q.expiring[1][1], []any{user, currency, until, afterExpires, afterID, firstPage}, "holds_expiring_user"},
+		{"CloseHold", s.q.closeHold, []any{id, "captured", int64(1767225600123456789), afterID}, "holds_pkey"},
+	}
+}
+
 // WithNetConn calls f with the network connection of one of s's
 // connections.
 func WithNetConn(ctx context.Context, s *Store, f func(net.Conn) error) error {

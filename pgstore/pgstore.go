@@ -18,9 +18,9 @@
 // work done. A schema that is already current costs Open two reads and
 // no lock or DDL, so a role without the right to create may open a
 // schema made for it. A schema written by a newer pgstore fails Open
-// with [ErrSchemaVersion]. Version 3, with S the schema:
+// with [ErrSchemaVersion]. Version 4, with S the schema:
 //
-//	CREATE TABLE S.meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL);  -- ('version', '3')
+//	CREATE TABLE S.meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL);  -- ('version', '4')
 //	CREATE TABLE S.entries (
 //		id                text COLLATE "C" PRIMARY KEY,
 //		authority_id      text COLLATE "C" NOT NULL,
@@ -43,6 +43,7 @@
 //		reverses     text COLLATE "C",   -- on a reversal: the entry it reverses
 //		reversed_by  text COLLATE "C",   -- on a reversed entry: its reversal
 //		item_revoked boolean,            -- true: revoked; NULL: not (or no item)
+//		hold_id      text COLLATE "C",   -- on a capture's entry: the hold it captured
 //		CONSTRAINT entries_item_check CHECK ((item_name IS NULL) = (item_used IS NULL)
 //			AND (item_name IS NOT NULL OR item_data IS NULL)),
 //		CONSTRAINT entries_use_check CHECK (item_used IS TRUE
@@ -63,6 +64,7 @@
 //		total        numeric NOT NULL,
 //		last_entry   text COLLATE "C" NOT NULL,
 //		currency     text COLLATE "C" NOT NULL DEFAULT '',
+//		held         numeric NOT NULL DEFAULT 0,  -- authority '': the wallet's active holds; else 0
 //		PRIMARY KEY (authority_id, currency, user_id)
 //	) WITH (fillfactor = 70);  -- room for HOT updates: a total's update touches no index
 //	CREATE INDEX totals_user ON S.totals (user_id, currency) WHERE authority_id = '';
@@ -75,6 +77,28 @@
 //		set_on   bigint,                  -- Unix nanoseconds; NULL: the zero time
 //		PRIMARY KEY (user_id, currency)
 //	);
+//	CREATE TABLE S.holds (
+//		hold_id         text COLLATE "C" PRIMARY KEY,
+//		authority_id    text COLLATE "C" NOT NULL,
+//		user_id         text COLLATE "C" NOT NULL,
+//		currency        text COLLATE "C" NOT NULL,
+//		amount          numeric NOT NULL,
+//		reason          text COLLATE "C" NOT NULL,
+//		metadata        jsonb,              -- NULL: none; escaped as in entries
+//		created_on      bigint,             -- Unix nanoseconds; NULL: the zero time
+//		expires         bigint,             -- Unix nanoseconds; NULL: never
+//		state           text COLLATE "C" NOT NULL,  -- active, captured, released or expired
+//		closed_on       bigint,             -- Unix nanoseconds; NULL: open (the zero time)
+//		entry_id        text COLLATE "C",   -- on a captured hold: its capture's entry
+//		idempotency_key text COLLATE "C",   -- NULL: none
+//		CONSTRAINT holds_state_check CHECK (state IN ('active', 'captured', 'released', 'expired'))
+//	);
+//	CREATE UNIQUE INDEX holds_idempotency_key ON S.holds (authority_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+//	CREATE INDEX holds_user          ON S.holds (user_id, currency, hold_id);  -- a wallet's holds
+//	CREATE INDEX holds_expiring      ON S.holds (expires, hold_id)
+//		WHERE state = 'active' AND expires IS NOT NULL;
+//	CREATE INDEX holds_expiring_user ON S.holds (user_id, currency, expires, hold_id)
+//		WHERE state = 'active' AND expires IS NOT NULL;
 //
 // Version 1 is the same without the last three columns of entries and
 // entries_use_check. The migration to version 2 adds them in place, in
@@ -99,6 +123,13 @@
 // process. Once migrated, a schema fails to open under an older pgstore
 // (with ErrSchemaVersion).
 //
+// Version 3 is version 4 without holds: without entries.hold_id,
+// totals.held and the holds table. The migration to version 4 rewrites
+// and scans nothing: hold_id is nullable without a default, held's
+// default is a constant kept in the catalog (every old total holds
+// nothing), and the holds table and its indexes are new and empty, so
+// its locks are held for an instant.
+//
 // Every text column is COLLATE "C", so that IDs, user and authority IDs
 // sort bytewise, as the ledger requires, whatever the database's locale.
 // Totals are rows written in the same transaction as the entries that
@@ -114,7 +145,11 @@
 // idempotency key, a total or a page of one authority's totals in one
 // currency by the primary key of totals, the groups of totals by a skip
 // over it, a user's totals by totals_user, limits by the primary key of
-// limits, and a scan by the index of its shape (user, authority, both, or
+// limits, a hold by its primary key or its idempotency key, a wallet's
+// holds by a seek into holds_user (a user's in every currency by the
+// same index, sorted by ID), all holds (in a currency or not) by
+// the primary key of holds, expiring holds by a range scan of
+// holds_expiring or, for a wallet, holds_expiring_user, and a scan by the index of its shape (user, authority, both, or
 // neither; items only or not), in ID order, reverse included, with Start
 // and End as index bounds. A user's entries in one currency (what a
 // balance as of an instant reads) are a seek into entries_currency_user;
@@ -140,9 +175,9 @@
 // runs its function again, after a random pause that doubles with each
 // attempt (up to 250ms), up to [WithMaxRetries] times (default 20) and
 // while its context lasts. [Store.Stats] counts the retries. Buffered
-// writes are sent in a fixed order (entries by ID, then totals by
-// authority, currency and user, then limits by user and currency), so
-// transactions rarely deadlock.
+// writes are sent in a fixed order (entries and holds by ID, then
+// totals by authority, currency and user, then limits by user and
+// currency), so transactions rarely deadlock.
 //
 // # Contexts and dead connections
 //
@@ -184,7 +219,7 @@
 //
 // A transaction sends nothing until it must. BEGIN travels with the first
 // read; writes (InsertEntry, SetItemUsed, SetReversed, SetTotal,
-// SetLimits) are buffered and sent
+// SetLimits, InsertHold, CloseHold) are buffered and sent
 // as one pipelined batch with the next read (reads see the transaction's
 // own writes) or with COMMIT. A ledger write that reads two totals thus
 // costs three round trips: BEGIN and the first total, the second total,
@@ -192,17 +227,19 @@
 // puts them: a duplicate ID or idempotency key, or SetItemUsed on a
 // missing entry or item ([ledger.ErrNotFound], [ledger.ErrNoItem]), fails
 // the transaction when the batch runs, and Update returns that error;
-// so does SetReversed on a missing entry ([ledger.ErrNotFound]). Because
-// COMMIT shares the batch only with statements that fail by an error, a
-// batch that marks an item used or an entry reversed commits in a round
-// trip of its own.
+// so do SetReversed on a missing entry and CloseHold on a missing hold
+// ([ledger.ErrNotFound]). Because COMMIT shares the batch only with
+// statements that fail by an error, a batch that marks an item used or
+// an entry reversed, or closes a hold, commits in a round trip of its
+// own.
 //
 // # Limits
 //
 // Text must be valid UTF-8 (the ledger's is), metadata included:
-// InsertEntry, SetTotal and SetLimits refuse other strings, and a lookup of one finds nothing. CreatedOn
-// must lie between 1678 and 2262 (Unix nanoseconds in an int64), as the
-// ledger's do. Entry IDs are kept as given.
+// InsertEntry, InsertHold, SetTotal and SetLimits refuse other strings,
+// and a lookup of one finds nothing. CreatedOn, and a hold's Expires and
+// ClosedOn, must lie between 1678 and 2262 (Unix nanoseconds in an
+// int64), as the ledger's do. Entry and hold IDs are kept as given.
 package pgstore
 
 import (

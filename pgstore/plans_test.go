@@ -73,8 +73,37 @@ func TestQueryPlans(t *testing.T) {
 		}
 		return nil
 	}))
+	// Holds: ten per user, in the three currencies; three in four
+	// active, and of those most expire, at times out of ID order.
+	const nHolds = 2000
+	holdID := func(i int) string { return fmt.Sprintf("%016x%08x", int64(1_710_000_000_000_000_000)+int64(i)*1000, i) }
+	expiry := func(i int) time.Time {
+		return time.Unix(0, 1_720_000_000_000_000_000+int64(i*7919%nHolds)*1_000_000).UTC()
+	}
+	states := []ledger.HoldState{ledger.HoldActive, ledger.HoldActive, ledger.HoldActive, ledger.HoldCaptured}
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+		for i := range nHolds {
+			h := ledger.HoldRecord{Hold: ledger.Hold{
+				ID: holdID(i), AuthorityID: auth(i / 3), UserID: user(i), Currency: currencies[i/7%4],
+				Amount: decimal.NewFromInt(1), Reason: "r", CreatedOn: time.Unix(0, int64(i)).UTC(), State: states[i%4],
+			}}
+			if i%5 != 0 {
+				h.Expires = expiry(i)
+			}
+			if h.State != ledger.HoldActive {
+				h.ClosedOn, h.EntryID = time.Unix(0, int64(i)+1).UTC(), id(i)
+			}
+			if i%4 == 0 {
+				h.IdempotencyKey = fmt.Sprint("key-", i)
+			}
+			if err := tx.InsertHold(ctx, h); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
 	q := pgx.Identifier{schema}.Sanitize()
-	_, err := adminPool(t).Exec(ctx, "ANALYZE "+q+".entries; ANALYZE "+q+".totals; ANALYZE "+q+".limits")
+	_, err := adminPool(t).Exec(ctx, "ANALYZE "+q+".entries; ANALYZE "+q+".totals; ANALYZE "+q+".limits; ANALYZE "+q+".holds")
 	require.NoError(t, err)
 
 	type query struct {
@@ -89,6 +118,16 @@ func TestQueryPlans(t *testing.T) {
 	for _, lq := range pgstore.LookupQueries(s, id(40), auth(0), user(7), "gems", "key-40") {
 		queries = append(queries, query{Query: lq})
 	}
+	// An expiry bound a quarter of the way through the holds' expiries,
+	// and the (expires, ID) of an active hold as a next page's start.
+	until := expiry(0).UnixNano() + nHolds/4*1_000_000
+	queries = append(queries, func() []query {
+		var out []query
+		for _, hq := range pgstore.HoldQueries(s, holdID(41), auth(0), user(7), "gems", "key-40", until, expiry(41).UnixNano(), holdID(41)) {
+			out = append(out, query{Query: hq})
+		}
+		return out
+	}()...)
 	start, end := id(n/4), id(n/2)
 	// In a currency, a user's entries are a seek into entries_currency_user;
 	// every other shape filters its own index by currency (or, for a
@@ -239,7 +278,9 @@ every run, over a ledger of 20,000 entries (200 users, 5 authorities,
 half in the default currency and a quarter in each of two others, one
 entry in ten with an item, one in four with an idempotency key), 3,600
 totals (each user's, over all authorities and per authority, in each
-currency) and 600 limits (each user's in each currency), after ANALYZE, with the planner's default settings
+currency), 600 limits (each user's in each currency) and 2,000 holds
+(ten per user, in the three currencies, three in four active, four in
+five with an expiry), after ANALYZE, with the planner's default settings
 (pgstore's own sessions also set enable_seqscan=off). No plan may scan a
 table sequentially; each walks the index meant for it in order and stops
 at the LIMIT, or, where the planner expects few rows (or a narrow ID
@@ -264,11 +305,21 @@ the column written ` + "`= ANY (ARRAY[$n])`" + `, because PostgreSQL (up to 16)
 takes an index scan with ANY on a later column to be unordered. In every
 other shape a currency filters the rows of the shape's own index.
 
-Writes are an INSERT into entries (its primary key and the unique
-idempotency index refuse duplicates), the upserts of a total and of
+Holds are read the same way: a wallet's holds are a seek into
+holds_user (user_id, currency, hold_id), with user_id written
+` + "`= ANY (ARRAY[$n])`" + ` so that the primary key cannot serve them by
+filtering; all holds, in a currency or not, walk the primary key; and
+the expiring holds are a range scan of the partial index holds_expiring
+(expires, hold_id), or for a wallet holds_expiring_user (user_id,
+currency, expires, hold_id), both WHERE state = 'active' AND expires IS
+NOT NULL, the next page starting after a row comparison
+` + "`(expires, hold_id) > ($n, $m)`" + ` that is an index condition.
+
+Writes are an INSERT into entries or holds (their primary keys and
+unique idempotency indexes refuse duplicates), the upserts of a total and of
 limits through their primary keys (` + "`ON CONFLICT (authority_id, currency, user_id)`" + `
-and ` + "`ON CONFLICT (user_id, currency)`" + `), and SetItemUsed and
-SetReversed, whose plans are among those below.
+and ` + "`ON CONFLICT (user_id, currency)`" + `), and SetItemUsed,
+SetReversed and CloseHold, whose plans are among those below.
 
 `
 

@@ -86,11 +86,39 @@ CREATE TABLE {schema}.limits (
 	set_on   bigint,
 	PRIMARY KEY (user_id, currency)
 );`,
+	// 4: holds. The new columns rewrite nothing: entries.hold_id is
+	// nullable without a default, totals.held has a constant default
+	// (kept in the catalog, so every old total reads as holding
+	// nothing). The holds table is new, so its indexes cost nothing to
+	// build. Times are Unix nanoseconds, as in entries; NULL is the
+	// zero time.
+	`ALTER TABLE {schema}.entries ADD COLUMN hold_id text COLLATE "C";
+ALTER TABLE {schema}.totals ADD COLUMN held numeric NOT NULL DEFAULT 0;
+CREATE TABLE {schema}.holds (
+	hold_id         text COLLATE "C" PRIMARY KEY,
+	authority_id    text COLLATE "C" NOT NULL,
+	user_id         text COLLATE "C" NOT NULL,
+	currency        text COLLATE "C" NOT NULL,
+	amount          numeric NOT NULL,
+	reason          text COLLATE "C" NOT NULL,
+	metadata        jsonb,
+	created_on      bigint,
+	expires         bigint,
+	state           text COLLATE "C" NOT NULL,
+	closed_on       bigint,
+	entry_id        text COLLATE "C",
+	idempotency_key text COLLATE "C",
+	CONSTRAINT holds_state_check CHECK (state IN ('active', 'captured', 'released', 'expired'))
+);
+CREATE UNIQUE INDEX holds_idempotency_key ON {schema}.holds (authority_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX holds_user ON {schema}.holds (user_id, currency, hold_id);
+CREATE INDEX holds_expiring ON {schema}.holds (expires, hold_id) WHERE state = 'active' AND expires IS NOT NULL;
+CREATE INDEX holds_expiring_user ON {schema}.holds (user_id, currency, expires, hold_id) WHERE state = 'active' AND expires IS NOT NULL;`,
 }
 
 // SchemaVersion is the version of the schema this package writes and
 // reads. [Open] upgrades an older schema to it.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // SchemaVersion must count the migrations: the index is out of range,
 // and the package does not compile, if it does not.

@@ -16,6 +16,12 @@ type queries struct {
 	entry, entryByKey, total, totalsOf, totalGroups string
 	limits                                          string
 	insert, use, reverse, setTotal, setLimits       string
+	hold, holdByKey, insertHold, closeHold          string
+	// holdScans[holdScanKey]: one page of Holds, after an ID.
+	// expiring[wallet][next]: one page of ExpiringHolds, overall (0) or
+	// of a wallet (1), the first page (0) or the next (1).
+	holdScans [holdScanKeys]string
+	expiring  [2][2]string
 	// scans[scanKey], and for the paged reads [0] for the first page and
 	// [1] for the next: see scanSQL, totalsSQL and the others below.
 	scans                          [scanKeys]string
@@ -25,7 +31,10 @@ type queries struct {
 
 // recordColumns are the columns scanRecord reads, in its order. Numerics
 // are read as text: exact, and parsed by decimal.NewFromString.
-const recordColumns = `id, authority_id, user_id, created_on, amount::text, reason, item_name, item_used, item_data, balance::text, authority_balance::text, idempotency_key, item_used_on, item_used_by, use_idempotency_key, currency, metadata::text, transfer_id, reverses, reversed_by, item_revoked`
+const recordColumns = `id, authority_id, user_id, created_on, amount::text, reason, item_name, item_used, item_data, balance::text, authority_balance::text, idempotency_key, item_used_on, item_used_by, use_idempotency_key, currency, metadata::text, transfer_id, reverses, reversed_by, item_revoked, hold_id`
+
+// holdColumns are the columns scanHold reads, in its order.
+const holdColumns = `hold_id, authority_id, user_id, currency, amount::text, reason, metadata::text, created_on, expires, state, closed_on, entry_id, idempotency_key`
 
 // limitsColumns are the columns scanLimits reads, in its order.
 const limitsColumns = `user_id, currency, floor::text, cap::text, set_by, set_on`
@@ -35,16 +44,16 @@ func newQueries(schema string) *queries {
 	q := &queries{schema: s}
 	q.entry = `SELECT ` + recordColumns + ` FROM ` + s + `.entries WHERE id = $1`
 	q.entryByKey = `SELECT ` + recordColumns + ` FROM ` + s + `.entries WHERE authority_id = $1 AND idempotency_key = $2`
-	q.total = `SELECT total::text, last_entry FROM ` + s + `.totals WHERE authority_id = $1 AND currency = $2 AND user_id = $3`
+	q.total = `SELECT total::text, last_entry, held::text FROM ` + s + `.totals WHERE authority_id = $1 AND currency = $2 AND user_id = $3`
 	// Many totals in one statement: an index lookup per key (a lateral
 	// subquery with a LIMIT, which the planner cannot turn into a join
 	// that scans the table); NULLs where a key has no total.
 	// With each wallet's total over all authorities (authority ''), the
 	// wallet's limits, in the same round trip: the ledger checks a
 	// deposit against its cap, and TotalsOf caches them for Limits.
-	q.totalsOf = `SELECT k.a, k.c, k.u, t.total::text, t.last_entry, l.user_id IS NOT NULL, l.floor::text, l.cap::text, l.set_by, l.set_on
+	q.totalsOf = `SELECT k.a, k.c, k.u, t.total::text, t.last_entry, t.held::text, l.user_id IS NOT NULL, l.floor::text, l.cap::text, l.set_by, l.set_on
 FROM unnest($1::text[], $2::text[], $3::text[]) AS k(a, c, u)
-LEFT JOIN LATERAL (SELECT total, last_entry FROM ` + s + `.totals
+LEFT JOIN LATERAL (SELECT total, last_entry, held FROM ` + s + `.totals
 WHERE authority_id = k.a COLLATE "C" AND currency = k.c COLLATE "C" AND user_id = k.u COLLATE "C" LIMIT 1) t ON true
 LEFT JOIN LATERAL (SELECT user_id, floor, cap, set_by, set_on FROM ` + s + `.limits
 WHERE k.a = '' AND user_id = k.u COLLATE "C" AND currency = k.c COLLATE "C" LIMIT 1) l ON true`
@@ -59,8 +68,8 @@ WHERE (authority_id, currency) > (g.a, g.c) ORDER BY authority_id, currency LIMI
 SELECT a, c FROM g`
 	q.limits = `SELECT ` + limitsColumns + ` FROM ` + s + `.limits WHERE user_id = $1 AND currency = $2`
 	q.insert = `INSERT INTO ` + s + `.entries (id, authority_id, user_id, created_on, amount, reason, item_name, item_used, item_data, balance, authority_balance, idempotency_key, item_used_on, item_used_by, use_idempotency_key,
-currency, metadata, transfer_id, reverses, reversed_by, item_revoked)
-VALUES ($1, $2, $3, $4, $5::numeric, $6, $7, $8, $9, $10::numeric, $11::numeric, $12, $13, $14, $15, $16, $17::jsonb, $18, $19, $20, $21)`
+currency, metadata, transfer_id, reverses, reversed_by, item_revoked, hold_id)
+VALUES ($1, $2, $3, $4, $5::numeric, $6, $7, $8, $9, $10::numeric, $11::numeric, $12, $13, $14, $15, $16, $17::jsonb, $18, $19, $20, $21, $22)`
 	// One statement says whether the entry exists and has an item, so that
 	// it can travel in a batch: used is true when the item was marked,
 	// found when the entry exists.
@@ -71,12 +80,27 @@ SELECT EXISTS (SELECT FROM u), EXISTS (SELECT FROM ` + s + `.entries WHERE id = 
 	// means no such entry. The item is revoked only where there is one.
 	q.reverse = `UPDATE ` + s + `.entries SET reversed_by = $2,
 item_revoked = CASE WHEN $3::boolean AND item_name IS NOT NULL THEN true ELSE item_revoked END WHERE id = $1`
-	q.setTotal = `INSERT INTO ` + s + `.totals (authority_id, currency, user_id, total, last_entry) VALUES ($1, $2, $3, $4::numeric, $5)
-ON CONFLICT (authority_id, currency, user_id) DO UPDATE SET total = EXCLUDED.total, last_entry = EXCLUDED.last_entry`
+	q.setTotal = `INSERT INTO ` + s + `.totals (authority_id, currency, user_id, total, last_entry, held) VALUES ($1, $2, $3, $4::numeric, $5, $6::numeric)
+ON CONFLICT (authority_id, currency, user_id) DO UPDATE SET total = EXCLUDED.total, last_entry = EXCLUDED.last_entry, held = EXCLUDED.held`
 	q.setLimits = `INSERT INTO ` + s + `.limits (user_id, currency, floor, cap, set_by, set_on) VALUES ($1, $2, $3::numeric, $4::numeric, $5, $6)
 ON CONFLICT (user_id, currency) DO UPDATE SET floor = EXCLUDED.floor, cap = EXCLUDED.cap, set_by = EXCLUDED.set_by, set_on = EXCLUDED.set_on`
 	for k := range scanKey(scanKeys) {
 		q.scans[k] = scanSQL(s, k)
+	}
+	q.hold = `SELECT ` + holdColumns + ` FROM ` + s + `.holds WHERE hold_id = $1`
+	q.holdByKey = `SELECT ` + holdColumns + ` FROM ` + s + `.holds WHERE authority_id = $1 AND idempotency_key = $2`
+	q.insertHold = `INSERT INTO ` + s + `.holds (hold_id, authority_id, user_id, currency, amount, reason, metadata, created_on, expires, state, closed_on, entry_id, idempotency_key)
+VALUES ($1, $2, $3, $4, $5::numeric, $6, $7::jsonb, $8, $9, $10, $11, $12, $13)`
+	// A close fails by its result, as a reversal does: no row updated
+	// means no such hold.
+	q.closeHold = `UPDATE ` + s + `.holds SET state = $2, closed_on = $3, entry_id = $4 WHERE hold_id = $1`
+	for k := range holdScanKey(holdScanKeys) {
+		q.holdScans[k] = holdScanSQL(s, k)
+	}
+	for wallet := range 2 {
+		for next := range 2 {
+			q.expiring[wallet][next] = expiringSQL(s, wallet == 1, next == 1)
+		}
 	}
 	for i, op := range [2]string{">=", ">"} {
 		q.totals[i] = totalsSQL(s, op)
@@ -85,7 +109,7 @@ ON CONFLICT (user_id, currency) DO UPDATE SET floor = EXCLUDED.floor, cap = EXCL
 		// the required order (see scanSQL), so that the primary key, in
 		// currency order once authority_id = '' fixes its first column,
 		// cannot serve it by filtering on the user.
-		q.userTotals[i] = `SELECT currency, total::text, last_entry FROM ` + s + `.totals WHERE authority_id = '' AND user_id = ANY (ARRAY[$1::text]) AND currency ` + op +
+		q.userTotals[i] = `SELECT currency, total::text, last_entry, held::text FROM ` + s + `.totals WHERE authority_id = '' AND user_id = ANY (ARRAY[$1::text]) AND currency ` + op +
 			` $2 ORDER BY user_id, currency LIMIT $3`
 		q.userLimits[i] = `SELECT ` + limitsColumns + ` FROM ` + s + `.limits WHERE user_id = $1 AND currency ` + op + ` $2 ORDER BY user_id, currency LIMIT $3`
 		q.allLimits[i] = `SELECT ` + limitsColumns + ` FROM ` + s + `.limits WHERE (user_id, currency) ` + op + ` ($1, $2) ORDER BY user_id, currency LIMIT $3`
@@ -192,6 +216,80 @@ func scanSQL(schema string, k scanKey) string {
 // order (see scanSQL), so that totals_user, in user order, cannot serve
 // the authority "" by filtering on the currency.
 func totalsSQL(schema, op string) string {
-	return `SELECT user_id, total::text, last_entry FROM ` + schema + `.totals WHERE authority_id = ANY (ARRAY[$1::text]) AND currency = $2 AND user_id ` + op +
+	return `SELECT user_id, total::text, last_entry, held::text FROM ` + schema + `.totals WHERE authority_id = ANY (ARRAY[$1::text]) AND currency = $2 AND user_id ` + op +
 		` $3 ORDER BY authority_id, currency, user_id LIMIT $4`
+}
+
+// holdScanKey names the shape of one page of [ledger.ReadTx.Holds]:
+// whether a user, a currency, or both are set.
+type holdScanKey uint8
+
+const (
+	holdScanUser holdScanKey = 1 << iota
+	holdScanCurrency
+	holdScanKeys = 1 << iota
+)
+
+// holdScanSQL returns the query for one page of a hold scan. Its
+// parameters are, in order and each only when the key has it: user,
+// currency; then the ID the page starts after ("" for the first page:
+// every ID sorts after it) and the page size. The shapes:
+//
+//	a wallet (user and currency)  holds_user (user_id, currency, hold_id): a seek
+//	a user in any currency        holds_user, the user's holds sorted by ID
+//	a currency, or neither        holds_pkey (hold_id), filtered by currency
+//
+// As in scanSQL, the user is compared with ANY (...) so that it stays in
+// the required order and the primary key cannot serve a wallet's scan by
+// filtering. A user's holds in every currency are not in ID order in
+// holds_user, so that shape reads all of them after the bound and sorts
+// them, page by page; the ledger asks for a wallet's holds, one
+// currency at a time.
+func holdScanSQL(schema string, k holdScanKey) string {
+	n := 0
+	param := func() string { n++; return "$" + strconv.Itoa(n) }
+	var where, order []string
+	if k&holdScanUser != 0 {
+		where = append(where, `user_id = ANY (ARRAY[`+param()+`::text])`)
+		order = append(order, "user_id")
+	}
+	if k&holdScanCurrency != 0 {
+		where = append(where, `currency = `+param())
+		if k&holdScanUser != 0 {
+			order = append(order, "currency")
+		}
+	}
+	where = append(where, `hold_id > `+param())
+	order = append(order, "hold_id")
+	return `SELECT ` + holdColumns + ` FROM ` + schema + `.holds WHERE ` + strings.Join(where, ` AND `) +
+		` ORDER BY ` + strings.Join(order, ", ") + ` LIMIT ` + param()
+}
+
+// expiringSQL returns the query for one page of
+// [ledger.ReadTx.ExpiringHolds]: a range scan of the partial index
+// holds_expiring (expires, hold_id), or for a wallet of
+// holds_expiring_user (user_id, currency, expires, hold_id), whose
+// predicate the WHERE repeats. Its parameters are, in order: for a
+// wallet the user and the currency; the instant until (Unix
+// nanoseconds); for the next page the (expires, hold_id) the page starts
+// after, a row comparison that is an index condition; and the page size.
+// The user is compared with ANY (...), as in scanSQL, so that
+// holds_expiring, in (expires, hold_id) order too once user and currency
+// are fixed, cannot serve a wallet's scan by filtering.
+func expiringSQL(schema string, wallet, next bool) string {
+	n := 0
+	param := func() string { n++; return "$" + strconv.Itoa(n) }
+	where := []string{`state = 'active'`, `expires IS NOT NULL`}
+	var order []string
+	if wallet {
+		where = append(where, `user_id = ANY (ARRAY[`+param()+`::text])`, `currency = `+param())
+		order = append(order, "user_id", "currency")
+	}
+	where = append(where, `expires <= `+param())
+	if next {
+		where = append(where, `(expires, hold_id) > (`+param()+`, `+param()+`)`)
+	}
+	order = append(order, "expires", "hold_id")
+	return `SELECT ` + holdColumns + ` FROM ` + schema + `.holds WHERE ` + strings.Join(where, ` AND `) +
+		` ORDER BY ` + strings.Join(order, ", ") + ` LIMIT ` + param()
 }

@@ -78,19 +78,32 @@ const (
 	writeReverse
 	writeTotal
 	writeLimits
+	writeInsertHold
+	writeCloseHold
 )
 
 // write is a buffered write.
 type write struct {
 	kind    writeKind
-	id      string // entry ID (insert, use, reverse): for errors, and the order of updates
+	id      string // entry or hold ID (all but total, limits): for errors, and the order of updates
 	a, c, u string // stored authority, currency and user (total; limits without a)
 	args    []any
 }
 
-// updatesEntry reports whether w changes an entry that exists: a use or
-// a reversal, which fail by their result rather than by an error.
-func (w write) updatesEntry() bool { return w.kind == writeUse || w.kind == writeReverse }
+// updatesRow reports whether w changes an entry or a hold that exists: a
+// use, a reversal or a close, which fail by their result rather than by
+// an error.
+func (w write) updatesRow() bool {
+	return w.kind == writeUse || w.kind == writeReverse || w.kind == writeCloseHold
+}
+
+// table orders the rows that updates lock: entries before holds.
+func (w write) table() int {
+	if w.kind == writeInsertHold || w.kind == writeCloseHold {
+		return 1
+	}
+	return 0
+}
 
 var (
 	_ ledger.ReadTx = (*tx)(nil)
@@ -158,6 +171,10 @@ func (t *tx) sqlOf(k writeKind) string {
 		return t.s.q.reverse
 	case writeLimits:
 		return t.s.q.setLimits
+	case writeInsertHold:
+		return t.s.q.insertHold
+	case writeCloseHold:
+		return t.s.q.closeHold
 	}
 	return t.s.q.setTotal
 }
@@ -203,6 +220,24 @@ func (w write) reader() reader {
 			}
 			return nil
 		}
+	case writeInsertHold:
+		return func(br pgx.BatchResults) error {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("pgstore: insert hold %s: %w", w.id, err)
+			}
+			return nil
+		}
+	case writeCloseHold:
+		return func(br pgx.BatchResults) error {
+			ct, err := br.Exec()
+			switch {
+			case err != nil:
+				return fmt.Errorf("pgstore: close hold %s: %w", w.id, err)
+			case ct.RowsAffected() == 0:
+				return fmt.Errorf("pgstore: close hold %s: %w", w.id, ledger.ErrNotFound)
+			}
+			return nil
+		}
 	}
 	return func(br pgx.BatchResults) error {
 		if _, err := br.Exec(); err != nil {
@@ -212,17 +247,18 @@ func (w write) reader() reader {
 	}
 }
 
-// orderWrites returns the writes in the order they are sent. Entries are
-// inserted in call order, and item uses and reversal marks keep their
-// place relative to the inserts (one may name an entry inserted just
-// before), but a run of consecutive ones is sorted by entry ID; totals
-// come next, sorted by (authority, currency, user), and limits last,
-// sorted by (user, currency), each written once with its last value.
-// Uses and reversal marks commute with each other (they set different
-// columns), totals and limits with everything else, so the result is the
-// same, and every transaction takes its row locks in one order (entries
-// by ID, then totals, then limits, by key), so two that write the same
-// rows queue instead of deadlocking.
+// orderWrites returns the writes in the order they are sent. Entries and
+// holds are inserted in call order, and item uses, reversal marks and
+// hold closes keep their place relative to the inserts (one may name a
+// row inserted just before), but a run of consecutive ones is sorted,
+// entries by ID before holds by ID; totals come next, sorted by
+// (authority, currency, user), and limits last, sorted by (user,
+// currency), each written once with its last value. Uses and reversal
+// marks commute with each other (they set different columns), closes
+// with both (another table), totals and limits with everything else, so
+// the result is the same, and every transaction takes its row locks in
+// one order (entries by ID, holds by ID, then totals, then limits, by
+// key), so two that write the same rows queue instead of deadlocking.
 func orderWrites(ws []write) []write {
 	out := make([]write, 0, len(ws))
 	var totals, limits []write
@@ -238,11 +274,13 @@ func orderWrites(ws []write) []write {
 	}
 	for i := 0; i < len(out); i++ {
 		j := i
-		for j < len(out) && out[j].updatesEntry() {
+		for j < len(out) && out[j].updatesRow() {
 			j++
 		}
 		if j-i > 1 {
-			slices.SortStableFunc(out[i:j], func(a, b write) int { return cmp.Compare(a.id, b.id) })
+			slices.SortStableFunc(out[i:j], func(a, b write) int {
+				return cmp.Or(cmp.Compare(a.table(), b.table()), cmp.Compare(a.id, b.id))
+			})
 		}
 		i = j
 	}
@@ -318,7 +356,8 @@ func (t *tx) read(ctx context.Context, op, sql string, args []any, each func(pgx
 // commit sends the buffered writes and COMMIT, in one round trip when it
 // can. A batch is one pipeline: when a statement fails, the server skips
 // the rest, COMMIT included, so an insert's unique violation can share
-// the round trip with COMMIT. An item use or a reversal mark cannot: it
+// the round trip with COMMIT. An item use, a reversal mark or a hold's
+// close cannot: it
 // fails by its result, not by an error, so COMMIT waits for the result. Once COMMIT
 // is sent, a failure that is not the server's refusal leaves the outcome
 // unknown (see commitFailed). Must hold t.mu.
@@ -326,7 +365,7 @@ func (t *tx) commit(ctx context.Context) error {
 	if !t.begun && len(t.writes) == 0 {
 		return nil // nothing was read or written: there is no transaction
 	}
-	canShare := !slices.ContainsFunc(t.writes, write.updatesEntry)
+	canShare := !slices.ContainsFunc(t.writes, write.updatesRow)
 	if len(t.writes) > 0 {
 		b := &pgx.Batch{}
 		rs := t.queue(b)
@@ -478,13 +517,13 @@ func scanRecord(rows pgx.Rows, r *ledger.Record) error {
 		createdOn                                            int64
 		currency                                             string
 		itemName, key, usedBy, useKey, meta                  *string
-		transfer, reverses, reversedBy                       *string
+		transfer, reverses, reversedBy, holdID               *string
 		itemUsed, revoked                                    *bool
 		usedOn                                               *int64
 		data                                                 []byte
 	)
 	if err := rows.Scan(&id, &auth, &user, &createdOn, &amount, &reason, &itemName, &itemUsed, &data, &balance, &authBalance, &key,
-		&usedOn, &usedBy, &useKey, &currency, &meta, &transfer, &reverses, &reversedBy, &revoked); err != nil {
+		&usedOn, &usedBy, &useKey, &currency, &meta, &transfer, &reverses, &reversedBy, &revoked, &holdID); err != nil {
 		return err
 	}
 	var errs []error
@@ -517,6 +556,7 @@ func scanRecord(rows pgx.Rows, r *ledger.Record) error {
 			TransferID:  opt(transfer),
 			Reverses:    opt(reverses),
 			ReversedBy:  opt(reversedBy),
+			HoldID:      opt(holdID),
 		},
 		AuthorityBalance: num(authBalance),
 	}
@@ -662,12 +702,12 @@ func (t *tx) Total(ctx context.Context, k ledger.TotalKey) (ledger.Total, bool, 
 	found := false
 	args := []any{encText(k.AuthorityID), encText(k.Currency), encText(k.UserID)}
 	err := t.read(ctx, "read total", t.s.q.total, args, func(rows pgx.Rows) error {
-		var v, last string
-		if err := rows.Scan(&v, &last); err != nil {
+		var v, last, held string
+		if err := rows.Scan(&v, &last, &held); err != nil {
 			return err
 		}
 		var err error
-		total, err = decTotal(v, last)
+		total, err = decTotal(v, last, held)
 		found = true
 		return err
 	})
@@ -678,7 +718,7 @@ func (t *tx) Total(ctx context.Context, k ledger.TotalKey) (ledger.Total, bool, 
 }
 
 // decTotal decodes a total read as text.
-func decTotal(v, last string) (ledger.Total, error) {
+func decTotal(v, last, held string) (ledger.Total, error) {
 	d, err := decDecimal(v)
 	if err != nil {
 		return ledger.Total{}, err
@@ -687,7 +727,11 @@ func decTotal(v, last string) (ledger.Total, error) {
 	if err != nil {
 		return ledger.Total{}, err
 	}
-	return ledger.Total{Value: d, LastEntryID: l}, nil
+	h, err := decDecimal(held)
+	if err != nil {
+		return ledger.Total{}, err
+	}
+	return ledger.Total{Value: d, LastEntryID: l, Held: h}, nil
 }
 
 // TotalsOf implements [ledger.TotalsPrefetcher]: one round trip for the
@@ -710,11 +754,11 @@ func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.T
 	cache := map[[2]string]cachedLimits{}
 	err := t.read(ctx, "read totals", t.s.q.totalsOf, []any{auths, curs, users}, func(rows pgx.Rows) error {
 		var e ledger.TotalKey
-		var v, last *string
+		var v, last, held *string
 		var hasLimits bool
 		var floor, capV, by *string
 		var on *int64
-		if err := rows.Scan(&e.AuthorityID, &e.Currency, &e.UserID, &v, &last, &hasLimits, &floor, &capV, &by, &on); err != nil {
+		if err := rows.Scan(&e.AuthorityID, &e.Currency, &e.UserID, &v, &last, &held, &hasLimits, &floor, &capV, &by, &on); err != nil {
 			return err
 		}
 		if k := byText[e]; k.AuthorityID == "" {
@@ -728,10 +772,10 @@ func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.T
 			}
 			cache[[2]string{k.UserID, k.Currency}] = c
 		}
-		if v == nil || last == nil {
+		if v == nil || last == nil || held == nil {
 			return nil // no total
 		}
-		total, err := decTotal(*v, *last)
+		total, err := decTotal(*v, *last, *held)
 		if err != nil {
 			return fmt.Errorf("pgstore: read total of user %q in currency %q for authority %q: %w", e.UserID, e.Currency, e.AuthorityID, err)
 		}
@@ -810,15 +854,15 @@ func (t *tx) Totals(ctx context.Context, authorityID, currency, afterUserID stri
 			}
 			var page []ledger.UserTotal
 			err := t.read(ctx, "read totals", q, []any{a, c, after, limit}, func(rows pgx.Rows) error {
-				var u, v, last string
-				if err := rows.Scan(&u, &v, &last); err != nil {
+				var u, v, last, held string
+				if err := rows.Scan(&u, &v, &last, &held); err != nil {
 					return err
 				}
 				user, err := decText(u)
 				if err != nil {
 					return fmt.Errorf("user %q: %w", u, err)
 				}
-				total, err := decTotal(v, last)
+				total, err := decTotal(v, last, held)
 				if err != nil {
 					return fmt.Errorf("user %q: %w", u, err)
 				}
@@ -852,15 +896,15 @@ func (t *tx) UserTotals(ctx context.Context, userID string) iter.Seq2[ledger.Cur
 			}
 			var page []ledger.CurrencyTotal
 			err := t.read(ctx, "read user totals", q, []any{u, after, limit}, func(rows pgx.Rows) error {
-				var c, v, last string
-				if err := rows.Scan(&c, &v, &last); err != nil {
+				var c, v, last, held string
+				if err := rows.Scan(&c, &v, &last, &held); err != nil {
 					return err
 				}
 				cur, err := decText(c)
 				if err != nil {
 					return fmt.Errorf("currency %q: %w", c, err)
 				}
-				total, err := decTotal(v, last)
+				total, err := decTotal(v, last, held)
 				if err != nil {
 					return fmt.Errorf("currency %q: %w", c, err)
 				}
@@ -893,7 +937,7 @@ func (t *tx) buffer(ctx context.Context, w write) error {
 // transaction, and Update returns the unique violation.
 func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
 	texts := []string{r.ID, r.AuthorityID, r.UserID, r.Reason, r.IdempotencyKey, r.UseIdempotencyKey,
-		r.Currency, r.TransferID, r.Reverses, r.ReversedBy}
+		r.Currency, r.TransferID, r.Reverses, r.ReversedBy, r.HoldID}
 	if r.Item != nil {
 		texts = append(texts, r.Item.Name, r.Item.UsedBy)
 	}
@@ -932,6 +976,7 @@ func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
 		encDecimal(r.Balance), encDecimal(r.AuthorityBalance), key,
 		use[0], use[1], use[2],
 		encText(r.Currency), meta, optText(r.TransferID), optText(r.Reverses), optText(r.ReversedBy), revoked,
+		optText(r.HoldID),
 	}})
 }
 
@@ -994,5 +1039,5 @@ func (t *tx) SetTotal(ctx context.Context, k ledger.TotalKey, total ledger.Total
 		return fmt.Errorf("pgstore: write total of user %q in currency %q for authority %q: not valid UTF-8", k.UserID, k.Currency, k.AuthorityID)
 	}
 	a, c, u := encText(k.AuthorityID), encText(k.Currency), encText(k.UserID)
-	return t.buffer(ctx, write{kind: writeTotal, a: a, c: c, u: u, args: []any{a, c, u, encDecimal(total.Value), encText(total.LastEntryID)}})
+	return t.buffer(ctx, write{kind: writeTotal, a: a, c: c, u: u, args: []any{a, c, u, encDecimal(total.Value), encText(total.LastEntryID), encDecimal(total.Held)}})
 }

@@ -245,6 +245,41 @@ func TestTxMisuse(t *testing.T) {
 		}
 	})
 
+	t.Run("FailedCloseCommitsNothing", func(t *testing.T) {
+		// A hold's close fails by its result, as an item use does, so
+		// COMMIT must wait for it too; and a close of a hold inserted
+		// just before, in the same batch, is sent after the insert.
+		at := time.Date(2026, 3, 1, 0, 0, 0, 1, time.UTC)
+		h := ledger.HoldRecord{Hold: ledger.Hold{ID: ledger.FormatEntryID(at.UnixNano(), 1), AuthorityID: "shop", UserID: "u",
+			Amount: decimal.NewFromInt(1), Reason: "r", CreatedOn: at, Expires: at.Add(time.Hour)}}
+		err := s.Update(ctx, func(tx ledger.Tx) error {
+			require.NoError(t, tx.InsertHold(ctx, h))
+			require.NoError(t, tx.SetTotal(ctx, ledger.TotalKey{UserID: "someone"}, ledger.Total{Held: decimal.NewFromInt(1)}))
+			return tx.CloseHold(ctx, "000000000000000000000000", ledger.HoldClose{State: ledger.HoldReleased, ClosedOn: at})
+		})
+		require.ErrorIs(t, err, ledger.ErrNotFound)
+		require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+			_, err := tx.Hold(ctx, h.ID)
+			require.ErrorIs(t, err, ledger.ErrNotFound, "the insert was committed")
+			_, ok, err := tx.Total(ctx, ledger.TotalKey{UserID: "someone"})
+			require.NoError(t, err)
+			require.False(t, ok, "the total was committed")
+			return nil
+		}))
+
+		require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+			require.NoError(t, tx.InsertHold(ctx, h))
+			return tx.CloseHold(ctx, h.ID, ledger.HoldClose{State: ledger.HoldReleased, ClosedOn: at.Add(time.Second)})
+		}))
+		require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+			got, err := tx.Hold(ctx, h.ID)
+			require.NoError(t, err)
+			require.Equal(t, ledger.HoldReleased, got.State)
+			require.Equal(t, at.Add(time.Second), got.ClosedOn)
+			return nil
+		}))
+	})
+
 	t.Run("UseAfterReturn", func(t *testing.T) {
 		var kept ledger.ReadTx
 		require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {

@@ -2,6 +2,8 @@ package pgstore_test
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -291,4 +293,192 @@ func exact(d decimal.Decimal) string {
 		return d.StringFixed(-e)
 	}
 	return d.String()
+}
+
+// The statements of the release whose schema was at version 3, as it
+// sent them: an entry's insert, a total's upsert and a limits upsert.
+const (
+	v3Insert = `INSERT INTO {schema}.entries (id, authority_id, user_id, created_on, amount, reason, item_name, item_used, item_data, balance, authority_balance, idempotency_key, item_used_on, item_used_by, use_idempotency_key,
+currency, metadata, transfer_id, reverses, reversed_by, item_revoked)
+VALUES ($1, $2, $3, $4, $5::numeric, $6, $7, $8, $9, $10::numeric, $11::numeric, $12, $13, $14, $15, $16, $17::jsonb, $18, $19, $20, $21)`
+	v3Total = `INSERT INTO {schema}.totals (authority_id, currency, user_id, total, last_entry) VALUES ($1, $2, $3, $4::numeric, $5)
+ON CONFLICT (authority_id, currency, user_id) DO UPDATE SET total = EXCLUDED.total, last_entry = EXCLUDED.last_entry`
+	v3Limits = `INSERT INTO {schema}.limits (user_id, currency, floor, cap, set_by, set_on) VALUES ($1, $2, $3::numeric, $4::numeric, $5, $6)
+ON CONFLICT (user_id, currency) DO UPDATE SET floor = EXCLUDED.floor, cap = EXCLUDED.cap, set_by = EXCLUDED.set_by, set_on = EXCLUDED.set_on`
+)
+
+// TestUpgradeSchema3 builds a schema as the release at schema version 3
+// (the one before holds) left it: its three migrations, its meta row,
+// and entries, totals and limits written by its statements. Opened with
+// this pgstore it migrates to the current version without rewriting
+// entries or totals (their files are the same), and every old row reads
+// back as it was, entries with no HoldID and totals holding nothing;
+// the ledger verifies it. Holds, an entry's HoldID and a total's Held
+// then take new data.
+func TestUpgradeSchema3(t *testing.T) {
+	ctx := context.Background()
+	schema := freshSchema(t)
+	q := pgx.Identifier{schema}.Sanitize()
+	sql := func(s string) string { return strings.ReplaceAll(s, "{schema}", q) }
+	db := adminPool(t)
+	_, err := db.Exec(ctx, "CREATE SCHEMA "+q+`; CREATE TABLE `+q+`.meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL)`)
+	require.NoError(t, err)
+	for _, m := range pgstore.Migrations[:3] {
+		_, err = db.Exec(ctx, sql(m))
+		require.NoError(t, err)
+	}
+	_, err = db.Exec(ctx, "INSERT INTO "+q+".meta (key, value) VALUES ('version', '3')")
+	require.NoError(t, err)
+
+	created := time.Date(2026, 1, 1, 0, 0, 1, 0, time.UTC)
+	at := func(i int64) int64 { return created.UnixNano() + i }
+	ids := []string{ledger.FormatEntryID(at(0), 7), ledger.FormatEntryID(at(1), 8), ledger.FormatEntryID(at(2), 9)}
+	for _, row := range [][]any{
+		{ids[0], "bank", "alice", at(0), "10", "pay", nil, nil, nil, "10", "10", "pay-1", nil, nil, nil, "", nil, nil, nil, nil, nil},
+		{ids[1], "shop", "alice", at(1), "-2.50", "soda", "Soda Can", false, []byte(`{}`), "7.50", "-2.50", nil, nil, nil, nil, "", `{"order": "o-1"}`, nil, nil, nil, nil},
+		{ids[2], "bank", "alice", at(2), "5", "gems", nil, nil, nil, "5", "5", nil, nil, nil, nil, "gems", nil, "t-1", nil, nil, nil},
+	} {
+		_, err = db.Exec(ctx, sql(v3Insert), row...)
+		require.NoError(t, err)
+	}
+	for _, row := range [][]any{
+		{"", "", "alice", "7.50", ids[1]}, {"bank", "", "alice", "10", ids[0]}, {"shop", "", "alice", "-2.50", ids[1]},
+		{"", "gems", "alice", "5", ids[2]}, {"bank", "gems", "alice", "5", ids[2]},
+	} {
+		_, err = db.Exec(ctx, sql(v3Total), row...)
+		require.NoError(t, err)
+	}
+	_, err = db.Exec(ctx, sql(v3Limits), "alice", "gems", "-1", "100", "bank", created.UnixNano())
+	require.NoError(t, err)
+	files := func() (entries, totals int64) {
+		t.Helper()
+		require.NoError(t, db.QueryRow(ctx, "SELECT pg_relation_filenode($1::text::regclass)::bigint, pg_relation_filenode($2::text::regclass)::bigint",
+			q+".entries", q+".totals").Scan(&entries, &totals))
+		return entries, totals
+	}
+	entriesFile, totalsFile := files()
+
+	s := open(t, schema)
+	var version string
+	require.NoError(t, db.QueryRow(ctx, "SELECT value FROM "+q+".meta WHERE key = 'version'").Scan(&version))
+	require.Equal(t, strconv.Itoa(pgstore.SchemaVersion), version, "Open migrated the schema")
+	require.Equal(t, "4", version)
+	e, tot := files()
+	require.Equal(t, entriesFile, e, "the migration rewrote entries")
+	require.Equal(t, totalsFile, tot, "the migration rewrote totals")
+
+	// The store reads the old rows with the new fields empty.
+	require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+		var got []ledger.Record
+		for r, err := range tx.Entries(ctx, ledger.Scan{}) {
+			require.NoError(t, err)
+			got = append(got, r)
+		}
+		require.Len(t, got, len(ids))
+		for i, r := range got {
+			require.Equal(t, ids[i], r.ID)
+			require.Empty(t, r.HoldID, r.ID)
+		}
+		require.Equal(t, map[string]string{"order": "o-1"}, got[1].Metadata)
+		require.Equal(t, "gems", got[2].Currency)
+		require.Equal(t, "t-1", got[2].TransferID)
+
+		keys := map[ledger.TotalKey]string{
+			{UserID: "alice"}: "7.50", {AuthorityID: "bank", UserID: "alice"}: "10", {AuthorityID: "shop", UserID: "alice"}: "-2.50",
+			{UserID: "alice", Currency: "gems"}: "5", {AuthorityID: "bank", UserID: "alice", Currency: "gems"}: "5",
+		}
+		for k, want := range keys {
+			v, ok, err := tx.Total(ctx, k)
+			require.NoError(t, err)
+			require.True(t, ok, "%+v", k)
+			require.Equal(t, want, exact(v.Value), "%+v", k)
+			require.Equal(t, "0", exact(v.Held), "%+v holds nothing", k)
+		}
+		m, err := tx.(ledger.TotalsPrefetcher).TotalsOf(ctx, slices.Collect(maps.Keys(keys)))
+		require.NoError(t, err)
+		require.Len(t, m, len(keys))
+		for k, v := range m {
+			require.Equal(t, keys[k], exact(v.Value), "%+v", k)
+			require.Equal(t, "0", exact(v.Held), "%+v", k)
+		}
+		var cur []string
+		for c, err := range tx.UserTotals(ctx, "alice") {
+			require.NoError(t, err)
+			cur = append(cur, c.Currency+"="+exact(c.Value)+"/"+exact(c.Held))
+		}
+		require.Equal(t, []string{"=7.50/0", "gems=5/0"}, cur)
+		var users []string
+		for u, err := range tx.Totals(ctx, "bank", "", "") {
+			require.NoError(t, err)
+			users = append(users, u.UserID+"="+exact(u.Value)+"/"+exact(u.Held))
+		}
+		require.Equal(t, []string{"alice=10/0"}, users)
+		for h, err := range tx.Holds(ctx, ledger.HoldScan{AnyCurrency: true}) {
+			require.NoError(t, err)
+			t.Fatalf("holds before any were placed: %+v", h)
+		}
+		return nil
+	}))
+
+	// The ledger agrees.
+	l, err := ledger.New(s)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	require.NoError(t, l.Verify(ctx))
+
+	// New data in the new table and columns.
+	placed := created.Add(time.Hour + 1)
+	h := ledger.HoldRecord{Hold: ledger.Hold{
+		ID: ledger.FormatEntryID(placed.UnixNano(), 1), AuthorityID: "shop", UserID: "alice", Currency: "gems",
+		Amount: decimal.RequireFromString("1.50"), Reason: "cart", CreatedOn: placed, Expires: placed.Add(time.Minute + 1),
+	}, IdempotencyKey: "cart-1"}
+	capture := ledger.Record{Entry: ledger.Entry{
+		ID: ledger.FormatEntryID(at(10), 1), AuthorityID: "shop", UserID: "alice", CreatedOn: time.Unix(0, at(10)).UTC(),
+		Amount: decimal.NewFromInt(-1), Reason: "cart", Balance: decimal.NewFromInt(4), Currency: "gems", HoldID: h.ID,
+	}, AuthorityBalance: decimal.NewFromInt(-1)}
+	held := ledger.Total{Value: decimal.NewFromInt(5), LastEntryID: ids[2], Held: h.Amount}
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+		require.NoError(t, tx.InsertHold(ctx, h))
+		return tx.SetTotal(ctx, ledger.TotalKey{UserID: "alice", Currency: "gems"}, held)
+	}))
+	require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+		got, err := tx.HoldByIdempotencyKey(ctx, "shop", "cart-1")
+		require.NoError(t, err)
+		require.Equal(t, h, got)
+		exp := slices.Collect(func(yield func(string) bool) {
+			for h, err := range tx.ExpiringHolds(ctx, "alice", "gems", h.Expires) {
+				require.NoError(t, err)
+				yield(h.ID)
+			}
+		})
+		require.Equal(t, []string{h.ID}, exp)
+		v, ok, err := tx.Total(ctx, ledger.TotalKey{UserID: "alice", Currency: "gems"})
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, "1.50", exact(v.Held))
+		return nil
+	}))
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+		require.NoError(t, tx.InsertEntry(ctx, capture))
+		require.NoError(t, tx.CloseHold(ctx, h.ID, ledger.HoldClose{State: ledger.HoldCaptured, ClosedOn: capture.CreatedOn, EntryID: capture.ID}))
+		return tx.SetTotal(ctx, ledger.TotalKey{UserID: "alice", Currency: "gems"}, ledger.Total{Value: decimal.NewFromInt(4), LastEntryID: capture.ID})
+	}))
+	require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+		r, err := tx.Entry(ctx, capture.ID)
+		require.NoError(t, err)
+		require.Equal(t, h.ID, r.HoldID)
+		got, err := tx.Hold(ctx, h.ID)
+		require.NoError(t, err)
+		require.Equal(t, ledger.HoldCaptured, got.State)
+		require.Equal(t, capture.ID, got.EntryID)
+		for h, err := range tx.ExpiringHolds(ctx, "", "", h.Expires) {
+			require.NoError(t, err)
+			t.Fatalf("a captured hold is expiring: %+v", h)
+		}
+		return nil
+	}))
+
+	// The new check holds.
+	_, err = db.Exec(ctx, "UPDATE "+q+".holds SET state = 'lost' WHERE hold_id = $1", h.ID)
+	require.ErrorContains(t, err, "holds_state_check")
 }
