@@ -173,13 +173,8 @@ func (l *Ledger) checkCapture(authorityID, holdID string, c Capture) (Capture, e
 			return c, err
 		}
 	}
-	if c.Item != nil {
-		// The item is checked as a new entry's is.
-		ne, err := l.checkNewEntry(NewEntry{AuthorityID: authorityID, UserID: holdID, Item: c.Item})
-		if err != nil {
-			return c, err
-		}
-		c.Item = ne.Item
+	if c.Item, err = l.checkItem(c.Item); err != nil {
+		return c, err
 	}
 	return c, nil
 }

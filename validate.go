@@ -41,31 +41,44 @@ func (l *Ledger) checkNewEntry(e NewEntry) (NewEntry, error) {
 		return NewEntry{}, err
 	}
 	e.Metadata = md
-	if e.Item != nil {
-		if err := checkText("Item.Name", e.Item.Name, l.cfg.limits.MaxItemNameBytes); err != nil {
-			return NewEntry{}, err
-		}
-		if e.Item.Used {
-			return NewEntry{}, invalid("Item.Used", "a new item cannot be used already")
-		}
-		if !e.Item.UsedOn.IsZero() {
-			return NewEntry{}, invalid("Item.UsedOn", "a new item cannot be used already")
-		}
-		if e.Item.UsedBy != "" {
-			return NewEntry{}, invalid("Item.UsedBy", "a new item cannot be used already")
-		}
-		if n := len(e.Item.Data); n > l.cfg.limits.MaxItemDataBytes {
-			return NewEntry{}, invalid("Item.Data", "%d bytes, limit %d", n, l.cfg.limits.MaxItemDataBytes)
-		}
-		if err := l.checkData("Item.Data", e.Item.Data); err != nil {
-			return NewEntry{}, err
-		}
-		e.Item = e.Item.clone()
-		if len(e.Item.Data) == 0 {
-			e.Item.Data = nil
-		}
+	if e.Item, err = l.checkItem(e.Item); err != nil {
+		return NewEntry{}, err
 	}
 	return e, nil
+}
+
+// checkItem validates a new item and returns the ledger's own copy of
+// it (nil for none), with empty data as nil.
+func (l *Ledger) checkItem(it *Item) (*Item, error) {
+	if it == nil {
+		return nil, nil
+	}
+	if err := checkText("Item.Name", it.Name, l.cfg.limits.MaxItemNameBytes); err != nil {
+		return nil, err
+	}
+	if it.Used {
+		return nil, invalid("Item.Used", "a new item cannot be used already")
+	}
+	if !it.UsedOn.IsZero() {
+		return nil, invalid("Item.UsedOn", "a new item cannot be used already")
+	}
+	if it.UsedBy != "" {
+		return nil, invalid("Item.UsedBy", "a new item cannot be used already")
+	}
+	if it.Revoked {
+		return nil, invalid("Item.Revoked", "a new item cannot be revoked already")
+	}
+	if n := len(it.Data); n > l.cfg.limits.MaxItemDataBytes {
+		return nil, invalid("Item.Data", "%d bytes, limit %d", n, l.cfg.limits.MaxItemDataBytes)
+	}
+	if err := l.checkData("Item.Data", it.Data); err != nil {
+		return nil, err
+	}
+	it = it.clone()
+	if len(it.Data) == 0 {
+		it.Data = nil
+	}
+	return it, nil
 }
 
 // checkID validates an ID-like string: authority, user and entry IDs and
