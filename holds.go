@@ -365,8 +365,26 @@ func (l *Ledger) expireHolds(ctx context.Context) (int, error) {
 		if err := l.enter(ctx); err != nil {
 			return n, err
 		}
+		// A read first: most sweeps find nothing due, and need not
+		// queue a write behind the callers' writes.
+		due := false
+		now := l.cfg.clock()
+		err := l.storeView(ctx, "find due holds", func(tx ReadTx) error {
+			for _, err := range tx.ExpiringHolds(ctx, "", "", now) {
+				if err != nil {
+					return err
+				}
+				due = true
+				break
+			}
+			return nil
+		})
+		if err != nil || !due {
+			l.mu.RUnlock()
+			return n, err
+		}
 		r := newRequest(ctx, opSweep)
-		err := l.commits.submit(r)
+		err = l.commits.submit(r)
 		l.mu.RUnlock()
 		if err != nil {
 			return n, err

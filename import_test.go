@@ -71,6 +71,11 @@ func requireEmpty(t *testing.T, l *ledger.Ledger) {
 	require.NoError(t, err)
 	require.Empty(t, es, "nothing written")
 	require.Equal(t, "", wallets(t, l, ledger.WalletQuery{}), "nothing written")
+	for _, c := range []string{"", "gems"} {
+		hs, err := l.Holds(context.Background(), ledger.HoldQuery{Currency: c})
+		require.NoError(t, err)
+		require.Empty(t, hs, "no hold written")
+	}
 }
 
 func TestImportCloseDuringWritingPass(t *testing.T) {

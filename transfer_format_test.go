@@ -70,9 +70,9 @@ func TestImportRefusesTruncatedExport(t *testing.T) {
 		{"end marker's total differs", strings.Join(lines[:41], "") + strings.Replace(end, `"total":"`, `"total":"1`, 1), "line 42: the end marker's total is 1"},
 		{"end marker with an entry's field", strings.Join(lines[:41], "") + strings.Replace(end, `{"end"`, `{"id":"","end"`, 1), `line 42: json: unknown field "id"`},
 		{"end marker without counts", strings.Join(lines[:41], "") + `{"end":{}}` + "\n", "line 42: the end marker counts 0 entries, the stream holds 40"},
-		{"end marker in a version 1 stream", strings.Replace(withoutUses(out), `"version":4`, `"version":1`, 1), "line 42: an end marker in a version 1 stream"},
-		{"a use in a version 2 stream", strings.Replace(out, `"version":4`, `"version":2`, 1), "line 2: entry " + lines[1][7:31] + ": an item use in a version 2 stream"},
-		{"a newer version", strings.Replace(out, `"version":4`, `"version":5`, 1), "line 1: not a walletledger export this library reads (format \"walletledger-export\" version 5)"},
+		{"end marker in a version 1 stream", strings.Replace(withoutUses(out), `"version":5`, `"version":1`, 1), "line 42: an end marker in a version 1 stream"},
+		{"a use in a version 2 stream", strings.Replace(out, `"version":5`, `"version":2`, 1), "line 2: entry " + lines[1][7:31] + ": an item use in a version 2 stream"},
+		{"a newer version", strings.Replace(out, `"version":5`, `"version":6`, 1), "line 1: not a walletledger export this library reads (format \"walletledger-export\" version 6)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Contains(t, refuse(t, tc.stream).Error(), tc.want)
@@ -97,7 +97,7 @@ func TestImportVersion1(t *testing.T) {
 	require.Len(t, old, 62, "a header, 60 entries, and the empty string after the last newline")
 	require.Len(t, got, 63, "a header, 60 entries, an end marker, and the empty string")
 	require.Equal(t, `{"format":"walletledger-export","version":1}`+"\n", old[0])
-	require.Equal(t, `{"format":"walletledger-export","version":4}`+"\n", got[0])
+	require.Equal(t, `{"format":"walletledger-export","version":5}`+"\n", got[0])
 	require.Equal(t, old[1:61], got[1:61], "every entry as it was")
 	total := decimal.Zero
 	ws, err := l.Wallets(ctx, ledger.WalletQuery{})
@@ -238,7 +238,7 @@ func TestImportVersion2(t *testing.T) {
 	ctx := context.Background()
 	src := newLedger(t)
 	fill(t, src, 40)
-	v2 := strings.Replace(withoutUses(export(t, src)), `"version":4`, `"version":2`, 1)
+	v2 := strings.Replace(withoutUses(export(t, src)), `"version":5`, `"version":2`, 1)
 	require.Contains(t, v2, `"version":2`)
 	require.NotContains(t, v2, "used_on")
 	l := newLedger(t)
@@ -251,7 +251,7 @@ func TestImportVersion2(t *testing.T) {
 		require.True(t, it.Item.UsedOn.IsZero())
 		require.Empty(t, it.Item.UsedBy)
 	}
-	require.Equal(t, strings.Replace(v2, `"version":2`, `"version":4`, 1), export(t, l))
+	require.Equal(t, strings.Replace(v2, `"version":2`, `"version":5`, 1), export(t, l))
 }
 
 func mustCreate(t *testing.T, l *ledger.Ledger, it *ledger.Item) ledger.Entry {

@@ -121,7 +121,7 @@ func TestImportRefusals(t *testing.T) {
 		{"two values on a line", edit(4, "}\n", "} {}\n"), "line 4: ", ""},
 		// Before limits (version 3 and older), no wallet went below zero;
 		// from version 4 a floor may allow it.
-		{"negative balance", strings.Replace(edit(1150, `"amount":"`, `"amount":"-99999`), `"version":4`, `"version":3`, 1), "line 1150: entry", "below zero"},
+		{"negative balance", strings.Replace(edit(1150, `"amount":"`, `"amount":"-99999`), `"version":5`, `"version":3`, 1), "line 1150: entry", "below zero"},
 		{"balance that disagrees", edit(7, `"balance":"`, `"balance":"1`), "line 7: entry", "records balance"},
 		{"IDs out of order", swap(10, 11), "line 11: entry", "does not sort after"},
 		{"bad ID", edit(5, `{"id":"`, `{"id":"z`), "line 5: malformed entry ID", ""},
