@@ -373,6 +373,7 @@ func (st *batchState) sweep(out []Hold) ([]Hold, error) {
 			break
 		}
 	}
+	budget := st.l.cfg.limits.MaxBatchBytes
 	for _, r := range due {
 		if g, ok := st.holds.holds[r.ID]; ok {
 			if g.rec.State != HoldActive {
@@ -380,10 +381,25 @@ func (st *batchState) sweep(out []Hold) ([]Hold, error) {
 			}
 			r = g.rec
 		}
+		// Closing a hold rewrites it: the commit stays within
+		// Limits.MaxBatchBytes, and the next sweep takes the rest.
+		if budget -= storedHoldBytes(&r); budget < 0 && len(out) > 0 {
+			break
+		}
 		if err := st.closeHold(r, HoldExpired, r.Expires, ""); err != nil {
 			return out, err
 		}
 		out = append(out, holdOut(st.holds.holds[r.ID].rec, now))
 	}
 	return out, nil
+}
+
+// storedHoldBytes is what rewriting r counts towards
+// Limits.MaxBatchBytes.
+func storedHoldBytes(r *HoldRecord) int {
+	n := EntryOverheadBytes + len(r.ID) + len(r.AuthorityID) + len(r.UserID) + len(r.Currency) + len(r.Reason) + len(r.IdempotencyKey) + len(r.EntryID)
+	for k, v := range r.Metadata {
+		n += len(k) + len(v)
+	}
+	return n
 }

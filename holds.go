@@ -384,6 +384,7 @@ func (l *Ledger) expireHolds(ctx context.Context) (int, error) {
 			return n, err
 		}
 		r := newRequest(ctx, opSweep)
+		r.bytes = l.cfg.limits.MaxBatchBytes // commits alone
 		err = l.commits.submit(r)
 		l.mu.RUnlock()
 		if err != nil {
@@ -392,7 +393,7 @@ func (l *Ledger) expireHolds(ctx context.Context) (int, error) {
 		got, err := len(r.outHolds), r.err
 		r.release()
 		n += got
-		if err != nil || got < sweepBatch {
+		if err != nil || got == 0 {
 			return n, err
 		}
 		select {

@@ -389,6 +389,14 @@ func testHoldSweep(t *testing.T, ns NewStore) {
 	for i := range 300 {
 		nh := newHold("shop", []string{"ann", "bob"}[i%2], []string{"", "gems"}[i%2], "1")
 		nh.Expires = clk.Now().Add(time.Duration(1+i%7) * time.Second)
+		if i%3 == 0 {
+			// The largest holds there are: a sweep commit must stay
+			// within Limits.MaxBatchBytes.
+			nh.Metadata = map[string]string{}
+			for k := range 16 {
+				nh.Metadata[fmt.Sprintf("%02d%s", k, strings.Repeat("k", 62))] = strings.Repeat("v", 1024)
+			}
+		}
 		due = append(due, mustHold(t, l, nh))
 	}
 	keep := newHold("shop", "ann", "", "2")
