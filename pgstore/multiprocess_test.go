@@ -29,11 +29,14 @@ import (
 // (TestChildProcess) that each open the same schema through their own
 // pgstore and ledger and, from several goroutines at once, spend from
 // the same wallets, use the same items and top the wallets up with the
-// same idempotency keys. Each child prints what succeeded; the parent
-// then checks the database against the sum of those reports.
+// same idempotency keys; they place holds and settle them, and race each
+// other to settle holds the parent placed. Each child prints what
+// succeeded; the parent then checks the database against the sum of
+// those reports.
 const (
 	childSchemaEnv = "PGSTORE_CHILD_SCHEMA"
 	childWorkerEnv = "PGSTORE_CHILD_WORKER"
+	childHoldsEnv  = "PGSTORE_CHILD_HOLDS"
 	childPrefix    = "pgstore-child "
 
 	mpProcesses  = 4
@@ -43,6 +46,8 @@ const (
 	mpTopUp      = 100
 	mpTopUpKeys  = 8
 	mpItems      = 3 // per user
+	mpShared     = 8 // holds the children race to settle
+	mpSharedHold = 10
 )
 
 var mpUsers = []string{"u0", "u1", "u2"}
@@ -66,6 +71,12 @@ func TestMultiProcess(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
+	var shared []string
+	for i := range mpShared {
+		h, err := l.Hold(ctx, ledger.NewHold{AuthorityID: "shop", UserID: mpUsers[i%len(mpUsers)], Amount: decimal.NewFromInt(mpSharedHold), Reason: "shared"})
+		require.NoError(t, err)
+		shared = append(shared, h.ID)
+	}
 	require.NoError(t, l.Close())
 	// Statistics of tiny tables, as autovacuum would gather them on a
 	// young ledger: they tempt the planner into sequential scans, which in
@@ -74,13 +85,17 @@ func TestMultiProcess(t *testing.T) {
 	_, err := adminPool(t).Exec(ctx, "ANALYZE "+q+".entries; ANALYZE "+q+".totals")
 	require.NoError(t, err)
 
-	reports := runChildren(ctx, t, url, schema)
+	reports := runChildren(ctx, t, url, schema, strings.Join(shared, ","))
 
 	// Tally the reports.
 	spent := map[string]decimal.Decimal{}
 	spends := map[string]string{} // entry ID -> user
 	topUps := map[string]string{} // key -> entry ID
 	uses := map[string]int{}
+	held := map[string]decimal.Decimal{} // user -> what the children's holds hold
+	placed := map[string][]string{}      // hold ID -> user, amount
+	settled := map[string]string{}       // hold ID -> "capture" or "release"
+	sharedWins := map[string]int{}       // shared hold ID -> settlements
 	var refused, retries uint64
 	var starts, ends []int64
 	for _, r := range reports {
@@ -92,6 +107,23 @@ func TestMultiProcess(t *testing.T) {
 			spent[f[2]] = spent[f[2]].Add(decimal.RequireFromString(f[3]))
 		case "nofunds":
 			refused++
+		case "hold": // hold ID user amount
+			require.NotContains(t, placed, f[1], "hold ID reported twice")
+			placed[f[1]] = f[2:]
+			held[f[2]] = held[f[2]].Add(decimal.RequireFromString(f[3]))
+		case "capture", "release": // capture ID user amount; release ID user amount
+			require.NotContains(t, settled, f[1], "hold %s settled twice", f[1])
+			settled[f[1]] = f[0]
+			held[f[2]] = held[f[2]].Sub(decimal.RequireFromString(f[3]))
+			if f[0] == "capture" {
+				spent[f[2]] = spent[f[2]].Add(decimal.RequireFromString(f[3]))
+			}
+		case "shared": // shared ID capture|release user
+			sharedWins[f[1]]++
+			settled[f[1]] = f[2]
+			if f[2] == "capture" {
+				spent[f[3]] = spent[f[3]].Add(decimal.NewFromInt(1))
+			}
 		case "use":
 			uses[f[1]]++
 		case "topup": // topup key ID
@@ -121,6 +153,33 @@ func TestMultiProcess(t *testing.T) {
 
 	l = newLedgerIn(t, schema)
 	require.NoError(t, l.Verify(ctx))
+	t.Logf("%d holds placed, %d settled by their placer; %d shared holds settled", len(placed), len(settled)-len(sharedWins), len(sharedWins))
+	require.NotEmpty(t, placed)
+
+	// Of the processes racing to settle a shared hold, exactly one won,
+	// and the hold's state is what the winner did.
+	hs, err := l.Holds(ctx, ledger.HoldQuery{HoldIDs: shared})
+	require.NoError(t, err)
+	require.Len(t, hs, mpShared)
+	for _, h := range hs {
+		require.Equal(t, 1, sharedWins[h.ID], "shared hold %s settled %d times", h.ID, sharedWins[h.ID])
+		want := map[string]ledger.HoldState{"capture": ledger.HoldCaptured, "release": ledger.HoldReleased}[settled[h.ID]]
+		require.Equal(t, want, h.State, "shared hold %s", h.ID)
+	}
+	// The children's holds are as reported.
+	for id, f := range placed {
+		hs, err := l.Holds(ctx, ledger.HoldQuery{HoldIDs: []string{id}})
+		require.NoError(t, err)
+		require.Len(t, hs, 1)
+		want := map[string]ledger.HoldState{"": ledger.HoldActive, "capture": ledger.HoldCaptured, "release": ledger.HoldReleased}[settled[id]]
+		require.Equal(t, want, hs[0].State, "hold %s of %v", id, f)
+	}
+	for _, u := range mpUsers {
+		b, err := l.Balance(ctx, u, "")
+		require.NoError(t, err)
+		require.Truef(t, held[u].Equal(b.Held), "user %s: held %s, reported %s", u, b.Held, held[u])
+		require.False(t, b.Available.IsNegative(), "user %s: available %s", u, b.Available)
+	}
 
 	// Every wallet holds its funds and top-ups less what was reported
 	// spent, and is not negative.
@@ -140,8 +199,18 @@ func TestMultiProcess(t *testing.T) {
 	// The entries are exactly the reported ones.
 	shop, err := l.Entries(ctx, ledger.EntryQuery{AuthorityIDs: []string{"shop"}})
 	require.NoError(t, err)
-	require.Len(t, shop, len(spends), "stored spends")
+	sharedCaptures := 0
+	for _, id := range shared {
+		if settled[id] == "capture" {
+			sharedCaptures++
+		}
+	}
+	require.Len(t, shop, len(spends)+sharedCaptures, "stored spends, and captures of shared holds")
 	for _, e := range shop {
+		if e.HoldID != "" {
+			require.Equal(t, "capture", settled[e.HoldID], "entry %s captures hold %s", e.ID, e.HoldID)
+			continue
+		}
 		require.Equal(t, spends[e.ID], e.UserID, "spend %s was not reported", e.ID)
 	}
 	bank, err := l.Entries(ctx, ledger.EntryQuery{AuthorityIDs: []string{"bank"}})
@@ -169,7 +238,7 @@ func TestMultiProcess(t *testing.T) {
 // runChildren runs the child processes and returns their reports, once
 // all have exited successfully. They start work together: each says
 // "ready" once its store is open and waits for "go" on stdin.
-func runChildren(ctx context.Context, t *testing.T, url, schema string) []string {
+func runChildren(ctx context.Context, t *testing.T, url, schema, holds string) []string {
 	t.Helper()
 	type child struct {
 		cmd    *exec.Cmd
@@ -182,7 +251,7 @@ func runChildren(ctx context.Context, t *testing.T, url, schema string) []string
 	var wg sync.WaitGroup
 	for i := range children {
 		c := &child{cmd: exec.CommandContext(ctx, os.Args[0], "-test.run=^TestChildProcess$", "-test.count=1", "-test.timeout=60s")}
-		c.cmd.Env = append(os.Environ(), urlEnv+"="+url, childSchemaEnv+"="+schema, childWorkerEnv+"="+strconv.Itoa(i))
+		c.cmd.Env = append(os.Environ(), urlEnv+"="+url, childSchemaEnv+"="+schema, childWorkerEnv+"="+strconv.Itoa(i), childHoldsEnv+"="+holds)
 		c.cmd.Stderr = &c.stderr
 		var err error
 		c.stdin, err = c.cmd.StdinPipe()
@@ -270,6 +339,13 @@ func TestChildProcess(t *testing.T) {
 	items, err := l.Inventory(ctx, ledger.InventoryQuery{Used: ledger.UsedOrUnused})
 	require.NoError(t, err)
 	require.Len(t, items, mpItems*len(mpUsers))
+	shared := strings.Split(os.Getenv(childHoldsEnv), ",")
+	owners := map[string]string{}
+	hs, err := l.Holds(ctx, ledger.HoldQuery{HoldIDs: shared})
+	require.NoError(t, err)
+	for _, h := range hs {
+		owners[h.ID] = h.UserID
+	}
 
 	var mu sync.Mutex
 	say := func(format string, args ...any) {
@@ -290,10 +366,55 @@ func TestChildProcess(t *testing.T) {
 			defer wg.Done()
 			r := rand.New(rand.NewPCG(uint64(n), uint64(g)))
 			for range mpOps {
-				switch op := r.IntN(4); {
+				switch op := r.IntN(6); {
+				case op == 4: // a hold, then capture, release or leave it
+					u, amount := mpUsers[r.IntN(len(mpUsers))], decimal.NewFromInt(int64(2+r.IntN(5)))
+					h, err := l.Hold(ctx, ledger.NewHold{AuthorityID: fmt.Sprint("desk-", n), UserID: u, Amount: amount, Reason: "hold"})
+					switch {
+					case errors.Is(err, ledger.ErrNotEnoughFunds):
+						say("nofunds %s", u)
+						continue
+					case err != nil:
+						t.Errorf("hold: %v", err)
+						continue
+					}
+					say("hold %s %s %s", h.ID, u, amount)
+					switch r.IntN(3) {
+					case 0:
+						if _, err := l.Capture(ctx, h.AuthorityID, h.ID, ledger.Capture{}); err != nil {
+							t.Errorf("capture %s: %v", h.ID, err)
+						} else {
+							say("capture %s %s %s", h.ID, u, amount)
+						}
+					case 1:
+						if _, err := l.Release(ctx, h.AuthorityID, h.ID); err != nil {
+							t.Errorf("release %s: %v", h.ID, err)
+						} else {
+							say("release %s %s %s", h.ID, u, amount)
+						}
+					}
+				case op == 5: // race the others to settle a shared hold
+					id := shared[r.IntN(len(shared))]
+					var err error
+					what := [2]string{"capture", "release"}[r.IntN(2)]
+					if what == "capture" {
+						_, err = l.Capture(ctx, "shop", id, ledger.Capture{Amount: decimal.NewFromInt(1)})
+					} else {
+						_, err = l.Release(ctx, "shop", id)
+					}
+					switch {
+					case err == nil:
+						say("shared %s %s %s", id, what, owners[id])
+					case errors.Is(err, ledger.ErrHoldClosed):
+					default:
+						t.Errorf("%s %s: %v", what, id, err)
+					}
 				case op < 2: // spend
 					u, amount := mpUsers[r.IntN(len(mpUsers))], decimal.NewFromInt(int64(3+r.IntN(10)))
 					e, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "shop", UserID: u, Amount: amount.Neg(), Reason: "spend"})
+					if b, err := l.Balance(ctx, u, ""); err != nil || b.Available.IsNegative() {
+						t.Errorf("balance of %s: %+v, %v", u, b, err)
+					}
 					switch {
 					case err == nil:
 						say("spend %s %s %s", e.ID, u, amount)
