@@ -184,11 +184,17 @@ var (
 // formatVersion is the on-disk format this version writes. It reads
 // every version from 1: version 2 records item uses (record version 2,
 // see encoding.go); version 3 wallets in several currencies (record
-// version 3, and the totals' keys, see migrate.go). A directory of an
-// older version is marked version 3 when Open first opens it, so that a
-// release that knows only older versions refuses it rather than fail on
-// its first newer record or misread its totals.
-const formatVersion = 3
+// version 3, and the totals' keys, see migrate.go); version 4 holds
+// (record version 4, the held amount in totals, and the holds' keys). A
+// directory of an older version is marked version 4 when Open first
+// opens it, so that a release that knows only older versions refuses it
+// rather than fail on its first newer record or misread its totals.
+const formatVersion = 4
+
+// totalsKeyedByCurrency is the first format whose totals are keyed by
+// currency: a directory of an older one moves its totals (see
+// migrate.go).
+const totalsKeyedByCurrency = 3
 
 // valueThreshold is the size from which Badger keeps a value in its value
 // log rather than in the LSM tree. Badger's default, 1 MiB, keeps

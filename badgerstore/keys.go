@@ -17,7 +17,7 @@ const (
 	prefixItemUser = 'v'
 	prefixItemAuth = 'w'
 	prefixIdemKey  = 'k'
-	prefixTotal    = 'b' // format 3: lp(authority) lp(currency) user
+	prefixTotal    = 'b' // since format 3: lp(authority) lp(currency) user
 	prefixWallets  = 'x' // lp(user) currency: the user's non-default wallets
 	prefixLimits   = 'l' // ordered(user) currency
 	// Format 4: holds.
@@ -31,8 +31,9 @@ const (
 	prefixOldTotal = 't'
 )
 
-// migrateKey is present while Open moves a directory to format 3; its
-// value is the format the directory had (a uvarint).
+// migrateKey is present while Open moves the totals of a directory of
+// format 1 or 2 to their keys of format 3 and later; its value is the
+// format the directory had (a uvarint).
 var migrateKey = []byte{prefixMeta, 'm', 'i', 'g', 'r', 'a', 't', 'e'}
 
 // formatKey holds the on-disk format version, a uvarint.
