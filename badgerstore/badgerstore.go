@@ -82,9 +82,18 @@
 //	x lp(user) currency          index: the user's wallets in a currency
 //	                             other than the default
 //	l ord(user) currency         the limits of a wallet
+//	h id                         the hold's record
+//	j lp(authority) key          hold idempotency key: the value is the
+//	                             hold ID
+//	y lp(user) lp(currency) id   index: holds by wallet
+//	q exp(expires) id            index: active holds that expire
+//	r lp(user) lp(currency) exp(expires) id
+//	                             index: the same, by wallet
 //
 // where ord(s) is s with each 0x00 written 0x00 0xFF, then 0x00 0x01, so
-// that keys sort by (user, currency) whatever the users' lengths.
+// that keys sort by (user, currency) whatever the users' lengths, and
+// exp(t) is t's Unix nanoseconds as 8 big-endian bytes with the sign bit
+// flipped, so that keys sort by (expires, ID).
 //
 // An entry writes the same keys in every currency, as many as before
 // wallets had currencies: its currency selects which by-user key it
@@ -113,10 +122,24 @@
 // user's ranges, one per currency, found by a seek each. Index scans
 // read each entry's record with a point lookup.
 //
+// Holds are kept apart from entries: an entry writes no hold key and
+// reads none, and the only trace of holds on the write path of entries
+// is the held amount a wallet's total carries, which costs nothing
+// while it is zero. A hold is a point lookup by ID and by idempotency
+// key (of its own namespace: j, not k). A scan of holds with a user
+// walks the wallet's range of the y index, or, in every currency, merges
+// the user's wallets' ranges by ID; without a user it walks the records
+// and filters them by currency. A hold is in the expiry indexes (q
+// overall, r by wallet) while it is stored active with an expiry:
+// InsertHold writes those keys and CloseHold deletes them, so that the
+// holds due by an instant are a seek and a walk over just them.
+//
 // Records are encoded with this package's own compact binary codec, led
 // by a version byte: decimals keep their exact coefficient and exponent,
-// item data is kept byte for byte, and CreatedOn is kept as Unix
-// nanoseconds and comes back in UTC. On disk, records of 256 bytes or
+// item data is kept byte for byte, and times are kept as Unix
+// nanoseconds and come back in UTC. Holds have a codec of their own in
+// the same terms; a total is its value, its last entry ID and, only
+// when it is not zero, its held amount. On disk, records of 256 bytes or
 // more are kept in Badger's value log rather than its LSM tree (see
 // [WithValueLogGC]).
 //
@@ -134,14 +157,20 @@
 // Records of formats 1 and 2 read as they are, in the default currency,
 // and their by-user index keys are already the default currency's; only
 // the totals move, from t lp(authority) user to b lp(authority) lp("")
-// user. Open first marks the directory format 3, with a marker that a
-// migration is in progress, then moves the totals in transactions of
+// user. Open first marks the directory with the current format, with a
+// marker that a migration is in progress, then moves the totals in transactions of
 // 1,000, and clears the marker in the last. Each transaction moves its
 // totals whole, so a crash during the migration loses nothing, and the
-// next Open finds the marker and resumes. Once opened by this version,
-// a directory no longer opens under a release that knows only older
-// formats (it fails with ErrFormat there), even before the migration
-// finished.
+// next Open finds the marker and resumes. Format 4 (since holds) adds
+// record version 4, which keeps an entry's HoldID, the held amount in a
+// wallet's total (absent while zero) and the keys of holds; it needed no
+// rewrite, since no record, total or key of format 3 reads differently:
+// a format 3 directory is only marked format 4, and reads with every
+// HoldID "", every Held zero and no hold. A format 1 or 2 directory
+// moves its totals as above, then is format 4. Once opened by this
+// version, a directory no longer opens under a release that knows only
+// older formats (it fails with ErrFormat there), even before a
+// migration finished.
 package badgerstore
 
 import (
@@ -184,11 +213,17 @@ var (
 // formatVersion is the on-disk format this version writes. It reads
 // every version from 1: version 2 records item uses (record version 2,
 // see encoding.go); version 3 wallets in several currencies (record
-// version 3, and the totals' keys, see migrate.go). A directory of an
-// older version is marked version 3 when Open first opens it, so that a
-// release that knows only older versions refuses it rather than fail on
-// its first newer record or misread its totals.
-const formatVersion = 3
+// version 3, and the totals' keys, see migrate.go); version 4 holds
+// (record version 4, the held amount in totals, and the holds' keys). A
+// directory of an older version is marked version 4 when Open first
+// opens it, so that a release that knows only older versions refuses it
+// rather than fail on its first newer record or misread its totals.
+const formatVersion = 4
+
+// totalsKeyedByCurrency is the first format whose totals are keyed by
+// currency: a directory of an older one moves its totals (see
+// migrate.go).
+const totalsKeyedByCurrency = 3
 
 // valueThreshold is the size from which Badger keeps a value in its value
 // log rather than in the LSM tree. Badger's default, 1 MiB, keeps

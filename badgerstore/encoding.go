@@ -37,7 +37,10 @@ import (
 //	ReversedBy string (only under flagReversedBy)
 //	Metadata   uvarint count, then each key and value as strings, keys
 //	           strictly ascending (only under flagMetadata)
+//	HoldID     string (only under flagHold)
 //
+// Version 4 (since holds) adds flagHold: Entry.HoldID, set on the entry
+// of a capture. An entry without one costs what it did in version 3.
 // In version 3 (since wallets have currencies) flags is a uvarint, and
 // flagItemRevoked (under flagItem) is Item.Revoked. The new fields are
 // present only when set, so an entry in the default currency without
@@ -48,8 +51,8 @@ import (
 // version 2 without flagZeroUseTime and the three fields of a use: its
 // used items decode with UsedOn zero and UsedBy and UseIdempotencyKey "".
 // Versions 1 and 2 decode in the default currency, without metadata,
-// links or revocation. Decoding reads every version; encoding writes
-// version 3.
+// links or revocation; versions 1 to 3 without a hold. Decoding reads
+// every version; encoding writes version 4.
 //
 // where a string or bytes is a uvarint length and that many bytes, and a
 // decimal is one kind byte and then, unless the kind is decZeroValue, the
@@ -63,7 +66,7 @@ import (
 // versions, flags and kinds, and trailing bytes: garbage yields an error,
 // never a panic or a huge allocation.
 
-const recordVersion = 3
+const recordVersion = 4
 
 const (
 	flagItem = 1 << iota
@@ -76,6 +79,7 @@ const (
 	flagReversedBy
 	flagMetadata
 	flagItemRevoked
+	flagHold // version 4
 )
 
 // flagsKnown are the flags of each record version.
@@ -84,6 +88,8 @@ var flagsKnown = [...]uint64{
 	2: flagItem | flagItemUsed | flagZeroTime | flagZeroUseTime,
 	3: flagItem | flagItemUsed | flagZeroTime | flagZeroUseTime |
 		flagCurrency | flagTransfer | flagReverses | flagReversedBy | flagMetadata | flagItemRevoked,
+	4: flagItem | flagItemUsed | flagZeroTime | flagZeroUseTime |
+		flagCurrency | flagTransfer | flagReverses | flagReversedBy | flagMetadata | flagItemRevoked | flagHold,
 }
 
 const (
@@ -119,6 +125,7 @@ func encodeRecord(dst []byte, r *ledger.Record) ([]byte, error) {
 		{r.Reverses != "", flagReverses},
 		{r.ReversedBy != "", flagReversedBy},
 		{len(r.Metadata) > 0, flagMetadata},
+		{r.HoldID != "", flagHold},
 	} {
 		if f.set {
 			flags |= f.flag
@@ -178,13 +185,23 @@ func encodeRecord(dst []byte, r *ledger.Record) ([]byte, error) {
 		}
 	}
 	if flags&flagMetadata != 0 {
-		keys := slices.Sorted(maps.Keys(r.Metadata))
-		b = binary.AppendUvarint(b, uint64(len(keys)))
-		for _, k := range keys {
-			b = appendString(appendString(b, k), r.Metadata[k])
-		}
+		b = appendMetadata(b, r.Metadata)
+	}
+	if flags&flagHold != 0 {
+		b = appendString(b, r.HoldID)
 	}
 	return b, nil
+}
+
+// appendMetadata appends a non-empty metadata map: its count, then each
+// key and value, keys ascending, so that equal maps encode equally.
+func appendMetadata(b []byte, m map[string]string) []byte {
+	keys := slices.Sorted(maps.Keys(m))
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		b = appendString(appendString(b, k), m[k])
+	}
+	return b
 }
 
 // timeNanos returns t in Unix nanoseconds, or zero for the zero time;
@@ -264,20 +281,11 @@ func decodeRecord(b []byte) (ledger.Record, error) {
 		}
 	}
 	if flags&flagMetadata != 0 {
-		n := d.uvarint()
-		if d.err == nil && (n == 0 || n > uint64(len(d.b))/2) {
-			d.fail("metadata of %d keys in %d bytes", n, len(d.b))
-		}
-		if d.err == nil {
-			r.Metadata = make(map[string]string, n)
-		}
-		last := ""
-		for i := uint64(0); i < n && d.err == nil; i++ {
-			k, v := d.string(), d.string()
-			if i > 0 && k <= last && d.err == nil {
-				d.fail("metadata keys out of order")
-			}
-			r.Metadata[k], last = v, k
+		r.Metadata = d.metadata()
+	}
+	if flags&flagHold != 0 {
+		if r.HoldID = d.string(); r.HoldID == "" && d.err == nil {
+			d.fail("empty hold ID under its flag")
 		}
 	}
 	if err := d.end(); err != nil {
@@ -286,12 +294,24 @@ func decodeRecord(b []byte) (ledger.Record, error) {
 	return r, nil
 }
 
-// encodeDecimal returns the encoding of a total.
+// Total values: Value as a decimal, LastEntryID as a string and, since
+// format 4 and only when it is not zero, Held as a decimal. A total
+// without a held amount (every total of an authority, and a wallet's
+// while it has no active hold) encodes as it did in format 3, and a
+// total of format 3 reads with Held zero. A zero Held is not kept: it
+// reads as decimal.Decimal{} whatever its exponent (0.00 reads as 0).
 func encodeTotal(t ledger.Total) ([]byte, error) {
 	if err := checkExponent(t.Value); err != nil {
 		return nil, fmt.Errorf("badgerstore: total: %w", err)
 	}
-	return appendString(appendDecimal(nil, t.Value), t.LastEntryID), nil
+	b := appendString(appendDecimal(nil, t.Value), t.LastEntryID)
+	if t.Held.IsZero() {
+		return b, nil
+	}
+	if err := checkExponent(t.Held); err != nil {
+		return nil, fmt.Errorf("badgerstore: total: Held: %w", err)
+	}
+	return appendDecimal(b, t.Held), nil
 }
 
 // checkExponent refuses a decimal whose exponent decoding would refuse.
@@ -303,11 +323,15 @@ func checkExponent(d decimal.Decimal) error {
 	return nil
 }
 
-// decodeTotal decodes a total: its value, then the ID of the last entry
-// it counts.
+// decodeTotal decodes a total encoded by encodeTotal.
 func decodeTotal(b []byte) (ledger.Total, error) {
 	d := decoder{b: b}
 	t := ledger.Total{Value: d.decimal(), LastEntryID: d.string()}
+	if len(d.b) > 0 {
+		if t.Held = d.decimal(); t.Held.IsZero() && d.err == nil {
+			d.fail("zero held amount stored")
+		}
+	}
 	if err := d.end(); err != nil {
 		return ledger.Total{}, err
 	}
@@ -366,6 +390,153 @@ func decodeLimits(user, currency string, b []byte) (ledger.StoredLimits, error) 
 		return ledger.StoredLimits{}, err
 	}
 	return l, nil
+}
+
+// Hold values.
+//
+// A hold is encoded as
+//
+//	version   byte (holdVersion)
+//	flags     uvarint (holdFlag...)
+//	ID, AuthorityID, UserID            string
+//	CreatedOn varint Unix nanoseconds (absent under holdFlagZeroTime)
+//	Amount    decimal
+//	Reason    string
+//	State     byte (ledger.HoldState)
+//	Expires   varint Unix nanoseconds (only under holdFlagExpires)
+//	ClosedOn  varint Unix nanoseconds (only under holdFlagClosedOn)
+//	Currency, EntryID, IdempotencyKey  string (each only under its flag)
+//	Metadata  as in a record (only under holdFlagMetadata)
+//
+// in the primitives of records. Times are kept to the nanosecond and
+// decode in UTC; a zero time is absent.
+const holdVersion = 1
+
+const (
+	holdFlagZeroTime = 1 << iota
+	holdFlagExpires
+	holdFlagClosedOn
+	holdFlagCurrency
+	holdFlagEntry
+	holdFlagKey
+	holdFlagMetadata
+
+	holdFlagsKnown = 1<<iota - 1
+)
+
+// encodeHold returns the encoding of h.
+func encodeHold(h *ledger.HoldRecord) ([]byte, error) {
+	if h.State > ledger.HoldExpired {
+		return nil, fmt.Errorf("badgerstore: hold %q: %v is not a hold state", h.ID, h.State)
+	}
+	if err := checkExponent(h.Amount); err != nil {
+		return nil, fmt.Errorf("badgerstore: hold %q: %w", h.ID, err)
+	}
+	var flags uint64
+	var times [3]int64 // CreatedOn, Expires, ClosedOn
+	for i, f := range [...]struct {
+		name string
+		t    time.Time
+	}{{"CreatedOn", h.CreatedOn}, {"Expires", h.Expires}, {"ClosedOn", h.ClosedOn}} {
+		nanos, zero, err := timeNanos(f.t)
+		if err != nil {
+			return nil, fmt.Errorf("badgerstore: hold %q: %s %w", h.ID, f.name, err)
+		}
+		times[i] = nanos
+		switch {
+		case i == 0 && zero:
+			flags |= holdFlagZeroTime
+		case i == 1 && !zero:
+			flags |= holdFlagExpires
+		case i == 2 && !zero:
+			flags |= holdFlagClosedOn
+		}
+	}
+	strs := [...]struct {
+		flag uint64
+		s    string
+	}{{holdFlagCurrency, h.Currency}, {holdFlagEntry, h.EntryID}, {holdFlagKey, h.IdempotencyKey}}
+	for _, f := range strs {
+		if f.s != "" {
+			flags |= f.flag
+		}
+	}
+	if len(h.Metadata) > 0 {
+		flags |= holdFlagMetadata
+	}
+	b := binary.AppendUvarint([]byte{holdVersion}, flags)
+	b = appendString(b, h.ID)
+	b = appendString(b, h.AuthorityID)
+	b = appendString(b, h.UserID)
+	if flags&holdFlagZeroTime == 0 {
+		b = binary.AppendVarint(b, times[0])
+	}
+	b = appendDecimal(b, h.Amount)
+	b = appendString(b, h.Reason)
+	b = append(b, byte(h.State))
+	if flags&holdFlagExpires != 0 {
+		b = binary.AppendVarint(b, times[1])
+	}
+	if flags&holdFlagClosedOn != 0 {
+		b = binary.AppendVarint(b, times[2])
+	}
+	for _, f := range strs {
+		if flags&f.flag != 0 {
+			b = appendString(b, f.s)
+		}
+	}
+	if flags&holdFlagMetadata != 0 {
+		b = appendMetadata(b, h.Metadata)
+	}
+	return b, nil
+}
+
+// decodeHold decodes a hold encoded by encodeHold. The hold shares no
+// memory with b.
+func decodeHold(b []byte) (ledger.HoldRecord, error) {
+	d := decoder{b: b}
+	var h ledger.HoldRecord
+	if v := d.byte(); d.err == nil && v != holdVersion {
+		return ledger.HoldRecord{}, fmt.Errorf("%w: hold version %d, want %d", errCorrupt, v, holdVersion)
+	}
+	flags := d.uvarint()
+	if d.err == nil && flags&^holdFlagsKnown != 0 {
+		return ledger.HoldRecord{}, fmt.Errorf("%w: unknown hold flags %#x", errCorrupt, flags)
+	}
+	h.ID = d.string()
+	h.AuthorityID = d.string()
+	h.UserID = d.string()
+	if flags&holdFlagZeroTime == 0 {
+		h.CreatedOn = time.Unix(0, d.varint()).UTC()
+	}
+	h.Amount = d.decimal()
+	h.Reason = d.string()
+	if h.State = ledger.HoldState(d.byte()); h.State > ledger.HoldExpired && d.err == nil {
+		d.fail("hold state %d", h.State)
+	}
+	if flags&holdFlagExpires != 0 {
+		h.Expires = time.Unix(0, d.varint()).UTC()
+	}
+	if flags&holdFlagClosedOn != 0 {
+		h.ClosedOn = time.Unix(0, d.varint()).UTC()
+	}
+	for _, f := range [...]struct {
+		flag uint64
+		s    *string
+	}{{holdFlagCurrency, &h.Currency}, {holdFlagEntry, &h.EntryID}, {holdFlagKey, &h.IdempotencyKey}} {
+		if flags&f.flag != 0 {
+			if *f.s = d.string(); *f.s == "" && d.err == nil {
+				d.fail("empty hold field under flag %#x", f.flag)
+			}
+		}
+	}
+	if flags&holdFlagMetadata != 0 {
+		h.Metadata = d.metadata()
+	}
+	if err := d.end(); err != nil {
+		return ledger.HoldRecord{}, err
+	}
+	return h, nil
 }
 
 func appendString(b []byte, s string) []byte {
@@ -464,6 +635,31 @@ func (d *decoder) bytes() []byte {
 }
 
 func (d *decoder) string() string { return string(d.bytes()) }
+
+// metadata reads what appendMetadata wrote: at least one key, keys
+// strictly ascending.
+func (d *decoder) metadata() map[string]string {
+	n := d.uvarint()
+	if d.err == nil && (n == 0 || n > uint64(len(d.b))/2) {
+		d.fail("metadata of %d keys in %d bytes", n, len(d.b))
+	}
+	if d.err != nil {
+		return nil
+	}
+	m := make(map[string]string, n)
+	last := ""
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		k, v := d.string(), d.string()
+		if i > 0 && k <= last && d.err == nil {
+			d.fail("metadata keys out of order")
+		}
+		m[k], last = v, k
+	}
+	if d.err != nil {
+		return nil
+	}
+	return m
+}
 
 // maxExponent bounds the exponents decimal decodes.
 const maxExponent = 1000

@@ -57,6 +57,7 @@ func requireSameRecord(t *testing.T, want, got ledger.Record) {
 	require.Equal(t, want.TransferID, got.TransferID, "TransferID")
 	require.Equal(t, want.Reverses, got.Reverses, "Reverses")
 	require.Equal(t, want.ReversedBy, got.ReversedBy, "ReversedBy")
+	require.Equal(t, want.HoldID, got.HoldID, "HoldID")
 	if want.Item == nil {
 		require.Nil(t, got.Item, "Item")
 		return
@@ -212,12 +213,14 @@ func TestDecodeRecordRefusesGarbage(t *testing.T) {
 		b    []byte
 	}{
 		{"empty", nil},
-		{"unknown version", mutate(0, 4)},
+		{"unknown version", mutate(0, 5)},
 		{"version 0", mutate(0, 0)},
 		{"use time flag in version 1", append([]byte{1, 8}, good[2:]...)},
 		{"use time flag without a use", mutate(1, 8)},
 		{"unknown flags", append([]byte{3, 0x80, 0x10}, good[2:]...)},
 		{"version 3 flag in version 2", append([]byte{2, 0x10}, good[2:]...)},
+		{"version 4 flag in version 3", append(append([]byte{3, 0x80, 0x08}, good[2:]...), 1, 'h')},
+		{"empty hold ID under its flag", append(append([]byte{4, 0x80, 0x08}, good[2:]...), 0)},
 		{"revoked without item", append([]byte{3, 0x80, 0x04}, good[2:]...)},
 		{"empty currency under its flag", append(append([]byte{3, 0x10}, good[2:]...), 0)},
 		{"metadata keys out of order", append(append([]byte{3, 0x80, 0x02}, good[2:]...), 2, 1, 'b', 0, 1, 'a', 0)},
@@ -258,13 +261,17 @@ func TestDecodeRecordVersion1(t *testing.T) {
 		},
 		IdempotencyKey: "order-1", AuthorityBalance: decimal.RequireFromString("-1.50"),
 	}
-	v3, err := badgerstore.EncodeRecord(r)
+	v4, err := badgerstore.EncodeRecord(r)
 	require.NoError(t, err)
-	// Version 3 of a default-currency record without metadata or links
-	// is version 2 but for the version byte.
-	require.Equal(t, []byte{3, 1 | 2 | 8}, v3[:2])
-	v2 := append([]byte{2}, v3[1:]...)
-	got, err := badgerstore.DecodeRecord(v2)
+	// Version 4 of a default-currency record without metadata, links or
+	// hold is version 3, and version 2, but for the version byte.
+	require.Equal(t, []byte{4, 1 | 2 | 8}, v4[:2])
+	v3 := append([]byte{3}, v4[1:]...)
+	got, err := badgerstore.DecodeRecord(v3)
+	require.NoError(t, err)
+	requireSameRecord(t, r, got)
+	v2 := append([]byte{2}, v4[1:]...)
+	got, err = badgerstore.DecodeRecord(v2)
 	require.NoError(t, err)
 	requireSameRecord(t, r, got)
 	// Version 2 of this record is version 1 followed by the use: no time

@@ -43,3 +43,13 @@ func WithMigration(batch int, after func() error) Option {
 
 // MigrateKey is the key present while a migration is in progress.
 var MigrateKey = migrateKey
+
+// EncodeTotal, DecodeTotal, EncodeHold and DecodeHold expose the codecs
+// of totals and holds.
+func EncodeTotal(t ledger.Total) ([]byte, error) { return encodeTotal(t) }
+
+func DecodeTotal(b []byte) (ledger.Total, error) { return decodeTotal(b) }
+
+func EncodeHold(h ledger.HoldRecord) ([]byte, error) { return encodeHold(&h) }
+
+func DecodeHold(b []byte) (ledger.HoldRecord, error) { return decodeHold(b) }

@@ -17,16 +17,23 @@ const (
 	prefixItemUser = 'v'
 	prefixItemAuth = 'w'
 	prefixIdemKey  = 'k'
-	prefixTotal    = 'b' // format 3: lp(authority) lp(currency) user
+	prefixTotal    = 'b' // since format 3: lp(authority) lp(currency) user
 	prefixWallets  = 'x' // lp(user) currency: the user's non-default wallets
 	prefixLimits   = 'l' // ordered(user) currency
+	// Format 4: holds.
+	prefixHold         = 'h' // id: the hold's record
+	prefixHoldKey      = 'j' // lp(authority) key: the value is the hold ID
+	prefixHoldWallet   = 'y' // lp(user) lp(currency) id
+	prefixExpiry       = 'q' // expiry(expires) id: active holds that expire
+	prefixWalletExpiry = 'r' // lp(user) lp(currency) expiry(expires) id
 	// prefixOldTotal holds the totals of formats 1 and 2, lp(authority)
 	// user, which Open moves under prefixTotal (see migrate.go).
 	prefixOldTotal = 't'
 )
 
-// migrateKey is present while Open moves a directory to format 3; its
-// value is the format the directory had (a uvarint).
+// migrateKey is present while Open moves the totals of a directory of
+// format 1 or 2 to their keys of format 3 and later; its value is the
+// format the directory had (a uvarint).
 var migrateKey = []byte{prefixMeta, 'm', 'i', 'g', 'r', 'a', 't', 'e'}
 
 // formatKey holds the on-disk format version, a uvarint.
@@ -138,6 +145,35 @@ func matches(s ledger.Scan, r *ledger.Record) bool {
 // totalKey is the key of the running total k names.
 func totalKey(k ledger.TotalKey) []byte {
 	return key(prefixTotal, k.AuthorityID, k.Currency, k.UserID)
+}
+
+// holdWalletKey is the key of the per-wallet index of holds.
+func holdWalletKey(h *ledger.HoldRecord) []byte {
+	return key(prefixHoldWallet, h.UserID, h.Currency, h.ID)
+}
+
+// expiryKeys returns the keys of an active hold in the expiry indexes,
+// overall and per wallet, or nil for a hold not to be in them: one that
+// is closed or never expires. The hold's Expires has passed timeNanos
+// (encodeHold checked it).
+func expiryKeys(h *ledger.HoldRecord) [][]byte {
+	if h.State != ledger.HoldActive || h.Expires.IsZero() {
+		return nil
+	}
+	at := string(expiry(h.Expires.UnixNano()))
+	return [][]byte{
+		key(prefixExpiry, at+h.ID),
+		key(prefixWalletExpiry, h.UserID, h.Currency, at+h.ID),
+	}
+}
+
+// expiryLen is the length of an expiry in an expiry index key.
+const expiryLen = 8
+
+// expiry encodes Unix nanoseconds so that the encodings sort as the
+// instants do: big-endian, with the sign bit flipped.
+func expiry(nanos int64) []byte {
+	return binary.BigEndian.AppendUint64(nil, uint64(nanos)^1<<63)
 }
 
 // limitsKey is the key of the limits of the user's wallet in currency:

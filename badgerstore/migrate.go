@@ -8,15 +8,16 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// migrateBatch is how many totals one transaction of the migration to
-// format 3 moves: a few hundred KiB of writes, far below Badger's limit
+// migrateBatch is how many totals one transaction of the migration of
+// formats 1 and 2 moves: a few hundred KiB of writes, far below Badger's limit
 // on a transaction.
 const migrateBatch = 1000
 
 // initFormat checks the format version, writing it into a new database,
 // and upgrades an older format in place.
 func (s *Store) initFormat(batch int, afterBatch func() error) error {
-	var from uint64 // the format being migrated from; 0: none
+	var from uint64     // the format whose totals move; 0: none
+	var upgraded uint64 // the format marked up to formatVersion; 0: none
 	err := s.db.Update(func(txn *badger.Txn) error {
 		v, ok, err := readFormat(txn)
 		switch {
@@ -35,14 +36,23 @@ func (s *Store) initFormat(batch int, afterBatch func() error) error {
 			// Marked first, in one transaction: from now on a release
 			// that knows only the older formats refuses the directory
 			// (with its ErrFormat), rather than read totals half moved,
-			// and the next Open finishes what this one may not.
-			from = v
-			if err := txn.Set(migrateKey, binary.AppendUvarint(nil, v)); err != nil {
-				return fmt.Errorf("badgerstore: open %q: mark migration from format %d: %w", s.name, v, err)
+			// and the next Open finishes what this one may not. A
+			// directory of format 3 needs nothing else (format 4 only
+			// adds), unless it is one whose move of totals from format
+			// 1 or 2 a crash interrupted.
+			if from, err = readMigrating(txn); err != nil {
+				return fmt.Errorf("badgerstore: open %q: read migration marker: %w", s.name, err)
+			}
+			if from == 0 && v < totalsKeyedByCurrency {
+				from = v
+				if err := txn.Set(migrateKey, binary.AppendUvarint(nil, v)); err != nil {
+					return fmt.Errorf("badgerstore: open %q: mark migration from format %d: %w", s.name, v, err)
+				}
 			}
 			if err := txn.Set(formatKey, binary.AppendUvarint(nil, formatVersion)); err != nil {
 				return fmt.Errorf("badgerstore: open %q: upgrade format version %d to %d: %w", s.name, v, formatVersion, err)
 			}
+			upgraded = v
 			return nil
 		}
 		it := txn.NewIterator(badger.IteratorOptions{})
@@ -57,14 +67,20 @@ func (s *Store) initFormat(batch int, afterBatch func() error) error {
 		}
 		return nil
 	})
-	if err != nil || from == 0 {
+	if err != nil {
 		return err
+	}
+	if from == 0 {
+		if upgraded != 0 && s.log != nil {
+			s.log.Info("badgerstore: upgraded the on-disk format", "dir", s.name, "from", upgraded, "to", formatVersion)
+		}
+		return nil
 	}
 	return s.migrate(from, batch, afterBatch)
 }
 
 // readMigrating returns the format a migration marked as in progress
-// started from, or 0 if none is.
+// started from (1 or 2: only their totals move), or 0 if none is.
 func readMigrating(txn *badger.Txn) (uint64, error) {
 	item, err := txn.Get(migrateKey)
 	if errors.Is(err, badger.ErrKeyNotFound) {
@@ -78,16 +94,16 @@ func readMigrating(txn *badger.Txn) (uint64, error) {
 		return 0, err
 	}
 	v, n := binary.Uvarint(b)
-	if n <= 0 || n != len(b) || v < 1 || v >= formatVersion {
+	if n <= 0 || n != len(b) || v < 1 || v >= totalsKeyedByCurrency {
 		return 0, fmt.Errorf("%w: migration marker %x", errCorrupt, b)
 	}
 	return v, nil
 }
 
-// migrate moves a directory of format 1 or 2 to format 3, in
+// migrate moves a directory of format 1 or 2 to format 4, in
 // transactions of at most batch totals, calling afterBatch (if set)
 // after each committed one. Formats 1 and 2 differ from 3 only in the
-// totals' keys, t lp(authority) user, which become b lp(authority)
+// totals' keys (and 3 from 4 in nothing that exists in it), t lp(authority) user, which become b lp(authority)
 // lp("") user: every total of those formats is in the default currency.
 // Nothing else is rewritten. Their records decode as they are, and their
 // by-user index keys are already those of default-currency entries. No

@@ -3,7 +3,10 @@ package badgerstore_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"iter"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -127,4 +130,87 @@ func TestReopen(t *testing.T) {
 		balances = append(balances, h.Balance.String())
 	}
 	require.Equal(t, []string{"100.25", "99", "97.75", "97.85"}, balances)
+}
+
+// TestReopenHolds closes and reopens a store on disk holding holds
+// (active, expiring, closed, in two currencies, with keys) and held
+// totals, one for Held alone, and finds them all, their indexes too.
+func TestReopenHolds(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	at := time.Date(2026, 3, 1, 0, 0, 0, 789, time.UTC)
+	hold := func(n int, user, cur string, expires time.Duration) ledger.HoldRecord {
+		h := ledger.HoldRecord{Hold: ledger.Hold{
+			ID: fmt.Sprintf("%016x%08x", at.Add(time.Duration(n)).UnixNano(), n), AuthorityID: "shop", UserID: user, Currency: cur,
+			Amount: dec(fmt.Sprintf("%d.50", n)), Reason: fmt.Sprintf("hold %d", n), CreatedOn: at.Add(time.Duration(n)),
+			Metadata: map[string]string{"n": fmt.Sprint(n)},
+		}}
+		if expires != 0 {
+			h.Expires = at.Add(expires)
+		}
+		return h
+	}
+	hs := []ledger.HoldRecord{
+		hold(1, "alice", "", time.Hour), hold(2, "alice", "gems", 2*time.Hour), hold(3, "alice", "", 0),
+		hold(4, "bob", "", 30*time.Minute), hold(5, "bob", "", time.Hour),
+	}
+	hs[0].IdempotencyKey = "h-1"
+	closed := ledger.HoldClose{State: ledger.HoldCaptured, ClosedOn: at.Add(time.Minute), EntryID: "18d2000000000000000000e1"}
+	totals := map[ledger.TotalKey]ledger.Total{
+		{UserID: "alice"}:                   {Value: dec("100"), LastEntryID: "18d2000000000000000000e0", Held: dec("4.00")},
+		{UserID: "alice", Currency: "gems"}: {Held: dec("2.50")},
+		{UserID: "bob"}:                     {Held: dec("5.50")},
+	}
+
+	s := open(t, dir)
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+		for _, h := range hs {
+			require.NoError(t, tx.InsertHold(ctx, h))
+		}
+		for k, v := range totals {
+			require.NoError(t, tx.SetTotal(ctx, k, v))
+		}
+		return nil
+	}))
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.CloseHold(ctx, hs[3].ID, closed) }))
+	hs[3].State, hs[3].ClosedOn, hs[3].EntryID = closed.State, closed.ClosedOn, closed.EntryID
+	require.NoError(t, s.Close())
+
+	s = open(t, dir)
+	ids := func(seq iter.Seq2[ledger.HoldRecord, error]) []string {
+		var out []string
+		for h, err := range seq {
+			require.NoError(t, err)
+			out = append(out, h.ID)
+		}
+		return out
+	}
+	require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+		for _, want := range hs {
+			got, err := tx.Hold(ctx, want.ID)
+			require.NoError(t, err)
+			requireSameHold(t, want, got)
+		}
+		got, err := tx.HoldByIdempotencyKey(ctx, "shop", "h-1")
+		require.NoError(t, err)
+		requireSameHold(t, hs[0], got)
+		require.Equal(t, []string{hs[0].ID, hs[1].ID, hs[2].ID}, ids(tx.Holds(ctx, ledger.HoldScan{UserID: "alice", AnyCurrency: true})))
+		require.Equal(t, []string{hs[1].ID}, ids(tx.Holds(ctx, ledger.HoldScan{UserID: "alice", Currency: "gems"})))
+		require.Equal(t, []string{hs[0].ID, hs[4].ID, hs[1].ID}, ids(tx.ExpiringHolds(ctx, "", "", at.Add(24*time.Hour))),
+			"the captured hold left the expiry index, for good")
+		require.Equal(t, []string{hs[4].ID}, ids(tx.ExpiringHolds(ctx, "bob", "", at.Add(time.Hour))))
+		for k, want := range totals {
+			got, ok, err := tx.Total(ctx, k)
+			require.NoError(t, err)
+			require.True(t, ok, "%v", k)
+			requireSameTotal(t, want, got)
+		}
+		var cur []string
+		for r, err := range tx.UserTotals(ctx, "alice") {
+			require.NoError(t, err)
+			cur = append(cur, r.Currency+"="+r.Held.String())
+		}
+		require.Equal(t, []string{"=4", "gems=2.5"}, cur)
+		return nil
+	}))
 }

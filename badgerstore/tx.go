@@ -106,6 +106,19 @@ func (t *tx) set(k, v []byte, format string, args ...any) error {
 	return nil
 }
 
+// del deletes k; format and args say what, for an error message.
+func (t *tx) del(k []byte, format string, args ...any) error {
+	err := t.txn.Delete(k)
+	switch {
+	case errors.Is(err, badger.ErrTxnTooBig):
+		return fmt.Errorf("badgerstore: transaction too large: %s: a transaction may write at most 15%% of Badger's MemTableSize: %w",
+			fmt.Sprintf(format, args...), err)
+	case err != nil:
+		return fmt.Errorf("badgerstore: %s: %w", fmt.Sprintf(format, args...), err)
+	}
+	return nil
+}
+
 // entry reads the record with the given ID.
 func (t *tx) entry(id string) (ledger.Record, error) {
 	item, err := t.txn.Get(key(prefixEntry, id))
