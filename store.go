@@ -120,6 +120,12 @@ type ReadTx interface {
 	// wallet, so that this is a seek and a walk over the holds it
 	// yields.
 	ExpiringHolds(ctx context.Context, userID, currency string, until time.Time) iter.Seq2[HoldRecord, error]
+
+	// Changes yields the stored changes whose cursor sorts after after
+	// ("" for every change), in ascending cursor order (see
+	// [Tx.AppendChange]). A store seeks to after: reading from a cursor
+	// costs what it yields, not what precedes it.
+	Changes(ctx context.Context, after string) iter.Seq2[ChangeRecord, error]
 }
 
 // Tx reads and writes a [Store] inside a read-write transaction. Reads see
@@ -177,6 +183,21 @@ type Tx interface {
 	// transaction fails with [ErrNotFound], as for SetItemUsed. The
 	// ledger has already checked that it exists and is active.
 	CloseHold(ctx context.Context, id string, c HoldClose) error
+
+	// AppendChange records a change (c.Cursor is ""). When the
+	// transaction commits, the store gives each change it appended a
+	// cursor: a string of 1 to 64 bytes of [0-9a-z], unique, never
+	// changed once committed (it survives a crash as the change does),
+	// sorting bytewise
+	//   - within the transaction, in the order of the appends, and
+	//   - after the cursor of every change of every transaction that
+	//     committed before this one did;
+	// and no gap is filled later: once a reader's snapshot holds a change,
+	// it holds every change with a lower cursor that will ever be
+	// committed. (A feed built on a plain sequence breaks this: numbers
+	// are taken in one order and become visible in another.) Changes
+	// are kept forever.
+	AppendChange(ctx context.Context, c ChangeRecord) error
 }
 
 // HoldRecord is a hold as a [Store] keeps it: the [Hold] and the key it

@@ -35,6 +35,7 @@ func runContract(t *testing.T, ns NewStore) {
 	t.Run("Close", func(t *testing.T) { testClose(t, ns) })
 	t.Run("Wallets", func(t *testing.T) { runWalletContract(t, ns) })
 	t.Run("Holds", func(t *testing.T) { runHoldContract(t, ns) })
+	t.Run("Changes", func(t *testing.T) { runChangeContract(t, ns) })
 }
 
 // record builds a test record; n orders it and seeds its fields.
