@@ -272,6 +272,13 @@ type Store struct {
 
 	conflicts atomic.Uint64 // commits retried after a conflict
 
+	// feedMu is held by an Update that appended changes from when it
+	// numbers them until its commit returns, so that changes are
+	// numbered in commit order; nextSeq is the next sequence number to
+	// take (see changes.go).
+	feedMu  sync.Mutex
+	nextSeq uint64
+
 	cache *totalsCache // nil when disabled
 }
 
@@ -347,6 +354,16 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		db.Close()
 		lock.release()
 		return nil, err
+	}
+	err = db.View(func(txn *badger.Txn) error {
+		last, err := lastSeq(txn)
+		s.nextSeq = last + 1
+		return err
+	})
+	if err != nil {
+		db.Close()
+		lock.release()
+		return nil, fmt.Errorf("badgerstore: open %q: find the last change: %w", name, err)
 	}
 	if cfg.gcInterval > 0 {
 		s.gcStop, s.gcDone = make(chan struct{}), make(chan struct{})
@@ -532,6 +549,15 @@ func (s *Store) update(ctx context.Context, fn func(ledger.Tx) error) (conflict 
 	t.finish()
 	if err != nil {
 		return false, err
+	}
+	if len(t.changes) > 0 {
+		// Before the cache's begin: waiting here must not keep Views
+		// from the cache.
+		s.feedMu.Lock()
+		defer s.feedMu.Unlock()
+		if err := s.numberChanges(t); err != nil {
+			return false, err
+		}
 	}
 	if len(t.wroteTotals) > 0 {
 		s.cache.begin()

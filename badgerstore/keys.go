@@ -26,6 +26,8 @@ const (
 	prefixHoldWallet   = 'y' // lp(user) lp(currency) id
 	prefixExpiry       = 'q' // expiry(expires) id: active holds that expire
 	prefixWalletExpiry = 'r' // lp(user) lp(currency) expiry(expires) id
+	// Format 5: the change feed.
+	prefixChange = 'c' // seq: a change, under its sequence number
 	// prefixOldTotal holds the totals of formats 1 and 2, lp(authority)
 	// user, which Open moves under prefixTotal (see migrate.go).
 	prefixOldTotal = 't'
