@@ -214,11 +214,14 @@ var (
 // every version from 1: version 2 records item uses (record version 2,
 // see encoding.go); version 3 wallets in several currencies (record
 // version 3, and the totals' keys, see migrate.go); version 4 holds
-// (record version 4, the held amount in totals, and the holds' keys). A
-// directory of an older version is marked version 4 when Open first
-// opens it, so that a release that knows only older versions refuses it
-// rather than fail on its first newer record or misread its totals.
-const formatVersion = 4
+// (record version 4, the held amount in totals, and the holds' keys);
+// version 5 the change feed (see changes.go), whose past Open
+// synthesizes from the records of an older directory. A directory of an
+// older version is marked version 5 when Open first opens it, so that a
+// release that knows only older versions refuses it rather than fail on
+// its first newer record, misread its totals or write changes the feed
+// lacks.
+const formatVersion = 5
 
 // totalsKeyedByCurrency is the first format whose totals are keyed by
 // currency: a directory of an older one moves its totals (see

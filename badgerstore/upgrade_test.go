@@ -223,7 +223,7 @@ func TestUpgradeInterrupted(t *testing.T) {
 	}
 	require.Equal(t, 2, batches)
 	s := open(t, dir, badgerstore.WithMigration(5, func() error { batches++; return nil }))
-	require.Equal(t, 4, batches, "16 totals in batches of 5, resumed where it stopped")
+	require.Equal(t, 8, batches, "16 totals in batches of 5, resumed where it stopped, then 18 changes in batches of 5")
 	l := newLedger(t, s)
 	require.Equal(t, want, requireFormat2Data(t, l))
 	require.NoError(t, l.Close())
