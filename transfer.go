@@ -26,10 +26,13 @@ import (
 //	{"id":"…","authority_id":"shop","user_id":"alice",…,"item":{"name":"Soda","used":true,"used_on":"…","used_by":"arcade","use_idempotency_key":"use-1"},…,"balance":"10","authority_balance":"10","currency":"gems","metadata":{"order":"17"}}
 //	{"limits":{"user_id":"alice","currency":"gems","floor":"-50","cap":"1000","set_by":"bank","set_on":"…"}}
 //	{"hold":{"hold_id":"…","authority_id":"shop","user_id":"alice","amount":"5","reason":"…","created_on":"…","expires":"…","state":"active","idempotency_key":"h-1"}}
-//	{"end":{"entries":1,"items":1,"used_items":1,"total":"10","limits":1,"holds":1,"held":"5"}}
+//	{"change":{"kind":"entry","at":"…","authority_id":"shop","ref":"…"}}
+//	{"end":{"entries":1,"items":1,"used_items":1,"total":"10","limits":1,"holds":1,"held":"5","changes":1}}
 //
 // An entry's hold_id (on a capture's entry) is from version 5; the
-// marker's held sums the amounts of the active holds.
+// marker's held sums the amounts of the active holds. From version 6 the
+// change feed follows the holds, one line per change in feed order,
+// without its cursor (a ledger importing it gives its own).
 // An entry's currency, metadata, transfer_id, reverses, reversed_by and
 // its item's revoked are from version 4, which the marker's total sums
 // over every currency.
@@ -43,7 +46,7 @@ import (
 // ledger.
 const (
 	exportFormat  = "walletledger-export"
-	exportVersion = 5
+	exportVersion = 6
 )
 
 // exportUseVersion is the first version whose items carry their use;
@@ -53,6 +56,7 @@ const (
 	exportUseVersion    = 3
 	exportWalletVersion = 4
 	exportHoldVersion   = 5
+	exportChangeVersion = 6
 )
 
 type exportHeader struct {
@@ -93,6 +97,21 @@ type holdLine struct {
 	Hold *exportHold `json:"hold"`
 }
 
+// exportChange is a change, on a line of its own after the holds (from
+// version 6).
+type exportChange struct {
+	Kind        ChangeKind    `json:"kind"`
+	At          time.Time     `json:"at"`
+	AuthorityID string        `json:"authority_id"`
+	Ref         string        `json:"ref,omitempty"`
+	Limits      *exportLimits `json:"limits,omitempty"`
+}
+
+// changeLine is a line holding a change.
+type changeLine struct {
+	Change *exportChange `json:"change"`
+}
+
 // exportLimits is a wallet's limits, on a line of its own after the
 // entries (from version 4).
 type exportLimits struct {
@@ -126,6 +145,8 @@ type exportEnd struct {
 	// From version 5: the holds, and the sum of the active ones.
 	Holds int64           `json:"holds,omitempty"`
 	Held  decimal.Decimal `json:"held,omitzero"`
+	// From version 6: the changes.
+	Changes int64 `json:"changes,omitempty"`
 }
 
 func (e *exportEnd) countHold(h *Hold) {
@@ -159,6 +180,7 @@ type importLine struct {
 	exportTrailer
 	Limits *exportLimits `json:"limits"`
 	Hold   *exportHold   `json:"hold"`
+	Change *exportChange `json:"change"`
 }
 
 // limitsLine is a line of limits.
@@ -169,13 +191,14 @@ type limitsLine struct {
 // exportBuffer is how much Export buffers between it and its writer.
 const exportBuffer = 64 << 10
 
-// Export writes the whole ledger to w in the export format, version 5:
+// Export writes the whole ledger to w in the export format, version 6:
 // a header line; every entry in creation order with its ID, CreatedOn,
 // idempotency key, currency, metadata, transfer and reversal links, item
 // and its use (used state, UsedOn, UsedBy and the use's idempotency key,
 // revoked), its capture's hold, and the balances recorded on it; every
 // wallet's limits, with who set them when; every hold, in every state,
-// with its idempotency key; then an end marker that counts the entries, the items and the used
+// with its idempotency key; the change feed, in order; then an end
+// marker that counts the entries, the items and the used
 // items and sums the amounts, so that [Import] can tell a whole stream
 // from one cut short. It reads one consistent snapshot and streams it,
 // holding one entry at a time in memory. [Import] reads the result into
@@ -244,6 +267,19 @@ func (l *Ledger) Export(ctx context.Context, w io.Writer) error {
 				return writeErr
 			}
 			end.countHold(&h.Hold)
+		}
+		for c, err := range tx.Changes(ctx, "") {
+			if err != nil {
+				return err
+			}
+			line := &exportChange{Kind: c.Kind, At: c.At, AuthorityID: c.AuthorityID, Ref: c.Ref}
+			if c.Limits != nil {
+				line.Limits = &exportLimits{UserID: c.Limits.UserID, Currency: c.Limits.Currency, Floor: c.Limits.Floor, Cap: c.Limits.Cap}
+			}
+			if !encode(changeLine{Change: line}) {
+				return writeErr
+			}
+			end.Changes++
 		}
 		// Ended by ctx, the scan may have stopped early: such a stream
 		// must not get the marker that makes it read as whole.
@@ -749,6 +785,8 @@ func (e *exportEnd) check(m *exportEnd) error {
 		return fmt.Errorf("the end marker counts %d limits, the stream holds %d", m.Limits, e.Limits)
 	case m.Holds != e.Holds:
 		return fmt.Errorf("the end marker counts %d holds, the stream holds %d", m.Holds, e.Holds)
+	case m.Changes != e.Changes:
+		return fmt.Errorf("the end marker counts %d changes, the stream holds %d", m.Changes, e.Changes)
 	case !m.Held.Equal(e.Held):
 		return fmt.Errorf("the end marker's held is %s, but the active holds sum to %s", brief(m.Held), brief(e.Held))
 	case !m.Total.Equal(e.Total):
