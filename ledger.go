@@ -184,6 +184,7 @@ type Ledger struct {
 
 	commits committer
 	sweep   *sweeper // nil without a hold sweep
+	feed    feed
 }
 
 // New returns a Ledger over store. The Ledger owns the store from now on:
@@ -205,6 +206,7 @@ func New(store Store, opts ...Option) (*Ledger, error) {
 	}
 	l := &Ledger{store: store, cfg: cfg}
 	l.commits.init(l)
+	l.feed.init()
 	err := store.View(context.Background(), func(tx ReadTx) error {
 		for r, err := range tx.Entries(context.Background(), Scan{Reverse: true}) {
 			if err != nil {
@@ -227,6 +229,7 @@ func New(store Store, opts ...Option) (*Ledger, error) {
 // included, returns [ErrClosed].
 func (l *Ledger) Close() error {
 	l.stopSweep()
+	l.feed.close() // followers stop waiting, and stop
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {

@@ -526,6 +526,7 @@ type verifier struct {
 	captures map[string]string
 	// held sums the active holds per wallet.
 	held map[walletKey]decimal.Decimal
+	feed *feedCheck
 }
 
 func (v *verifier) report(format string, args ...any) {
@@ -539,6 +540,7 @@ func (v *verifier) report(format string, args ...any) {
 func (v *verifier) run(ctx context.Context, tx ReadTx) error {
 	v.reversedBy, v.reverses = map[string]string{}, map[string]string{}
 	v.captures, v.held = map[string]string{}, map[walletKey]decimal.Decimal{}
+	v.feed = newFeedCheck()
 	sums := totalSums{} // recomputed from the entries
 	var prev string
 	var prevNanos int64
@@ -564,6 +566,7 @@ func (v *verifier) run(ctx context.Context, tx ReadTx) error {
 			v.report("entry %s: created before the entry preceding it", r.ID)
 		}
 		prev, prevNanos = r.ID, nanos
+		v.feed.entry(&r)
 
 		user := sums.add(TotalKey{"", r.UserID, r.Currency}, r)
 		pair := sums.add(TotalKey{r.AuthorityID, r.UserID, r.Currency}, r)
@@ -600,6 +603,9 @@ func (v *verifier) run(ctx context.Context, tx ReadTx) error {
 	}
 
 	if err := v.holds(ctx, tx); err != nil {
+		return err
+	}
+	if err := v.changes(ctx, tx); err != nil {
 		return err
 	}
 
@@ -727,6 +733,7 @@ func (v *verifier) holds(ctx context.Context, tx ReadTx) error {
 		if h.Amount.Sign() <= 0 {
 			v.report("hold %s: amount %s is not positive", h.ID, h.Amount)
 		}
+		v.feed.hold(&h.Hold)
 		switch h.State {
 		case HoldActive:
 			k := walletKey{h.UserID, h.Currency}
@@ -852,4 +859,31 @@ func pages[T any](size int, after string, limit int, fetch func(after string, li
 			after = key(page[len(page)-1])
 		}
 	}
+}
+
+// changes checks the change feed against the records it describes.
+func (v *verifier) changes(ctx context.Context, tx ReadTx) error {
+	for l, err := range tx.AllLimits(ctx) {
+		if err != nil {
+			return err
+		}
+		v.feed.limit(l)
+	}
+	prev := ""
+	for c, err := range tx.Changes(ctx, "") {
+		if err != nil {
+			return err
+		}
+		if c.Cursor <= prev || !isCursor(c.Cursor) {
+			v.report("change %q: listed after %q, or not a cursor", c.Cursor, prev)
+		}
+		prev = c.Cursor
+		if p := v.feed.change(c); p != "" {
+			v.report("change %s: %s", c.Cursor, p)
+		}
+	}
+	for _, p := range v.feed.finish() {
+		v.report("changes: %s", p)
+	}
+	return nil
 }
