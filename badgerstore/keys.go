@@ -33,9 +33,10 @@ const (
 	prefixOldTotal = 't'
 )
 
-// migrateKey is present while Open moves the totals of a directory of
-// format 1 or 2 to their keys of format 3 and later; its value is the
-// format the directory had (a uvarint).
+// migrateKey is present while Open upgrades a directory of an older
+// format (moves the totals of format 1 or 2 to their keys of format 3
+// and later, and synthesizes the feed's past); its value is the format
+// the directory had (a uvarint).
 var migrateKey = []byte{prefixMeta, 'm', 'i', 'g', 'r', 'a', 't', 'e'}
 
 // formatKey holds the on-disk format version, a uvarint.
