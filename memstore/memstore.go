@@ -96,6 +96,8 @@ type Store struct {
 	limits         limitTable
 
 	holds holdTable
+
+	changes changeLog
 }
 
 var _ ledger.Store = (*Store)(nil)
@@ -223,7 +225,7 @@ func (s *Store) Close() error {
 	s.slab, s.byKey, s.names, s.wallets, s.all, s.items = slab{}, nil, interner{}, walletTable{}, index{}, index{}
 	s.byUser, s.byAuth, s.byPair, s.entryHolds = nil, nil, nil, nil
 	s.totals, s.userCurrencies, s.limits = nil, nil, limitTable{}
-	s.holds = holdTable{}
+	s.holds, s.changes = holdTable{}, changeLog{}
 	return nil
 }
 
@@ -471,6 +473,7 @@ const (
 	undoLimits                     // restore a wallet's limits
 	undoInsertHold                 // remove hold
 	undoCloseHold                  // reopen hold as close says it was
+	undoChange                     // remove the last change
 )
 
 // undo is one logged write.
@@ -510,6 +513,8 @@ func (t *tx) rollback() {
 			s.uninsertHold(u.hold)
 		case undoCloseHold:
 			s.uncloseHold(u)
+		case undoChange:
+			s.unappendChange()
 		}
 	}
 }
