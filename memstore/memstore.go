@@ -53,6 +53,21 @@
 // authority, apart from entries' keys. A scan or an expiry walk seeks by
 // binary search, and seeks again past each hold it yields, so that the
 // caller may place or close holds as it walks.
+//
+// The change feed is an append-only log in chunks. A change's cursor is
+// its sequence number (its position plus one) as 16 lowercase hex
+// digits, so cursors sort bytewise in append order; it is not stored,
+// and it never changes, since one writer appends at a time and a
+// rollback removes only its own changes, the last ones. A change is 24
+// bytes in chunks without pointers (the time as Unix nanoseconds, the
+// authority interned, the ref as an entry ID's two numbers) and one byte
+// beside them for its kind and flags: 25 bytes, which is what the entry
+// change the ledger appends for each entry adds to the entry's cost
+// (BenchmarkMemoryPerChange). Limits, for limits changes only, are kept
+// in a list the change points into by number; a change whose kind, ref
+// or time does not pack (none the ledger makes) is kept whole in a map
+// by position. Changes seeks by binary search over the positions'
+// cursors, which takes any string, and walks.
 package memstore
 
 import (
