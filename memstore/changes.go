@@ -19,8 +19,8 @@ import (
 // Each change is a 24-byte change in chunks that hold no pointers (the
 // collector does not scan them), and its kind and flags are one byte in
 // a parallel chunk: 25 bytes a change. Limits, which few changes carry,
-// are kept in limits; the rare change whose kind, ref or time does not
-// pack is kept whole in spill.
+// are kept in limits; the kind, ref and time of the rare change in which
+// one of them does not pack are kept in spill.
 type changeLog struct {
 	recs  []*[chunkSize]change
 	kinds []*[chunkSize]uint8 // the kind code and the flags of recs[i][j]

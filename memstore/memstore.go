@@ -64,9 +64,9 @@
 // beside them for its kind and flags: 25 bytes, which is what the entry
 // change the ledger appends for each entry adds to the entry's cost
 // (BenchmarkMemoryPerChange). Limits, for limits changes only, are kept
-// in a list the change points into by number; a change whose kind, ref
-// or time does not pack (none the ledger makes) is kept whole in a map
-// by position. Changes seeks by binary search over the positions'
+// in a list the change points into by number; the kind, ref and time of
+// a change in which one of them does not pack (none the ledger makes)
+// are kept in a map by position. Changes seeks by binary search over the positions'
 // cursors, which takes any string, and walks.
 package memstore
 
