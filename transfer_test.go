@@ -1,13 +1,13 @@
 package ledger_test
 
 import (
-	"regexp"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
