@@ -293,11 +293,11 @@ func TestChangesStream(t *testing.T) {
 			require.True(t, ev.isComment, "an event on an idle stream: %+v", ev)
 			assert.Equal(t, " keep-alive", ev.comment)
 			comments++
-		case <-time.After(timeout):
-			t.Fatalf("no keep-alive within %v", timeout)
+		case <-time.After(3 * timeout): // three keep-alive intervals
+			t.Fatalf("no keep-alive within %v", 3*timeout)
 		}
 	}
-	assert.GreaterOrEqual(t, comments, 6, "keep-alives in %v", 6*timeout)
+	assert.GreaterOrEqual(t, comments, 3, "keep-alives in %v, one due every %v", 6*timeout, timeout/3)
 
 	// A new client at the connection cap closes an idle connection to
 	// make room (the SDK client's), never the stream.
@@ -364,7 +364,7 @@ func TestChangesAfter(t *testing.T) {
 // are shorter than the keep-alive interval: each write has a deadline
 // of its own, and the idle time between writes counts for none.
 func TestChangesKeepAlive(t *testing.T) {
-	const timeout = 50 * time.Millisecond
+	const timeout = 100 * time.Millisecond
 	env, c, _ := servedEnv(t, envOptions{keepAlive: 3 * timeout}, func(s *server) {
 		s.readTimeout, s.writeTimeout = timeout, timeout
 	}, nil)
