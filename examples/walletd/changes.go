@@ -115,8 +115,9 @@ func streamStart(r *http.Request) (streamCursor, error) {
 //
 // The server's timeouts are made for requests that end, so a stream
 // sets its own. The read deadline is lifted: the request has no body,
-// and the read that notices a client hanging up must not time out (net/http
-// lifts it too, for that read, but the stream does not rely on it).
+// and the read that notices a client hanging up must not time out
+// (net/http lifts it too, for that read, but the stream does not rely
+// on it).
 // Every event and keep-alive is written by writeChunks, which moves the
 // write deadline to WriteTimeout from now before it writes: a stream
 // that is written, or kept alive, lives on, while a client that stops
