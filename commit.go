@@ -389,10 +389,14 @@ func (c *committer) commit(group []*request) (err error) {
 		}
 		return st.flush()
 	})
+	wrote := len(st.changes) > 0
 	st.reset()
 	st.ctx, st.tx = nil, nil // the transaction is over
 	switch {
 	case err == nil:
+		if wrote {
+			c.l.feed.notify()
+		}
 		return nil
 	case ctx.Err() != nil && !errors.Is(err, ErrUnknownOutcome):
 		// Whether the store got as far as committing, it cannot say.
@@ -400,6 +404,9 @@ func (c *committer) commit(group []*request) (err error) {
 	}
 	return storeErr("commit", err)
 }
+
+// change records c in the feed, with the group's writes.
+func (st *batchState) change(c ChangeRecord) { st.changes = append(st.changes, c) }
 
 // storeError marks a failure of the store, as opposed to a refusal by the
 // ledger's rules: it aborts the whole group.
@@ -438,6 +445,7 @@ type savepoint struct {
 	ids                 idGen
 	wallets             walletSavepoint
 	holds               holdSavepoint
+	changes             int
 }
 
 // pendingUse is an item use made by the group, not yet flushed.
@@ -464,6 +472,7 @@ type batchState struct {
 	keys    []TotalKey         // prefetch's scratch
 	wallets walletState        // limits and reversals (commit_wallets.go)
 	holds   holdState          // holds (commit_holds.go)
+	changes []ChangeRecord     // the change feed's records of the group's writes, in order
 	// now is the ledger clock's reading for the request being applied,
 	// read on first use: what decides whether a hold is due.
 	now    time.Time
@@ -489,16 +498,20 @@ func (st *batchState) reset() {
 	st.undo, st.inserts, st.uses, st.dirty = st.undo[:0], st.inserts[:0], st.uses[:0], st.dirty[:0]
 	st.wallets.reset()
 	st.holds.reset()
+	clear(st.changes)
+	st.changes = st.changes[:0]
 }
 
 func (st *batchState) savepoint() savepoint {
-	return savepoint{len(st.undo), len(st.inserts), len(st.uses), st.l.commits.ids, st.wallets.savepoint(), st.holds.savepoint()}
+	return savepoint{len(st.undo), len(st.inserts), len(st.uses), st.l.commits.ids, st.wallets.savepoint(), st.holds.savepoint(), len(st.changes)}
 }
 
 func (st *batchState) rollback(sp savepoint) {
 	st.l.commits.ids = sp.ids // only committed entries move the ID clock
 	st.wallets.rollback(sp.wallets)
 	st.holds.rollback(sp.holds)
+	clear(st.changes[sp.changes:])
+	st.changes = st.changes[:sp.changes]
 	for i := len(st.undo) - 1; i >= sp.undo; i-- {
 		u := st.undo[i]
 		st.totals[u.key] = u.prev
@@ -775,6 +788,7 @@ func (st *batchState) write(ne NewEntry, links entryLinks) (Entry, error) {
 	}
 	st.setTotal(userKey, Total{Value: newBalance, LastEntryID: id, Held: user.Held})
 	st.setTotal(pairKey, Total{Value: newAuthTotal, LastEntryID: id})
+	st.change(ChangeRecord{Kind: ChangeEntry, At: createdOn, AuthorityID: ne.AuthorityID, Ref: id})
 	if ne.IdempotencyKey != "" {
 		st.byKey[idemKey{ne.AuthorityID, ne.IdempotencyKey}] = len(st.inserts)
 	}
@@ -861,6 +875,7 @@ func (st *batchState) use(authorityID, entryID string, uc useConfig) (Entry, err
 	}
 	st.used[entryID] = u
 	st.uses = append(st.uses, pendingUse{entryID, u})
+	st.change(ChangeRecord{Kind: ChangeItemUsed, At: u.At, AuthorityID: authorityID, Ref: entryID})
 	return st.current(r), nil
 }
 
@@ -881,6 +896,11 @@ func (st *batchState) flush() error {
 	}
 	if err := st.holds.flush(st.ctx, st.tx); err != nil {
 		return err
+	}
+	for _, c := range st.changes {
+		if err := st.tx.AppendChange(st.ctx, c); err != nil {
+			return storeErr("append change", err)
+		}
 	}
 	for _, k := range st.dirty {
 		s := st.totals[k]

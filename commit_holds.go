@@ -273,6 +273,7 @@ func (st *batchState) hold(nh NewHold) (Hold, error) {
 	st.setTotal(k, Total{Value: t.Value, LastEntryID: t.LastEntryID, Held: newHeld})
 	st.holds.set(groupHold{rec: r, fresh: true})
 	st.holds.inserts = append(st.holds.inserts, id)
+	st.change(ChangeRecord{Kind: ChangeHoldPlaced, At: createdOn, AuthorityID: nh.AuthorityID, Ref: id})
 	if nh.IdempotencyKey != "" {
 		st.holds.byKey[idemKey{nh.AuthorityID, nh.IdempotencyKey}] = id
 	}
@@ -353,9 +354,11 @@ func (st *batchState) release(authorityID, id string) (Hold, error) {
 		return Hold{}, err
 	}
 	now := st.clock()
-	if err := st.closeHold(r, HoldReleased, stamp(now), ""); err != nil {
+	closed := stamp(now)
+	if err := st.closeHold(r, HoldReleased, closed, ""); err != nil {
 		return Hold{}, err
 	}
+	st.change(ChangeRecord{Kind: ChangeHoldReleased, At: closed, AuthorityID: authorityID, Ref: id})
 	return holdOut(st.holds.holds[id].rec, now), nil
 }
 
@@ -389,6 +392,7 @@ func (st *batchState) sweep(out []Hold) ([]Hold, error) {
 		if err := st.closeHold(r, HoldExpired, r.Expires, ""); err != nil {
 			return out, err
 		}
+		st.change(ChangeRecord{Kind: ChangeHoldExpired, At: r.Expires, AuthorityID: r.AuthorityID, Ref: r.ID})
 		out = append(out, holdOut(st.holds.holds[r.ID].rec, now))
 	}
 	return out, nil

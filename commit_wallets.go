@@ -147,9 +147,9 @@ func (st *batchState) setLimits(authorityID string, lim WalletLimits) error {
 	prev, had := st.wallets.limits[k]
 	st.wallets.undo = append(st.wallets.undo, limitsUndo{key: k, prev: prev, had: had})
 	st.wallets.limits[k] = limitsSlot{l: lim, exists: true}
-	st.wallets.newLimits = append(st.wallets.newLimits, StoredLimits{
-		WalletLimits: lim, SetBy: authorityID, SetOn: time.Unix(0, unixNano(st.l.cfg.clock())).UTC(),
-	})
+	sl := StoredLimits{WalletLimits: lim, SetBy: authorityID, SetOn: time.Unix(0, unixNano(st.l.cfg.clock())).UTC()}
+	st.wallets.newLimits = append(st.wallets.newLimits, sl)
+	st.change(ChangeRecord{Kind: ChangeLimits, At: sl.SetOn, AuthorityID: authorityID, Limits: cloneLimits(&lim)})
 	return nil
 }
 
@@ -312,4 +312,14 @@ func (st *batchState) reverse(authorityID, entryID, reason string, out []Entry) 
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// cloneLimits returns a copy of l that shares no memory with it.
+func cloneLimits(l *WalletLimits) *WalletLimits {
+	c := *l
+	if l.Cap != nil {
+		v := *l.Cap
+		c.Cap = &v
+	}
+	return &c
 }

@@ -427,3 +427,45 @@ func ExampleLedger_Hold() {
 	// true true
 	// 30 50 <nil>
 }
+
+// A cache kept in step with the ledger: read the feed from the last
+// cursor handled, and resume from it after a restart.
+func ExampleLedger_Changes() {
+	ctx := context.Background()
+	l := mustLedger()
+	defer l.Close()
+	credit(l, "bank", "alice", 50)
+	buy, _ := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "shop", UserID: "alice", Amount: decimal.NewFromInt(-20),
+		Reason: "sword", Item: &ledger.Item{Name: "Sword"}})
+
+	balances := map[string]decimal.Decimal{} // the cache
+	cursor := ""                             // where a restart resumes
+	catchUp := func() {
+		for c, err := range l.Changes(ctx, ledger.ChangeQuery{After: cursor}) {
+			if err != nil {
+				fmt.Println(err)
+				return
+			}
+			if c.Kind == ledger.ChangeEntry {
+				balances[c.Entry.UserID] = c.Entry.Balance
+			}
+			fmt.Println(c.Kind, c.AuthorityID)
+			cursor = c.Cursor
+		}
+	}
+	catchUp()
+	fmt.Println("alice:", balances["alice"])
+
+	// Later writes; the next catch-up reads only them.
+	l.UseItem(ctx, "arena", buy.ID)
+	credit(l, "bank", "alice", 5)
+	catchUp()
+	fmt.Println("alice:", balances["alice"])
+	// Output:
+	// entry bank
+	// entry shop
+	// alice: 30
+	// item_used arena
+	// entry bank
+	// alice: 35
+}

@@ -30,7 +30,10 @@
 // one is refused with [ErrCapExceeded] above its cap); reaching exactly
 // zero is allowed, and a user with no entries has total zero.
 // [Ledger.Transfer] moves value between users, and [Ledger.Reverse]
-// takes an entry back. The funds check
+// takes an entry back. [Ledger.Hold] reserves value, to be captured
+// ([Ledger.Capture]), released ([Ledger.Release]) or left to expire: a
+// wallet's Available is its total less what its holds reserve, and no
+// spend can use held value. The funds check
 // and the write are one atomic step, so no number of concurrent writers
 // can overdraw a wallet, and of two racing [Ledger.UseItem] calls on one
 // item exactly one wins.
@@ -184,6 +187,7 @@ type Ledger struct {
 
 	commits committer
 	sweep   *sweeper // nil without a hold sweep
+	feed    feed
 }
 
 // New returns a Ledger over store. The Ledger owns the store from now on:
@@ -205,6 +209,7 @@ func New(store Store, opts ...Option) (*Ledger, error) {
 	}
 	l := &Ledger{store: store, cfg: cfg}
 	l.commits.init(l)
+	l.feed.init()
 	err := store.View(context.Background(), func(tx ReadTx) error {
 		for r, err := range tx.Entries(context.Background(), Scan{Reverse: true}) {
 			if err != nil {
@@ -227,6 +232,7 @@ func New(store Store, opts ...Option) (*Ledger, error) {
 // included, returns [ErrClosed].
 func (l *Ledger) Close() error {
 	l.stopSweep()
+	l.feed.close() // followers stop waiting, and stop
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {

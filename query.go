@@ -524,8 +524,11 @@ type verifier struct {
 	reversedBy, reverses map[string]string
 	// captures maps a hold ID to the entry that names it as HoldID.
 	captures map[string]string
-	// held sums the active holds per wallet.
-	held map[walletKey]decimal.Decimal
+	// held sums the active holds per wallet; holders are the wallets
+	// with a hold in any state.
+	held    map[walletKey]decimal.Decimal
+	holders map[walletKey]bool
+	feed    *feedCheck
 }
 
 func (v *verifier) report(format string, args ...any) {
@@ -538,7 +541,8 @@ func (v *verifier) report(format string, args ...any) {
 
 func (v *verifier) run(ctx context.Context, tx ReadTx) error {
 	v.reversedBy, v.reverses = map[string]string{}, map[string]string{}
-	v.captures, v.held = map[string]string{}, map[walletKey]decimal.Decimal{}
+	v.captures, v.held, v.holders = map[string]string{}, map[walletKey]decimal.Decimal{}, map[walletKey]bool{}
+	v.feed = newFeedCheck()
 	sums := totalSums{} // recomputed from the entries
 	var prev string
 	var prevNanos int64
@@ -564,6 +568,7 @@ func (v *verifier) run(ctx context.Context, tx ReadTx) error {
 			v.report("entry %s: created before the entry preceding it", r.ID)
 		}
 		prev, prevNanos = r.ID, nanos
+		v.feed.entry(&r)
 
 		user := sums.add(TotalKey{"", r.UserID, r.Currency}, r)
 		pair := sums.add(TotalKey{r.AuthorityID, r.UserID, r.Currency}, r)
@@ -600,6 +605,9 @@ func (v *verifier) run(ctx context.Context, tx ReadTx) error {
 	}
 
 	if err := v.holds(ctx, tx); err != nil {
+		return err
+	}
+	if err := v.changes(ctx, tx); err != nil {
 		return err
 	}
 
@@ -669,7 +677,8 @@ func (v *verifier) totals(ctx context.Context, tx ReadTx, g TotalGroup, sums tot
 		seen[row.UserID] = true
 		held, holds := decimal.Decimal{}, false
 		if g.AuthorityID == "" {
-			held, holds = v.held[walletKey{row.UserID, g.Currency}]
+			k := walletKey{row.UserID, g.Currency}
+			held, holds = v.held[k], v.holders[k]
 		}
 		if !held.Equal(row.Held) {
 			v.report("user %q: stored %s holds %s, but the active holds sum to %s", row.UserID, who, row.Held, held)
@@ -677,7 +686,8 @@ func (v *verifier) totals(ctx context.Context, tx ReadTx, g TotalGroup, sums tot
 		sum, ok := sums[TotalKey{g.AuthorityID, row.UserID, g.Currency}]
 		switch {
 		case !ok && holds && row.Value.IsZero() && row.LastEntryID == "":
-			// A total stored for its holds alone.
+			// A total stored for the wallet's holds alone (held, or
+			// holding nothing once they closed).
 		case !ok:
 			v.report("user %q: stored %s %s, but no entries", row.UserID, who, row.Value)
 		case !sum.Value.Equal(row.Value):
@@ -727,6 +737,8 @@ func (v *verifier) holds(ctx context.Context, tx ReadTx) error {
 		if h.Amount.Sign() <= 0 {
 			v.report("hold %s: amount %s is not positive", h.ID, h.Amount)
 		}
+		v.feed.hold(&h.Hold)
+		v.holders[walletKey{h.UserID, h.Currency}] = true
 		switch h.State {
 		case HoldActive:
 			k := walletKey{h.UserID, h.Currency}
@@ -852,4 +864,31 @@ func pages[T any](size int, after string, limit int, fetch func(after string, li
 			after = key(page[len(page)-1])
 		}
 	}
+}
+
+// changes checks the change feed against the records it describes.
+func (v *verifier) changes(ctx context.Context, tx ReadTx) error {
+	for l, err := range tx.AllLimits(ctx) {
+		if err != nil {
+			return err
+		}
+		v.feed.limit(l)
+	}
+	prev := ""
+	for c, err := range tx.Changes(ctx, "") {
+		if err != nil {
+			return err
+		}
+		if c.Cursor <= prev || !isCursor(c.Cursor) {
+			v.report("change %q: listed after %q, or not a cursor", c.Cursor, prev)
+		}
+		prev = c.Cursor
+		if p := v.feed.change(c); p != "" {
+			v.report("change %s: %s", c.Cursor, p)
+		}
+	}
+	for _, p := range v.feed.finish() {
+		v.report("changes: %s", p)
+	}
+	return nil
 }

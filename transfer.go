@@ -12,6 +12,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -22,14 +23,17 @@ import (
 // currency) order, from version 5 one line per hold in ID order, and,
 // from version 2, an end marker that counts what came before it:
 //
-//	{"format":"walletledger-export","version":5}
+//	{"format":"walletledger-export","version":6}
 //	{"id":"…","authority_id":"shop","user_id":"alice",…,"item":{"name":"Soda","used":true,"used_on":"…","used_by":"arcade","use_idempotency_key":"use-1"},…,"balance":"10","authority_balance":"10","currency":"gems","metadata":{"order":"17"}}
 //	{"limits":{"user_id":"alice","currency":"gems","floor":"-50","cap":"1000","set_by":"bank","set_on":"…"}}
 //	{"hold":{"hold_id":"…","authority_id":"shop","user_id":"alice","amount":"5","reason":"…","created_on":"…","expires":"…","state":"active","idempotency_key":"h-1"}}
-//	{"end":{"entries":1,"items":1,"used_items":1,"total":"10","limits":1,"holds":1,"held":"5"}}
+//	{"change":{"kind":"entry","at":"…","authority_id":"shop","ref":"…"}}
+//	{"end":{"entries":1,"items":1,"used_items":1,"total":"10","limits":1,"holds":1,"held":"5","changes":1}}
 //
 // An entry's hold_id (on a capture's entry) is from version 5; the
-// marker's held sums the amounts of the active holds.
+// marker's held sums the amounts of the active holds. From version 6 the
+// change feed follows the holds, one line per change in feed order,
+// without its cursor (a ledger importing it gives its own).
 // An entry's currency, metadata, transfer_id, reverses, reversed_by and
 // its item's revoked are from version 4, which the marker's total sums
 // over every currency.
@@ -43,7 +47,7 @@ import (
 // ledger.
 const (
 	exportFormat  = "walletledger-export"
-	exportVersion = 5
+	exportVersion = 6
 )
 
 // exportUseVersion is the first version whose items carry their use;
@@ -53,6 +57,7 @@ const (
 	exportUseVersion    = 3
 	exportWalletVersion = 4
 	exportHoldVersion   = 5
+	exportChangeVersion = 6
 )
 
 type exportHeader struct {
@@ -93,6 +98,21 @@ type holdLine struct {
 	Hold *exportHold `json:"hold"`
 }
 
+// exportChange is a change, on a line of its own after the holds (from
+// version 6).
+type exportChange struct {
+	Kind        ChangeKind    `json:"kind"`
+	At          time.Time     `json:"at"`
+	AuthorityID string        `json:"authority_id"`
+	Ref         string        `json:"ref,omitempty"`
+	Limits      *exportLimits `json:"limits,omitempty"`
+}
+
+// changeLine is a line holding a change.
+type changeLine struct {
+	Change *exportChange `json:"change"`
+}
+
 // exportLimits is a wallet's limits, on a line of its own after the
 // entries (from version 4).
 type exportLimits struct {
@@ -126,6 +146,8 @@ type exportEnd struct {
 	// From version 5: the holds, and the sum of the active ones.
 	Holds int64           `json:"holds,omitempty"`
 	Held  decimal.Decimal `json:"held,omitzero"`
+	// From version 6: the changes.
+	Changes int64 `json:"changes,omitempty"`
 }
 
 func (e *exportEnd) countHold(h *Hold) {
@@ -159,6 +181,7 @@ type importLine struct {
 	exportTrailer
 	Limits *exportLimits `json:"limits"`
 	Hold   *exportHold   `json:"hold"`
+	Change *exportChange `json:"change"`
 }
 
 // limitsLine is a line of limits.
@@ -169,13 +192,14 @@ type limitsLine struct {
 // exportBuffer is how much Export buffers between it and its writer.
 const exportBuffer = 64 << 10
 
-// Export writes the whole ledger to w in the export format, version 5:
+// Export writes the whole ledger to w in the export format, version 6:
 // a header line; every entry in creation order with its ID, CreatedOn,
 // idempotency key, currency, metadata, transfer and reversal links, item
 // and its use (used state, UsedOn, UsedBy and the use's idempotency key,
 // revoked), its capture's hold, and the balances recorded on it; every
 // wallet's limits, with who set them when; every hold, in every state,
-// with its idempotency key; then an end marker that counts the entries, the items and the used
+// with its idempotency key; the change feed, in order; then an end
+// marker that counts the entries, the items and the used
 // items and sums the amounts, so that [Import] can tell a whole stream
 // from one cut short. It reads one consistent snapshot and streams it,
 // holding one entry at a time in memory. [Import] reads the result into
@@ -244,6 +268,19 @@ func (l *Ledger) Export(ctx context.Context, w io.Writer) error {
 				return writeErr
 			}
 			end.countHold(&h.Hold)
+		}
+		for c, err := range tx.Changes(ctx, "") {
+			if err != nil {
+				return err
+			}
+			line := &exportChange{Kind: c.Kind, At: c.At, AuthorityID: c.AuthorityID, Ref: c.Ref}
+			if c.Limits != nil {
+				line.Limits = &exportLimits{UserID: c.Limits.UserID, Currency: c.Limits.Currency, Floor: c.Limits.Floor, Cap: c.Limits.Cap}
+			}
+			if !encode(changeLine{Change: line}) {
+				return writeErr
+			}
+			end.Changes++
 		}
 		// Ended by ctx, the scan may have stopped early: such a stream
 		// must not get the marker that makes it read as whole.
@@ -340,6 +377,7 @@ func Import(ctx context.Context, l *Ledger, r io.Reader) error {
 		}
 		return err
 	}
+	l.feed.notify() // the imported changes are there for followers
 	return l.verifyHeld(context.WithoutCancel(ctx))
 }
 
@@ -400,6 +438,12 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 			return ErrNotEmpty
 		}
 		for _, err := range tx.Holds(ctx, HoldScan{AnyCurrency: true}) {
+			if err != nil {
+				return err
+			}
+			return ErrNotEmpty
+		}
+		for _, err := range tx.Changes(ctx, "") {
 			if err != nil {
 				return err
 			}
@@ -478,10 +522,11 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 	var batch []Record
 	var limits []StoredLimits
 	var holds []HoldRecord
+	var changes []ChangeRecord
 	batchBytes := 0
 	touched := map[TotalKey]Total{} // the totals as of the batch's last entry
 	flush := func() error {
-		if store == nil || len(batch) == 0 && len(limits) == 0 && len(holds) == 0 && len(touched) == 0 {
+		if store == nil || len(batch) == 0 && len(limits) == 0 && len(holds) == 0 && len(touched) == 0 && len(changes) == 0 {
 			return nil
 		}
 		err := store.Update(ctx, func(tx Tx) error {
@@ -500,6 +545,11 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 					return err
 				}
 			}
+			for _, c := range changes {
+				if err := tx.AppendChange(ctx, c); err != nil {
+					return err
+				}
+			}
 			for k, t := range touched {
 				if err := tx.SetTotal(ctx, k, t); err != nil {
 					return err
@@ -513,7 +563,8 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		clear(batch)
 		clear(limits)
 		clear(holds)
-		batch, limits, holds, batchBytes = batch[:0], limits[:0], holds[:0], 0
+		clear(changes)
+		batch, limits, holds, changes, batchBytes = batch[:0], limits[:0], holds[:0], changes[:0], 0
 		clear(touched)
 		return nil
 	}
@@ -524,6 +575,13 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 	held := map[walletKey]decimal.Decimal{} // the active holds' sums
 	captures := map[string]string{}         // hold ID -> the entry naming it
 	holdKeys := map[idemKey]string{}        // (authority, key) -> hold ID
+	// From version 6 the stream carries its changes, checked against
+	// its records; before, the changes of its past are made once the
+	// records are written.
+	withFeed := h.Version >= exportChangeVersion
+	feed := newFeedCheck()
+	history := newPast()
+	changesSeen := false
 
 	var last string
 	keys := map[idemKey]string{} // (authority, idempotency key) -> entry ID
@@ -559,6 +617,37 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 			ended = true
 			break
 		}
+		if line.Change != nil {
+			if !withFeed {
+				return lineErr("a change in a version %d stream", h.Version)
+			}
+			if err := decode(&changeLine{}); err != nil {
+				return err // other fields beside the change
+			}
+			c, err := l.checkImportedChange(line.Change)
+			if err != nil {
+				return lineErr("%v", err)
+			}
+			if p := feed.change(c); p != "" {
+				return lineErr("%s", p)
+			}
+			changesSeen = true
+			seen.Changes++
+			if store == nil {
+				continue
+			}
+			if n := len(batch) + len(limits) + len(holds) + len(changes); n >= importBatch {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			changes = append(changes, c)
+			batchBytes += EntryOverheadBytes + len(c.AuthorityID) + len(c.Ref)
+			continue
+		}
+		if changesSeen {
+			return lineErr("a record after the changes")
+		}
 		if line.Hold != nil {
 			if h.Version < exportHoldVersion {
 				return lineErr("a hold in a version %d stream", h.Version)
@@ -589,6 +678,8 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 			}
 			lastHold, holdsSeen = hr.ID, true
 			seen.countHold(&hr.Hold)
+			feed.hold(&hr.Hold)
+			history.hold(&hr.Hold)
 			if store == nil {
 				continue
 			}
@@ -623,6 +714,8 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 			}
 			lastWallet, limitsSeen = k, true
 			seen.Limits++
+			feed.limit(sl)
+			history.limit(sl)
 			if store == nil {
 				continue
 			}
@@ -676,6 +769,11 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		// an exponent no store need hold never reaches one.
 		rec.Balance, rec.AuthorityBalance = user, pair
 		seen.count(&rec)
+		if withFeed {
+			feed.entry(&rec)
+		} else if store != nil {
+			history.use(&rec)
+		}
 		last = rec.ID
 		if store == nil {
 			continue
@@ -706,6 +804,11 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 	for _, id := range slices.Sorted(maps.Keys(captures)) {
 		return fmt.Errorf("ledger: import: entry %s captures hold %s, which the stream does not hold captured by it: %w", captures[id], id, ErrInvalid)
 	}
+	if withFeed {
+		if ps := feed.finish(); len(ps) > 0 {
+			return fmt.Errorf("ledger: import: the stream's changes disagree with its records: %s: %w", strings.Join(ps[:min(len(ps), 10)], "; "), ErrInvalid)
+		}
+	}
 	if err := flush(); err != nil {
 		return err
 	}
@@ -729,6 +832,11 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 	if err := flush(); err != nil {
 		return err
 	}
+	if store != nil && !withFeed {
+		if err := l.importPast(ctx, store, history); err != nil {
+			return err
+		}
+	}
 	if store != nil && last != "" {
 		l.commits.ids.observe(last) // the importer is the leader
 	}
@@ -749,6 +857,8 @@ func (e *exportEnd) check(m *exportEnd) error {
 		return fmt.Errorf("the end marker counts %d limits, the stream holds %d", m.Limits, e.Limits)
 	case m.Holds != e.Holds:
 		return fmt.Errorf("the end marker counts %d holds, the stream holds %d", m.Holds, e.Holds)
+	case m.Changes != e.Changes:
+		return fmt.Errorf("the end marker counts %d changes, the stream holds %d", m.Changes, e.Changes)
 	case !m.Held.Equal(e.Held):
 		return fmt.Errorf("the end marker's held is %s, but the active holds sum to %s", brief(m.Held), brief(e.Held))
 	case !m.Total.Equal(e.Total):
@@ -925,4 +1035,104 @@ func (l *Ledger) checkImportedHold(e *exportHold, last string, captures map[stri
 		},
 		IdempotencyKey: nh.IdempotencyKey,
 	}, nil
+}
+
+// checkImportedChange validates an exported change and turns it into a
+// record; feedCheck then checks it against the stream's records.
+func (l *Ledger) checkImportedChange(e *exportChange) (ChangeRecord, error) {
+	c := ChangeRecord{Kind: e.Kind, At: e.At.UTC(), AuthorityID: e.AuthorityID, Ref: e.Ref}
+	if !e.Kind.valid() {
+		return c, fmt.Errorf("change of unknown kind %q", truncated(string(e.Kind)))
+	}
+	untimedUse := e.Kind == ChangeItemUsed && e.At.IsZero() && e.AuthorityID == ""
+	if !untimedUse {
+		if e.At.IsZero() || !time.Unix(0, unixNano(e.At)).Equal(e.At) {
+			return c, fmt.Errorf("%s change at %v, outside the years 1970 to 2262", e.Kind, e.At)
+		}
+		if err := l.checkID("AuthorityID", e.AuthorityID); err != nil {
+			return c, fmt.Errorf("%s change: %w", e.Kind, err)
+		}
+	}
+	if untimedUse {
+		c.At = time.Time{}
+	}
+	if e.Kind == ChangeLimits {
+		if e.Ref != "" || e.Limits == nil || e.Limits.SetBy != "" || !e.Limits.SetOn.IsZero() {
+			return c, errors.New("a limits change holds its limits (user_id, currency, floor, cap) and no ref")
+		}
+		lim, err := l.checkLimits(WalletLimits{UserID: e.Limits.UserID, Currency: e.Limits.Currency, Floor: e.Limits.Floor, Cap: e.Limits.Cap})
+		if err != nil {
+			return c, fmt.Errorf("limits change: %w", err)
+		}
+		c.Limits = &lim
+		return c, nil
+	}
+	if e.Limits != nil {
+		return c, fmt.Errorf("a %s change with limits", e.Kind)
+	}
+	if _, _, ok := ParseEntryID(e.Ref); !ok {
+		return c, fmt.Errorf("%s change: malformed ref %q", e.Kind, truncated(e.Ref))
+	}
+	return c, nil
+}
+
+// importPast writes the changes of the past of an imported stream that
+// carried none (version 5 and before), once its records are written: it
+// reads the entries back in ID order and merges them with the uses,
+// limits and holds (see past).
+func (l *Ledger) importPast(ctx context.Context, store Store, history *past) error {
+	var out []ChangeRecord
+	write := func() error {
+		if len(out) == 0 {
+			return nil
+		}
+		err := store.Update(ctx, func(tx Tx) error {
+			for _, c := range out {
+				if err := tx.AppendChange(ctx, c); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return storeErr("import: write the changes of the past", err)
+		}
+		clear(out)
+		out = out[:0]
+		return nil
+	}
+	start := ""
+	for {
+		var page []Record
+		err := store.View(ctx, func(tx ReadTx) error {
+			page = page[:0]
+			for r, err := range tx.Entries(ctx, Scan{Start: start}) {
+				if err != nil {
+					return err
+				}
+				page = append(page, r)
+				if len(page) == importBatch {
+					break
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return storeErr("import: read entries back", err)
+		}
+		for i := range page {
+			out = history.entry(&page[i], out)
+			if len(out) >= importBatch {
+				if err := write(); err != nil {
+					return err
+				}
+			}
+		}
+		if len(page) < importBatch {
+			break
+		}
+		start = page[len(page)-1].ID + "\x00"
+	}
+	out = history.rest(out)
+	return write()
 }

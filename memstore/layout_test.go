@@ -17,6 +17,7 @@ func TestRecordSizes(t *testing.T) {
 		{"recMore", unsafe.Sizeof(recMore{}), 64},
 		{"item", unsafe.Sizeof(item{}), 48},
 		{"use", unsafe.Sizeof(use{}), 32},
+		{"change", unsafe.Sizeof(change{}), 24},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s: got %d bytes, want %d", tc.name, tc.got, tc.want)

@@ -53,6 +53,21 @@
 // authority, apart from entries' keys. A scan or an expiry walk seeks by
 // binary search, and seeks again past each hold it yields, so that the
 // caller may place or close holds as it walks.
+//
+// The change feed is an append-only log in chunks. A change's cursor is
+// its sequence number (its position plus one) as 16 lowercase hex
+// digits, so cursors sort bytewise in append order; it is not stored,
+// and it never changes, since one writer appends at a time and a
+// rollback removes only its own changes, the last ones. A change is 24
+// bytes in chunks without pointers (the time as Unix nanoseconds, the
+// authority interned, the ref as an entry ID's two numbers) and one byte
+// beside them for its kind and flags: 25 bytes, which is what the entry
+// change the ledger appends for each entry adds to the entry's cost
+// (BenchmarkMemoryPerChange). Limits, for limits changes only, are kept
+// in a list the change points into by number; the kind, ref and time of
+// a change in which one of them does not pack (none the ledger makes)
+// are kept in a map by position. Changes seeks by binary search over the positions'
+// cursors, which takes any string, and walks.
 package memstore
 
 import (
@@ -96,6 +111,8 @@ type Store struct {
 	limits         limitTable
 
 	holds holdTable
+
+	changes changeLog
 }
 
 var _ ledger.Store = (*Store)(nil)
@@ -223,7 +240,7 @@ func (s *Store) Close() error {
 	s.slab, s.byKey, s.names, s.wallets, s.all, s.items = slab{}, nil, interner{}, walletTable{}, index{}, index{}
 	s.byUser, s.byAuth, s.byPair, s.entryHolds = nil, nil, nil, nil
 	s.totals, s.userCurrencies, s.limits = nil, nil, limitTable{}
-	s.holds = holdTable{}
+	s.holds, s.changes = holdTable{}, changeLog{}
 	return nil
 }
 
@@ -471,6 +488,7 @@ const (
 	undoLimits                     // restore a wallet's limits
 	undoInsertHold                 // remove hold
 	undoCloseHold                  // reopen hold as close says it was
+	undoChange                     // remove the last change
 )
 
 // undo is one logged write.
@@ -510,6 +528,8 @@ func (t *tx) rollback() {
 			s.uninsertHold(u.hold)
 		case undoCloseHold:
 			s.uncloseHold(u)
+		case undoChange:
+			s.unappendChange()
 		}
 	}
 }

@@ -26,6 +26,13 @@ func BenchmarkLedger(b *testing.B) {
 // heap it grew by, divided by the n entries fill stores.
 func reportHeapPerEntry(b *testing.B, n int, fill func(s *memstore.Store) io.Closer) {
 	b.Helper()
+	reportHeapPer(b, n, "B/entry", fill)
+}
+
+// reportHeapPer runs fill on a new store each round and reports the heap
+// it grew by, divided by the n things fill stores, as unit.
+func reportHeapPer(b *testing.B, n int, unit string, fill func(s *memstore.Store) io.Closer) {
+	b.Helper()
 	for b.Loop() {
 		s := memstore.New()
 		var before, after runtime.MemStats
@@ -34,7 +41,7 @@ func reportHeapPerEntry(b *testing.B, n int, fill func(s *memstore.Store) io.Clo
 		owner := fill(s)
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "B/entry")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), unit)
 		runtime.KeepAlive(owner)
 		_ = owner.Close()
 	}

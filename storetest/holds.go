@@ -152,6 +152,14 @@ func testHoldReserves(t *testing.T, ns NewStore) {
 	require.Len(t, bs, 1)
 	requireDecimal(t, "-20", bs[0].Available)
 	requireVerified(t, l)
+	// Once its only hold closes, the wallet's total holds nothing, and
+	// still verifies.
+	hs, err := l.Holds(ctx, ledger.HoldQuery{UserIDs: []string{"cat"}})
+	require.NoError(t, err)
+	_, err = l.Release(ctx, "shop", hs[0].ID)
+	require.NoError(t, err)
+	requireWallet(t, l, "cat", "", "0", "0")
+	requireVerified(t, l)
 }
 
 func testHeldValueUnspendable(t *testing.T, ns NewStore) {

@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Limits", func(t *testing.T) { runLimits(t, newStore) })
 	t.Run("Wallets", func(t *testing.T) { runWallets(t, newStore) })
 	t.Run("Holds", func(t *testing.T) { runHolds(t, newStore) })
+	t.Run("Changes", func(t *testing.T) { runChanges(t, newStore) })
 }
 
 // newStore makes a store that is closed when the test ends.
