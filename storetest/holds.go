@@ -743,7 +743,7 @@ func testHoldExportImport(t *testing.T, ns NewStore) {
 
 	var buf strings.Builder
 	require.NoError(t, l.Export(ctx, &buf))
-	require.Contains(t, buf.String(), `"version":5`)
+	require.Contains(t, buf.String(), `"version":6`)
 	l2, _ := newLedger(t, ns, ledger.WithClock(clk.Now), ledger.WithHoldSweep(0))
 	require.NoError(t, ledger.Import(ctx, l2, strings.NewReader(buf.String())))
 	for _, w := range []struct{ user, cur string }{{"ann", ""}, {"bob", "gems"}, {"cat", ""}} {
