@@ -51,15 +51,15 @@ func TestExportHolds(t *testing.T) {
 	out := export(t, src)
 	lines := strings.SplitAfter(out, "\n")
 	lines = lines[:len(lines)-1]
-	require.Equal(t, `{"format":"walletledger-export","version":5}`+"\n", lines[0])
-	require.Len(t, lines, 1+3+1+4+1, "a header, 3 entries, a limits line, 4 holds, an end marker")
+	require.Equal(t, `{"format":"walletledger-export","version":6}`+"\n", lines[0])
+	require.Len(t, lines, 1+3+1+4+9+1, "a header, 3 entries, a limits line, 4 holds, 9 changes, an end marker")
 	require.Contains(t, lines[3], `"hold_id":"`, "the capture's entry names its hold")
 	for i, state := range []string{"active", "captured", "released", "active"} {
 		require.Regexp(t, `^\{"hold":\{"hold_id":"[0-9a-f]{24}",.*"state":"`+state+`"`, lines[5+i])
 	}
 	require.Contains(t, lines[5], `"idempotency_key":"o1"`)
 	require.Contains(t, lines[5], `"expires":"2026-06-01T01:00:00.000000005Z"`)
-	require.Contains(t, lines[9], `"holds":4,"held":"15"`)
+	require.Contains(t, lines[len(lines)-1], `"holds":4,"held":"15","changes":9`)
 
 	// At the source's instant: its first hold has not expired yet.
 	dst := newLedger(t, ledger.WithClock(func() time.Time { return time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC) }), ledger.WithHoldSweep(0))
@@ -83,7 +83,7 @@ func TestExportHolds(t *testing.T) {
 	id := regexp.MustCompile(`"hold_id":"([0-9a-f]{24})"`)
 	activeID := id.FindStringSubmatch(hold(0))[1]
 	for _, tc := range []struct{ name, stream, want string }{
-		{"a hold in a version 4 stream", strings.Replace(out, `"version":5`, `"version":4`, 1), "line 4: entry"},
+		{"a hold in a version 4 stream", strings.Replace(out, `"version":6`, `"version":4`, 1), "line 4: entry"},
 		{"holds before the limits", holdsOnly[:len(holdsOnly)-len(lines[4])] + hold(0) + lines[4] + strings.Join(lines[6:], ""), "line 6: limits or an entry after the holds"},
 		{"holds out of order", holdsOnly + hold(1) + hold(0) + strings.Join(lines[7:], ""), "does not sort after"},
 		{"an unknown state", with(0, `"state":"active"`, `"state":"frozen"`), "line 6"},
@@ -120,5 +120,5 @@ func TestImportVersion4(t *testing.T) {
 	require.NoError(t, ledger.Import(ctx, l, strings.NewReader(string(v4))))
 	require.NoError(t, l.Verify(ctx))
 	want := strings.Replace(string(v4), `{"format":"walletledger-export","version":4}`, `{"format":"walletledger-export","version":5}`, 1)
-	require.Equal(t, want, export(t, l))
+	require.Equal(t, want, exportV5(t, l))
 }

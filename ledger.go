@@ -30,7 +30,10 @@
 // one is refused with [ErrCapExceeded] above its cap); reaching exactly
 // zero is allowed, and a user with no entries has total zero.
 // [Ledger.Transfer] moves value between users, and [Ledger.Reverse]
-// takes an entry back. The funds check
+// takes an entry back. [Ledger.Hold] reserves value, to be captured
+// ([Ledger.Capture]), released ([Ledger.Release]) or left to expire: a
+// wallet's Available is its total less what its holds reserve, and no
+// spend can use held value. The funds check
 // and the write are one atomic step, so no number of concurrent writers
 // can overdraw a wallet, and of two racing [Ledger.UseItem] calls on one
 // item exactly one wins.

@@ -524,9 +524,11 @@ type verifier struct {
 	reversedBy, reverses map[string]string
 	// captures maps a hold ID to the entry that names it as HoldID.
 	captures map[string]string
-	// held sums the active holds per wallet.
-	held map[walletKey]decimal.Decimal
-	feed *feedCheck
+	// held sums the active holds per wallet; holders are the wallets
+	// with a hold in any state.
+	held    map[walletKey]decimal.Decimal
+	holders map[walletKey]bool
+	feed    *feedCheck
 }
 
 func (v *verifier) report(format string, args ...any) {
@@ -539,7 +541,7 @@ func (v *verifier) report(format string, args ...any) {
 
 func (v *verifier) run(ctx context.Context, tx ReadTx) error {
 	v.reversedBy, v.reverses = map[string]string{}, map[string]string{}
-	v.captures, v.held = map[string]string{}, map[walletKey]decimal.Decimal{}
+	v.captures, v.held, v.holders = map[string]string{}, map[walletKey]decimal.Decimal{}, map[walletKey]bool{}
 	v.feed = newFeedCheck()
 	sums := totalSums{} // recomputed from the entries
 	var prev string
@@ -675,7 +677,8 @@ func (v *verifier) totals(ctx context.Context, tx ReadTx, g TotalGroup, sums tot
 		seen[row.UserID] = true
 		held, holds := decimal.Decimal{}, false
 		if g.AuthorityID == "" {
-			held, holds = v.held[walletKey{row.UserID, g.Currency}]
+			k := walletKey{row.UserID, g.Currency}
+			held, holds = v.held[k], v.holders[k]
 		}
 		if !held.Equal(row.Held) {
 			v.report("user %q: stored %s holds %s, but the active holds sum to %s", row.UserID, who, row.Held, held)
@@ -683,7 +686,8 @@ func (v *verifier) totals(ctx context.Context, tx ReadTx, g TotalGroup, sums tot
 		sum, ok := sums[TotalKey{g.AuthorityID, row.UserID, g.Currency}]
 		switch {
 		case !ok && holds && row.Value.IsZero() && row.LastEntryID == "":
-			// A total stored for its holds alone.
+			// A total stored for the wallet's holds alone (held, or
+			// holding nothing once they closed).
 		case !ok:
 			v.report("user %q: stored %s %s, but no entries", row.UserID, who, row.Value)
 		case !sum.Value.Equal(row.Value):
@@ -734,6 +738,7 @@ func (v *verifier) holds(ctx context.Context, tx ReadTx) error {
 			v.report("hold %s: amount %s is not positive", h.ID, h.Amount)
 		}
 		v.feed.hold(&h.Hold)
+		v.holders[walletKey{h.UserID, h.Currency}] = true
 		switch h.State {
 		case HoldActive:
 			k := walletKey{h.UserID, h.Currency}

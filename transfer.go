@@ -105,7 +105,16 @@ type exportChange struct {
 	At          time.Time     `json:"at"`
 	AuthorityID string        `json:"authority_id"`
 	Ref         string        `json:"ref,omitempty"`
-	Limits      *exportLimits `json:"limits,omitempty"`
+	Limits      *changeLimits `json:"limits,omitempty"`
+}
+
+// changeLimits are the limits a limits change set (who and when are the
+// change's).
+type changeLimits struct {
+	UserID   string           `json:"user_id"`
+	Currency string           `json:"currency,omitempty"`
+	Floor    decimal.Decimal  `json:"floor"`
+	Cap      *decimal.Decimal `json:"cap,omitempty"`
 }
 
 // changeLine is a line holding a change.
@@ -275,7 +284,7 @@ func (l *Ledger) Export(ctx context.Context, w io.Writer) error {
 			}
 			line := &exportChange{Kind: c.Kind, At: c.At, AuthorityID: c.AuthorityID, Ref: c.Ref}
 			if c.Limits != nil {
-				line.Limits = &exportLimits{UserID: c.Limits.UserID, Currency: c.Limits.Currency, Floor: c.Limits.Floor, Cap: c.Limits.Cap}
+				line.Limits = &changeLimits{UserID: c.Limits.UserID, Currency: c.Limits.Currency, Floor: c.Limits.Floor, Cap: c.Limits.Cap}
 			}
 			if !encode(changeLine{Change: line}) {
 				return writeErr
@@ -1057,7 +1066,7 @@ func (l *Ledger) checkImportedChange(e *exportChange) (ChangeRecord, error) {
 		c.At = time.Time{}
 	}
 	if e.Kind == ChangeLimits {
-		if e.Ref != "" || e.Limits == nil || e.Limits.SetBy != "" || !e.Limits.SetOn.IsZero() {
+		if e.Ref != "" || e.Limits == nil {
 			return c, errors.New("a limits change holds its limits (user_id, currency, floor, cap) and no ref")
 		}
 		lim, err := l.checkLimits(WalletLimits{UserID: e.Limits.UserID, Currency: e.Limits.Currency, Floor: e.Limits.Floor, Cap: e.Limits.Cap})

@@ -35,7 +35,7 @@ func TestImportRefusesTruncatedExport(t *testing.T) {
 	ctx := context.Background()
 	src := newLedger(t)
 	fill(t, src, 40)
-	out := export(t, src)
+	out := exportV5(t, src)
 	require.NoError(t, ledger.Import(ctx, newLedger(t), strings.NewReader(out)), "the whole stream imports")
 
 	lines := strings.SplitAfter(out, "\n")
@@ -72,7 +72,7 @@ func TestImportRefusesTruncatedExport(t *testing.T) {
 		{"end marker without counts", strings.Join(lines[:41], "") + `{"end":{}}` + "\n", "line 42: the end marker counts 0 entries, the stream holds 40"},
 		{"end marker in a version 1 stream", strings.Replace(withoutUses(out), `"version":5`, `"version":1`, 1), "line 42: an end marker in a version 1 stream"},
 		{"a use in a version 2 stream", strings.Replace(out, `"version":5`, `"version":2`, 1), "line 2: entry " + lines[1][7:31] + ": an item use in a version 2 stream"},
-		{"a newer version", strings.Replace(out, `"version":5`, `"version":6`, 1), "line 1: not a walletledger export this library reads (format \"walletledger-export\" version 6)"},
+		{"a newer version", strings.Replace(out, `"version":5`, `"version":7`, 1), "line 1: not a walletledger export this library reads (format \"walletledger-export\" version 7)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Contains(t, refuse(t, tc.stream).Error(), tc.want)
@@ -93,7 +93,7 @@ func TestImportVersion1(t *testing.T) {
 	require.NoError(t, l.Verify(ctx))
 
 	old := strings.SplitAfter(string(v1), "\n")
-	got := strings.SplitAfter(export(t, l), "\n")
+	got := strings.SplitAfter(exportV5(t, l), "\n")
 	require.Len(t, old, 62, "a header, 60 entries, and the empty string after the last newline")
 	require.Len(t, got, 63, "a header, 60 entries, an end marker, and the empty string")
 	require.Equal(t, `{"format":"walletledger-export","version":1}`+"\n", old[0])
@@ -194,7 +194,7 @@ func TestExportUses(t *testing.T) {
 	require.NoError(t, err)
 	_, err = l.UseItem(ctx, "shop", bare.ID)
 	require.NoError(t, err)
-	out := export(t, l)
+	out := exportV5(t, l)
 	lines := strings.SplitAfter(out, "\n")
 	require.Contains(t, lines[1], `"item":{"name":"keyed","used":true,"used_on":"2026-07-08T09:10:11.123456789Z","used_by":"arcade","use_idempotency_key":"use-1"}`)
 	require.Contains(t, lines[2], `"item":{"name":"bare","used":true,"used_on":"2026-07-08T09:10:11.123456789Z","used_by":"shop"}`)
@@ -238,7 +238,7 @@ func TestImportVersion2(t *testing.T) {
 	ctx := context.Background()
 	src := newLedger(t)
 	fill(t, src, 40)
-	v2 := strings.Replace(withoutUses(export(t, src)), `"version":5`, `"version":2`, 1)
+	v2 := strings.Replace(withoutUses(exportV5(t, src)), `"version":5`, `"version":2`, 1)
 	require.Contains(t, v2, `"version":2`)
 	require.NotContains(t, v2, "used_on")
 	l := newLedger(t)
@@ -251,7 +251,7 @@ func TestImportVersion2(t *testing.T) {
 		require.True(t, it.Item.UsedOn.IsZero())
 		require.Empty(t, it.Item.UsedBy)
 	}
-	require.Equal(t, strings.Replace(v2, `"version":2`, `"version":5`, 1), export(t, l))
+	require.Equal(t, strings.Replace(v2, `"version":2`, `"version":5`, 1), exportV5(t, l))
 }
 
 func mustCreate(t *testing.T, l *ledger.Ledger, it *ledger.Item) ledger.Entry {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,29 @@ func fill(t *testing.T, l *ledger.Ledger, n int) {
 	}
 }
 
+// exportV5 returns l's export as version 5 wrote it: without the change
+// feed's lines and the end marker's count of them, which is what most
+// format tests edit. (Import gives such a stream the changes of its
+// past.)
+func exportV5(t *testing.T, l *ledger.Ledger) string {
+	t.Helper()
+	return asV5(export(t, l))
+}
+
+var changesCount = regexp.MustCompile(`,"changes":\d+`)
+
+// asV5 turns a version 6 stream into version 5.
+func asV5(out string) string {
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(out, "\n") {
+		if !strings.HasPrefix(line, `{"change":`) {
+			b.WriteString(line)
+		}
+	}
+	s := strings.Replace(b.String(), `{"format":"walletledger-export","version":6}`, `{"format":"walletledger-export","version":5}`, 1)
+	return changesCount.ReplaceAllString(s, "")
+}
+
 func export(t *testing.T, l *ledger.Ledger) string {
 	t.Helper()
 	var buf bytes.Buffer
@@ -63,13 +87,13 @@ func TestExportImportRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	src := newLedger(t)
 	fill(t, src, 2500) // more than one import batch
-	out := export(t, src)
+	out := exportV5(t, src)
 	require.Equal(t, 2502, strings.Count(out, "\n"), "a header, one line per entry, an end marker")
 
 	// Through a plain reader, so Import has to spool it.
 	dst := newLedger(t)
 	require.NoError(t, ledger.Import(ctx, dst, io.MultiReader(strings.NewReader(out))))
-	require.Equal(t, out, export(t, dst), "the round trip preserves every field")
+	require.Equal(t, out, exportV5(t, dst), "the round trip preserves every field")
 	require.Equal(t, wallets(t, src, ledger.WalletQuery{}), wallets(t, dst, ledger.WalletQuery{}))
 	require.Equal(t, wallets(t, src, ledger.WalletQuery{AuthorityIDs: []string{"auth-1"}}), wallets(t, dst, ledger.WalletQuery{AuthorityIDs: []string{"auth-1"}}))
 
@@ -97,7 +121,7 @@ func TestImportRefusals(t *testing.T) {
 	ctx := context.Background()
 	src := newLedger(t)
 	fill(t, src, 1200)
-	good := strings.SplitAfter(export(t, src), "\n")
+	good := strings.SplitAfter(exportV5(t, src), "\n")
 	good = good[:len(good)-1] // drop the empty string after the last newline
 	edit := func(line int, from, to string) string {
 		lines := append([]string(nil), good...)

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -392,6 +393,10 @@ func testVerify(t *testing.T, ns NewStore) {
 		if err := tx.InsertEntry(ctx, bad); err != nil {
 			return err
 		}
+		// With its change, so that only its balance is wrong.
+		if err := tx.AppendChange(ctx, ledger.ChangeRecord{Kind: ledger.ChangeEntry, At: bad.CreatedOn, AuthorityID: "bank", Ref: bad.ID}); err != nil {
+			return err
+		}
 		if err := tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "", UserID: "zed"}, ledger.Total{Value: dec("3"), LastEntryID: bad.ID}); err != nil {
 			return err
 		}
@@ -401,4 +406,29 @@ func testVerify(t *testing.T, ns NewStore) {
 	require.ErrorAs(t, err, &ve)
 	require.Len(t, ve.Problems, 3, "%v", ve.Problems) // the ghost and stray totals are still there
 	require.Contains(t, ve.Problems[0], "Balance 4")
+
+	// An entry written without its change, a change naming no record,
+	// and limits whose change is gone: the feed disagrees.
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+		now := time.Now().UnixNano() + 1000
+		quiet := ledger.Record{Entry: ledger.Entry{
+			ID: id(now, 0), AuthorityID: "bank", UserID: "zed", CreatedOn: time.Unix(0, now).UTC(),
+			Amount: dec("0"), Reason: "r", Balance: dec("3"),
+		}, AuthorityBalance: dec("3")}
+		if err := tx.InsertEntry(ctx, quiet); err != nil {
+			return err
+		}
+		if err := tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "", UserID: "zed"}, ledger.Total{Value: dec("3"), LastEntryID: quiet.ID}); err != nil {
+			return err
+		}
+		if err := tx.SetTotal(ctx, ledger.TotalKey{AuthorityID: "bank", UserID: "zed"}, ledger.Total{Value: dec("3"), LastEntryID: quiet.ID}); err != nil {
+			return err
+		}
+		return tx.AppendChange(ctx, ledger.ChangeRecord{Kind: ledger.ChangeEntry, At: quiet.CreatedOn, AuthorityID: "bank", Ref: id(now+1, 0)})
+	}))
+	err = l.Verify(ctx)
+	require.ErrorAs(t, err, &ve)
+	require.Len(t, ve.Problems, 5, "%v", ve.Problems)
+	require.Contains(t, strings.Join(ve.Problems, "\n"), "which does not exist")
+	require.Contains(t, strings.Join(ve.Problems, "\n"), "1 entries have no entry change")
 }

@@ -152,6 +152,14 @@ func testHoldReserves(t *testing.T, ns NewStore) {
 	require.Len(t, bs, 1)
 	requireDecimal(t, "-20", bs[0].Available)
 	requireVerified(t, l)
+	// Once its only hold closes, the wallet's total holds nothing, and
+	// still verifies.
+	hs, err := l.Holds(ctx, ledger.HoldQuery{UserIDs: []string{"cat"}})
+	require.NoError(t, err)
+	_, err = l.Release(ctx, "shop", hs[0].ID)
+	require.NoError(t, err)
+	requireWallet(t, l, "cat", "", "0", "0")
+	requireVerified(t, l)
 }
 
 func testHeldValueUnspendable(t *testing.T, ns NewStore) {
@@ -735,7 +743,7 @@ func testHoldExportImport(t *testing.T, ns NewStore) {
 
 	var buf strings.Builder
 	require.NoError(t, l.Export(ctx, &buf))
-	require.Contains(t, buf.String(), `"version":5`)
+	require.Contains(t, buf.String(), `"version":6`)
 	l2, _ := newLedger(t, ns, ledger.WithClock(clk.Now), ledger.WithHoldSweep(0))
 	require.NoError(t, ledger.Import(ctx, l2, strings.NewReader(buf.String())))
 	for _, w := range []struct{ user, cur string }{{"ann", ""}, {"bob", "gems"}, {"cat", ""}} {

@@ -18,37 +18,60 @@ import (
 
 // runProperty drives random operations through a ledger over the store
 // and a plain model side by side, checking every answer against the model
-// and, after every step, that every wallet's total, balance and limits
-// are the model's, that every accepted write respected the limits in
-// force when it was made, and that Verify agrees.
+// and, after every step, that every wallet's total, held amount, balance
+// and limits are the model's, that no spend or hold took a wallet's
+// Available below the floor in force when it was made, that every
+// currency's holds are the model's as they stand now, and that Verify
+// agrees.
 //
-// The model follows the rules of the issue that brought currencies,
-// limits, transfers and reversals (issue 11), not the ledger's code: it
-// computes every answer from its own list of entries. One rapid check
-// makes one store, so a store that is slow to create (pgstore makes a
-// schema) pays for it 100 times (rapid's default -rapid.checks), as it
-// always has; the model adds operations, not checks.
+// The model follows the rules of the issues that brought currencies,
+// limits, transfers and reversals (issue 11) and holds (issue 12), not
+// the ledger's code: it computes every answer from its own lists of
+// entries and holds. It owns the ledger's clock, which moves only when
+// the model moves it (a small drawn step before each operation, and the
+// advance operation), so that it knows at every call which holds are
+// due. Each check draws whether the ledger sweeps expiries in the
+// background (every millisecond of real time) or never: the answers
+// must be the same. One rapid check makes one store, so a store that is
+// slow to create (pgstore makes a schema) pays for it 100 times (rapid's
+// default -rapid.checks), as it always has; the model adds operations,
+// not checks.
 func runProperty(t *testing.T, ns NewStore) {
 	rapid.Check(t, func(rt *rapid.T) {
 		s := ns(t)
-		clk := newClock()
-		clk.step = time.Millisecond
-		l, err := ledger.New(s, ledger.WithClock(clk.Now))
+		clk := newManualClock()
+		sweep := time.Duration(0)
+		if rapid.Bool().Draw(rt, "sweep") {
+			sweep = time.Millisecond
+		}
+		l, err := ledger.New(s, ledger.WithClock(clk.Now), ledger.WithHoldSweep(sweep))
 		if err != nil {
 			_ = s.Close()
 			rt.Fatalf("New: %v", err)
 		}
 		defer l.Close()
-		m := &model{l: l, keys: map[[2]string]int{}, limits: map[wallet]ledger.WalletLimits{}}
+		m := &model{l: l, clk: clk, now: clk.Now(), keys: map[[2]string]int{}, limits: map[wallet]ledger.WalletLimits{},
+			availAtLimits: map[wallet]decimal.Decimal{}, holdKeys: map[[2]string]int{}}
+		// Each operation but advance first moves the clock a little.
+		step := func(op func(*rapid.T)) func(*rapid.T) {
+			return func(rt *rapid.T) {
+				m.tick(rt)
+				op(rt)
+			}
+		}
 		rt.Repeat(map[string]func(*rapid.T){
-			"create":   m.create,
-			"batch":    m.batch,
-			"use":      m.use,
-			"limits":   m.setLimits,
-			"transfer": m.transfer,
-			"reverse":  m.reverse,
-			"retry":    m.retry,
-			"query":    m.query,
+			"create":   step(m.create),
+			"batch":    step(m.batch),
+			"use":      step(m.use),
+			"limits":   step(m.setLimits),
+			"transfer": step(m.transfer),
+			"reverse":  step(m.reverse),
+			"retry":    step(m.retry),
+			"query":    step(m.query),
+			"hold":     step(m.hold),
+			"capture":  step(m.capture),
+			"release":  step(m.release),
+			"advance":  m.advance,
 			"":         m.check,
 		})
 	})
@@ -78,15 +101,27 @@ type mEntry struct {
 	// limits are its wallet's limits when it was written: the ledger had
 	// to respect them.
 	limits ledger.WalletLimits
+	// held is what its wallet's holds held when it was written: a spend
+	// could not use it.
+	held decimal.Decimal
 }
 
-// model is the plain-Go model: the list of entries, the idempotency keys
-// and each wallet's limits.
+// model is the plain-Go model: the clock, the list of entries, the list
+// of holds, the idempotency keys of each and each wallet's limits.
 type model struct {
-	l       *ledger.Ledger
+	l   *ledger.Ledger
+	clk *manualClock
+	// now is the ledger clock's reading until the model moves it.
+	now     time.Time
 	entries []mEntry
 	keys    map[[2]string]int // (authority, key) -> index in entries
 	limits  map[wallet]ledger.WalletLimits
+	// availAtLimits is each wallet's Available when its limits were last
+	// set: a raised floor may leave a wallet below it, and then only
+	// what is not a spend can move it.
+	availAtLimits map[wallet]decimal.Decimal
+	holds         []mHold
+	holdKeys      map[[2]string]int // (authority, key) -> index in holds
 }
 
 func (m *model) ctx() context.Context { return context.Background() }
@@ -167,6 +202,7 @@ const (
 	itemRevoked
 	forbidden
 	alreadyReversed
+	holdClosed
 )
 
 // sentinels are the ledger's errors, by the outcome that must give each;
@@ -182,6 +218,7 @@ var sentinels = map[outcome]error{
 	itemRevoked:     ledger.ErrItemRevoked,
 	forbidden:       ledger.ErrForbidden,
 	alreadyReversed: ledger.ErrAlreadyReversed,
+	holdClosed:      ledger.ErrHoldClosed,
 }
 
 // requireRefused fails unless err matches the sentinel of want and no
@@ -199,13 +236,14 @@ func requireRefused(rt *rapid.T, want outcome, err error, format string, args ..
 }
 
 // limitsOutcome says whether the wallet's limits let an entry of amount
-// take it from sum to sum+amount: a spend may not leave it below the
-// floor, a deposit above the cap, and a write that moves it toward its
-// limits is never refused for them.
-func limitsOutcome(lim ledger.WalletLimits, sum, amount decimal.Decimal) outcome {
+// take it from sum to sum+amount while its holds hold held: a spend may
+// not leave its Available (the total less held) below the floor, a
+// deposit may not leave its total above the cap, and a write that moves
+// it toward its limits is never refused for them.
+func limitsOutcome(lim ledger.WalletLimits, sum, held, amount decimal.Decimal) outcome {
 	after := sum.Add(amount)
 	switch {
-	case amount.IsNegative() && after.LessThan(lim.Floor):
+	case amount.IsNegative() && after.Sub(held).LessThan(lim.Floor):
 		return noFunds
 	case amount.IsPositive() && lim.Cap != nil && after.GreaterThan(*lim.Cap):
 		return capExceeded
@@ -214,15 +252,16 @@ func limitsOutcome(lim ledger.WalletLimits, sum, amount decimal.Decimal) outcome
 }
 
 // requireLimitsError checks the details of a refusal for limits: the
-// wallet, its total before, the amount and the limit.
-func requireLimitsError(rt *rapid.T, want outcome, err error, lim ledger.WalletLimits, sum, amount decimal.Decimal) {
-	requireRefused(rt, want, err, "write of %s to %s/%q (total %s)", amount, lim.UserID, lim.Currency, sum)
+// wallet, its total before, what it held, the amount and the limit.
+func requireLimitsError(rt *rapid.T, want outcome, err error, lim ledger.WalletLimits, sum, held, amount decimal.Decimal) {
+	requireRefused(rt, want, err, "write of %s to %s/%q (total %s, held %s)", amount, lim.UserID, lim.Currency, sum, held)
 	switch want {
 	case noFunds:
 		var nef *ledger.NotEnoughFundsError
 		if !errors.As(err, &nef) || nef.UserID != lim.UserID || nef.Currency != lim.Currency ||
-			!nef.Balance.Equal(sum) || !nef.Amount.Equal(amount) || !nef.Floor.Equal(lim.Floor) {
-			rt.Fatalf("overdraft of %s/%q: got %#v, want balance %s, amount %s, floor %s", lim.UserID, lim.Currency, err, sum, amount, lim.Floor)
+			!nef.Balance.Equal(sum) || !nef.Held.Equal(held) || !nef.Amount.Equal(amount) || !nef.Floor.Equal(lim.Floor) {
+			rt.Fatalf("overdraft of %s/%q: got %#v, want balance %s, held %s, amount %s, floor %s",
+				lim.UserID, lim.Currency, err, sum, held, amount, lim.Floor)
 		}
 	case capExceeded:
 		var ce *ledger.CapExceededError
@@ -241,9 +280,11 @@ func samePayload(e mEntry, ne ledger.NewEntry) bool {
 }
 
 // predict says what the ledger must do with ne after entries, whose
-// idempotency keys are keys; for a replay it also returns the index of the
-// original among entries. An entry's key that wrote a transfer conflicts.
-func predict(entries []mEntry, keys map[[2]string]int, limits map[wallet]ledger.WalletLimits, ne ledger.NewEntry) (outcome, int) {
+// idempotency keys are keys, while held says what each wallet's holds
+// hold; for a replay it also returns the index of the original among
+// entries. An entry's key that wrote a transfer conflicts.
+func predict(entries []mEntry, keys map[[2]string]int, limits map[wallet]ledger.WalletLimits, held func(wallet) decimal.Decimal,
+	ne ledger.NewEntry) (outcome, int) {
 	if ne.IdempotencyKey != "" {
 		if i, ok := keys[[2]string{ne.AuthorityID, ne.IdempotencyKey}]; ok {
 			if e := entries[i]; e.TransferID == "" && samePayload(e, ne) {
@@ -254,7 +295,7 @@ func predict(entries []mEntry, keys map[[2]string]int, limits map[wallet]ledger.
 	}
 	w := wallet{ne.UserID, ne.Currency}
 	sum, _ := total(entries, w.user, w.currency, nil, time.Time{})
-	return limitsOutcome(limitsOf(limits, w), sum, ne.Amount), 0
+	return limitsOutcome(limitsOf(limits, w), sum, held(w), ne.Amount), 0
 }
 
 // links are what the ledger must set on a written entry besides its
@@ -262,13 +303,14 @@ func predict(entries []mEntry, keys map[[2]string]int, limits map[wallet]ledger.
 type links struct {
 	transferID string
 	reverses   string
+	holdID     string
 	// anyMetadata leaves the entry's Metadata to the ledger (a reversal's:
 	// the issue does not say what it carries).
 	anyMetadata bool
 }
 
-// checkWritten checks an entry the ledger wrote for ne and adds it to the
-// model.
+// checkWritten checks an entry the ledger wrote for ne, at the model's
+// clock, and adds it to the model.
 func (m *model) checkWritten(rt *rapid.T, ne ledger.NewEntry, ln links, e ledger.Entry) {
 	if n := len(m.entries); n > 0 && e.ID <= m.entries[n-1].ID {
 		rt.Fatalf("entry ID %s does not sort after %s", e.ID, m.entries[n-1].ID)
@@ -277,10 +319,11 @@ func (m *model) checkWritten(rt *rapid.T, ne ledger.NewEntry, ln links, e ledger
 	want := m.sum(w).Add(ne.Amount)
 	if e.UserID != ne.UserID || e.AuthorityID != ne.AuthorityID || !e.Amount.Equal(ne.Amount) || e.Reason != ne.Reason ||
 		e.Currency != ne.Currency || !ln.anyMetadata && !maps.Equal(e.Metadata, ne.Metadata) ||
-		e.TransferID != ln.transferID || e.Reverses != ln.reverses || e.ReversedBy != "" ||
+		e.TransferID != ln.transferID || e.Reverses != ln.reverses || e.HoldID != ln.holdID || e.ReversedBy != "" ||
+		!e.CreatedOn.Equal(m.now) ||
 		!e.Balance.Equal(want) || (e.Item == nil) != (ne.Item == nil) ||
 		e.Item != nil && (e.Item.Name != ne.Item.Name || e.Item.Used || e.Item.Revoked || !bytes.Equal(e.Item.Data, ne.Item.Data)) {
-		rt.Fatalf("wrote %+v for %+v %+v (want balance %s)", e, ne, ln, want)
+		rt.Fatalf("wrote %+v for %+v %+v (want balance %s, created on %s)", e, ne, ln, want, m.now)
 	}
 	if ne.IdempotencyKey != "" {
 		m.keys[[2]string{ne.AuthorityID, ne.IdempotencyKey}] = len(m.entries)
@@ -292,7 +335,7 @@ func (m *model) checkWritten(rt *rapid.T, ne ledger.NewEntry, ln links, e ledger
 	}
 	e.Metadata = maps.Clone(e.Metadata)
 	e.Item = cloneItem(e.Item)
-	m.entries = append(m.entries, mEntry{Entry: e, key: ne.IdempotencyKey, limits: lim})
+	m.entries = append(m.entries, mEntry{Entry: e, key: ne.IdempotencyKey, limits: lim, held: m.held(w)})
 }
 
 // requireCurrent fails unless e, returned for a replay, is the model's
@@ -307,11 +350,15 @@ func (m *model) requireCurrent(rt *rapid.T, what string, e ledger.Entry, i int) 
 }
 
 func (m *model) create(rt *rapid.T) {
-	m.createEntry(rt, drawNewEntry(rt))
+	ne := drawNewEntry(rt)
+	if w, ok := m.drawHeldWallet(rt); ok {
+		ne.UserID, ne.Currency, ne.Amount = w.user, w.currency, m.drawNearRoom(rt, w).Neg()
+	}
+	m.createEntry(rt, ne)
 }
 
 func (m *model) createEntry(rt *rapid.T, ne ledger.NewEntry) {
-	want, orig := predict(m.entries, m.keys, m.limits, ne)
+	want, orig := predict(m.entries, m.keys, m.limits, m.held, ne)
 	e, err := m.l.CreateEntry(m.ctx(), ne)
 	switch want {
 	case written:
@@ -328,7 +375,7 @@ func (m *model) createEntry(rt *rapid.T, ne ledger.NewEntry) {
 		requireRefused(rt, conflict, err, "conflicting retry %+v of %+v", ne, m.entries[orig].Entry)
 	default:
 		w := wallet{ne.UserID, ne.Currency}
-		requireLimitsError(rt, want, err, limitsOf(m.limits, w), m.sum(w), ne.Amount)
+		requireLimitsError(rt, want, err, limitsOf(m.limits, w), m.sum(w), m.held(w), ne.Amount)
 	}
 }
 
@@ -349,7 +396,7 @@ func (m *model) batch(rt *rapid.T) {
 	outcomes, origs := make([]outcome, n), make([]int, n)
 	failAt := -1
 	for i, ne := range batch {
-		outcomes[i], origs[i] = predict(scratch, keys, m.limits, ne)
+		outcomes[i], origs[i] = predict(scratch, keys, m.limits, m.held, ne)
 		if outcomes[i] != written && outcomes[i] != replayed {
 			failAt = i
 			break
@@ -368,7 +415,14 @@ func (m *model) batch(rt *rapid.T) {
 		if !errors.As(err, &ee) || ee.Index != failAt {
 			rt.Fatalf("batch failing at %d: got %v", failAt, err)
 		}
-		requireRefused(rt, outcomes[failAt], err, "batch entry %d", failAt)
+		ne := batch[failAt]
+		switch w := (wallet{ne.UserID, ne.Currency}); outcomes[failAt] {
+		case noFunds, capExceeded:
+			sum, _ := total(scratch, w.user, w.currency, nil, time.Time{})
+			requireLimitsError(rt, outcomes[failAt], err, limitsOf(m.limits, w), sum, m.held(w), ne.Amount)
+		default:
+			requireRefused(rt, outcomes[failAt], err, "batch entry %d", failAt)
+		}
 		return
 	}
 	if err != nil || len(es) != n {
@@ -412,12 +466,18 @@ func drawSubset(rt *rapid.T, from []string, label string) []string {
 	return rapid.SliceOfDistinct(rapid.SampledFrom(from), rapid.ID[string]).Filter(func(s []string) bool { return len(s) <= 3 }).Draw(rt, label)
 }
 
-// wantWallets computes WalletQuery's answer from the model.
+// wantWallets computes WalletQuery's answer from the model. A wallet in
+// which a hold was placed has a total from then on, of its entries (0
+// if none); totals as of an instant or by authority count entries
+// alone.
 func (m *model) wantWallets(q ledger.WalletQuery) []string {
 	users := q.UserIDs
 	if len(users) == 0 {
 		for _, e := range m.entries {
 			users = append(users, e.UserID)
+		}
+		for _, h := range m.holds {
+			users = append(users, h.UserID)
 		}
 	}
 	users = slices.Compact(slices.Sorted(slices.Values(users)))
@@ -427,7 +487,7 @@ func (m *model) wantWallets(q ledger.WalletQuery) []string {
 			continue
 		}
 		sum, counted := total(m.entries, u, q.Currency, q.AuthorityIDs, q.AsOf)
-		if counted || len(q.UserIDs) > 0 {
+		if counted || len(q.UserIDs) > 0 || q.AsOf.IsZero() && len(q.AuthorityIDs) == 0 && m.hasHold(wallet{u, q.Currency}) {
 			out = append(out, u+"="+sum.String())
 		}
 	}
@@ -454,7 +514,7 @@ func (m *model) compareWallets(rt *rapid.T, q ledger.WalletQuery) {
 // query asks one of the queries, so that rapid, which draws actions
 // evenly, spends most steps on writes.
 func (m *model) query(rt *rapid.T) {
-	rapid.SampledFrom([]func(*rapid.T){m.wallets, m.asOf, m.inventory, m.history}).Draw(rt, "query")(rt)
+	rapid.SampledFrom([]func(*rapid.T){m.wallets, m.asOf, m.inventory, m.history, m.holdsQuery}).Draw(rt, "query")(rt)
 }
 
 func (m *model) wallets(rt *rapid.T) {
@@ -585,7 +645,7 @@ func requireModelEntry(rt *rapid.T, what string, got, want ledger.Entry) {
 		!got.Amount.Equal(want.Amount) || !got.Balance.Equal(want.Balance) || !got.CreatedOn.Equal(want.CreatedOn) ||
 		got.Reason != want.Reason || !maps.Equal(got.Metadata, want.Metadata) ||
 		got.TransferID != want.TransferID || got.Reverses != want.Reverses || got.ReversedBy != want.ReversedBy ||
-		(got.Item == nil) != (want.Item == nil) ||
+		got.HoldID != want.HoldID || (got.Item == nil) != (want.Item == nil) ||
 		got.Item != nil && (got.Item.Name != want.Item.Name || !bytes.Equal(got.Item.Data, want.Item.Data) ||
 			got.Item.Used != want.Item.Used || got.Item.Revoked != want.Item.Revoked) {
 		rt.Fatalf("%s: got %+v, want %+v", what, got, want)
@@ -594,7 +654,8 @@ func requireModelEntry(rt *rapid.T, what string, got, want ledger.Entry) {
 
 // check holds after every step: every entry as the model has it, each
 // within the limits in force when it was written; every wallet's total,
-// balance and limits; totals by authority; Verify.
+// held amount, balance and limits, and its Available not pushed below
+// its floor; totals by authority; every hold as it stands now; Verify.
 func (m *model) check(rt *rapid.T) {
 	es, err := m.l.Entries(m.ctx(), ledger.EntryQuery{})
 	if err != nil {
@@ -605,14 +666,17 @@ func (m *model) check(rt *rapid.T) {
 	}
 	for i, e := range es {
 		requireModelEntry(rt, fmt.Sprintf("entry %d", i), e, m.entries[i].Entry)
-		lim := m.entries[i].limits
-		if e.Amount.IsNegative() && e.Balance.LessThan(lim.Floor) ||
+		// A capture spends what its hold reserved: it cannot fail for
+		// funds, and is not bound by a floor raised since.
+		lim, held := m.entries[i].limits, m.entries[i].held
+		if e.Amount.IsNegative() && e.HoldID == "" && e.Balance.Sub(held).LessThan(lim.Floor) ||
 			e.Amount.IsPositive() && lim.Cap != nil && e.Balance.GreaterThan(*lim.Cap) {
-			rt.Fatalf("entry %s of %s took wallet %s/%q to %s, past its limits then (floor %s, cap %v)",
-				e.ID, e.Amount, e.UserID, e.Currency, e.Balance, lim.Floor, lim.Cap)
+			rt.Fatalf("entry %s of %s took wallet %s/%q to %s with %s held, past its limits then (floor %s, cap %v)",
+				e.ID, e.Amount, e.UserID, e.Currency, e.Balance, held, lim.Floor, lim.Cap)
 		}
 	}
 	m.checkBalances(rt)
+	m.checkHolds(rt)
 	for _, c := range pCurrencies {
 		m.compareWallets(rt, ledger.WalletQuery{Currency: c})
 		m.compareWallets(rt, ledger.WalletQuery{Currency: c, AuthorityIDs: pAuths[:1]})

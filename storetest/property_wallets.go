@@ -26,7 +26,7 @@ func (m *model) setLimits(rt *rapid.T) {
 	w := wallet{rapid.SampledFrom(pUsers).Draw(rt, "user"), rapid.SampledFrom(pCurrencies).Draw(rt, "currency")}
 	sum := m.sum(w)
 	lim := ledger.WalletLimits{UserID: w.user, Currency: w.currency}
-	switch rapid.IntRange(0, 6).Draw(rt, "floor") {
+	switch rapid.IntRange(0, 7).Draw(rt, "floor") {
 	case 2:
 		lim.Floor = cents(-1000)
 	case 3:
@@ -37,6 +37,8 @@ func (m *model) setLimits(rt *rapid.T) {
 		lim.Floor = decimal.Min(decimal.Zero, sum.Add(cents(1)))
 	case 6:
 		lim.Floor = cents(100)
+	case 7: // above Available, if that is negative: a raised floor
+		lim.Floor = decimal.Min(decimal.Zero, sum.Sub(m.held(w)).Add(cents(1)))
 	}
 	switch rapid.IntRange(0, 6).Draw(rt, "cap") {
 	case 2:
@@ -59,6 +61,7 @@ func (m *model) setLimits(rt *rapid.T) {
 		rt.Fatalf("SetLimits(%+v): %v", lim, err)
 	}
 	m.limits[w] = lim
+	m.availAtLimits[w] = sum.Sub(m.held(w))
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -74,13 +77,14 @@ func (m *model) partner(rt *rapid.T, i int) int {
 	return -1
 }
 
-// drawTransfer draws a transfer, mostly from a user who has funds in its
-// currency, sometimes an invalid one (to oneself, a non-positive amount).
+// drawTransfer draws a transfer, mostly from a user who has funds
+// available in its currency, sometimes an invalid one (to oneself, a
+// non-positive amount).
 func (m *model) drawTransfer(rt *rapid.T) ledger.NewTransfer {
 	currency := rapid.SampledFrom(pCurrencies).Draw(rt, "currency")
 	var funded []string
 	for _, u := range pUsers {
-		if m.sum(wallet{u, currency}).IsPositive() {
+		if w := (wallet{u, currency}); m.sum(w).Sub(m.held(w)).IsPositive() {
 			funded = append(funded, u)
 		}
 	}
@@ -95,6 +99,12 @@ func (m *model) drawTransfer(rt *rapid.T) ledger.NewTransfer {
 		to = rapid.SampledFrom(slices.DeleteFunc(slices.Clone(pUsers), func(u string) bool { return u == from })).Draw(rt, "to")
 	}
 	amount := cents(rapid.IntRange(1, 3000).Draw(rt, "cents"))
+	if w, ok := m.drawHeldWallet(rt); ok {
+		from, currency, amount = w.user, w.currency, m.drawNearRoom(rt, w)
+		if to == from {
+			to = pUsers[(slices.Index(pUsers, from)+1)%len(pUsers)]
+		}
+	}
 	if rapid.IntRange(0, 9).Draw(rt, "nonPositive") == 0 {
 		amount = cents(-rapid.IntRange(0, 100).Draw(rt, "minusCents"))
 	}
@@ -138,10 +148,10 @@ func (m *model) predictTransfer(rt *rapid.T, nt ledger.NewTransfer) (outcome, in
 		}
 	}
 	from, to := wallet{nt.FromUserID, nt.Currency}, wallet{nt.ToUserID, nt.Currency}
-	if o := limitsOutcome(limitsOf(m.limits, from), m.sum(from), nt.Amount.Neg()); o != written {
+	if o := limitsOutcome(limitsOf(m.limits, from), m.sum(from), m.held(from), nt.Amount.Neg()); o != written {
 		return o, 0
 	}
-	return limitsOutcome(limitsOf(m.limits, to), m.sum(to), nt.Amount), 0
+	return limitsOutcome(limitsOf(m.limits, to), m.sum(to), m.held(to), nt.Amount), 0
 }
 
 func (m *model) doTransfer(rt *rapid.T, nt ledger.NewTransfer) {
@@ -171,9 +181,9 @@ func (m *model) doTransfer(rt *rapid.T, nt ledger.NewTransfer) {
 		m.requireCurrent(rt, "retry of transfer, From", got.From, orig)
 		m.requireCurrent(rt, "retry of transfer, To", got.To, m.partner(rt, orig))
 	case noFunds:
-		requireLimitsError(rt, want, err, limitsOf(m.limits, from), m.sum(from), nt.Amount.Neg())
+		requireLimitsError(rt, want, err, limitsOf(m.limits, from), m.sum(from), m.held(from), nt.Amount.Neg())
 	case capExceeded:
-		requireLimitsError(rt, want, err, limitsOf(m.limits, to), m.sum(to), nt.Amount)
+		requireLimitsError(rt, want, err, limitsOf(m.limits, to), m.sum(to), m.held(to), nt.Amount)
 	default:
 		requireRefused(rt, want, err, "Transfer(%+v)", nt)
 	}
@@ -185,6 +195,7 @@ type reversalRefusal struct {
 	outcome outcome
 	lim     ledger.WalletLimits
 	sum     decimal.Decimal
+	held    decimal.Decimal
 	amount  decimal.Decimal
 }
 
@@ -220,9 +231,9 @@ func (m *model) predictReverse(rt *rapid.T, authority string, i int) (reversalRe
 		if _, ok := sums[w]; !ok {
 			sums[w] = m.sum(w)
 		}
-		lim := limitsOf(m.limits, w)
-		if out := limitsOutcome(lim, sums[w], e.Amount.Neg()); out != written {
-			return reversalRefusal{outcome: out, lim: lim, sum: sums[w], amount: e.Amount.Neg()}, nil
+		lim, held := limitsOf(m.limits, w), m.held(w)
+		if out := limitsOutcome(lim, sums[w], held, e.Amount.Neg()); out != written {
+			return reversalRefusal{outcome: out, lim: lim, sum: sums[w], held: held, amount: e.Amount.Neg()}, nil
 		}
 		sums[w] = sums[w].Add(e.Amount.Neg())
 	}
@@ -249,7 +260,7 @@ func (m *model) reverse(rt *rapid.T) {
 	switch want.outcome {
 	case written:
 	case noFunds, capExceeded:
-		requireLimitsError(rt, want.outcome, err, want.lim, want.sum, want.amount)
+		requireLimitsError(rt, want.outcome, err, want.lim, want.sum, want.held, want.amount)
 		return
 	default:
 		requireRefused(rt, want.outcome, err, "Reverse(%q, %s)", authority, id)
@@ -346,23 +357,37 @@ func (m *model) retry(rt *rapid.T) {
 }
 
 // checkBalances compares every wallet's Balance, and every user's
-// Balances, with the model: the total, nothing held, the limits set
-// last; Balances lists the currencies in which the user has an entry or
-// limits other than the default.
+// Balances, with the model: the total, what its active holds hold, the
+// limits set last; and it checks that the wallet's Available is not
+// below its floor, unless the floor was raised above it and no spend
+// since took it lower. Balances lists the currencies in which the user
+// has an entry, a hold or limits other than the default.
 func (m *model) checkBalances(rt *rapid.T) {
 	currencies := slices.Sorted(slices.Values(pCurrencies))
 	for _, u := range pUsers {
 		var want []ledger.Balance
 		for _, c := range currencies {
-			lim := limitsOf(m.limits, wallet{u, c})
+			w := wallet{u, c}
+			lim := limitsOf(m.limits, w)
 			sum, has := total(m.entries, u, c, nil, time.Time{})
-			b := ledger.Balance{UserID: u, Currency: c, Total: sum, Available: sum, Floor: lim.Floor, Cap: lim.Cap}
+			held := m.held(w)
+			b := ledger.Balance{UserID: u, Currency: c, Total: sum, Held: held, Available: sum.Sub(held), Floor: lim.Floor, Cap: lim.Cap}
 			got, err := m.l.Balance(m.ctx(), u, c)
 			if err != nil {
 				rt.Fatalf("Balance(%s, %q): %v", u, c, err)
 			}
 			requireSameBalance(rt, fmt.Sprintf("Balance(%s, %q)", u, c), got, b)
-			if has || !lim.Floor.IsZero() || lim.Cap != nil {
+			// Only SetLimits can leave a wallet below its floor (a
+			// raised floor); what follows is deposits and freed holds,
+			// which raise Available, and spends, which may not end
+			// below the floor. So Available is at least the lower of the
+			// floor and what it was when the limits were set (0 before
+			// any).
+			if least := decimal.Min(lim.Floor, m.availAtLimits[w]); got.Available.LessThan(least) {
+				rt.Fatalf("Balance(%s, %q): Available %s, below floor %s and %s, what it was when the limits were set",
+					u, c, got.Available, lim.Floor, m.availAtLimits[w])
+			}
+			if has || m.hasHold(w) || !lim.Floor.IsZero() || lim.Cap != nil {
 				want = append(want, b)
 			}
 		}
