@@ -10,7 +10,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -500,4 +503,68 @@ func TestChangesStalledClient(t *testing.T) {
 	// Read nothing.
 	env.awaitMetric(`walletd_http_requests_total{code="write_timeout",method="GET",route="/api/v1/changes"} 1`)
 	env.awaitMetric("walletd_change_streams 0")
+}
+
+// TestChangesSIGTERM: walletd serve, a process of its own on the
+// default Badger store, ends an open stream at once on SIGTERM and
+// exits 0 without waiting for it; after a restart on the same
+// directory, the stream resumes from the last event's cursor.
+func TestChangesSIGTERM(t *testing.T) {
+	data := t.TempDir()
+	cfg := createAuthorityCLI(t, data)
+	p := startWalletd(t, "-data", data)
+	c := loadSDKClient(t, cfg, p.baseURL())
+	require.Equal(t, http.StatusOK, c.createEntry("u", 5, "first", nil).status)
+	s := openStream(t, c, nil, "")
+	first := s.next()
+	assert.Equal(t, "entry", first.event)
+
+	start := time.Now()
+	require.Equal(t, 0, p.stop(syscall.SIGTERM))
+	evs, err := s.awaitEnd(5 * time.Second)
+	require.NoError(t, err, "the stream ends cleanly")
+	assert.Empty(t, evs)
+	assert.Less(t, time.Since(start), shutdownTimeout/4, "walletd waited for the stream")
+
+	p = startWalletd(t, "-data", data)
+	c = loadSDKClient(t, cfg, p.baseURL())
+	s = openStream(t, c, nil, first.id)
+	require.Equal(t, http.StatusOK, c.createEntry("u", 6, "second", nil).status)
+	ev := s.next()
+	assert.Greater(t, ev.id, first.id)
+	assert.Contains(t, ev.data, `"reason":"second"`, "the next event is the entry written after the restart")
+	s.close()
+	require.Equal(t, 0, p.stop(syscall.SIGTERM))
+}
+
+// TestPostgresChanges: a stream served by one walletd replica carries
+// the changes written through another, as the stream of the writing
+// replica does: the same events, cursors and all.
+func TestPostgresChanges(t *testing.T) {
+	url := os.Getenv("LEDGER_PG_URL")
+	if url == "" {
+		t.Skip("walletd: LEDGER_PG_URL not set; see README")
+	}
+	schema := tempSchema(t, url)
+	authDir := filepath.Join(t.TempDir(), "authorities")
+	code, cfg, stderr := runWalletd(t, authorityRequestJSON, "create-authority", "-authorities", authDir, "-")
+	require.Equal(t, 0, code, "stderr: %s", stderr)
+	a := startWalletd(t, "-data", url, "-pg-schema", schema, "-authorities", authDir)
+	b := startWalletd(t, "-data", url, "-pg-schema", schema, "-authorities", authDir)
+	viaA := loadSDKClient(t, []byte(cfg), a.baseURL())
+	viaB := loadSDKClient(t, []byte(cfg), b.baseURL())
+
+	onB := openStream(t, viaB, nil, "")
+	r := viaA.createEntry("alice", 0, "prize", map[string]any{"name": "ticket"})
+	require.Equal(t, http.StatusOK, r.status, "%s", r.raw)
+	require.Equal(t, http.StatusOK, viaA.useItem(r.body["entry"].(map[string]any)["entry_id"].(string)).status)
+	require.Equal(t, http.StatusOK, viaB.createEntry("alice", 3, "payday", nil).status)
+	got := onB.nextN(3)
+	onA := openStream(t, viaA, nil, "")
+	assert.Equal(t, onA.nextN(3), got)
+	assert.Equal(t, []string{"entry", "item_used", "entry"}, []string{got[0].event, got[1].event, got[2].event})
+	onA.close()
+	onB.close()
+	require.Equal(t, 0, a.stop(syscall.SIGTERM))
+	require.Equal(t, 0, b.stop(syscall.SIGTERM))
 }
