@@ -89,11 +89,13 @@
 //	q exp(expires) id            index: active holds that expire
 //	r lp(user) lp(currency) exp(expires) id
 //	                             index: the same, by wallet
+//	c seq                        a change, under its sequence number
 //
 // where ord(s) is s with each 0x00 written 0x00 0xFF, then 0x00 0x01, so
-// that keys sort by (user, currency) whatever the users' lengths, and
+// that keys sort by (user, currency) whatever the users' lengths,
 // exp(t) is t's Unix nanoseconds as 8 big-endian bytes with the sign bit
-// flipped, so that keys sort by (expires, ID).
+// flipped, so that keys sort by (expires, ID), and seq is 8 big-endian
+// bytes.
 //
 // An entry writes the same keys in every currency, as many as before
 // wallets had currencies: its currency selects which by-user key it
@@ -134,14 +136,33 @@
 // InsertHold writes those keys and CloseHold deletes them, so that the
 // holds due by an instant are a seek and a walk over just them.
 //
+// The change feed is one key per change, c seq, whose value names what
+// changed (kind, time, authority, the entry or hold ID, or the limits
+// set), not a copy of the record. A change's cursor is its sequence
+// number in 16 lowercase hex digits, so cursors sort as the keys do and
+// reading from a cursor is a seek. Numbers start at 1 and are taken in
+// commit order: an Update that appended changes numbers them and writes
+// their keys as it commits, under a mutex it holds until Badger's commit
+// has returned, so that a snapshot holding a change holds every change
+// with a lower number that will ever commit. Only Updates that append
+// changes take the mutex (the ledger's writes reach the store one group
+// commit at a time anyway), and waiting for it costs Views nothing. A
+// commit that fails skips its numbers: no later commit takes them. Open
+// takes up the numbering after the last change stored. A change is
+// committed with the transaction that wrote it, and so is as durable as
+// the records it names.
+//
 // Records are encoded with this package's own compact binary codec, led
 // by a version byte: decimals keep their exact coefficient and exponent,
 // item data is kept byte for byte, and times are kept as Unix
 // nanoseconds and come back in UTC. Holds have a codec of their own in
 // the same terms; a total is its value, its last entry ID and, only
-// when it is not zero, its held amount. On disk, records of 256 bytes or
-// more are kept in Badger's value log rather than its LSM tree (see
-// [WithValueLogGC]).
+// when it is not zero, its held amount. A change ends with a CRC-32C
+// of its key and value: it lives in the LSM tree, whose blocks are
+// checked only when a table is opened (see Corruption), so a change
+// that changed on disk, or is read under another change's key, is an
+// error when it is read. On disk, records of 256 bytes or more are kept
+// in Badger's value log rather than its LSM tree (see [WithValueLogGC]).
 //
 // # On-disk format
 //
@@ -158,19 +179,36 @@
 // and their by-user index keys are already the default currency's; only
 // the totals move, from t lp(authority) user to b lp(authority) lp("")
 // user. Open first marks the directory with the current format, with a
-// marker that a migration is in progress, then moves the totals in transactions of
-// 1,000, and clears the marker in the last. Each transaction moves its
+// marker that a migration is in progress, then moves the totals in
+// transactions of 1,000, and clears the marker in the last (since
+// format 5, in the last of the feed's, below). Each transaction moves its
 // totals whole, so a crash during the migration loses nothing, and the
 // next Open finds the marker and resumes. Format 4 (since holds) adds
 // record version 4, which keeps an entry's HoldID, the held amount in a
 // wallet's total (absent while zero) and the keys of holds; it needed no
 // rewrite, since no record, total or key of format 3 reads differently:
 // a format 3 directory is only marked format 4, and reads with every
-// HoldID "", every Held zero and no hold. A format 1 or 2 directory
-// moves its totals as above, then is format 4. Once opened by this
-// version, a directory no longer opens under a release that knows only
-// older formats (it fails with ErrFormat there), even before a
-// migration finished.
+// HoldID "", every Held zero and no hold. Format 5 (since the change
+// feed) adds the change keys. A directory of an older format has records
+// but no changes: Open synthesizes the feed's past from the records,
+// with the cursors before any new change's, a merge by time of every
+// entry (an entry change at its CreatedOn, by its authority), every used
+// item's use (at Item.UsedOn, by Item.UsedBy; a use recorded before uses
+// had times comes right after its entry, at the zero time), every stored
+// limits (at SetOn, by SetBy) and every hold (placed at its CreatedOn;
+// released or expired at its ClosedOn, both by the hold's authority,
+// which is all a hold records; a capture has no change besides its
+// entry's). Ties in time go entries, uses, limits, placings, closes, and
+// within a kind by ID (limits by user, then currency). Entries stream
+// from their records in ID order; the rest, far fewer, are sorted in
+// memory. The changes are written in transactions of 1,000 under the
+// migration marker, which the last clears; the order and so the numbers
+// depend only on the records, so the next Open after a crash resumes
+// after the last change written. A format 1 or 2 directory first moves
+// its totals as above; every older directory then synthesizes its feed
+// and is format 5. Once opened by this version, a directory no longer
+// opens under a release that knows only older formats (it fails with
+// ErrFormat there), even before a migration finished.
 package badgerstore
 
 import (
@@ -214,11 +252,14 @@ var (
 // every version from 1: version 2 records item uses (record version 2,
 // see encoding.go); version 3 wallets in several currencies (record
 // version 3, and the totals' keys, see migrate.go); version 4 holds
-// (record version 4, the held amount in totals, and the holds' keys). A
-// directory of an older version is marked version 4 when Open first
-// opens it, so that a release that knows only older versions refuses it
-// rather than fail on its first newer record or misread its totals.
-const formatVersion = 4
+// (record version 4, the held amount in totals, and the holds' keys);
+// version 5 the change feed (see changes.go), whose past Open
+// synthesizes from the records of an older directory. A directory of an
+// older version is marked version 5 when Open first opens it, so that a
+// release that knows only older versions refuses it rather than fail on
+// its first newer record, misread its totals or write changes the feed
+// lacks.
+const formatVersion = 5
 
 // totalsKeyedByCurrency is the first format whose totals are keyed by
 // currency: a directory of an older one moves its totals (see
@@ -271,6 +312,13 @@ type Store struct {
 	gcRound func()        // from config
 
 	conflicts atomic.Uint64 // commits retried after a conflict
+
+	// feedMu is held by an Update that appended changes from when it
+	// numbers them until its commit returns, so that changes are
+	// numbered in commit order; nextSeq is the next sequence number to
+	// take (see changes.go).
+	feedMu  sync.Mutex
+	nextSeq uint64
 
 	cache *totalsCache // nil when disabled
 }
@@ -347,6 +395,16 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		db.Close()
 		lock.release()
 		return nil, err
+	}
+	err = db.View(func(txn *badger.Txn) error {
+		last, err := lastSeq(txn)
+		s.nextSeq = last + 1
+		return err
+	})
+	if err != nil {
+		db.Close()
+		lock.release()
+		return nil, fmt.Errorf("badgerstore: open %q: find the last change: %w", name, err)
 	}
 	if cfg.gcInterval > 0 {
 		s.gcStop, s.gcDone = make(chan struct{}), make(chan struct{})
@@ -532,6 +590,15 @@ func (s *Store) update(ctx context.Context, fn func(ledger.Tx) error) (conflict 
 	t.finish()
 	if err != nil {
 		return false, err
+	}
+	if len(t.changes) > 0 {
+		// Before the cache's begin: waiting here must not keep Views
+		// from the cache.
+		s.feedMu.Lock()
+		defer s.feedMu.Unlock()
+		if err := s.numberChanges(t); err != nil {
+			return false, err
+		}
 	}
 	if len(t.wroteTotals) > 0 {
 		s.cache.begin()

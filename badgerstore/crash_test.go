@@ -28,7 +28,9 @@ const crashDirEnv = "BADGERSTORE_TEST_CRASH_DIR"
 // TestCrashChild is run by TestCrash in a child process that TestCrash
 // kills: it writes through a ledger on a durable store as fast as it can,
 // from a few goroutines, and after each acknowledged write prints
-// "entry <id>" or "used <id>" on a line of its own.
+// "entry <id>" or "used <id>" on a line of its own. A follower of the
+// change feed, from its start, prints "change <cursor> <kind> <entry
+// ID>" for each change it is handed.
 func TestCrashChild(t *testing.T) {
 	dir := os.Getenv(crashDirEnv)
 	if dir == "" {
@@ -67,6 +69,16 @@ func TestCrashChild(t *testing.T) {
 	amount := func(r *rand.Rand, max int) decimal.Decimal {
 		return decimal.New(int64(1+r.IntN(max*100)), -2)
 	}
+	go func() {
+		for c, err := range l.Changes(ctx, ledger.ChangeQuery{Follow: true}) {
+			check(err)
+			ref := "-"
+			if c.Entry != nil {
+				ref = c.Entry.ID
+			}
+			say("change %s %s %s", c.Cursor, c.Kind, ref)
+		}
+	}()
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Add(1)
@@ -136,8 +148,10 @@ func TestCrashChild(t *testing.T) {
 
 // crashRound runs TestCrashChild on dir and kills it once wait returns;
 // wait is given a channel closed when the child starts opening the
-// store. It adds what the child acknowledged to acked and used.
-func crashRound(t *testing.T, dir string, wait func(opening <-chan struct{}), acked, used map[string]bool) (entries int) {
+// store. It adds what the child acknowledged to acked and used, and
+// returns the changes its follower was handed, in order, as "<cursor>
+// <kind> <entry ID>".
+func crashRound(t *testing.T, dir string, wait func(opening <-chan struct{}), acked, used map[string]bool) (entries int, feed []string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
@@ -175,16 +189,21 @@ func crashRound(t *testing.T, dir string, wait func(opening <-chan struct{}), ac
 			entries++
 		case "used":
 			used[id] = true
+		case "change":
+			feed = append(feed, id)
 		default:
 			t.Fatalf("unexpected child output %q\n%s", line, stderr.String())
 		}
 	}
-	return entries
+	return entries, feed
 }
 
 // checkAfterCrash opens dir and checks that every acknowledged entry and
-// use is there, that the ledger is consistent and no wallet negative.
-func checkAfterCrash(t *testing.T, dir string, acked, used map[string]bool) {
+// use is there, that the ledger is consistent and no wallet negative,
+// and that the changes handed out before the kill (feed, from the start
+// of the feed) are still the feed's first ones, in order, with their
+// cursors: none lost, none moved, none appearing between them.
+func checkAfterCrash(t *testing.T, dir string, acked, used map[string]bool, feed []string) {
 	t.Helper()
 	ctx := context.Background()
 	s, err := badgerstore.Open(dir)
@@ -214,12 +233,21 @@ func checkAfterCrash(t *testing.T, dir string, acked, used map[string]bool) {
 	}
 	require.NoError(t, l.Verify(ctx))
 	requireNoNegativeWallet(t, l)
+	if len(feed) > 0 {
+		var got []string
+		for c, err := range l.Changes(ctx, ledger.ChangeQuery{Limit: len(feed)}) {
+			require.NoError(t, err)
+			got = append(got, fmt.Sprintf("%s %s %s", c.Cursor, c.Kind, c.Entry.ID))
+		}
+		require.Equal(t, feed, got, "the changes handed out before the kill, as they were")
+	}
 }
 
 // TestCrash kills a child writing to a durable store at random moments,
 // many times over the same directory, and checks after each kill that
-// every write the child saw acknowledged is there and that the ledger is
-// consistent. A SIGKILL ends the process, not the machine: the kernel's
+// every write the child saw acknowledged is there, that the ledger is
+// consistent, and that the changes the child's follower was handed are
+// still the first of the feed, in order, under the same cursors. A SIGKILL ends the process, not the machine: the kernel's
 // page cache survives it, so this test holds even with syncing off. That
 // a durable store syncs (and so survives a power cut) rests on
 // TestDefaults, which pins SyncWrites on, and on Badger's syncing of its
@@ -233,17 +261,20 @@ func TestCrash(t *testing.T) {
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
 	acked := map[string]bool{}
 	used := map[string]bool{}
+	changes := 0
 	start := time.Now()
 	for round := range rounds {
-		n := crashRound(t, dir, func(<-chan struct{}) {
+		n, feed := crashRound(t, dir, func(<-chan struct{}) {
 			time.Sleep(time.Duration(50+r.IntN(251)) * time.Millisecond) // the moment of the crash
 		}, acked, used)
-		if !t.Run(fmt.Sprint("after kill ", round), func(t *testing.T) { checkAfterCrash(t, dir, acked, used) }) {
+		if !t.Run(fmt.Sprint("after kill ", round), func(t *testing.T) { checkAfterCrash(t, dir, acked, used, feed) }) {
 			t.FailNow()
 		}
-		t.Logf("round %d: %d entries acknowledged before the kill, %d in all, %d uses", round, n, len(acked), len(used))
+		changes += len(feed)
+		t.Logf("round %d: %d entries acknowledged before the kill, %d in all, %d uses, %d changes followed", round, n, len(acked), len(used), len(feed))
 	}
 	require.NotEmpty(t, acked, "the children must have written something")
+	require.NotZero(t, changes, "and followed the feed")
 	t.Logf("%d rounds in %v", rounds, time.Since(start))
 }
 
@@ -259,7 +290,7 @@ func TestCrashDuringCreation(t *testing.T) {
 	for round := range rounds {
 		dir := t.TempDir()
 		acked, used := map[string]bool{}, map[string]bool{}
-		crashRound(t, dir, func(opening <-chan struct{}) {
+		_, feed := crashRound(t, dir, func(opening <-chan struct{}) {
 			select {
 			case <-opening:
 			case <-time.After(30 * time.Second):
@@ -268,7 +299,7 @@ func TestCrashDuringCreation(t *testing.T) {
 			// Creating a ledger takes 10 to 60ms here.
 			time.Sleep(time.Duration(r.IntN(25_000)) * time.Microsecond)
 		}, acked, used)
-		if !t.Run(fmt.Sprint("after kill ", round), func(t *testing.T) { checkAfterCrash(t, dir, acked, used) }) {
+		if !t.Run(fmt.Sprint("after kill ", round), func(t *testing.T) { checkAfterCrash(t, dir, acked, used, feed) }) {
 			t.FailNow()
 		}
 	}

@@ -53,3 +53,24 @@ func DecodeTotal(b []byte) (ledger.Total, error) { return decodeTotal(b) }
 func EncodeHold(h ledger.HoldRecord) ([]byte, error) { return encodeHold(&h) }
 
 func DecodeHold(b []byte) (ledger.HoldRecord, error) { return decodeHold(b) }
+
+// EncodeChange and DecodeChange expose the change codec: the value of
+// the change with sequence number seq, and its decoding.
+func EncodeChange(seq uint64, c ledger.ChangeRecord) ([]byte, error) {
+	b, err := encodeChange(&c)
+	if err != nil {
+		return nil, err
+	}
+	return sealChange(changeKey(seq), b), nil
+}
+
+func DecodeChange(seq uint64, v []byte) (ledger.ChangeRecord, error) {
+	return decodeChange(changeKey(seq), v)
+}
+
+// ChangeKey is the key of the change with sequence number seq, and
+// FirstSeqAfter the least sequence number whose cursor sorts after a
+// string.
+func ChangeKey(seq uint64) []byte { return changeKey(seq) }
+
+func FirstSeqAfter(after string) (uint64, bool) { return firstSeqAfter(after) }

@@ -26,14 +26,17 @@ const (
 	prefixHoldWallet   = 'y' // lp(user) lp(currency) id
 	prefixExpiry       = 'q' // expiry(expires) id: active holds that expire
 	prefixWalletExpiry = 'r' // lp(user) lp(currency) expiry(expires) id
+	// Format 5: the change feed.
+	prefixChange = 'c' // seq: a change, under its sequence number
 	// prefixOldTotal holds the totals of formats 1 and 2, lp(authority)
 	// user, which Open moves under prefixTotal (see migrate.go).
 	prefixOldTotal = 't'
 )
 
-// migrateKey is present while Open moves the totals of a directory of
-// format 1 or 2 to their keys of format 3 and later; its value is the
-// format the directory had (a uvarint).
+// migrateKey is present while Open upgrades a directory of an older
+// format (moves the totals of format 1 or 2 to their keys of format 3
+// and later, and synthesizes the feed's past); its value is the format
+// the directory had (a uvarint).
 var migrateKey = []byte{prefixMeta, 'm', 'i', 'g', 'r', 'a', 't', 'e'}
 
 // formatKey holds the on-disk format version, a uvarint.

@@ -39,6 +39,10 @@ type tx struct {
 	// or wrote, whether one is stored.
 	update  bool
 	wallets map[string]bool
+	// changes are the encodings of the changes an Update appended, in
+	// order, without their checksums: Update numbers and writes them as
+	// it commits.
+	changes [][]byte
 
 	mu      sync.Mutex
 	cursors map[*cursor]struct{}

@@ -116,7 +116,7 @@ func TestUpgradeFormat3(t *testing.T) {
 		return nil
 	}))
 	require.NoError(t, s.Close())
-	require.Equal(t, uint64(4), formatVersionOf(t, dir), "Open marked the directory with the new format")
+	require.Equal(t, uint64(badgerstore.FormatVersion), formatVersionOf(t, dir), "Open marked the directory with the new format")
 
 	l := newLedger(t, open(t, dir))
 	require.NoError(t, l.Verify(ctx))

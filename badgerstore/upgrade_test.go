@@ -206,12 +206,13 @@ func TestUpgradeFormat2(t *testing.T) {
 
 // TestUpgradeInterrupted stops the migration of the format 2 fixture
 // after a transaction, twice, as a crash would: the directory then
-// refuses an older release (format 3 is marked first), and each Open
-// resumes the migration until one finishes it, with every total and
-// entry as an uninterrupted migration leaves them.
+// refuses an older release (the new format is marked first), and each
+// Open resumes the migration until one finishes it, with every total,
+// entry and change as an uninterrupted migration leaves them.
 func TestUpgradeInterrupted(t *testing.T) {
-	ref := newLedger(t, open(t, untar(t, filepath.Join("testdata", "format2.tar.gz"))))
-	want := requireFormat2Data(t, ref)
+	refStore := open(t, untar(t, filepath.Join("testdata", "format2.tar.gz")))
+	wantFeed := readFeed(t, refStore, "")
+	want := requireFormat2Data(t, newLedger(t, refStore))
 
 	dir := untar(t, filepath.Join("testdata", "format2.tar.gz"))
 	crash := errors.New("crash")
@@ -223,7 +224,8 @@ func TestUpgradeInterrupted(t *testing.T) {
 	}
 	require.Equal(t, 2, batches)
 	s := open(t, dir, badgerstore.WithMigration(5, func() error { batches++; return nil }))
-	require.Equal(t, 4, batches, "16 totals in batches of 5, resumed where it stopped")
+	require.Equal(t, 8, batches, "16 totals in batches of 5, resumed where it stopped, then 18 changes in batches of 5")
+	require.Equal(t, wantFeed, readFeed(t, s, ""), "the feed's past as an uninterrupted upgrade writes it")
 	l := newLedger(t, s)
 	require.Equal(t, want, requireFormat2Data(t, l))
 	require.NoError(t, l.Close())
