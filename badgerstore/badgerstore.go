@@ -266,11 +266,22 @@ const formatVersion = 5
 // migrate.go).
 const totalsKeyedByCurrency = 3
 
+// memTableSize is Badger's MemTableSize for this store, which bounds a
+// transaction: at most 15% of it in bytes (12 MiB here), and in keys that
+// over Badger's 96-byte skiplist node (131,072 here). Badger's default,
+// 64 MiB, allows 104,857 keys: fewer than the 10,000-entry batch of
+// entries with items (the ledger's largest) writes, a user of its own
+// for every entry, at 11 keys an entry with the entry's change (12 in a
+// currency other than the default, with the wallet index). Each memtable
+// costs 1.3 times this in memory (its arena), and Badger keeps up to
+// NumMemtables (5) while flushes lag.
+const memTableSize = 80 << 20
+
 // valueThreshold is the size from which Badger keeps a value in its value
 // log rather than in the LSM tree. Badger's default, 1 MiB, keeps
 // everything in the tree, where a transaction may hold at most 15% of
-// MemTableSize (9.6 MiB): a 10,000-entry batch (the ledger's limit) then
-// fails once records carry about 500 bytes of item data. At 256 bytes,
+// MemTableSize (12 MiB): a 10,000-entry batch (the ledger's limit) then
+// fails once records carry several hundred bytes of item data. At 256 bytes,
 // entries without an item or with a small one stay in the tree, larger
 // records cost a transaction only a 12-byte pointer, and a batch of
 // 10,000 entries fits whatever their items' size, as long as user and
@@ -356,6 +367,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		bopts = badger.DefaultOptions("").WithInMemory(true)
 	}
 	bopts.SyncWrites = cfg.syncWrites
+	bopts.MemTableSize = memTableSize
 	// Corrupt data is an error (see the package doc). Badger checks
 	// neither by default.
 	bopts.VerifyValueChecksum = true

@@ -63,10 +63,10 @@ func (c *config) fail(err error) {
 // WithInMemory keeps the whole database in memory, for tests: nothing
 // reaches a disk and everything is lost on Close. [Open] must be given
 // the directory "". In memory every value counts in full against
-// Badger's transaction limit (15% of MemTableSize, 9.6 MiB by default),
-// so a 10,000-entry batch fits only if its items carry little data
-// (about 400 bytes each); on disk large records cost a transaction a
-// pointer only.
+// Badger's transaction limit (15% of MemTableSize, 12 MiB here), so a
+// 10,000-entry batch fits only if its items carry little data (about
+// 550 bytes each); on disk large records cost a transaction a pointer
+// only.
 func WithInMemory() Option {
 	return func(c *config) { c.inMemory = true }
 }
