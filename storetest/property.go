@@ -26,17 +26,18 @@ import (
 // changes (see checkFeed).
 //
 // The model follows the rules of the issues that brought currencies,
-// limits, transfers and reversals (issue 11) and holds (issue 12), not
-// the ledger's code: it computes every answer from its own lists of
-// entries and holds. It owns the ledger's clock, which moves only when
-// the model moves it (a small drawn step before each operation, and the
-// advance operation), so that it knows at every call which holds are
-// due. Each check draws whether the ledger sweeps expiries in the
-// background (every millisecond of real time) or never: the answers
-// must be the same. One rapid check makes one store, so a store that is
-// slow to create (pgstore makes a schema) pays for it 100 times (rapid's
-// default -rapid.checks), as it always has; the model adds operations,
-// not checks.
+// limits, transfers and reversals (issue 11), holds (issue 12) and the
+// change feed (issue 13), not the ledger's code: it computes every answer
+// from its own lists of entries, holds and changes. It owns the clock,
+// which moves only when the model moves it (a small drawn step before each
+// operation, and the advance operation), so that it knows at every call
+// which holds are due. Each check draws whether the ledger sweeps expiries
+// in the background (every millisecond of real time) or never: the answers
+// must be the same. Each also draws the page size in which the ledger
+// reads the feed: small, so that reads cross pages, or the default. One
+// rapid check makes one store, so a store that is slow to create (pgstore
+// makes a schema) pays for it 100 times (rapid's default -rapid.checks),
+// as it always has; the model adds operations, not checks.
 func runProperty(t *testing.T, ns NewStore) {
 	rapid.Check(t, func(rt *rapid.T) {
 		s := ns(t)
@@ -45,7 +46,9 @@ func runProperty(t *testing.T, ns NewStore) {
 		if rapid.Bool().Draw(rt, "sweep") {
 			sweep = time.Millisecond
 		}
-		l, err := ledger.New(s, ledger.WithClock(clk.Now), ledger.WithHoldSweep(sweep))
+		// A small page makes the feed's reads cross pages.
+		page := rapid.SampledFrom([]int{4, ledger.DefaultPageSize, ledger.DefaultPageSize}).Draw(rt, "pageSize")
+		l, err := ledger.New(s, ledger.WithClock(clk.Now), ledger.WithHoldSweep(sweep), ledger.WithPageSize(page))
 		if err != nil {
 			_ = s.Close()
 			rt.Fatalf("New: %v", err)
