@@ -127,8 +127,10 @@ const checksumLen = 4
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// encodeChange returns the encoding of c without its checksum, with room
-// for it: [sealChange] adds it once the change has its sequence number.
+// encodeChange returns the encoding of c, without its checksum, after
+// room for its key, and with room for the checksum: [sealChange] fills
+// in both once the change has its sequence number, so that key and value
+// share one allocation.
 func encodeChange(c *ledger.ChangeRecord) ([]byte, error) {
 	kind := 0
 	for i, k := range changeKinds {
@@ -161,7 +163,7 @@ func encodeChange(c *ledger.ChangeRecord) ([]byte, error) {
 			}
 		}
 	}
-	b := make([]byte, 0, 32+len(c.AuthorityID)+len(c.Ref))
+	b := make([]byte, changeKeyLen, changeKeyLen+32+len(c.AuthorityID)+len(c.Ref))
 	b = binary.AppendUvarint(append(b, changeVersion), flags)
 	b = append(b, byte(kind))
 	if !zero {
@@ -180,12 +182,16 @@ func encodeChange(c *ledger.ChangeRecord) ([]byte, error) {
 	return b, nil
 }
 
-// sealChange appends to an encoding from encodeChange its checksum as
-// the value of key.
-func sealChange(key, b []byte) []byte {
-	sum := crc32.Update(crc32.Checksum(key, castagnoli), castagnoli, b)
-	return binary.BigEndian.AppendUint32(b, sum)
+// sealChange completes an encoding from encodeChange as the change with
+// sequence number seq, returning its key and value.
+func sealChange(b []byte, seq uint64) (key, value []byte) {
+	key = binary.BigEndian.AppendUint64(append(b[:0], prefixChange), seq)[:changeKeyLen:changeKeyLen]
+	sum := crc32.Checksum(b, castagnoli) // the key and the body
+	return key, binary.BigEndian.AppendUint32(b[changeKeyLen:], sum)
 }
+
+// changeKeyLen is the length of a change's key.
+const changeKeyLen = 1 + seqLen
 
 // decodeChange decodes the change stored under key (a change key) as b.
 // The change shares no memory with key or b.
@@ -291,9 +297,10 @@ func (s *Store) numberChanges(t *tx) error {
 	seq := s.nextSeq
 	s.nextSeq += uint64(len(t.changes))
 	for i, b := range t.changes {
-		k := changeKey(seq + uint64(i))
-		if err := t.set(k, sealChange(k, b), "append change %s", cursorOf(seq+uint64(i))); err != nil {
-			return err
+		k, v := sealChange(b, seq+uint64(i))
+		// Not t.set: its message would be formatted for every change.
+		if err := t.txn.Set(k, v); err != nil {
+			return t.set(k, nil, "append change %s", cursorOf(seq+uint64(i)))
 		}
 	}
 	return nil

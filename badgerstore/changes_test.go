@@ -193,3 +193,34 @@ func readFeed(t *testing.T, s ledger.Store, after string) []ledger.ChangeRecord 
 	}))
 	return out
 }
+
+// BenchmarkAppendChange measures what the feed adds to an Update: the
+// Update with n changes, against the same Update without (n=0).
+func BenchmarkAppendChange(b *testing.B) {
+	ctx := context.Background()
+	for _, n := range []int{0, 1, 100} {
+		b.Run(fmt.Sprintf("changes=%d", n), func(b *testing.B) {
+			s, err := badgerstore.Open("", badgerstore.WithInMemory())
+			require.NoError(b, err)
+			b.Cleanup(func() { _ = s.Close() })
+			c := ledger.ChangeRecord{Kind: ledger.ChangeEntry, At: time.Now().UTC(), AuthorityID: "authority-1", Ref: "18ebdfd4167cf5957da068ee"}
+			b.ReportAllocs()
+			for b.Loop() {
+				err := s.Update(ctx, func(tx ledger.Tx) error {
+					for range n {
+						if err := tx.AppendChange(ctx, c); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			if n > 0 {
+				b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "changes/s")
+			}
+		})
+	}
+}

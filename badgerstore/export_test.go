@@ -61,7 +61,8 @@ func EncodeChange(seq uint64, c ledger.ChangeRecord) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sealChange(changeKey(seq), b), nil
+	_, v := sealChange(b, seq)
+	return v, nil
 }
 
 func DecodeChange(seq uint64, v []byte) (ledger.ChangeRecord, error) {

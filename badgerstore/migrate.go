@@ -268,8 +268,7 @@ func (s *Store) synthesizeChanges(batch int, afterBatch func() error) (int, erro
 		err := s.db.Update(func(txn *badger.Txn) error {
 			first := seq - uint64(len(pending)) + 1
 			for i, b := range pending {
-				k := changeKey(first + uint64(i))
-				if err := txn.Set(k, sealChange(k, b)); err != nil {
+				if err := txn.Set(sealChange(b, first+uint64(i))); err != nil {
 					return err
 				}
 			}

@@ -10,8 +10,10 @@ import (
 // Internals for the external tests.
 
 var (
-	EncText = encText
-	DecText = decText
+	EncText      = encText
+	DecText      = decText
+	FormatCursor = formatCursor
+	FirstAfter   = firstAfter
 )
 
 // Migrations are the schema's migrations, in order; {schema} stands for
@@ -110,6 +112,15 @@ func HoldQueries(s *Store, id, authority, user, currency, key string, until, aft
 		{"Expiring holds of a wallet", s.q.expiring[1][0], []any{user, currency, until, firstPage}, "holds_expiring_user"},
 		{"Expiring holds of a wallet, next page", s.q.expiring[1][1], []any{user, currency, until, afterExpires, afterID, firstPage}, "holds_expiring_user"},
 		{"CloseHold", s.q.closeHold, []any{id, "captured", int64(1767225600123456789), afterID}, "holds_pkey"},
+	}
+}
+
+// ChangeQueries returns the store's read of changes, from the first
+// and from change number from on.
+func ChangeQueries(s *Store, from int64) []Query {
+	return []Query{
+		{"Changes from the first", s.q.changes, []any{int64(1), firstPage}, "changes_pkey"},
+		{"Changes after a cursor", s.q.changes, []any{from, firstPage}, "changes_pkey"},
 	}
 }
 

@@ -85,7 +85,9 @@ func TestMultiProcess(t *testing.T) {
 	_, err := adminPool(t).Exec(ctx, "ANALYZE "+q+".entries; ANALYZE "+q+".totals")
 	require.NoError(t, err)
 
-	reports := runChildren(ctx, t, url, schema, strings.Join(shared, ","))
+	reports := runChildren(ctx, t, "TestChildProcess", func(i int) []string {
+		return []string{urlEnv + "=" + url, childSchemaEnv + "=" + schema, childWorkerEnv + "=" + strconv.Itoa(i), childHoldsEnv + "=" + strings.Join(shared, ",")}
+	})
 
 	// Tally the reports.
 	spent := map[string]decimal.Decimal{}
@@ -235,10 +237,11 @@ func TestMultiProcess(t *testing.T) {
 	}
 }
 
-// runChildren runs the child processes and returns their reports, once
-// all have exited successfully. They start work together: each says
-// "ready" once its store is open and waits for "go" on stdin.
-func runChildren(ctx context.Context, t *testing.T, url, schema, holds string) []string {
+// runChildren runs mpProcesses child processes, each the test named
+// test with the environment env(i) added, and returns their reports,
+// once all have exited successfully. They start work together: each
+// says "ready" once its store is open and waits for "go" on stdin.
+func runChildren(ctx context.Context, t *testing.T, test string, env func(i int) []string) []string {
 	t.Helper()
 	type child struct {
 		cmd    *exec.Cmd
@@ -250,8 +253,8 @@ func runChildren(ctx context.Context, t *testing.T, url, schema, holds string) [
 	ready := make(chan bool, mpProcesses)
 	var wg sync.WaitGroup
 	for i := range children {
-		c := &child{cmd: exec.CommandContext(ctx, os.Args[0], "-test.run=^TestChildProcess$", "-test.count=1", "-test.timeout=60s")}
-		c.cmd.Env = append(os.Environ(), urlEnv+"="+url, childSchemaEnv+"="+schema, childWorkerEnv+"="+strconv.Itoa(i), childHoldsEnv+"="+holds)
+		c := &child{cmd: exec.CommandContext(ctx, os.Args[0], "-test.run=^"+test+"$", "-test.count=1", "-test.timeout=60s")}
+		c.cmd.Env = append(os.Environ(), env(i)...)
 		c.cmd.Stderr = &c.stderr
 		var err error
 		c.stdin, err = c.cmd.StdinPipe()

@@ -18,9 +18,9 @@
 // work done. A schema that is already current costs Open two reads and
 // no lock or DDL, so a role without the right to create may open a
 // schema made for it. A schema written by a newer pgstore fails Open
-// with [ErrSchemaVersion]. Version 4, with S the schema:
+// with [ErrSchemaVersion]. Version 5, with S the schema:
 //
-//	CREATE TABLE S.meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL);  -- ('version', '4')
+//	CREATE TABLE S.meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL);  -- ('version', '5')
 //	CREATE TABLE S.entries (
 //		id                text COLLATE "C" PRIMARY KEY,
 //		authority_id      text COLLATE "C" NOT NULL,
@@ -99,6 +99,20 @@
 //		WHERE state = 'active' AND expires IS NOT NULL;
 //	CREATE INDEX holds_expiring_user ON S.holds (user_id, currency, expires, hold_id)
 //		WHERE state = 'active' AND expires IS NOT NULL;
+//	CREATE SEQUENCE S.changes_cursor AS bigint MINVALUE 1 CACHE 1 NO CYCLE;  -- see Change feed
+//	CREATE TABLE S.changes (
+//		cursor          bigint PRIMARY KEY,  -- the change's number; its Cursor is it in hex
+//		kind            text COLLATE "C" NOT NULL,
+//		at              bigint,              -- Unix nanoseconds; NULL: the zero time
+//		authority_id    text COLLATE "C" NOT NULL,
+//		ref             text COLLATE "C" NOT NULL,  -- '' for limits
+//		limits_user_id  text COLLATE "C",    -- the four limits_ columns: NULL but for limits
+//		limits_currency text COLLATE "C",
+//		limits_floor    numeric,
+//		limits_cap      numeric,             -- NULL: no cap
+//		CONSTRAINT changes_limits_check CHECK ((limits_user_id IS NULL) = (limits_currency IS NULL)
+//			AND (limits_user_id IS NULL) = (limits_floor IS NULL) AND (limits_cap IS NULL OR limits_floor IS NOT NULL))
+//	);
 //
 // Version 1 is the same without the last three columns of entries and
 // entries_use_check. The migration to version 2 adds them in place, in
@@ -130,6 +144,23 @@
 // nothing), and the holds table and its indexes are new and empty, so
 // its locks are held for an instant.
 //
+// Version 4 is version 5 without the change feed: without
+// changes_cursor and changes. The migration to version 5 creates them
+// and synthesizes the feed's past from the records, in one INSERT ...
+// SELECT: a change per entry ("entry" at CreatedOn, by its authority),
+// per used item ("item_used" at UsedOn, by UsedBy; a use recorded before
+// uses had times has neither and comes right after its entry), per
+// stored limits ("limits" at SetOn, by SetBy, with the limits), per
+// hold ("hold_placed" at CreatedOn) and per released or expired hold
+// ("hold_released" or "hold_expired" at ClosedOn, both by the hold's
+// authority; a capture is its entry), numbered 1, 2, ... in the order
+// of a merge by time, ties broken by kind in that order and then by ID
+// (limits by user and currency); the sequence goes on after the last.
+// This reads entries, limits and holds once, sorts them and writes a
+// row per change, all in the migration's transaction: on a large
+// ledger the first Open of the new release takes that long, and every
+// other process waits for it. Nothing else is rewritten.
+//
 // Every text column is COLLATE "C", so that IDs, user and authority IDs
 // sort bytewise, as the ledger requires, whatever the database's locale.
 // Totals are rows written in the same transaction as the entries that
@@ -149,7 +180,8 @@
 // holds by a seek into holds_user (a user's in every currency by the
 // same index, sorted by ID), all holds (in a currency or not) by
 // the primary key of holds, expiring holds by a range scan of
-// holds_expiring or, for a wallet, holds_expiring_user, and a scan by the index of its shape (user, authority, both, or
+// holds_expiring or, for a wallet, holds_expiring_user, the changes
+// after a cursor by a range scan of the primary key of changes, and a scan by the index of its shape (user, authority, both, or
 // neither; items only or not), in ID order, reverse included, with Start
 // and End as index bounds. A user's entries in one currency (what a
 // balance as of an instant reads) are a seek into entries_currency_user;
@@ -178,6 +210,69 @@
 // writes are sent in a fixed order (entries and holds by ID, then
 // totals by authority, currency and user, then limits by user and
 // currency), so transactions rarely deadlock.
+//
+// # Change feed
+//
+// [ledger.Tx.AppendChange] keeps the change in the transaction; its number is
+// taken at the commit, in the round trip that carries COMMIT, after
+// every other write of the transaction was sent:
+//
+//	SELECT pg_advisory_xact_lock(K);  -- K: a hash of the schema's name
+//	INSERT INTO S.changes ... nextval('S.changes_cursor') ...;  -- the changes, in append order
+//	COMMIT;
+//
+// A change's cursor is its number as 16 lowercase hex digits, so
+// cursors sort bytewise as the numbers do. The numbers are in commit
+// order across every process that writes the schema, and no gap is
+// ever filled later, because of two things PostgreSQL guarantees:
+//
+//   - The advisory lock is exclusive and held until the transaction
+//     ends, so transactions that append changes take their numbers one
+//     at a time; and the sequence hands out increasing numbers in the
+//     order nextval is called (CACHE 1: no session holds a range of its
+//     own), so every number a holder takes is above every number taken
+//     before it.
+//   - A transaction's commit is visible to new snapshots before its
+//     locks are released: CommitTransaction (xact.c) writes the commit
+//     record, then removes the transaction from the proc array
+//     (ProcArrayEndTransaction: "this must be done _before_ releasing
+//     locks we hold"), and only then releases its locks. So when the
+//     next holder gets the lock and takes higher numbers, the previous
+//     holder's changes are already visible, or, if it rolled back,
+//     never will be.
+//
+// Hence a reader whose snapshot holds change n, committed by B, took its
+// snapshot after B's commit was visible, which came after every
+// transaction that took a lower number had become visible or rolled
+// back: the snapshot holds every change below n that will ever commit,
+// and a reader that resumes after the last cursor it saw misses
+// nothing. The numbers of a transaction that rolls back or fails at
+// COMMIT (a serialization failure, say) are never used: the feed has
+// gaps in its numbers, never in its changes. A sequence is not
+// transactional and an advisory lock takes no predicate lock, so neither
+// adds serialization failures to SERIALIZABLE transactions, as a
+// counter row that every commit updated would; nor do the inserts of
+// changes, since the ledger reads changes only in a View (a
+// [Store.Update] that read them would take predicate locks on them). A
+// change's number survives a crash as the change does: nextval is
+// logged with the transaction, whose log is flushed when it commits.
+//
+// What it costs: transactions that append changes commit one at a time,
+// across all processes: each holds the lock from the moment its last
+// round trip reaches the server until its COMMIT is done, the commit's
+// WAL flush included (and the wait for synchronous standbys, if any), so
+// their commits are not flushed together. Transactions waiting for the
+// lock hold their row locks meanwhile; the holder waits for none, having
+// sent its other writes before, so the lock cannot deadlock. The
+// ledger's group commit puts many operations in one transaction, so the
+// lock is taken once per group, not per operation. A transaction that
+// appends nothing takes no lock. The changes themselves are one INSERT
+// of a row per change, in the same round trip.
+//
+// Other processes' changes reach a following ledger by polling:
+// [Store.PollInterval], which [WithPollInterval] sets, is how often it
+// reads the changes after its last cursor (a range scan of the primary
+// key) while it waits. pgstore does not use LISTEN/NOTIFY.
 //
 // # Contexts and dead connections
 //
@@ -219,7 +314,7 @@
 //
 // A transaction sends nothing until it must. BEGIN travels with the first
 // read; writes (InsertEntry, SetItemUsed, SetReversed, SetTotal,
-// SetLimits, InsertHold, CloseHold) are buffered and sent
+// SetLimits, InsertHold, CloseHold, AppendChange) are buffered and sent
 // as one pipelined batch with the next read (reads see the transaction's
 // own writes) or with COMMIT. A ledger write that reads two totals thus
 // costs three round trips: BEGIN and the first total, the second total,
@@ -231,7 +326,9 @@
 // ([ledger.ErrNotFound]). Because COMMIT shares the batch only with
 // statements that fail by an error, a batch that marks an item used or
 // an entry reversed, or closes a hold, commits in a round trip of its
-// own.
+// own. Changes are sent only with COMMIT, after the change lock (see
+// Change feed), never with a read: a transaction's own changes, having
+// no cursor before it commits, are not among its reads of Changes.
 //
 // # Limits
 //
@@ -265,12 +362,16 @@ type Store struct {
 	schema     string
 	q          *queries
 	maxRetries int
+	poll       time.Duration
 	closed     atomic.Bool
 
 	updates, retries atomic.Uint64
 }
 
-var _ ledger.Store = (*Store)(nil)
+var (
+	_ ledger.Store       = (*Store)(nil)
+	_ ledger.SharedStore = (*Store)(nil)
+)
 
 // DefaultSchema is the schema a [Store] lives in unless [WithSchema] says
 // otherwise.
@@ -280,6 +381,11 @@ const DefaultSchema = "walletledger"
 // transaction that failed to serialize, unless [WithMaxRetries] says
 // otherwise.
 const DefaultMaxRetries = 20
+
+// DefaultPollInterval is how often a ledger following the change feed
+// reads the store for other processes' changes, unless
+// [WithPollInterval] says otherwise.
+const DefaultPollInterval = 50 * time.Millisecond
 
 // Backoff between retries: a random duration up to minBackoff doubled
 // per retry, capped at maxBackoff.
@@ -292,9 +398,10 @@ const (
 type Option func(*config)
 
 type config struct {
-	schema     string
-	maxRetries int
-	poolConfig func(*pgxpool.Config)
+	schema       string
+	maxRetries   int
+	pollInterval time.Duration
+	poolConfig   func(*pgxpool.Config)
 }
 
 // WithSchema puts the ledger in the named schema, created on first use.
@@ -310,6 +417,17 @@ func WithSchema(name string) Option {
 // attempt; 0 turns retries off. The default is [DefaultMaxRetries].
 func WithMaxRetries(n int) Option {
 	return func(c *config) { c.maxRetries = n }
+}
+
+// WithPollInterval sets how often a ledger that follows the change feed
+// ([ledger.ChangeQuery] Follow) reads the store for changes that other
+// processes committed, while it waits: the longest a change from
+// another process waits to be delivered, less the time a read takes.
+// Each following ledger reads once per interval, a range scan that
+// finds nothing when nothing changed. d must be positive; the default
+// is [DefaultPollInterval].
+func WithPollInterval(d time.Duration) Option {
+	return func(c *config) { c.pollInterval = d }
 }
 
 // WithPoolConfig lets fn tune the connection pool's configuration (sizes,
@@ -333,7 +451,7 @@ func Open(ctx context.Context, connString string, opts ...Option) (*Store, error
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	cfg := config{schema: DefaultSchema, maxRetries: DefaultMaxRetries}
+	cfg := config{schema: DefaultSchema, maxRetries: DefaultMaxRetries, pollInterval: DefaultPollInterval}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -342,6 +460,9 @@ func Open(ctx context.Context, connString string, opts ...Option) (*Store, error
 	}
 	if cfg.maxRetries < 0 {
 		return nil, fmt.Errorf("pgstore: max retries %d: negative: %w", cfg.maxRetries, ledger.ErrInvalid)
+	}
+	if cfg.pollInterval <= 0 {
+		return nil, fmt.Errorf("pgstore: poll interval %v: not positive: %w", cfg.pollInterval, ledger.ErrInvalid)
 	}
 	pc, err := pgxpool.ParseConfig(connString)
 	if err != nil {
@@ -363,7 +484,7 @@ func Open(ctx context.Context, connString string, opts ...Option) (*Store, error
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: open: %w", err)
 	}
-	s := &Store{pool: pool, schema: cfg.schema, q: newQueries(cfg.schema), maxRetries: cfg.maxRetries}
+	s := &Store{pool: pool, schema: cfg.schema, q: newQueries(cfg.schema), maxRetries: cfg.maxRetries, poll: cfg.pollInterval}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -454,6 +575,12 @@ func (s *Store) run(ctx context.Context, update bool, fn func(*tx) error) error 
 	}
 	return nil
 }
+
+// PollInterval implements [ledger.SharedStore]: other processes commit
+// to the schema without this process knowing, so a ledger following the
+// change feed reads the store this often while it waits (see
+// [WithPollInterval]). pgstore does not use LISTEN/NOTIFY.
+func (s *Store) PollInterval() time.Duration { return s.poll }
 
 // Ping implements [ledger.Store]: it checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {

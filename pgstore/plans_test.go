@@ -102,8 +102,20 @@ func TestQueryPlans(t *testing.T) {
 		}
 		return nil
 	}))
+	// Changes: one per entry, in transactions of a hundred.
+	for i := 0; i < n; i += 100 {
+		require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+			for j := i; j < i+100; j++ {
+				c := ledger.ChangeRecord{Kind: ledger.ChangeEntry, At: time.Unix(0, int64(j)).UTC(), AuthorityID: auth(j / 3), Ref: id(j)}
+				if err := tx.AppendChange(ctx, c); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+	}
 	q := pgx.Identifier{schema}.Sanitize()
-	_, err := adminPool(t).Exec(ctx, "ANALYZE "+q+".entries; ANALYZE "+q+".totals; ANALYZE "+q+".limits; ANALYZE "+q+".holds")
+	_, err := adminPool(t).Exec(ctx, "ANALYZE "+q+".entries; ANALYZE "+q+".totals; ANALYZE "+q+".limits; ANALYZE "+q+".holds; ANALYZE "+q+".changes")
 	require.NoError(t, err)
 
 	type query struct {
@@ -128,6 +140,9 @@ func TestQueryPlans(t *testing.T) {
 		}
 		return out
 	}()...)
+	for _, cq := range pgstore.ChangeQueries(s, n/2) {
+		queries = append(queries, query{Query: cq})
+	}
 	start, end := id(n/4), id(n/2)
 	// In a currency, a user's entries are a seek into entries_currency_user;
 	// every other shape filters its own index by currency (or, for a
@@ -230,6 +245,9 @@ func TestQueryPlans(t *testing.T) {
 				ok = ok || strings.Contains(plan, " using "+index+" on ")
 			}
 			require.True(t, ok, "%s, %s: not served by %s:\n%s", qu.Name, what, qu.Index, plan)
+			if qu.Index == "changes_pkey" {
+				require.Contains(t, plan, "Index Cond: (cursor >= ", "%s, %s: a range scan from the cursor", qu.Name, what)
+			}
 		}
 		check("custom plan", custom)
 		check("generic plan", generic)
@@ -280,7 +298,7 @@ entry in ten with an item, one in four with an idempotency key), 3,600
 totals (each user's, over all authorities and per authority, in each
 currency), 600 limits (each user's in each currency) and 2,000 holds
 (ten per user, in the three currencies, three in four active, four in
-five with an expiry), after ANALYZE, with the planner's default settings
+five with an expiry) and 20,000 changes, after ANALYZE, with the planner's default settings
 (pgstore's own sessions also set enable_seqscan=off). No plan may scan a
 table sequentially; each walks the index meant for it in order and stops
 at the LIMIT, or, where the planner expects few rows (or a narrow ID
@@ -314,6 +332,10 @@ the expiring holds are a range scan of the partial index holds_expiring
 currency, expires, hold_id), both WHERE state = 'active' AND expires IS
 NOT NULL, the next page starting after a row comparison
 ` + "`(expires, hold_id) > ($n, $m)`" + ` that is an index condition.
+
+The changes after a cursor are a range scan of the primary key of
+changes (` + "`cursor >= $1`" + `, the number after the cursor's), a page
+at a time, as scans of entries are.
 
 Writes are an INSERT into entries or holds (their primary keys and
 unique idempotency indexes refuse duplicates), the upserts of a total and of

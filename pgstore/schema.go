@@ -114,11 +114,56 @@ CREATE UNIQUE INDEX holds_idempotency_key ON {schema}.holds (authority_id, idemp
 CREATE INDEX holds_user ON {schema}.holds (user_id, currency, hold_id);
 CREATE INDEX holds_expiring ON {schema}.holds (expires, hold_id) WHERE state = 'active' AND expires IS NOT NULL;
 CREATE INDEX holds_expiring_user ON {schema}.holds (user_id, currency, expires, hold_id) WHERE state = 'active' AND expires IS NOT NULL;`,
+	// 5: the change feed. The changes table and the sequence its cursors
+	// are taken from are new; the feed's past is synthesized from the
+	// records, one change per entry, item use, stored limits, placed
+	// hold and released or expired hold, numbered 1, 2, ... in the order
+	// of a merge by time (ties: entries, uses, limits, placed holds,
+	// closes; within one kind by ID, limits by user and currency; a use
+	// without a time right after its entry), and the sequence goes on
+	// after the last. This reads entries, limits and holds once and
+	// writes a row per change, in the one migration transaction.
+	`CREATE SEQUENCE {schema}.changes_cursor AS bigint MINVALUE 1 CACHE 1 NO CYCLE;
+CREATE TABLE {schema}.changes (
+	cursor          bigint PRIMARY KEY,
+	kind            text COLLATE "C" NOT NULL,
+	at              bigint,
+	authority_id    text COLLATE "C" NOT NULL,
+	ref             text COLLATE "C" NOT NULL,
+	limits_user_id  text COLLATE "C",
+	limits_currency text COLLATE "C",
+	limits_floor    numeric,
+	limits_cap      numeric,
+	CONSTRAINT changes_limits_check CHECK ((limits_user_id IS NULL) = (limits_currency IS NULL)
+		AND (limits_user_id IS NULL) = (limits_floor IS NULL) AND (limits_cap IS NULL OR limits_floor IS NOT NULL))
+);
+INSERT INTO {schema}.changes (cursor, kind, at, authority_id, ref, limits_user_id, limits_currency, limits_floor, limits_cap)
+SELECT row_number() OVER (ORDER BY sort_at NULLS FIRST, rank, k1, k2, sub), kind, at, authority_id, ref, lu, lc, lf, lcap
+FROM (
+	SELECT created_on AS sort_at, 0 AS rank, id AS k1, ''::text COLLATE "C" AS k2, 0 AS sub,
+		'entry' AS kind, created_on AS at, authority_id, id AS ref,
+		NULL::text AS lu, NULL::text AS lc, NULL::numeric AS lf, NULL::numeric AS lcap
+	FROM {schema}.entries
+	UNION ALL
+	SELECT coalesce(item_used_on, created_on), CASE WHEN item_used_on IS NULL THEN 0 ELSE 1 END, id, '', CASE WHEN item_used_on IS NULL THEN 1 ELSE 0 END,
+		'item_used', item_used_on, coalesce(item_used_by, ''), id, NULL, NULL, NULL, NULL
+	FROM {schema}.entries WHERE item_used
+	UNION ALL
+	SELECT set_on, 2, user_id, currency, 0, 'limits', set_on, set_by, '', user_id, currency, floor, cap
+	FROM {schema}.limits
+	UNION ALL
+	SELECT created_on, 3, hold_id, '', 0, 'hold_placed', created_on, authority_id, hold_id, NULL, NULL, NULL, NULL
+	FROM {schema}.holds
+	UNION ALL
+	SELECT closed_on, 4, hold_id, '', 0, 'hold_' || state, closed_on, authority_id, hold_id, NULL, NULL, NULL, NULL
+	FROM {schema}.holds WHERE state IN ('released', 'expired')
+) AS past;
+SELECT setval('{schema}.changes_cursor', max(cursor)) FROM {schema}.changes;`,
 }
 
 // SchemaVersion is the version of the schema this package writes and
 // reads. [Open] upgrades an older schema to it.
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 // SchemaVersion must count the migrations: the index is out of range,
 // and the package does not compile, if it does not.

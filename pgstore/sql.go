@@ -27,6 +27,10 @@ type queries struct {
 	scans                          [scanKeys]string
 	totals, userTotals, userLimits [2]string
 	allLimits                      [2]string
+	// changes reads a page of changes from a cursor on; lockChanges and
+	// appendChanges end a transaction that appended changes (see
+	// tx.commit).
+	changes, lockChanges, appendChanges string
 }
 
 // recordColumns are the columns scanRecord reads, in its order. Numerics
@@ -38,6 +42,9 @@ const holdColumns = `hold_id, authority_id, user_id, currency, amount::text, rea
 
 // limitsColumns are the columns scanLimits reads, in its order.
 const limitsColumns = `user_id, currency, floor::text, cap::text, set_by, set_on`
+
+// changeColumns are the columns scanChange reads, in its order.
+const changeColumns = `cursor, kind, at, authority_id, ref, limits_user_id, limits_currency, limits_floor::text, limits_cap::text`
 
 func newQueries(schema string) *queries {
 	s := pgx.Identifier{schema}.Sanitize()
@@ -87,6 +94,18 @@ ON CONFLICT (user_id, currency) DO UPDATE SET floor = EXCLUDED.floor, cap = EXCL
 	for k := range scanKey(scanKeys) {
 		q.scans[k] = scanSQL(s, k)
 	}
+	q.changes = `SELECT ` + changeColumns + ` FROM ` + s + `.changes WHERE cursor >= $1 ORDER BY cursor LIMIT $2`
+	q.lockChanges = `SELECT pg_advisory_xact_lock($1)`
+	// The changes' numbers are taken in one statement: the CTE runs once
+	// (MATERIALIZED), taking $1 numbers, and row_number matches the
+	// smallest to the first change appended and so on, whatever order
+	// nextval ran in.
+	q.appendChanges = `WITH n AS MATERIALIZED (SELECT nextval('` + s + `.changes_cursor') AS cursor FROM generate_series(1, $1::int)),
+o AS (SELECT cursor, row_number() OVER (ORDER BY cursor) AS ord FROM n)
+INSERT INTO ` + s + `.changes (cursor, kind, at, authority_id, ref, limits_user_id, limits_currency, limits_floor, limits_cap)
+SELECT o.cursor, c.kind, c.at, c.authority_id, c.ref, c.lu, c.lc, c.lf::numeric, c.lcap::numeric
+FROM o JOIN unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+WITH ORDINALITY AS c(kind, at, authority_id, ref, lu, lc, lf, lcap, ord) ON c.ord = o.ord`
 	q.hold = `SELECT ` + holdColumns + ` FROM ` + s + `.holds WHERE hold_id = $1`
 	q.holdByKey = `SELECT ` + holdColumns + ` FROM ` + s + `.holds WHERE authority_id = $1 AND idempotency_key = $2`
 	q.insertHold = `INSERT INTO ` + s + `.holds (hold_id, authority_id, user_id, currency, amount, reason, metadata, created_on, expires, state, closed_on, entry_id, idempotency_key)

@@ -60,6 +60,8 @@ type tx struct {
 	done   bool       // fn returned: no more use from outside
 	err    error      // the first failure; the transaction is lost
 	writes []write
+	// changes are the changes appended, sent at the commit (see commit).
+	changes pendingChanges
 	// limits caches the wallets' limits TotalsOf read, and those
 	// SetLimits wrote, by decoded (user, currency); guarded by mu.
 	limits map[[2]string]cachedLimits
@@ -357,54 +359,69 @@ func (t *tx) read(ctx context.Context, op, sql string, args []any, each func(pgx
 // can. A batch is one pipeline: when a statement fails, the server skips
 // the rest, COMMIT included, so an insert's unique violation can share
 // the round trip with COMMIT. An item use, a reversal mark or a hold's
-// close cannot: it
-// fails by its result, not by an error, so COMMIT waits for the result. Once COMMIT
-// is sent, a failure that is not the server's refusal leaves the outcome
-// unknown (see commitFailed). Must hold t.mu.
+// close cannot: it fails by its result, not by an error, so the writes
+// go first, and COMMIT waits for their results. A transaction that
+// appended changes ends with the schema's change lock, the changes
+// numbered under it, and COMMIT, always in one round trip, after every
+// other write has been sent: so the lock is held for that round trip
+// and no longer, and its holder waits for no row lock (see the package
+// documentation). Once COMMIT is sent, a failure that is not the
+// server's refusal leaves the outcome unknown (see commitFailed). Must
+// hold t.mu.
 func (t *tx) commit(ctx context.Context) error {
-	if !t.begun && len(t.writes) == 0 {
+	if !t.begun && len(t.writes) == 0 && t.changes.len() == 0 {
 		return nil // nothing was read or written: there is no transaction
 	}
-	canShare := !slices.ContainsFunc(t.writes, write.updatesRow)
-	if len(t.writes) > 0 {
+	if slices.ContainsFunc(t.writes, write.updatesRow) {
+		// The writes alone, their results read before COMMIT is sent.
 		b := &pgx.Batch{}
 		rs := t.queue(b)
-		committed := false
-		if canShare {
-			b.Queue("COMMIT")
-			rs = append(rs, func(br pgx.BatchResults) error {
-				ct, err := br.Exec()
-				if err = commitResult(ct.String(), err); err == nil {
-					committed = true
-				}
-				return err
-			})
-		}
 		br := t.conn.SendBatch(ctx, b)
 		for _, r := range rs {
 			if err := r(br); err != nil {
 				_ = br.Close()
-				if canShare {
-					err = commitFailed(err)
-				}
 				return t.fail(err)
 			}
 		}
-		if err := br.Close(); err != nil && !committed {
+		if err := br.Close(); err != nil {
 			return t.fail(fmt.Errorf("pgstore: commit: %w", err))
 		}
-		if canShare {
-			// Committed: the server said so. A failure to read what
-			// follows its answer concerns the connection only, which
-			// the pool drops if it is broken.
-			t.begun = false
-			return nil
+	}
+	if len(t.writes) == 0 && t.changes.len() == 0 {
+		ct, err := t.conn.Exec(ctx, "COMMIT")
+		if err := commitResult(ct.String(), err); err != nil {
+			return t.fail(commitFailed(err))
+		}
+		t.begun = false
+		return nil
+	}
+	b := &pgx.Batch{}
+	rs := t.queue(b)
+	if t.changes.len() > 0 {
+		rs = append(rs, t.queueChanges(b)...)
+	}
+	committed := false
+	b.Queue("COMMIT")
+	rs = append(rs, func(br pgx.BatchResults) error {
+		ct, err := br.Exec()
+		if err = commitResult(ct.String(), err); err == nil {
+			committed = true
+		}
+		return err
+	})
+	br := t.conn.SendBatch(ctx, b)
+	for _, r := range rs {
+		if err := r(br); err != nil {
+			_ = br.Close()
+			return t.fail(commitFailed(err))
 		}
 	}
-	ct, err := t.conn.Exec(ctx, "COMMIT")
-	if err := commitResult(ct.String(), err); err != nil {
-		return t.fail(commitFailed(err))
+	if err := br.Close(); err != nil && !committed {
+		return t.fail(fmt.Errorf("pgstore: commit: %w", err))
 	}
+	// Committed: the server said so. A failure to read what follows its
+	// answer concerns the connection only, which the pool drops if it is
+	// broken.
 	t.begun = false
 	return nil
 }
@@ -452,6 +469,7 @@ func (t *tx) end(ctx context.Context) {
 	defer t.mu.Unlock()
 	t.done = true
 	t.writes = nil
+	t.changes = pendingChanges{}
 	if !t.begun || t.conn.IsClosed() {
 		return
 	}

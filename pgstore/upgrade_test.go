@@ -2,6 +2,7 @@ package pgstore_test
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -70,6 +71,14 @@ func TestUpgradeSchema1(t *testing.T) {
 	require.NoError(t, db.QueryRow(ctx, "SELECT value FROM "+q+".meta WHERE key = 'version'").Scan(&version))
 	require.Equal(t, strconv.Itoa(pgstore.SchemaVersion), version, "Open migrated the schema")
 	require.NoError(t, l.Verify(ctx))
+	// The feed's past: the use without a time comes right after its
+	// entry, with no time or authority.
+	requireChanges(t, s, []ledger.ChangeRecord{
+		{Kind: ledger.ChangeEntry, At: unixNano(created.UnixNano()), AuthorityID: "bank", Ref: ids[0]},
+		{Kind: ledger.ChangeEntry, At: unixNano(created.UnixNano() + 1), AuthorityID: "shop", Ref: ids[1]},
+		{Kind: ledger.ChangeItemUsed, Ref: ids[1]},
+		{Kind: ledger.ChangeEntry, At: unixNano(created.UnixNano() + 2), AuthorityID: "shop", Ref: ids[2]},
+	})
 
 	es, err := l.Entries(ctx, ledger.EntryQuery{})
 	require.NoError(t, err)
@@ -362,7 +371,6 @@ func TestUpgradeSchema3(t *testing.T) {
 	var version string
 	require.NoError(t, db.QueryRow(ctx, "SELECT value FROM "+q+".meta WHERE key = 'version'").Scan(&version))
 	require.Equal(t, strconv.Itoa(pgstore.SchemaVersion), version, "Open migrated the schema")
-	require.Equal(t, "4", version)
 	e, tot := files()
 	require.Equal(t, entriesFile, e, "the migration rewrote entries")
 	require.Equal(t, totalsFile, tot, "the migration rewrote totals")
@@ -419,6 +427,16 @@ func TestUpgradeSchema3(t *testing.T) {
 		}
 		return nil
 	}))
+
+	// The feed's past: the entries and the limits, set at the first
+	// entry's time and so right after it.
+	capV := decimal.NewFromInt(100)
+	requireChanges(t, s, []ledger.ChangeRecord{
+		{Kind: ledger.ChangeEntry, At: unixNano(at(0)), AuthorityID: "bank", Ref: ids[0]},
+		{Kind: ledger.ChangeLimits, At: created, AuthorityID: "bank", Limits: &ledger.WalletLimits{UserID: "alice", Currency: "gems", Floor: decimal.NewFromInt(-1), Cap: &capV}},
+		{Kind: ledger.ChangeEntry, At: unixNano(at(1)), AuthorityID: "shop", Ref: ids[1]},
+		{Kind: ledger.ChangeEntry, At: unixNano(at(2)), AuthorityID: "bank", Ref: ids[2]},
+	})
 
 	// The ledger agrees.
 	l, err := ledger.New(s)
@@ -482,3 +500,175 @@ func TestUpgradeSchema3(t *testing.T) {
 	_, err = db.Exec(ctx, "UPDATE "+q+".holds SET state = 'lost' WHERE hold_id = $1", h.ID)
 	require.ErrorContains(t, err, "holds_state_check")
 }
+
+// The statements of the release whose schema was at version 4, as it
+// sent them: an entry's insert, a total's upsert, a limits upsert, a
+// hold's insert and its close.
+const (
+	v4Insert = `INSERT INTO {schema}.entries (id, authority_id, user_id, created_on, amount, reason, item_name, item_used, item_data, balance, authority_balance, idempotency_key, item_used_on, item_used_by, use_idempotency_key,
+currency, metadata, transfer_id, reverses, reversed_by, item_revoked, hold_id)
+VALUES ($1, $2, $3, $4, $5::numeric, $6, $7, $8, $9, $10::numeric, $11::numeric, $12, $13, $14, $15, $16, $17::jsonb, $18, $19, $20, $21, $22)`
+	v4Total = `INSERT INTO {schema}.totals (authority_id, currency, user_id, total, last_entry, held) VALUES ($1, $2, $3, $4::numeric, $5, $6::numeric)
+ON CONFLICT (authority_id, currency, user_id) DO UPDATE SET total = EXCLUDED.total, last_entry = EXCLUDED.last_entry, held = EXCLUDED.held`
+	v4Hold = `INSERT INTO {schema}.holds (hold_id, authority_id, user_id, currency, amount, reason, metadata, created_on, expires, state, closed_on, entry_id, idempotency_key)
+VALUES ($1, $2, $3, $4, $5::numeric, $6, $7::jsonb, $8, $9, $10, $11, $12, $13)`
+	v4Close = `UPDATE {schema}.holds SET state = $2, closed_on = $3, entry_id = $4 WHERE hold_id = $1`
+)
+
+// TestUpgradeSchema4 builds a schema as the release at schema version 4
+// (the one before the change feed) left it, with entries, item uses
+// (one with a time, one from before uses had times), limits (one set at
+// the zero time) and holds in every state, written by its statements.
+// Opened with this pgstore it migrates, and the feed's past is
+// synthesized from the records, change by change, in the order of a
+// merge by time with its ties broken as the migration says; the changes
+// appended from then on sort after it.
+func TestUpgradeSchema4(t *testing.T) {
+	ctx := context.Background()
+	schema := freshSchema(t)
+	q := pgx.Identifier{schema}.Sanitize()
+	sql := func(s string) string { return strings.ReplaceAll(s, "{schema}", q) }
+	db := adminPool(t)
+	_, err := db.Exec(ctx, "CREATE SCHEMA "+q+`; CREATE TABLE `+q+`.meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL)`)
+	require.NoError(t, err)
+	for _, m := range pgstore.Migrations[:4] {
+		_, err = db.Exec(ctx, sql(m))
+		require.NoError(t, err)
+	}
+	_, err = db.Exec(ctx, "INSERT INTO "+q+".meta (key, value) VALUES ('version', '4')")
+	require.NoError(t, err)
+
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+	at := func(i int64) int64 { return base + i }
+	e := func(i int64, n uint32) string { return ledger.FormatEntryID(at(i), n) }
+	e1, e2, e3, e4, e5 := e(0, 1), e(5, 2), e(10, 3), e(18, 4), e(20, 5)
+	h1, h2, h3, h4 := e(3, 11), e(10, 12), e(12, 13), e(15, 14)
+	for _, row := range [][]any{
+		// e1's item was used at 5 by the shop; e2's, created at 5, was used
+		// before uses had times.
+		{e1, "bank", "alice", at(0), "10", "pay", "Sword", true, nil, "10", "10", nil, at(5), "shop", "use-1", "", nil, nil, nil, nil, nil, nil},
+		{e2, "shop", "alice", at(5), "0", "grant", "Shield", true, nil, "10", "0", nil, nil, nil, nil, "", nil, nil, nil, nil, nil, nil},
+		{e3, "bank", "bob", at(10), "5", "pay", nil, nil, nil, "5", "5", nil, nil, nil, nil, "", nil, nil, nil, nil, nil, nil},
+		{e4, "shop", "alice", at(18), "-1", "cart", nil, nil, nil, "9", "-1", nil, nil, nil, nil, "", nil, nil, nil, nil, nil, h4},
+		{e5, "bank", "alice", at(20), "1", "pay", nil, nil, nil, "10", "11", nil, nil, nil, nil, "", nil, nil, nil, nil, nil, nil},
+	} {
+		_, err = db.Exec(ctx, sql(v4Insert), row...)
+		require.NoError(t, err)
+	}
+	for _, row := range [][]any{
+		{"", "", "alice", "10", e5, "2"}, {"bank", "", "alice", "11", e5, "0"}, {"shop", "", "alice", "-1", e4, "0"},
+		{"", "", "bob", "5", e3, "0"}, {"bank", "", "bob", "5", e3, "0"},
+	} {
+		_, err = db.Exec(ctx, sql(v4Total), row...)
+		require.NoError(t, err)
+	}
+	for _, row := range [][]any{
+		{"carol", "", "0", nil, "bank", nil}, // set at the zero time: first of all
+		{"bob", "", "0", "50", "bank", at(10)},
+		{"alice", "gems", "-3", "100", "shop", at(10)},
+	} {
+		_, err = db.Exec(ctx, sql(v3Limits), row...)
+		require.NoError(t, err)
+	}
+	for _, row := range [][]any{
+		{h1, "shop", "alice", "", "2", "cart", nil, at(3), nil, "active", nil, nil, nil},
+		{h2, "shop", "alice", "", "1", "cart", nil, at(10), nil, "active", nil, nil, "cart-2"},
+		{h3, "shop", "alice", "", "1", "cart", nil, at(12), at(19), "active", nil, nil, nil},
+		{h4, "desk", "alice", "", "1", "cart", nil, at(15), nil, "active", nil, nil, nil},
+	} {
+		_, err = db.Exec(ctx, sql(v4Hold), row...)
+		require.NoError(t, err)
+	}
+	for _, row := range [][]any{{h2, "released", at(20), nil}, {h3, "expired", at(20), nil}, {h4, "captured", at(18), e4}} {
+		_, err = db.Exec(ctx, sql(v4Close), row...)
+		require.NoError(t, err)
+	}
+
+	s := open(t, schema)
+	var version string
+	require.NoError(t, db.QueryRow(ctx, "SELECT value FROM "+q+".meta WHERE key = 'version'").Scan(&version))
+	require.Equal(t, strconv.Itoa(pgstore.SchemaVersion), version, "Open migrated the schema")
+
+	capBob, capAlice := decimal.NewFromInt(50), decimal.NewFromInt(100)
+	past := []ledger.ChangeRecord{
+		{Kind: ledger.ChangeLimits, AuthorityID: "bank", Limits: &ledger.WalletLimits{UserID: "carol", Floor: decimal.Zero}},
+		{Kind: ledger.ChangeEntry, At: unixNano(at(0)), AuthorityID: "bank", Ref: e1},
+		{Kind: ledger.ChangeHoldPlaced, At: unixNano(at(3)), AuthorityID: "shop", Ref: h1},
+		// At 5: the entry, its use without a time right after it, then
+		// the timed use of e1.
+		{Kind: ledger.ChangeEntry, At: unixNano(at(5)), AuthorityID: "shop", Ref: e2},
+		{Kind: ledger.ChangeItemUsed, Ref: e2},
+		{Kind: ledger.ChangeItemUsed, At: unixNano(at(5)), AuthorityID: "shop", Ref: e1},
+		// At 10: the entry, the limits by user, the hold.
+		{Kind: ledger.ChangeEntry, At: unixNano(at(10)), AuthorityID: "bank", Ref: e3},
+		{Kind: ledger.ChangeLimits, At: unixNano(at(10)), AuthorityID: "shop", Limits: &ledger.WalletLimits{UserID: "alice", Currency: "gems", Floor: decimal.NewFromInt(-3), Cap: &capAlice}},
+		{Kind: ledger.ChangeLimits, At: unixNano(at(10)), AuthorityID: "bank", Limits: &ledger.WalletLimits{UserID: "bob", Floor: decimal.Zero, Cap: &capBob}},
+		{Kind: ledger.ChangeHoldPlaced, At: unixNano(at(10)), AuthorityID: "shop", Ref: h2},
+		{Kind: ledger.ChangeHoldPlaced, At: unixNano(at(12)), AuthorityID: "shop", Ref: h3},
+		{Kind: ledger.ChangeHoldPlaced, At: unixNano(at(15)), AuthorityID: "desk", Ref: h4},
+		// The capture is its entry, and nothing else.
+		{Kind: ledger.ChangeEntry, At: unixNano(at(18)), AuthorityID: "shop", Ref: e4},
+		// At 20: the entry, then the closes by hold ID.
+		{Kind: ledger.ChangeEntry, At: unixNano(at(20)), AuthorityID: "bank", Ref: e5},
+		{Kind: ledger.ChangeHoldReleased, At: unixNano(at(20)), AuthorityID: "shop", Ref: h2},
+		{Kind: ledger.ChangeHoldExpired, At: unixNano(at(20)), AuthorityID: "shop", Ref: h3},
+	}
+	requireChanges(t, s, past)
+	l, err := ledger.New(s)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	require.NoError(t, l.Verify(ctx), "the fixture is a consistent ledger")
+
+	// New changes follow the past.
+	next := ledger.ChangeRecord{Kind: ledger.ChangeEntry, At: unixNano(at(30)), AuthorityID: "bank", Ref: e(30, 6)}
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.AppendChange(ctx, next) }))
+	requireChanges(t, s, append(past, next))
+	require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+		var got []ledger.ChangeRecord
+		for c, err := range tx.Changes(ctx, fmt.Sprintf("%016x", len(past)-1)) {
+			require.NoError(t, err)
+			got = append(got, c)
+		}
+		require.Len(t, got, 2, "a seek to the end of the past")
+		require.Equal(t, ledger.ChangeHoldExpired, got[0].Kind)
+		require.Equal(t, next.Ref, got[1].Ref)
+		return nil
+	}))
+}
+
+// requireChanges checks that s's feed holds exactly want, in order, with
+// the cursors 1, 2, ... as the migration numbers the past.
+func requireChanges(t *testing.T, s ledger.Store, want []ledger.ChangeRecord) {
+	t.Helper()
+	require.NoError(t, s.View(context.Background(), func(tx ledger.ReadTx) error {
+		var got []ledger.ChangeRecord
+		for c, err := range tx.Changes(context.Background(), "") {
+			require.NoError(t, err)
+			got = append(got, c)
+		}
+		require.Len(t, got, len(want))
+		for i, w := range want {
+			g := got[i]
+			require.Equal(t, fmt.Sprintf("%016x", i+1), g.Cursor, "change %d", i)
+			require.Equal(t, w.Kind, g.Kind, "change %d", i)
+			require.Truef(t, w.At.Equal(g.At), "change %d: At %v, want %v", i, g.At, w.At)
+			require.Equal(t, time.UTC, g.At.Location(), "change %d", i)
+			require.Equal(t, w.AuthorityID, g.AuthorityID, "change %d", i)
+			require.Equal(t, w.Ref, g.Ref, "change %d", i)
+			require.Equal(t, w.Limits == nil, g.Limits == nil, "change %d: limits", i)
+			if w.Limits != nil {
+				require.Equal(t, w.Limits.UserID, g.Limits.UserID, "change %d", i)
+				require.Equal(t, w.Limits.Currency, g.Limits.Currency, "change %d", i)
+				require.True(t, w.Limits.Floor.Equal(g.Limits.Floor), "change %d: floor %s", i, g.Limits.Floor)
+				require.Equal(t, w.Limits.Cap == nil, g.Limits.Cap == nil, "change %d: cap", i)
+				if w.Limits.Cap != nil {
+					require.True(t, w.Limits.Cap.Equal(*g.Limits.Cap), "change %d: cap %s", i, g.Limits.Cap)
+				}
+			}
+		}
+		return nil
+	}))
+}
+
+// unixNano is the time n Unix nanoseconds name, in UTC.
+func unixNano(n int64) time.Time { return time.Unix(0, n).UTC() }

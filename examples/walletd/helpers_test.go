@@ -65,6 +65,9 @@ type envOptions struct {
 	pageSize int    // default defaultPageSize
 	// grantorOnly runs the ledger with WithGrantorOnlyItemUse.
 	grantorOnly bool
+	// keepAlive is the change streams' keep-alive interval; default
+	// streamKeepAlive.
+	keepAlive time.Duration
 }
 
 // newTestEnv starts walletd on a loopback port. The API base URL is known
@@ -93,6 +96,7 @@ func newTestEnv(t *testing.T, opts envOptions) *testEnv {
 		PageSize:    opts.pageSize,
 
 		GrantorOnlyItemUse: opts.grantorOnly,
+		StreamKeepAlive:    opts.keepAlive,
 	})
 	require.NoError(t, err)
 	env.srv = s
@@ -101,6 +105,7 @@ func newTestEnv(t *testing.T, opts envOptions) *testEnv {
 	env.ts.Listener = ln
 	env.ts.Start()
 	t.Cleanup(func() {
+		s.endStreams() // else ts.Close waits for any stream left open
 		env.ts.Close()
 		if err := s.Close(); err != nil && !errors.Is(err, ledger.ErrClosed) {
 			t.Errorf("close server: %v", err)

@@ -14,8 +14,23 @@
 //
 // serve runs the HTTP API (GET /api/v1/health, POST /api/v1/entry, GET
 // /api/v1/wallet, GET /api/v1/entry/inventory, POST
-// /api/v1/entry/{entry_id}/inventory/use) on -addr and Prometheus metrics
-// at /metrics on -metrics-addr, until SIGINT or SIGTERM.
+// /api/v1/entry/{entry_id}/inventory/use, GET /api/v1/changes) on -addr
+// and Prometheus metrics at /metrics on -metrics-addr, until SIGINT or
+// SIGTERM.
+//
+// GET /api/v1/changes, an addition to the original API, streams the
+// ledger's change feed as Server-Sent Events: one event a change, with
+// the change's cursor as id, its kind (entry, item_used, limits,
+// hold_placed, hold_released, hold_expired) as event, and the
+// ledger.Change, marshalled by encoding/json on one line, as data. It
+// resumes after the cursor in the Last-Event-ID header, as EventSource
+// sends it on reconnecting, or else in ?after=; when both are given,
+// Last-Event-ID wins. A value that is not a cursor is a 400 before the
+// stream starts. It is authenticated like every other call, and any
+// authority may read the whole feed: authorities are trusted
+// applications. The stream follows new changes until the client hangs
+// up or the server shuts down, which ends it at once; an idle stream
+// gets a ": keep-alive" comment every 15 seconds.
 //
 // create-authority reads {"api_base_url", "name", "owner": {"contact",
 // "nickname"}}, stores a new authority with its public key in the

@@ -22,6 +22,7 @@ type metrics struct {
 	authFailures   *prometheus.CounterVec
 	connections    prometheus.Gauge
 	idleClosed     prometheus.Counter
+	changeStreams  prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -60,10 +61,14 @@ func newMetrics() *metrics {
 			Name: "walletd_http_idle_connections_closed_total",
 			Help: "Idle keep-alive connections closed to make room for a new one under -max-conns.",
 		}),
+		changeStreams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "walletd_change_streams",
+			Help: "Open GET /api/v1/changes streams.",
+		}),
 	}
 	m.reg.MustRegister(
 		m.requests, m.duration, m.entriesCreated, m.notEnoughFunds, m.itemsUsed, m.authFailures,
-		m.connections, m.idleClosed,
+		m.connections, m.idleClosed, m.changeStreams,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

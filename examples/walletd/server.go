@@ -78,6 +78,9 @@ type config struct {
 	// those of the API and metrics servers (see http.Server); 0 means the
 	// default, the constant of the same name.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// StreamKeepAlive is how often an idle change stream gets a
+	// keep-alive comment (see server.changes); 0 means streamKeepAlive.
+	StreamKeepAlive time.Duration
 	// MaxConns caps the API listener's open connections (see
 	// connLimiter); 0 means defaultMaxConns.
 	MaxConns int
@@ -99,6 +102,11 @@ type server struct {
 	apiConns atomic.Pointer[connLimiter] // the API listener's, once serving
 	// The timeouts of the HTTP servers, defaults filled in.
 	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout time.Duration
+	keepAlive                                                 time.Duration // of change streams
+	// streamsCtx ends with stopStreams (see endStreams), and with it
+	// every change stream.
+	streamsCtx  context.Context
+	stopStreams context.CancelFunc
 }
 
 // newServer opens the ledger and loads the authorities that cfg names.
@@ -141,7 +149,9 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 		readTimeout:       orDefault(cfg.ReadTimeout, readTimeout),
 		writeTimeout:      orDefault(cfg.WriteTimeout, writeTimeout),
 		idleTimeout:       orDefault(cfg.IdleTimeout, idleTimeout),
+		keepAlive:         orDefault(cfg.StreamKeepAlive, streamKeepAlive),
 	}
+	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
 	s.api = s.routes()
 	return s, nil
 }
@@ -170,8 +180,10 @@ func (cfg config) authoritiesDir() string {
 	return filepath.Join(cfg.Data, "authorities")
 }
 
-// Close closes the ledger, after the calls in flight.
+// Close ends the change streams and closes the ledger, after the calls
+// in flight.
 func (s *server) Close() error {
+	s.endStreams()
 	if err := s.ledger.Close(); err != nil {
 		return fmt.Errorf("close ledger: %w", err)
 	}
@@ -186,10 +198,12 @@ func (s *server) MetricsHandler() http.Handler { return s.metrics.handler() }
 
 // serve serves the API on ln and, if mln is not nil, the metrics on mln,
 // until ctx is done or a listener fails. It then shuts down gracefully:
-// it stops accepting, waits up to shutdownTimeout for requests in flight
-// and returns. It does not close the ledger; Close does.
+// it stops accepting, ends the change streams (which would never end on
+// their own), waits up to shutdownTimeout for the other requests in
+// flight and returns. It does not close the ledger; Close does.
 func (s *server) serve(ctx context.Context, ln, mln net.Listener) error {
 	api := s.httpServer(s.api)
+	api.RegisterOnShutdown(s.endStreams)
 	servers := []*http.Server{api}
 	errc := make(chan error, 2)
 	lim := newConnLimiter(ln, s.maxConns,
@@ -253,6 +267,7 @@ func (s *server) routes() http.Handler {
 	route(http.MethodGet, "/api/v1/wallet", s.authed(s.wallets))
 	route(http.MethodGet, "/api/v1/entry/inventory", s.authed(s.inventory))
 	route(http.MethodPost, "/api/v1/entry/{entry_id}/inventory/use", s.authed(s.useItem))
+	route(http.MethodGet, "/api/v1/changes", s.authed(s.changes))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")
 	})
