@@ -22,20 +22,22 @@ import (
 // and limits are the model's, that no spend or hold took a wallet's
 // Available below the floor in force when it was made, that every
 // currency's holds are the model's as they stand now, and that Verify
-// agrees.
+// agrees; and that the change feed is the model's own list of
+// changes (see checkFeed).
 //
 // The model follows the rules of the issues that brought currencies,
-// limits, transfers and reversals (issue 11) and holds (issue 12), not
-// the ledger's code: it computes every answer from its own lists of
-// entries and holds. It owns the ledger's clock, which moves only when
-// the model moves it (a small drawn step before each operation, and the
-// advance operation), so that it knows at every call which holds are
-// due. Each check draws whether the ledger sweeps expiries in the
-// background (every millisecond of real time) or never: the answers
-// must be the same. One rapid check makes one store, so a store that is
-// slow to create (pgstore makes a schema) pays for it 100 times (rapid's
-// default -rapid.checks), as it always has; the model adds operations,
-// not checks.
+// limits, transfers and reversals (issue 11), holds (issue 12) and the
+// change feed (issue 13), not the ledger's code: it computes every answer
+// from its own lists of entries, holds and changes. It owns the clock,
+// which moves only when the model moves it (a small drawn step before each
+// operation, and the advance operation), so that it knows at every call
+// which holds are due. Each check draws whether the ledger sweeps expiries
+// in the background (every millisecond of real time) or never: the answers
+// must be the same. Each also draws the page size in which the ledger
+// reads the feed: small, so that reads cross pages, or the default. One
+// rapid check makes one store, so a store that is slow to create (pgstore
+// makes a schema) pays for it 100 times (rapid's default -rapid.checks),
+// as it always has; the model adds operations, not checks.
 func runProperty(t *testing.T, ns NewStore) {
 	rapid.Check(t, func(rt *rapid.T) {
 		s := ns(t)
@@ -44,14 +46,16 @@ func runProperty(t *testing.T, ns NewStore) {
 		if rapid.Bool().Draw(rt, "sweep") {
 			sweep = time.Millisecond
 		}
-		l, err := ledger.New(s, ledger.WithClock(clk.Now), ledger.WithHoldSweep(sweep))
+		// A small page makes the feed's reads cross pages.
+		page := rapid.SampledFrom([]int{4, ledger.DefaultPageSize, ledger.DefaultPageSize}).Draw(rt, "pageSize")
+		l, err := ledger.New(s, ledger.WithClock(clk.Now), ledger.WithHoldSweep(sweep), ledger.WithPageSize(page))
 		if err != nil {
 			_ = s.Close()
 			rt.Fatalf("New: %v", err)
 		}
 		defer l.Close()
-		m := &model{l: l, clk: clk, now: clk.Now(), keys: map[[2]string]int{}, limits: map[wallet]ledger.WalletLimits{},
-			availAtLimits: map[wallet]decimal.Decimal{}, holdKeys: map[[2]string]int{}}
+		m := &model{l: l, clk: clk, now: clk.Now(), sweep: sweep > 0, keys: map[[2]string]int{}, limits: map[wallet]ledger.WalletLimits{},
+			availAtLimits: map[wallet]decimal.Decimal{}, holdKeys: map[[2]string]int{}, holdIndex: map[string]int{}}
 		// Each operation but advance first moves the clock a little.
 		step := func(op func(*rapid.T)) func(*rapid.T) {
 			return func(rt *rapid.T) {
@@ -98,6 +102,8 @@ type mEntry struct {
 	ledger.Entry
 	// key is the idempotency key it was written with, if any.
 	key string
+	// useKey is the idempotency key its item was used with, if any.
+	useKey string
 	// limits are its wallet's limits when it was written: the ledger had
 	// to respect them.
 	limits ledger.WalletLimits
@@ -107,12 +113,15 @@ type mEntry struct {
 }
 
 // model is the plain-Go model: the clock, the list of entries, the list
-// of holds, the idempotency keys of each and each wallet's limits.
+// of holds, the idempotency keys of each, each wallet's limits, and the
+// list of changes its writes made.
 type model struct {
 	l   *ledger.Ledger
 	clk *manualClock
 	// now is the ledger clock's reading until the model moves it.
-	now     time.Time
+	now time.Time
+	// sweep says whether the ledger records expiries in the background.
+	sweep   bool
 	entries []mEntry
 	keys    map[[2]string]int // (authority, key) -> index in entries
 	limits  map[wallet]ledger.WalletLimits
@@ -122,6 +131,11 @@ type model struct {
 	availAtLimits map[wallet]decimal.Decimal
 	holds         []mHold
 	holdKeys      map[[2]string]int // (authority, key) -> index in holds
+	holdIndex     map[string]int    // hold ID -> index in holds
+	// changes are the changes the model's writes made, in the order it
+	// made them; the sweep's expiries are not among them (see
+	// requireFeed).
+	changes []mChange
 }
 
 func (m *model) ctx() context.Context { return context.Background() }
@@ -336,6 +350,7 @@ func (m *model) checkWritten(rt *rapid.T, ne ledger.NewEntry, ln links, e ledger
 	e.Metadata = maps.Clone(e.Metadata)
 	e.Item = cloneItem(e.Item)
 	m.entries = append(m.entries, mEntry{Entry: e, key: ne.IdempotencyKey, limits: lim, held: m.held(w)})
+	m.entryChanged(e)
 }
 
 // requireCurrent fails unless e, returned for a replay, is the model's
@@ -437,6 +452,8 @@ func (m *model) batch(rt *rapid.T) {
 	}
 }
 
+// use uses an entry's item, sometimes with an idempotency key, and
+// sometimes retries a keyed use: the same authority and key replay it.
 func (m *model) use(rt *rapid.T) {
 	id := "000000000000000000000000"
 	i := -1
@@ -444,21 +461,42 @@ func (m *model) use(rt *rapid.T) {
 		i = rapid.IntRange(0, len(m.entries)-1).Draw(rt, "entry")
 		id = m.entries[i].ID
 	}
-	e, err := m.l.UseItem(m.ctx(), rapid.SampledFrom(pAuths).Draw(rt, "authority"), id)
+	authority, key := rapid.SampledFrom(pAuths).Draw(rt, "authority"), ""
+	if rapid.IntRange(0, 2).Draw(rt, "keyedUse") == 0 {
+		key = rapid.SampledFrom(pKeys).Draw(rt, "useKey")
+	}
+	if i >= 0 && m.entries[i].useKey != "" && rapid.Bool().Draw(rt, "retryUse") {
+		authority, key = m.entries[i].Item.UsedBy, m.entries[i].useKey
+	}
+	var opts []ledger.UseOption
+	if key != "" {
+		opts = append(opts, ledger.UseIdempotencyKey(key))
+	}
+	call := fmt.Sprintf("UseItem(%q, %s, key %q)", authority, id, key)
+	e, err := m.l.UseItem(m.ctx(), authority, id, opts...)
 	switch {
 	case i < 0:
-		requireRefused(rt, notFound, err, "UseItem(unknown)")
+		requireRefused(rt, notFound, err, "%s, unknown", call)
 	case m.entries[i].Item == nil:
-		requireRefused(rt, noItem, err, "UseItem(no item)")
+		requireRefused(rt, noItem, err, "%s, no item", call)
 	case m.entries[i].Item.Revoked:
-		requireRefused(rt, itemRevoked, err, "UseItem(revoked)")
-	case m.entries[i].Item.Used:
-		requireRefused(rt, itemUsed, err, "UseItem(used)")
-	default:
-		if err != nil || e.ID != id || !e.Item.Used {
-			rt.Fatalf("UseItem: %+v, %v", e, err)
+		requireRefused(rt, itemRevoked, err, "%s, revoked", call)
+	case m.entries[i].Item.Used && key != "" && key == m.entries[i].useKey && authority == m.entries[i].Item.UsedBy:
+		if err != nil {
+			rt.Fatalf("%s, a retry: %v", call, err)
 		}
-		m.entries[i].Item.Used = true
+		requireModelEntry(rt, call+", a retry", e, m.entries[i].Entry)
+	case m.entries[i].Item.Used:
+		requireRefused(rt, itemUsed, err, "%s, used", call)
+	default:
+		if err != nil {
+			rt.Fatalf("%s: %v", call, err)
+		}
+		it := m.entries[i].Item
+		it.Used, it.UsedOn, it.UsedBy = true, m.now, authority
+		m.entries[i].useKey = key
+		requireModelEntry(rt, call, e, m.entries[i].Entry)
+		m.itemUsed(i, authority)
 	}
 }
 
@@ -589,7 +627,7 @@ func (m *model) inventory(rt *rapid.T) {
 		g, w := got[i], want[i]
 		if g.EntryID != w.EntryID || g.UserID != w.UserID || g.AuthorityID != w.AuthorityID ||
 			g.Item.Name != w.Item.Name || g.Item.Used != w.Item.Used || g.Item.Revoked != w.Item.Revoked ||
-			!bytes.Equal(g.Item.Data, w.Item.Data) {
+			!g.Item.UsedOn.Equal(w.Item.UsedOn) || g.Item.UsedBy != w.Item.UsedBy || !bytes.Equal(g.Item.Data, w.Item.Data) {
 			rt.Fatalf("Inventory(%+v)[%d]: got %+v, want %+v", q, i, g, w)
 		}
 	}
@@ -647,15 +685,17 @@ func requireModelEntry(rt *rapid.T, what string, got, want ledger.Entry) {
 		got.TransferID != want.TransferID || got.Reverses != want.Reverses || got.ReversedBy != want.ReversedBy ||
 		got.HoldID != want.HoldID || (got.Item == nil) != (want.Item == nil) ||
 		got.Item != nil && (got.Item.Name != want.Item.Name || !bytes.Equal(got.Item.Data, want.Item.Data) ||
-			got.Item.Used != want.Item.Used || got.Item.Revoked != want.Item.Revoked) {
-		rt.Fatalf("%s: got %+v, want %+v", what, got, want)
+			got.Item.Used != want.Item.Used || got.Item.Revoked != want.Item.Revoked ||
+			!got.Item.UsedOn.Equal(want.Item.UsedOn) || got.Item.UsedBy != want.Item.UsedBy) {
+		rt.Fatalf("%s: got %+v (item %+v), want %+v (item %+v)", what, got, got.Item, want, want.Item)
 	}
 }
 
 // check holds after every step: every entry as the model has it, each
 // within the limits in force when it was written; every wallet's total,
 // held amount, balance and limits, and its Available not pushed below
-// its floor; totals by authority; every hold as it stands now; Verify.
+// its floor; totals by authority; every hold as it stands now; the
+// change feed; Verify.
 func (m *model) check(rt *rapid.T) {
 	es, err := m.l.Entries(m.ctx(), ledger.EntryQuery{})
 	if err != nil {
@@ -681,6 +721,7 @@ func (m *model) check(rt *rapid.T) {
 		m.compareWallets(rt, ledger.WalletQuery{Currency: c})
 		m.compareWallets(rt, ledger.WalletQuery{Currency: c, AuthorityIDs: pAuths[:1]})
 	}
+	m.checkFeed(rt)
 	if err := m.l.Verify(m.ctx()); err != nil {
 		rt.Fatal(err)
 	}

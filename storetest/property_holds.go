@@ -262,7 +262,9 @@ func (m *model) hold(rt *rapid.T) {
 		if nh.IdempotencyKey != "" {
 			m.holdKeys[[2]string{nh.AuthorityID, nh.IdempotencyKey}] = len(m.holds)
 		}
+		m.holdIndex[placed.ID] = len(m.holds)
 		m.holds = append(m.holds, mHold{Hold: placed, key: nh.IdempotencyKey})
+		m.holdChanged(ledger.ChangeHoldPlaced, nh.AuthorityID, placed)
 	case replayed:
 		if err != nil {
 			rt.Fatalf("retry of hold %s: %v", m.holds[orig].ID, err)
@@ -432,6 +434,7 @@ func (m *model) release(rt *rapid.T) {
 	h := &m.holds[i]
 	h.State, h.ClosedOn = ledger.HoldReleased, m.now
 	requireModelHold(rt, fmt.Sprintf("Release(%q, %s)", authority, id), got, h.Hold)
+	m.holdChanged(ledger.ChangeHoldReleased, authority, h.Hold)
 }
 
 // requireModelHold fails unless got is the model's hold want in every

@@ -52,7 +52,8 @@ func (m *model) setLimits(rt *rapid.T) {
 	case 6:
 		lim.Cap = ptr(cents(-1))
 	}
-	err := m.l.SetLimits(m.ctx(), rapid.SampledFrom(pAuths).Draw(rt, "authority"), lim)
+	authority := rapid.SampledFrom(pAuths).Draw(rt, "authority")
+	err := m.l.SetLimits(m.ctx(), authority, lim)
 	if lim.Floor.IsPositive() || lim.Cap != nil && lim.Cap.IsNegative() {
 		requireRefused(rt, invalidInput, err, "SetLimits(%+v)", lim)
 		return
@@ -62,6 +63,7 @@ func (m *model) setLimits(rt *rapid.T) {
 	}
 	m.limits[w] = lim
 	m.availAtLimits[w] = sum.Sub(m.held(w))
+	m.limitsSet(authority, lim)
 }
 
 func ptr[T any](v T) *T { return &v }
