@@ -122,6 +122,26 @@ func testCloseDuringOperations(t *testing.T, ns NewStore) {
 		func(ctx context.Context) error { return settle(ctx, true) },
 		func(ctx context.Context) error { return settle(ctx, false) },
 		func(ctx context.Context) error { _, err := l.Holds(ctx, ledger.HoldQuery{}); return err },
+		func(ctx context.Context) error {
+			for _, err := range l.Changes(ctx, ledger.ChangeQuery{Limit: 50}) {
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		func(ctx context.Context) error {
+			// A follower: its context ending is how it stops.
+			for _, err := range l.Changes(ctx, ledger.ChangeQuery{Follow: true}) {
+				if errors.Is(err, context.DeadlineExceeded) {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		},
 		func(ctx context.Context) error { _, err := l.Balance(ctx, "u3", ""); return err },
 		func(ctx context.Context) error {
 			_, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "u1", Amount: decimal.NewFromInt(1), Reason: "r"})

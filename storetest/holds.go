@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -36,6 +37,7 @@ func runHolds(t *testing.T, ns NewStore) {
 	t.Run("RacingSpends", func(t *testing.T) { testRacingHoldsAndSpends(t, ns) })
 	t.Run("RacingSettlements", func(t *testing.T) { testRacingSettlements(t, ns) })
 	t.Run("CancelAtRandom", func(t *testing.T) { testHoldCancelAtRandom(t, ns) })
+	t.Run("ClockPast2262", func(t *testing.T) { testHoldClockPast2262(t, ns) })
 }
 
 // manualClock is a test clock that moves only when told to.
@@ -935,5 +937,37 @@ func testHoldCancelAtRandom(t *testing.T, ns NewStore) {
 		}
 	}
 	requireWallet(t, l, "ann", "", decimal.NewFromInt(100000).Sub(captured).String(), held.String())
+	requireVerified(t, l)
+}
+
+// testHoldClockPast2262: a hold may expire at the last instant the
+// ledger records; once the clock reads past it (past what IDs encode),
+// the hold holds nothing, and the sweep records it.
+func testHoldClockPast2262(t *testing.T, ns NewStore) {
+	ctx := context.Background()
+	last := time.Unix(0, math.MaxInt64).UTC()
+	clk := &manualClock{now: last.Add(-time.Hour)}
+	l, s := newLedger(t, ns, ledger.WithClock(clk.Now), ledger.WithHoldSweep(time.Millisecond))
+	mustCreate(t, l, entryIn("bank", "ann", "", "10"))
+	nh := newHold("shop", "ann", "", "4")
+	nh.Expires = last
+	h := mustHold(t, l, nh)
+	require.True(t, last.Equal(h.Expires))
+	requireWallet(t, l, "ann", "", "10", "4")
+	clk.advance(100 * 365 * 24 * time.Hour) // the year 2362
+	requireWallet(t, l, "ann", "", "10", "0")
+	hs, err := l.Holds(ctx, ledger.HoldQuery{})
+	require.NoError(t, err)
+	require.Equal(t, ledger.HoldExpired, hs[0].State)
+	require.Eventually(t, func() bool {
+		var st ledger.HoldState
+		require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+			r, err := tx.Hold(ctx, h.ID)
+			st = r.State
+			return err
+		}))
+		return st == ledger.HoldExpired
+	}, 10*time.Second, time.Millisecond, "the sweep records an expiry at the last instant")
+	mustCreate(t, l, entryIn("shop", "ann", "", "-10"))
 	requireVerified(t, l)
 }
