@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 )
@@ -156,8 +158,12 @@ func (l *Ledger) changePage(ctx context.Context, after string, n int) ([]Change,
 				break
 			}
 		}
+		entries, err := pageEntries(ctx, tx, recs)
+		if err != nil {
+			return err
+		}
 		for _, r := range recs {
-			c, err := buildChange(ctx, tx, r)
+			c, err := buildChange(ctx, tx, r, entries)
 			if err != nil {
 				return err
 			}
@@ -168,13 +174,54 @@ func (l *Ledger) changePage(ctx context.Context, after string, n int) ([]Change,
 	return out, err
 }
 
+// pageEntries reads the entries that a page of changes names, when
+// they lie close together, with one scan of their ID range instead of a
+// read each (a round trip each on a database): the entries of recent
+// changes are the recent entries. It stops scanning once the range
+// proves sparse, and the rest are read one by one.
+func pageEntries(ctx context.Context, tx ReadTx, recs []ChangeRecord) (map[string]Record, error) {
+	var refs []string
+	for _, r := range recs {
+		if r.Kind == ChangeEntry || r.Kind == ChangeItemUsed {
+			refs = append(refs, r.Ref)
+		}
+	}
+	if len(refs) < 2 {
+		return nil, nil
+	}
+	slices.Sort(refs)
+	refs = slices.Compact(refs)
+	found := make(map[string]Record, len(refs))
+	scanned := 0
+	for e, err := range tx.Entries(ctx, Scan{Start: refs[0], End: refs[len(refs)-1] + "\x00"}) {
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := slices.BinarySearch(refs, e.ID); ok {
+			found[e.ID] = e
+		}
+		if scanned++; scanned > 2*len(refs)+16 {
+			break
+		}
+	}
+	return found, nil
+}
+
 // buildChange turns a change record into the change, with the record it
 // names as the change left it.
-func buildChange(ctx context.Context, tx ReadTx, r ChangeRecord) (Change, error) {
+func buildChange(ctx context.Context, tx ReadTx, r ChangeRecord, entries map[string]Record) (Change, error) {
 	c := Change{Cursor: r.Cursor, Kind: r.Kind, At: r.At, AuthorityID: r.AuthorityID}
 	switch r.Kind {
 	case ChangeEntry, ChangeItemUsed:
-		rec, err := tx.Entry(ctx, r.Ref)
+		rec, ok := entries[r.Ref]
+		var err error
+		if ok {
+			// Two changes of a page may name one entry (its writing
+			// and its item's use): each gets its own copy.
+			rec.Entry.Item, rec.Entry.Metadata = rec.Entry.Item.clone(), maps.Clone(rec.Entry.Metadata)
+		} else {
+			rec, err = tx.Entry(ctx, r.Ref)
+		}
 		if isNotFound(err) {
 			return c, fmt.Errorf("ledger: change %s names entry %q, which does not exist: %w", r.Cursor, r.Ref, ErrInconsistent)
 		}
