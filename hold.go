@@ -98,12 +98,6 @@ type Hold struct {
 	EntryID string `json:"entry_id,omitempty"`
 }
 
-// active reports whether h holds value at instant now: it is stored as
-// active and not due.
-func (h *Hold) active(now time.Time) bool {
-	return h.State == HoldActive && !h.due(now)
-}
-
 // due reports whether h's expiry has come at now.
 func (h *Hold) due(now time.Time) bool {
 	return !h.Expires.IsZero() && !now.Before(h.Expires)
