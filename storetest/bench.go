@@ -31,6 +31,9 @@ func Benchmark(b *testing.B, newStore NewBenchStore) {
 	}
 	b.Run("UseItem", func(b *testing.B) { benchUseItem(b, newStore, 1) })
 	b.Run("UseItem/parallel64", func(b *testing.B) { benchUseItem(b, newStore, 64) })
+	b.Run("HoldAndSettle", func(b *testing.B) { benchHolds(b, newStore) })
+	b.Run("Changes/Read", func(b *testing.B) { benchChangesRead(b, newStore) })
+	b.Run("Changes/Follow", func(b *testing.B) { benchChangesFollow(b, newStore) })
 	for _, n := range []int{10_000, 1_000_000} {
 		b.Run(fmt.Sprintf("Reads/entries=%d", n), func(b *testing.B) {
 			if n > 100_000 && testing.Short() {
