@@ -24,72 +24,59 @@ type groupHold struct {
 	fresh bool // placed by this group
 }
 
-type holdUndo struct {
-	id   string
-	prev groupHold
-	had  bool // the ID was in the map before
-}
-
 type holdState struct {
-	holds   map[string]groupHold // hold ID -> the group's view
-	byKey   map[idemKey]string   // new holds' idempotency keys -> ID
-	inserts []string             // new holds, in order
-	closes  []string             // stored holds the group closed, in order
-	undo    []holdUndo
+	holds   undoMap[string, groupHold] // hold ID -> the group's view
+	byKey   map[idemKey]string         // new holds' idempotency keys -> ID
+	inserts []string                   // new holds, in order
+	closes  []string                   // stored holds the group closed, in order
 }
 
 type holdSavepoint struct{ undo, inserts, closes int }
 
 func (h *holdState) init() {
-	h.holds = make(map[string]groupHold)
+	h.holds.init()
 	h.byKey = make(map[idemKey]string)
 }
 
 func (h *holdState) reset() {
-	clear(h.holds)
+	h.holds.reset()
 	clear(h.byKey)
-	clear(h.undo)
-	h.undo, h.inserts, h.closes = h.undo[:0], h.inserts[:0], h.closes[:0]
+	h.inserts, h.closes = h.inserts[:0], h.closes[:0]
 }
 
 func (h *holdState) savepoint() holdSavepoint {
-	return holdSavepoint{len(h.undo), len(h.inserts), len(h.closes)}
+	return holdSavepoint{h.holds.savepoint(), len(h.inserts), len(h.closes)}
 }
 
 func (h *holdState) rollback(sp holdSavepoint) {
 	for _, id := range h.inserts[sp.inserts:] {
-		if k := h.holds[id].rec; k.IdempotencyKey != "" {
+		if k := h.rec(id); k.IdempotencyKey != "" {
 			delete(h.byKey, idemKey{k.AuthorityID, k.IdempotencyKey})
 		}
 	}
 	h.inserts, h.closes = h.inserts[:sp.inserts], h.closes[:sp.closes]
-	for i := len(h.undo) - 1; i >= sp.undo; i-- {
-		u := h.undo[i]
-		if u.had {
-			h.holds[u.id] = u.prev
-		} else {
-			delete(h.holds, u.id)
-		}
-	}
-	clear(h.undo[sp.undo:])
-	h.undo = h.undo[:sp.undo]
+	h.holds.rollback(sp.undo)
+}
+
+// rec returns the group's view of hold id, which it holds.
+func (h *holdState) rec(id string) HoldRecord {
+	g, _ := h.holds.get(id)
+	return g.rec
 }
 
 // set records g as the group's view of its hold, undoably.
 func (h *holdState) set(g groupHold) {
-	prev, had := h.holds[g.rec.ID]
-	h.undo = append(h.undo, holdUndo{id: g.rec.ID, prev: prev, had: had})
-	h.holds[g.rec.ID] = g
+	h.holds.set(g.rec.ID, g)
 }
 
 func (h *holdState) flush(ctx context.Context, tx Tx) error {
 	for _, id := range h.inserts {
-		if err := tx.InsertHold(ctx, h.holds[id].rec); err != nil {
+		if err := tx.InsertHold(ctx, h.rec(id)); err != nil {
 			return storeErr("insert hold", err)
 		}
 	}
 	for _, id := range h.closes {
-		r := h.holds[id].rec
+		r := h.rec(id)
 		if err := tx.CloseHold(ctx, id, HoldClose{State: r.State, ClosedOn: r.ClosedOn, EntryID: r.EntryID}); err != nil {
 			return storeErr("close hold", err)
 		}
@@ -124,13 +111,13 @@ func (st *batchState) heldAt(k TotalKey, t Total, now time.Time) (decimal.Decima
 		if err != nil {
 			return decimal.Decimal{}, storeErr("read expiring holds", err)
 		}
-		if g, ok := st.holds.holds[r.ID]; ok && g.rec.State != HoldActive {
+		if g, ok := st.holds.holds.get(r.ID); ok && g.rec.State != HoldActive {
 			continue // closed by this group: no longer in t.Held
 		}
 		held = held.Sub(r.Amount)
 	}
 	for _, id := range st.holds.inserts {
-		r := st.holds.holds[id].rec
+		r := st.holds.rec(id)
 		if r.UserID == k.UserID && r.Currency == k.Currency && r.State == HoldActive && r.due(now) {
 			held = held.Sub(r.Amount)
 		}
@@ -166,7 +153,7 @@ func (st *batchState) checkFunds(userID, currency string, t Total, newTotal, amo
 // holdByID returns the group's view of hold id, reading it from the
 // store the first time.
 func (st *batchState) holdByID(id string) (HoldRecord, error) {
-	if g, ok := st.holds.holds[id]; ok {
+	if g, ok := st.holds.holds.get(id); ok {
 		return g.rec, nil
 	}
 	r, err := st.tx.Hold(st.ctx, id)
@@ -176,13 +163,13 @@ func (st *batchState) holdByID(id string) (HoldRecord, error) {
 	case err != nil:
 		return HoldRecord{}, storeErr("read hold", err)
 	}
-	st.holds.holds[id] = groupHold{rec: r} // a read, not a change: nothing to undo
+	st.holds.holds.put(id, groupHold{rec: r})
 	return r, nil
 }
 
 func (st *batchState) holdByKey(authorityID, key string) (HoldRecord, bool, error) {
 	if id, ok := st.holds.byKey[idemKey{authorityID, key}]; ok {
-		return st.holds.holds[id].rec, true, nil
+		return st.holds.rec(id), true, nil
 	}
 	r, err := st.tx.HoldByIdempotencyKey(st.ctx, authorityID, key)
 	switch {
@@ -191,7 +178,7 @@ func (st *batchState) holdByKey(authorityID, key string) (HoldRecord, bool, erro
 	case err != nil:
 		return HoldRecord{}, false, storeErr("read hold idempotency key", err)
 	}
-	if g, ok := st.holds.holds[r.ID]; ok {
+	if g, ok := st.holds.holds.get(r.ID); ok {
 		return g.rec, true, nil // as this group left it
 	}
 	return r, true, nil
@@ -304,7 +291,8 @@ func (st *batchState) closeHold(r HoldRecord, state HoldState, closedOn time.Tim
 		return err
 	}
 	st.setTotal(k, Total{Value: t.Value, LastEntryID: t.LastEntryID, Held: t.Held.Sub(r.Amount)})
-	fresh := st.holds.holds[r.ID].fresh
+	g, _ := st.holds.holds.get(r.ID)
+	fresh := g.fresh
 	r.State, r.ClosedOn, r.EntryID = state, closedOn, entryID
 	st.holds.set(groupHold{rec: r, fresh: fresh})
 	if !fresh {
@@ -359,7 +347,7 @@ func (st *batchState) release(authorityID, id string) (Hold, error) {
 		return Hold{}, err
 	}
 	st.change(ChangeRecord{Kind: ChangeHoldReleased, At: closed, AuthorityID: authorityID, Ref: id})
-	return holdOut(st.holds.holds[id].rec, now), nil
+	return holdOut(st.holds.rec(id), now), nil
 }
 
 // sweep records the expiry of up to sweepBatch due holds, appending them
@@ -378,7 +366,7 @@ func (st *batchState) sweep(out []Hold) ([]Hold, error) {
 	}
 	budget := st.l.cfg.limits.MaxBatchBytes
 	for _, r := range due {
-		if g, ok := st.holds.holds[r.ID]; ok {
+		if g, ok := st.holds.holds.get(r.ID); ok {
 			if g.rec.State != HoldActive {
 				continue // this group closed it already
 			}
@@ -393,7 +381,7 @@ func (st *batchState) sweep(out []Hold) ([]Hold, error) {
 			return out, err
 		}
 		st.change(ChangeRecord{Kind: ChangeHoldExpired, At: r.Expires, AuthorityID: r.AuthorityID, Ref: r.ID})
-		out = append(out, holdOut(st.holds.holds[r.ID].rec, now))
+		out = append(out, holdOut(st.holds.rec(r.ID), now))
 	}
 	return out, nil
 }

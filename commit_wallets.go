@@ -21,20 +21,13 @@ type limitsSlot struct {
 	exists bool // stored, or set by this group
 }
 
-type limitsUndo struct {
-	key  walletKey
-	prev limitsSlot
-	had  bool // the key was in the map before
-}
-
 type pendingReversal struct {
 	id, reversal string
 	revoke       bool
 }
 
 type walletState struct {
-	limits    map[walletKey]limitsSlot
-	undo      []limitsUndo
+	limits    undoMap[walletKey, limitsSlot]
 	newLimits []StoredLimits
 	reversed  map[string]pendingReversal // entry ID -> its pending reversal
 	reversals []pendingReversal
@@ -43,34 +36,24 @@ type walletState struct {
 type walletSavepoint struct{ undo, newLimits, reversals int }
 
 func (w *walletState) init() {
-	w.limits = make(map[walletKey]limitsSlot)
+	w.limits.init()
 	w.reversed = make(map[string]pendingReversal)
 }
 
 func (w *walletState) reset() {
-	clear(w.limits)
+	w.limits.reset()
 	clear(w.reversed)
-	clear(w.undo)
 	clear(w.newLimits)
 	clear(w.reversals)
-	w.undo, w.newLimits, w.reversals = w.undo[:0], w.newLimits[:0], w.reversals[:0]
+	w.newLimits, w.reversals = w.newLimits[:0], w.reversals[:0]
 }
 
 func (w *walletState) savepoint() walletSavepoint {
-	return walletSavepoint{len(w.undo), len(w.newLimits), len(w.reversals)}
+	return walletSavepoint{w.limits.savepoint(), len(w.newLimits), len(w.reversals)}
 }
 
 func (w *walletState) rollback(sp walletSavepoint) {
-	for i := len(w.undo) - 1; i >= sp.undo; i-- {
-		u := w.undo[i]
-		if u.had {
-			w.limits[u.key] = u.prev
-		} else {
-			delete(w.limits, u.key)
-		}
-	}
-	clear(w.undo[sp.undo:])
-	w.undo = w.undo[:sp.undo]
+	w.limits.rollback(sp.undo)
 	clear(w.newLimits[sp.newLimits:])
 	w.newLimits = w.newLimits[:sp.newLimits]
 	for _, r := range w.reversals[sp.reversals:] {
@@ -100,7 +83,7 @@ func (w *walletState) flush(ctx context.Context, tx Tx) error {
 // group's, else the stored ones, else the zero limits.
 func (st *batchState) limitsOf(userID, currency string) (WalletLimits, error) {
 	k := walletKey{userID, currency}
-	if s, ok := st.wallets.limits[k]; ok {
+	if s, ok := st.wallets.limits.get(k); ok {
 		return s.l, nil
 	}
 	stored, exists, err := st.tx.Limits(st.ctx, userID, currency)
@@ -111,7 +94,7 @@ func (st *batchState) limitsOf(userID, currency string) (WalletLimits, error) {
 	if exists {
 		l = stored.WalletLimits
 	}
-	st.wallets.limits[k] = limitsSlot{l: l, exists: exists}
+	st.wallets.limits.put(k, limitsSlot{l: l, exists: exists})
 	return l, nil
 }
 
@@ -144,9 +127,7 @@ func (st *batchState) setLimits(authorityID string, lim WalletLimits) error {
 		return err
 	}
 	k := walletKey{lim.UserID, lim.Currency}
-	prev, had := st.wallets.limits[k]
-	st.wallets.undo = append(st.wallets.undo, limitsUndo{key: k, prev: prev, had: had})
-	st.wallets.limits[k] = limitsSlot{l: lim, exists: true}
+	st.wallets.limits.set(k, limitsSlot{l: lim, exists: true})
 	sl := StoredLimits{WalletLimits: lim, SetBy: authorityID, SetOn: time.Unix(0, unixNano(st.l.cfg.clock())).UTC()}
 	st.wallets.newLimits = append(st.wallets.newLimits, sl)
 	st.change(ChangeRecord{Kind: ChangeLimits, At: sl.SetOn, AuthorityID: authorityID, Limits: cloneLimits(&lim)})
