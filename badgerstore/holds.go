@@ -31,23 +31,9 @@ func (t *tx) hold(id string) (ledger.HoldRecord, error) {
 	return decodeHoldItem(item)
 }
 
-// decodeHoldItem decodes the hold stored in item. An empty value is a
-// value Badger could not read from its value log, as for records (see
-// [decodeItem]).
+// decodeHoldItem decodes the hold stored in item.
 func decodeHoldItem(item *badger.Item) (ledger.HoldRecord, error) {
-	var h ledger.HoldRecord
-	err := item.Value(func(v []byte) error {
-		if len(v) == 0 {
-			return fmt.Errorf("%w: hold unreadable: Badger could not read it from its value log (a checksum mismatch, or a missing file; WithLogger shows Badger's report)", errCorrupt)
-		}
-		var err error
-		h, err = decodeHold(v)
-		return err
-	})
-	if err != nil {
-		return ledger.HoldRecord{}, fmt.Errorf("badgerstore: read hold %q: %w", item.Key()[1:], err)
-	}
-	return h, nil
+	return decodeValue(item, "hold", decodeHold)
 }
 
 // indexedHold reads the hold that an index names; index says which,

@@ -136,26 +136,33 @@ func (t *tx) entry(id string) (ledger.Record, error) {
 }
 
 // decodeItem decodes the record stored in item.
+func decodeItem(item *badger.Item) (ledger.Record, error) {
+	return decodeValue(item, "entry", decodeRecord)
+}
+
+// decodeValue decodes the value of item, a record of what (an entry, a
+// hold), with decode.
 //
 // Badger checks the checksum of a value it reads from the value log (the
 // store opens it with VerifyValueChecksum), but on a mismatch it logs
 // the failure and yields an empty value instead of an error. No record
 // is empty, so an empty value is reported as unreadable: corrupt data is
 // an error, never data.
-func decodeItem(item *badger.Item) (ledger.Record, error) {
-	var r ledger.Record
+func decodeValue[T any](item *badger.Item, what string, decode func([]byte) (T, error)) (T, error) {
+	var out T
 	err := item.Value(func(v []byte) error {
 		if len(v) == 0 {
-			return fmt.Errorf("%w: record unreadable: Badger could not read it from its value log (a checksum mismatch, or a missing file; WithLogger shows Badger's report)", errCorrupt)
+			return fmt.Errorf("%w: %s unreadable: Badger could not read it from its value log (a checksum mismatch, or a missing file; WithLogger shows Badger's report)", errCorrupt, what)
 		}
 		var err error
-		r, err = decodeRecord(v)
+		out, err = decode(v)
 		return err
 	})
 	if err != nil {
-		return ledger.Record{}, fmt.Errorf("badgerstore: read entry %q: %w", item.Key()[1:], err)
+		var zero T
+		return zero, fmt.Errorf("badgerstore: read %s %q: %w", what, item.Key()[1:], err)
 	}
-	return r, nil
+	return out, nil
 }
 
 func (t *tx) Entry(ctx context.Context, id string) (ledger.Record, error) {

@@ -30,19 +30,7 @@ func (t *tx) HoldByIdempotencyKey(ctx context.Context, authorityID, key string) 
 }
 
 func (t *tx) oneHold(ctx context.Context, op, sql string, args ...any) (ledger.HoldRecord, error) {
-	var h ledger.HoldRecord
-	found := false
-	err := t.read(ctx, op, sql, args, func(rows pgx.Rows) error {
-		found = true
-		return scanHold(rows, &h)
-	})
-	switch {
-	case err != nil:
-		return ledger.HoldRecord{}, err
-	case !found:
-		return ledger.HoldRecord{}, ledger.ErrNotFound
-	}
-	return h, nil
+	return readOne(ctx, t, op, sql, args, scanHold)
 }
 
 // Holds implements [ledger.ReadTx]. It reads in pages (see firstPage),

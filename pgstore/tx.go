@@ -513,19 +513,27 @@ func (t *tx) check(ctx context.Context, miss error) error {
 }
 
 func (t *tx) one(ctx context.Context, op, sql string, args ...any) (ledger.Record, error) {
-	var r ledger.Record
+	return readOne(ctx, t, op, sql, args, scanRecord)
+}
+
+// readOne reads the one row sql selects with scan, or fails with
+// ledger.ErrNotFound if it selects none.
+func readOne[T any](ctx context.Context, t *tx, op, sql string, args []any, scan func(pgx.Rows, *T) error) (T, error) {
+	var v T
 	found := false
 	err := t.read(ctx, op, sql, args, func(rows pgx.Rows) error {
 		found = true
-		return scanRecord(rows, &r)
+		return scan(rows, &v)
 	})
 	switch {
 	case err != nil:
-		return ledger.Record{}, err
+		var zero T
+		return zero, err
 	case !found:
-		return ledger.Record{}, ledger.ErrNotFound
+		var zero T
+		return zero, ledger.ErrNotFound
 	}
-	return r, nil
+	return v, nil
 }
 
 // scanRecord reads a row of recordColumns.
