@@ -20,8 +20,8 @@ import (
 // lowercase hex digits, so that cursors sort as the keys do. Sequence
 // numbers start at 1 and are taken in commit order: a Tx keeps the
 // changes it appends, and Update gives them their numbers and writes
-// their keys just before the commit, under Store.feedMu, which it holds
-// until the commit has returned (see [Store.update]). So a transaction
+// their keys just before the commit, under Store.writeMu, which it holds
+// until the commit has returned (see [Store.Update]). So a transaction
 // with changes commits after every transaction that took lower numbers
 // and before any that takes higher ones, and Badger makes a commit
 // visible to the snapshots taken after it, with every earlier commit: a
@@ -256,6 +256,12 @@ func (t *tx) AppendChange(ctx context.Context, c ledger.ChangeRecord) error {
 		return err
 	}
 	t.changes = append(t.changes, b)
+	if c.Kind == ledger.ChangeEntry && t.update {
+		if t.changed == nil {
+			t.changed = make(map[string]struct{})
+		}
+		t.changed[c.Ref] = struct{}{}
+	}
 	return nil
 }
 
@@ -290,7 +296,7 @@ func (t *tx) Changes(ctx context.Context, after string) iter.Seq2[ledger.ChangeR
 }
 
 // numberChanges gives the changes t appended their sequence numbers and
-// writes their keys into t's transaction. The caller holds s.feedMu, and
+// writes their keys into t's transaction. The caller holds s.writeMu, and
 // keeps it until the commit returns. The numbers are taken whether or
 // not the commit succeeds.
 func (s *Store) numberChanges(t *tx) error {

@@ -25,6 +25,10 @@ import (
 
 const crashDirEnv = "BADGERSTORE_TEST_CRASH_DIR"
 
+// crashCheckpointEnv, when set, has the child checkpoint every few
+// commits.
+const crashCheckpointEnv = "BADGERSTORE_TEST_CRASH_CHECKPOINTS"
+
 // TestCrashChild is run by TestCrash in a child process that TestCrash
 // kills: it writes through a ledger on a durable store as fast as it can,
 // from a few goroutines, and after each acknowledged write prints
@@ -39,7 +43,12 @@ func TestCrashChild(t *testing.T) {
 	ctx := context.Background()
 	_, err := os.Stdout.Write([]byte("opening\n"))
 	require.NoError(t, err)
-	s, err := badgerstore.Open(dir)
+	var opts []badgerstore.Option
+	if os.Getenv(crashCheckpointEnv) != "" {
+		// Checkpoints every few commits: kills land during them too.
+		opts = append(opts, badgerstore.WithCheckpoints(64, 8))
+	}
+	s, err := badgerstore.Open(dir, opts...)
 	require.NoError(t, err)
 	l, err := ledger.New(s)
 	require.NoError(t, err)
@@ -150,11 +159,11 @@ func TestCrashChild(t *testing.T) {
 // wait is given a channel closed when the child starts opening the
 // store. It adds what the child acknowledged to acked and used, and
 // returns the changes its follower was handed, in order, as "<cursor>
-// <kind> <entry ID>".
-func crashRound(t *testing.T, dir string, wait func(opening <-chan struct{}), acked, used map[string]bool) (entries int, feed []string) {
+// <kind> <entry ID>". env is added to the child's environment.
+func crashRound(t *testing.T, dir string, wait func(opening <-chan struct{}), acked, used map[string]bool, env ...string) (entries int, feed []string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
+	cmd.Env = append(append(os.Environ(), crashDirEnv+"="+dir), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -244,7 +253,8 @@ func checkAfterCrash(t *testing.T, dir string, acked, used map[string]bool, feed
 }
 
 // TestCrash kills a child writing to a durable store at random moments,
-// many times over the same directory, and checks after each kill that
+// many times over the same directory (every other child checkpointing
+// its totals every few commits, the others never), and checks after each kill that
 // every write the child saw acknowledged is there, that the ledger is
 // consistent, and that the changes the child's follower was handed are
 // still the first of the feed, in order, under the same cursors. A SIGKILL ends the process, not the machine: the kernel's
@@ -264,9 +274,16 @@ func TestCrash(t *testing.T) {
 	changes := 0
 	start := time.Now()
 	for round := range rounds {
+		// Odd rounds checkpoint the totals every few commits, so that
+		// kills land during checkpoints; even rounds never do, so that
+		// the reopen rebuilds every total from the feed.
+		var env []string
+		if round%2 == 1 {
+			env = append(env, crashCheckpointEnv+"=1")
+		}
 		n, feed := crashRound(t, dir, func(<-chan struct{}) {
 			time.Sleep(time.Duration(50+r.IntN(251)) * time.Millisecond) // the moment of the crash
-		}, acked, used)
+		}, acked, used, env...)
 		if !t.Run(fmt.Sprint("after kill ", round), func(t *testing.T) { checkAfterCrash(t, dir, acked, used, feed) }) {
 			t.FailNow()
 		}

@@ -8,9 +8,6 @@ import (
 
 // Internals the external tests use.
 
-// Conflicts returns how many commits s retried after a conflict.
-func Conflicts(s *Store) uint64 { return s.conflicts.Load() }
-
 // GCDone returns a channel closed when the value-log GC goroutine of s
 // exits, nil if s runs none.
 func GCDone(s *Store) <-chan struct{} { return s.gcDone }
@@ -75,3 +72,17 @@ func DecodeChange(seq uint64, v []byte) (ledger.ChangeRecord, error) {
 func ChangeKey(seq uint64) []byte { return changeKey(seq) }
 
 func FirstSeqAfter(after string) (uint64, bool) { return firstSeqAfter(after) }
+
+// WithCheckpoints makes the store checkpoint its totals after this many
+// changes, or this many dirty totals.
+func WithCheckpoints(changes, totals int) Option {
+	return func(c *config) { c.checkpointChanges, c.checkpointTotals = changes, totals }
+}
+
+// Checkpointed returns the checkpoint of s, and how many totals it has
+// not written to Badger.
+func Checkpointed(s *Store) (seq uint64, dirty int) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.checkpointed, len(s.tot.dirty)
+}

@@ -24,30 +24,37 @@ type config struct {
 	cacheTotals int
 	err         error
 
+	// When to checkpoint (see checkpoint.go): tests lower them.
+	checkpointChanges, checkpointTotals int
+
 	// The migration's transaction size, and (if set, by tests) a call
 	// after each of its transactions that can stop it.
 	migrateBatch      int
 	afterMigrateBatch func() error
 }
 
-// DefaultCachedTotals is how many wallet totals a Store keeps in memory
-// for reads unless [WithCachedTotals] says otherwise.
-const DefaultCachedTotals = 1 << 18
+// DefaultCachedTotals, the default of [WithCachedTotals], keeps every
+// total in memory.
+const DefaultCachedTotals = -1
 
 func defaultConfig() config {
-	return config{syncWrites: true, cacheTotals: DefaultCachedTotals, migrateBatch: migrateBatch}
+	return config{syncWrites: true, cacheTotals: DefaultCachedTotals, migrateBatch: migrateBatch,
+		checkpointChanges: checkpointChanges, checkpointTotals: checkpointTotals}
 }
 
-// WithCachedTotals sets how many wallet totals (per user, and per
-// authority and user) the store keeps in memory for reads, about 100
-// bytes each; 0 turns the cache off. Reading a cached total is a map
-// lookup; reading one from Badger walks every level of its tree that may
-// hold the key, which grows with history. The default is
-// [DefaultCachedTotals].
+// WithCachedTotals bounds how many running totals (a wallet's, and each
+// authority's for it) an open store keeps in memory besides those it has
+// not written to Badger yet (at most 16,384 between checkpoints; see the
+// package doc): n >= 0 keeps at most about n, dropping others at random,
+// and [DefaultCachedTotals] (-1) keeps every total. A total in memory
+// costs about 250 bytes (the package doc gives a measured figure). A
+// write or read of a wallet whose totals are not in memory reads them
+// from Badger first: a point lookup, which walks every level of its LSM
+// tree that may hold the key. The smallest footprint is n = 0.
 func WithCachedTotals(n int) Option {
 	return func(c *config) {
-		if n < 0 {
-			c.fail(fmt.Errorf("badgerstore: WithCachedTotals(%d): negative", n))
+		if n < -1 {
+			c.fail(fmt.Errorf("badgerstore: WithCachedTotals(%d): below -1", n))
 			return
 		}
 		c.cacheTotals = n

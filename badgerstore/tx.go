@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/shopspring/decimal"
 
 	"github.com/walletledger/ledger"
 )
@@ -28,17 +29,20 @@ type tx struct {
 	txn  *badger.Txn
 	done atomic.Bool
 
-	// A View's use of the totals cache: the cache (nil if not to be
-	// used) and the generation its snapshot agrees with.
-	cache *totalsCache
-	gen   uint64
-	// The totals an Update wrote, for the cache to drop once committed.
-	wroteTotals [][]byte
-	// update is set in an Update's Tx. wallets holds, for the wallet
-	// totals (authority "", a currency other than the default) it read
-	// or wrote, whether one is stored.
-	update  bool
-	wallets map[string]bool
+	// s is the store; gen, in a View, the generation of the totals its
+	// snapshot agrees with (see totals.go).
+	s   *Store
+	gen uint64
+	// update is set in an Update's Tx.
+	update bool
+	// In an Update: the totals it set, the entries it inserted (for
+	// classify) and the highest ID among them, and the entries whose
+	// change it appended.
+	totals    pendingTotals
+	inserted  []insertedEntry
+	maxID     string
+	changed   map[string]struct{}
+	setLimits map[string]ledger.StoredLimits // the limits it set
 	// changes are the encodings of the changes an Update appended, in
 	// order, without their checksums: Update numbers and writes them as
 	// it commits.
@@ -341,51 +345,49 @@ func (t *tx) Total(ctx context.Context, tk ledger.TotalKey) (ledger.Total, bool,
 	if err := t.check(ctx); err != nil {
 		return ledger.Total{}, false, err
 	}
-	k := totalKey(tk)
-	if t.cache != nil {
-		if c, ok := t.cache.get(t.gen, k); ok {
-			return c.val, c.exists, nil
-		}
-	}
-	c, err := t.readTotal(k, tk)
-	if err != nil {
-		return ledger.Total{}, false, err
-	}
-	if t.cache != nil {
-		t.cache.fill(t.gen, k, c)
-	}
-	if t.update && tk.AuthorityID == "" && tk.Currency != "" {
-		t.noteWallet(k, c.exists)
-	}
-	return c.val, c.exists, nil
+	v, err := t.total(totalKey(tk), tk)
+	return v.val, v.exists, err
 }
 
-func (t *tx) readTotal(k []byte, tk ledger.TotalKey) (cachedTotal, error) {
-	var c cachedTotal
+// total returns the total under k, which names tk: in an Update, the
+// latest (the Tx's own, else the store's in memory, else Badger's, which
+// it keeps in memory); in a View, the one of its generation (from
+// memory, else from its snapshot).
+func (t *tx) total(k []byte, tk ledger.TotalKey) (totalVersion, error) {
+	m := t.s.tot
+	if t.update {
+		if p := t.totals.get(k); p != nil {
+			return totalVersion{val: p.val, exists: true}, nil
+		}
+		if v, ok := m.latest(k); ok {
+			return v, nil
+		}
+		v, err := t.readTotal(k, tk)
+		if err == nil {
+			m.load(k, v.val, v.exists)
+		}
+		return v, err
+	}
+	if v, ok := m.at(k, t.gen); ok {
+		return v, nil
+	}
+	return t.readTotal(k, tk)
+}
+
+func (t *tx) readTotal(k []byte, tk ledger.TotalKey) (totalVersion, error) {
+	var v totalVersion
 	item, err := t.txn.Get(k)
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
 	case err != nil:
-		return c, fmt.Errorf("badgerstore: read total of user %q in %q from authority %q: %w", tk.UserID, tk.Currency, tk.AuthorityID, err)
+		return v, fmt.Errorf("badgerstore: read total of user %q in %q from authority %q: %w", tk.UserID, tk.Currency, tk.AuthorityID, err)
 	default:
-		if c.val, err = totalOf(item); err != nil {
-			return c, err
+		if v.val, err = totalOf(item); err != nil {
+			return v, err
 		}
-		c.exists = true
+		v.exists = true
 	}
-	return c, nil
-}
-
-// noteWallet records whether a wallet total (authority "", a currency
-// other than the default) is stored, so that SetTotal knows without
-// another read whether to index the wallet for UserTotals.
-func (t *tx) noteWallet(k []byte, exists bool) {
-	if t.wallets == nil {
-		t.wallets = make(map[string]bool)
-	}
-	if !t.wallets[string(k)] {
-		t.wallets[string(k)] = exists
-	}
+	return v, nil
 }
 
 func totalOf(item *badger.Item) (ledger.Total, error) {
@@ -412,8 +414,9 @@ func (t *tx) Totals(ctx context.Context, authorityID, currency, afterUserID stri
 			start = afterUserID + "\x00"
 		}
 		load := func(user []byte, item *badger.Item) (ledger.UserTotal, error) {
-			t, err := totalOf(item)
-			return ledger.UserTotal{UserID: string(user), Total: t}, err
+			// Badger holds every total, but perhaps not as it is now.
+			v, err := t.total(item.Key(), ledger.TotalKey{AuthorityID: authorityID, UserID: string(user), Currency: currency})
+			return ledger.UserTotal{UserID: string(user), Total: v.val}, err
 		}
 		for row, err := range walk(ctx, t, key(prefixTotal, authorityID, currency, ""), start, "", false, load) {
 			if !yield(row, err) || err != nil {
@@ -509,6 +512,15 @@ func (t *tx) Limits(ctx context.Context, userID, currency string) (ledger.Stored
 	if err := t.check(ctx); err != nil {
 		return ledger.StoredLimits{}, false, err
 	}
+	if t.update {
+		// The writer knows every stored limits (see Store.limits).
+		k := limitsKey(userID, currency)
+		l, ok := t.setLimits[string(k)]
+		if !ok {
+			l, ok = t.s.limits[string(k)]
+		}
+		return l, ok, nil
+	}
 	v, err := t.get(limitsKey(userID, currency))
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):
@@ -572,12 +584,18 @@ func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
 		return fmt.Errorf("badgerstore: insert entry %q: not an entry ID as the ledger makes them (they start with a hex digit)", r.ID)
 	}
 	ks := indexKeys(&r)
-	switch dup, err := t.exists(ks[0]); {
-	case err != nil:
-		return fmt.Errorf("badgerstore: insert entry %q: %w", r.ID, err)
-	case dup:
-		return fmt.Errorf("badgerstore: insert entry %q: an entry with this ID exists", r.ID)
+	// An ID above every one stored and every one this Tx inserted cannot
+	// be taken: the ledger's IDs grow, so this is the common case, and it
+	// costs no read.
+	if r.ID <= t.maxID || r.ID <= t.s.maxEntryID {
+		switch dup, err := t.exists(ks[0]); {
+		case err != nil:
+			return fmt.Errorf("badgerstore: insert entry %q: %w", r.ID, err)
+		case dup:
+			return fmt.Errorf("badgerstore: insert entry %q: an entry with this ID exists", r.ID)
+		}
 	}
+	t.maxID = max(t.maxID, r.ID)
 	var idemKey []byte
 	if r.IdempotencyKey != "" {
 		idemKey = key(prefixIdemKey, r.AuthorityID, r.IdempotencyKey)
@@ -595,6 +613,8 @@ func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
 	if err := t.set(ks[0], v, "insert entry %q", r.ID); err != nil {
 		return err
 	}
+	t.inserted = append(t.inserted, insertedEntry{id: r.ID, user: r.UserID, currency: r.Currency, authority: r.AuthorityID,
+		balance: r.Balance, authorityBalance: r.AuthorityBalance})
 	for _, k := range ks[1:] {
 		if err := t.set(k, nil, "insert entry %q", r.ID); err != nil {
 			return err
@@ -649,10 +669,11 @@ func (t *tx) rewrite(ctx context.Context, id, what string, change func(*ledger.R
 	return t.set(key(prefixEntry, id), v, what, id)
 }
 
-// SetTotal implements [ledger.Tx]. The first total of a wallet in a
-// currency other than the default also writes the wallet's index key,
-// for UserTotals; whether it is the first the Tx knows from the ledger's
-// read of the total, or else reads.
+// SetTotal implements [ledger.Tx]. The total is kept in the Tx and
+// written to Badger, or deferred, as the Tx commits (see [tx.classify]);
+// a total not stored before is written now, with, for a wallet in a
+// currency other than the default, the wallet's index key for
+// UserTotals, so that scans of totals see it.
 func (t *tx) SetTotal(ctx context.Context, tk ledger.TotalKey, total ledger.Total) error {
 	if err := t.check(ctx); err != nil {
 		return err
@@ -662,21 +683,27 @@ func (t *tx) SetTotal(ctx context.Context, tk ledger.TotalKey, total ledger.Tota
 	if err != nil {
 		return err
 	}
-	if exists, known := t.wallets[string(k)]; tk.AuthorityID == "" && tk.Currency != "" && !exists {
-		if !known {
-			var err error
-			if exists, err = t.exists(k); err != nil {
-				return fmt.Errorf("badgerstore: write total of user %q in %q: %w", tk.UserID, tk.Currency, err)
-			}
+	p := t.totals.get(k)
+	if p == nil {
+		prev, err := t.total(k, tk)
+		if err != nil {
+			return fmt.Errorf("badgerstore: write total of user %q in %q: %w", tk.UserID, tk.Currency, err)
 		}
-		if !exists {
-			if err := t.set(key(prefixWallets, tk.UserID, tk.Currency), nil, "index wallet of user %q in %q", tk.UserID, tk.Currency); err != nil {
-				return err
-			}
-		}
-		t.noteWallet(k, true)
+		p = t.totals.add(k, tk, prev)
 	}
-	t.wroteTotals = append(t.wroteTotals, k)
+	if total.Held.IsZero() {
+		total.Held = decimal.Decimal{} // as Badger's encoding reads it back
+	}
+	p.val = total
+	if p.prev.exists {
+		return nil
+	}
+	if tk.AuthorityID == "" && tk.Currency != "" && !p.written {
+		if err := t.set(key(prefixWallets, tk.UserID, tk.Currency), nil, "index wallet of user %q in %q", tk.UserID, tk.Currency); err != nil {
+			return err
+		}
+	}
+	p.written = true
 	return t.set(k, v, "write total of user %q in %q from authority %q", tk.UserID, tk.Currency, tk.AuthorityID)
 }
 
@@ -688,7 +715,18 @@ func (t *tx) SetLimits(ctx context.Context, l ledger.StoredLimits) error {
 	if err != nil {
 		return err
 	}
-	return t.set(limitsKey(l.UserID, l.Currency), v, "write limits of user %q in %q", l.UserID, l.Currency)
+	k := limitsKey(l.UserID, l.Currency)
+	if err := t.set(k, v, "write limits of user %q in %q", l.UserID, l.Currency); err != nil {
+		return err
+	}
+	if t.setLimits == nil {
+		t.setLimits = make(map[string]ledger.StoredLimits)
+	}
+	// As a read decodes it: in UTC, to the nanosecond.
+	if t.setLimits[string(k)], err = decodeLimits(l.UserID, l.Currency, v); err != nil {
+		return err
+	}
+	return nil
 }
 
 // walk yields load(rest, item) for each key that starts with prefix and
