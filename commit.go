@@ -132,9 +132,16 @@ type committer struct {
 	mu    sync.Mutex
 	busy  bool       // a leader is committing
 	queue []*request // waiting for the next commit
-	// detached counts leaders running on a goroutine of their own, whose
-	// callers may have given up waiting; Close waits for them.
+	// detached counts leaders running on the leading goroutine, whose
+	// callers may have given up waiting; Close waits for them, then
+	// closes leads, which ends that goroutine.
 	detached sync.WaitGroup
+	// leads hands a leader whose caller may give up to the goroutine
+	// that leads for such callers: one that lives as long as the ledger,
+	// so that its stack, grown to what a commit needs, is not grown
+	// again for every commit (a new goroutine's would be).
+	leads     chan *request
+	leadsOnce sync.Once
 
 	// Owned by the current leader.
 	ids   idGen
@@ -146,6 +153,28 @@ type committer struct {
 func (c *committer) init(l *Ledger) {
 	c.l = l
 	c.st.init(l)
+	c.leads = make(chan *request)
+}
+
+// leadDetached runs r's lead on the leading goroutine, starting it the
+// first time. Only one leader runs at a time, so the goroutine is idle,
+// or about to be, whenever a lead is handed to it.
+func (c *committer) leadDetached(r *request) {
+	c.leadsOnce.Do(func() {
+		go func() {
+			for r := range c.leads {
+				c.lead(r, true)
+				c.detached.Done()
+			}
+		}()
+	})
+	c.leads <- r
+}
+
+// stop ends the leading goroutine, once no detached leader is left.
+func (c *committer) stop() {
+	c.detached.Wait()
+	close(c.leads)
 }
 
 // submit runs r through a commit and returns when r's result is set, or
@@ -185,10 +214,7 @@ func (c *committer) submit(r *request) error {
 	// its context no longer allows, while the commit goes on for the
 	// followers: the commit runs detached.
 	c.detached.Add(1)
-	go func() {
-		defer c.detached.Done()
-		c.lead(r, true)
-	}()
+	c.leadDetached(r)
 	return c.await(r)
 }
 

@@ -240,7 +240,7 @@ func (l *Ledger) Close() error {
 	}
 	l.closed = true
 	// A commit whose callers all gave up waiting may still be running.
-	l.commits.detached.Wait()
+	l.commits.stop()
 	return l.store.Close()
 }
 

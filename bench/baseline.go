@@ -102,3 +102,54 @@ func (b *bench) mapWithEntries(ctx context.Context, workers int) (row, error) {
 	runtime.KeepAlive(w)
 	return row{rate: res.rate(), unit: "entries/s", entries: res.written, mem: perEntry(before, after, res.written), disk: -1}, nil
 }
+
+// mapCeiling is issue 14's in-memory ceiling: mapWallets with the funds
+// check, and an append per applied entry to a slice of plain structs
+// (no validation, no ID formatting, no time.Time).
+type mapCeiling struct {
+	mu      sync.Mutex
+	totals  map[string]decimal.Decimal
+	entries []ceilingEntry
+	seq     uint64
+}
+
+type ceilingEntry struct {
+	id                      uint64
+	user, authority, reason string
+	amount                  decimal.Decimal
+	at                      int64
+}
+
+func (w *mapCeiling) apply(ne ledger.NewEntry) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t := w.totals[ne.UserID].Add(ne.Amount)
+	if ne.Amount.Sign() < 0 && t.Sign() < 0 {
+		return false
+	}
+	w.totals[ne.UserID] = t
+	w.seq++
+	w.entries = append(w.entries, ceilingEntry{id: w.seq, user: ne.UserID, authority: ne.AuthorityID, reason: ne.Reason,
+		amount: ne.Amount, at: time.Now().UnixNano()})
+	return true
+}
+
+// mapCeilingWrites times the workload on a mapCeiling.
+func (b *bench) mapCeilingWrites(ctx context.Context, workers int) (row, error) {
+	w := &mapCeiling{totals: make(map[string]decimal.Decimal, numUsers)}
+	before := heapAlloc()
+	res, err := runFor(ctx, b.duration, workers, 1, func() op {
+		return func(_ context.Context, r *rand.Rand) (int, error) {
+			if w.apply(workload(r)) {
+				return 1, nil
+			}
+			return 0, nil
+		}
+	})
+	if err != nil {
+		return row{}, err
+	}
+	after := heapAlloc()
+	runtime.KeepAlive(w)
+	return row{rate: res.rate(), unit: "entries/s", entries: res.written, mem: perEntry(before, after, res.written), disk: -1}, nil
+}

@@ -110,6 +110,7 @@ const manyWriters = 64
 const (
 	keyMap            = "map/1"
 	keyMapEntries     = "map-entries/1"
+	keyMapCeiling     = "map-ceiling/1"
 	keyMemstore1      = "memstore/1"
 	keyRelaxed1       = "badgerstore-relaxed/1"
 	keyDurableMany    = "badgerstore-durable/64"
@@ -130,6 +131,8 @@ func (b *bench) configs(readSizes []int) []config {
 			one(func(ctx context.Context) (row, error) { return b.bareMap(ctx, 1) })},
 		{keyMapEntries, "bare map + mutex, entries kept in a slice (reference)", 1,
 			one(func(ctx context.Context) (row, error) { return b.mapWithEntries(ctx, 1) })},
+		{keyMapCeiling, "map + mutex, entries appended as plain structs (issue 14's ceiling)", 1,
+			one(func(ctx context.Context) (row, error) { return b.mapCeilingWrites(ctx, 1) })},
 	}
 	for _, w := range []int{1, manyWriters} {
 		cs = append(cs, config{fmt.Sprintf("memstore/%d", w), "ledger, memstore", w,
