@@ -268,6 +268,7 @@ func (s *server) routes() http.Handler {
 	route(http.MethodGet, "/api/v1/entry/inventory", s.authed(s.inventory))
 	route(http.MethodPost, "/api/v1/entry/{entry_id}/inventory/use", s.authed(s.useItem))
 	route(http.MethodGet, "/api/v1/changes", s.authed(s.changes))
+	s.routesV2(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")
 	})
