@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -225,20 +226,46 @@ func (c *v2Client) build(rq v2Req) (*http.Request, []byte) {
 	return req, b
 }
 
-// validateRequest checks req against the document and returns what
-// ValidateResponse needs; nil when the document has no route for it.
-func (c *v2Client) validateRequest(req *http.Request, b []byte, invalid bool) *openapi3filter.RequestValidationInput {
-	c.t.Helper()
+// checkRequest checks req, whose body is b, against the document. It
+// returns what checkResponse needs, nil when the document has no route
+// for req, and the validator's verdict.
+func (sp *v2Spec) checkRequest(req *http.Request, b []byte) (*openapi3filter.RequestValidationInput, error) {
 	vreq := req.Clone(context.Background())
 	vreq.Body = io.NopCloser(bytes.NewReader(b))
-	route, params, err := c.spec.router.FindRoute(vreq)
+	route, params, err := sp.router.FindRoute(vreq)
 	if err != nil {
-		require.True(c.t, invalid, "%s %s: the document has no route for it: %v", req.Method, req.URL.Path, err)
-		return nil
+		return nil, fmt.Errorf("the document has no route for it: %w", err)
 	}
 	in := &openapi3filter.RequestValidationInput{Request: vreq, PathParams: params, Route: route,
 		Options: &openapi3filter.Options{AuthenticationFunc: requireToken, IncludeResponseStatus: true}}
-	err = openapi3filter.ValidateRequest(context.Background(), in)
+	return in, openapi3filter.ValidateRequest(context.Background(), in)
+}
+
+// checkResponse checks an answer against the document: against the
+// route's responses when in is set, else (a path or method the document
+// has no route for) as a problem.
+func (sp *v2Spec) checkResponse(in *openapi3filter.RequestValidationInput, status int, h http.Header, b []byte) error {
+	if in == nil {
+		if status < 400 || h.Get("Content-Type") != "application/problem+json" {
+			return fmt.Errorf("an unrouted request got %d %s, not a problem", status, h.Get("Content-Type"))
+		}
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			return err
+		}
+		return sp.doc.Components.Schemas["Problem"].Value.VisitJSON(v, openapi3.EnableJSONSchema2020())
+	}
+	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: status, Header: h,
+		Options: in.Options}
+	out.SetBodyBytes(b)
+	return openapi3filter.ValidateResponse(context.Background(), out)
+}
+
+// validateRequest checks req against the document: it must pass, or
+// fail when the request is marked invalid.
+func (c *v2Client) validateRequest(req *http.Request, b []byte, invalid bool) *openapi3filter.RequestValidationInput {
+	c.t.Helper()
+	in, err := c.spec.checkRequest(req, b)
 	if invalid {
 		require.Error(c.t, err, "%s %s %s: marked invalid, but the document admits it", req.Method, req.URL, b)
 	} else {
@@ -247,25 +274,61 @@ func (c *v2Client) validateRequest(req *http.Request, b []byte, invalid bool) *o
 	return in
 }
 
-// validateResponse checks an answer against the document: against the
-// route's responses when in is set, else (a path or method the document
-// has no route for) as a problem.
+// validateResponse requires the answer to pass checkResponse.
 func (c *v2Client) validateResponse(in *openapi3filter.RequestValidationInput, req *http.Request, status int, h http.Header, b []byte) {
 	c.t.Helper()
-	if in == nil {
-		require.GreaterOrEqual(c.t, status, 400, "an unrouted request must fail: %s", b)
-		require.Equal(c.t, "application/problem+json", h.Get("Content-Type"))
-		var v any
-		require.NoError(c.t, json.Unmarshal(b, &v))
-		err := c.spec.doc.Components.Schemas["Problem"].Value.VisitJSON(v, openapi3.EnableJSONSchema2020())
-		require.NoError(c.t, err, "%s %s: the answer is not a Problem: %s", req.Method, req.URL, b)
-		return
-	}
-	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: status, Header: h,
-		Options: in.Options}
-	out.SetBodyBytes(b)
-	err := openapi3filter.ValidateResponse(context.Background(), out)
+	err := c.spec.checkResponse(in, status, h, b)
 	require.NoError(c.t, err, "%s %s: the document does not describe the answer %d %s", req.Method, req.URL, status, b)
+}
+
+// validatingProxy forwards to the API at target, checking every request
+// and answer that pass through against the document; a failure is a test
+// error. It is how a client that is not Go (the Python tests) is held to
+// the document.
+func validatingProxy(t *testing.T, target string) *httptest.Server {
+	t.Helper()
+	spec, err := loadV2Spec()
+	require.NoError(t, err)
+	hc := &http.Client{Timeout: 30 * time.Second}
+	ps := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Errorf("proxy: read request: %v", err)
+			return
+		}
+		out, err := http.NewRequest(r.Method, target+r.URL.RequestURI(), bytes.NewReader(b))
+		if err != nil {
+			t.Errorf("proxy: %v", err)
+			return
+		}
+		out.Header = r.Header.Clone()
+		in, err := spec.checkRequest(out, b)
+		if err != nil {
+			t.Errorf("proxy: %s %s %s: the document refuses the request: %v", r.Method, r.URL, b, err)
+		}
+		res, err := hc.Do(out)
+		if err != nil {
+			t.Errorf("proxy: %s %s: %v", r.Method, r.URL, err)
+			http.Error(w, "proxy failed", http.StatusBadGateway)
+			return
+		}
+		defer res.Body.Close()
+		rb, err := io.ReadAll(res.Body)
+		if err != nil {
+			t.Errorf("proxy: read answer: %v", err)
+			return
+		}
+		if err := spec.checkResponse(in, res.StatusCode, res.Header, rb); err != nil {
+			t.Errorf("proxy: %s %s: the document does not describe the answer %d %s: %v", r.Method, r.URL, res.StatusCode, rb, err)
+		}
+		for k, vs := range res.Header {
+			w.Header()[k] = vs
+		}
+		w.WriteHeader(res.StatusCode)
+		w.Write(rb)
+	}))
+	t.Cleanup(ps.Close)
+	return ps
 }
 
 // do sends rq, checks it and its answer against the document, and
