@@ -179,15 +179,15 @@ func created(w http.ResponseWriter, location string, b []byte) {
 	writeV2(w, http.StatusCreated, b)
 }
 
-// body limits a request body to maxBodyBytes.
-func body(w http.ResponseWriter, r *http.Request) io.Reader {
+// limitedBody is r.Body, cut off at maxBodyBytes.
+func limitedBody(w http.ResponseWriter, r *http.Request) io.Reader {
 	return http.MaxBytesReader(w, r.Body, maxBodyBytes)
 }
 
 // decodeOptional is decodeV2 for a body that may be left out: an empty
 // body means {}.
 func decodeOptional(w http.ResponseWriter, r *http.Request, v any, want fields) error {
-	raw, err := io.ReadAll(body(w, r))
+	raw, err := io.ReadAll(limitedBody(w, r))
 	if err != nil {
 		return readErrorV2(err)
 	}
@@ -204,7 +204,7 @@ func (s *server) v2CreateEntry(w http.ResponseWriter, r *http.Request, authority
 		return err
 	}
 	var req entryRequestV2
-	if err := decodeV2(body(w, r), &req, entryFieldsV2); err != nil {
+	if err := decodeV2(limitedBody(w, r), &req, entryFieldsV2); err != nil {
 		return err
 	}
 	ne, err := req.newEntry("")
@@ -248,7 +248,7 @@ func (s *server) v2CreateBatch(w http.ResponseWriter, r *http.Request, authority
 	var req struct {
 		Entries []json.RawMessage `json:"entries"`
 	}
-	if err := decodeV2(body(w, r), &req, fields{"entries": nil}); err != nil {
+	if err := decodeV2(limitedBody(w, r), &req, fields{"entries": nil}); err != nil {
 		return err
 	}
 	if req.Entries == nil {
@@ -421,7 +421,7 @@ func (s *server) v2Reverse(w http.ResponseWriter, r *http.Request, authorityID s
 	var req struct {
 		Reason *string `json:"reason"`
 	}
-	if err := decodeV2(body(w, r), &req, fields{"reason": nil}); err != nil {
+	if err := decodeV2(limitedBody(w, r), &req, fields{"reason": nil}); err != nil {
 		return err
 	}
 	if req.Reason == nil {
@@ -493,7 +493,7 @@ func (s *server) v2Transfer(w http.ResponseWriter, r *http.Request, authorityID 
 		Reason     *string           `json:"reason"`
 		Metadata   map[string]string `json:"metadata"`
 	}
-	if err := decodeV2(body(w, r), &req, fields{"from_user_id": nil, "to_user_id": nil, "amount": nil,
+	if err := decodeV2(limitedBody(w, r), &req, fields{"from_user_id": nil, "to_user_id": nil, "amount": nil,
 		"currency": nil, "reason": nil, "metadata": nil}); err != nil {
 		return err
 	}
@@ -676,7 +676,7 @@ func (s *server) v2SetLimits(w http.ResponseWriter, r *http.Request, authorityID
 		Floor json.RawMessage `json:"floor"`
 		Cap   json.RawMessage `json:"cap"`
 	}
-	if err := decodeV2(body(w, r), &req, fields{"floor": nil, "cap": nil}); err != nil {
+	if err := decodeV2(limitedBody(w, r), &req, fields{"floor": nil, "cap": nil}); err != nil {
 		return err
 	}
 	lim := ledger.WalletLimits{UserID: r.PathValue("user_id"), Currency: currencySegment(r)}
@@ -744,7 +744,7 @@ func (s *server) v2PlaceHold(w http.ResponseWriter, r *http.Request, authorityID
 		Expires  *string           `json:"expires"`
 		Metadata map[string]string `json:"metadata"`
 	}
-	if err := decodeV2(body(w, r), &req, fields{"user_id": nil, "currency": nil, "amount": nil, "reason": nil,
+	if err := decodeV2(limitedBody(w, r), &req, fields{"user_id": nil, "currency": nil, "amount": nil, "reason": nil,
 		"expires": nil, "metadata": nil}); err != nil {
 		return err
 	}
