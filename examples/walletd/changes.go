@@ -47,11 +47,18 @@ const keepAliveComment = ": keep-alive\n"
 // send for s.keepAlive gets a keep-alive comment, so that proxies do not
 // cut it as idle. See streamChanges for the timeouts.
 func (s *server) changes(w http.ResponseWriter, r *http.Request, _ string) {
-	after, err := streamStart(r)
+	after, err := streamStart(r, "after")
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	s.serveChanges(w, r, after, s.fail)
+}
+
+// serveChanges streams the changes after the cursor as changes
+// describes, for API v1 and v2 alike; fail answers an error that comes
+// before the stream starts, in the API's own form.
+func (s *server) serveChanges(w http.ResponseWriter, r *http.Request, after streamCursor, fail func(http.ResponseWriter, *http.Request, error)) {
 	// Read the first change before the 200, so that a cursor the ledger
 	// refuses, or a ledger that cannot serve, gets an ordinary error
 	// answer rather than a stream that ends at once.
@@ -59,9 +66,9 @@ func (s *server) changes(w http.ResponseWriter, r *http.Request, _ string) {
 		if err != nil {
 			var inv *ledger.InvalidError
 			if errors.As(err, &inv) && inv.Field == "After" {
-				err = badRequest("invalid %s: %s", after.from, inv.Problem)
+				err = &ledger.InvalidError{Field: after.from, Problem: inv.Problem}
 			}
-			s.fail(w, r, err)
+			fail(w, r, err)
 			return
 		}
 	}
@@ -81,18 +88,19 @@ func (s *server) changes(w http.ResponseWriter, r *http.Request, _ string) {
 // request said so, for error messages.
 type streamCursor struct {
 	cursor string
-	from   string // "Last-Event-ID" or "after"; "" for the start
+	from   string // "Last-Event-ID" or the query parameter; "" for the start
 }
 
 // streamStart reads where a change stream starts: the Last-Event-ID
-// header if it is given and not empty, else the after parameter.
-func streamStart(r *http.Request) (streamCursor, error) {
-	q, err := parseQuery(r.URL.RawQuery, "after")
+// header if it is given and not empty, else the query parameter param
+// (v1's after, v2's cursor), the only one the query may hold.
+func streamStart(r *http.Request, param string) (streamCursor, error) {
+	q, err := parseQuery(r.URL.RawQuery, param)
 	if err != nil {
 		return streamCursor{}, err
 	}
-	if n := len(q["after"]); n > 1 {
-		return streamCursor{}, badRequest("invalid after: given %d times", n)
+	if n := len(q[param]); n > 1 {
+		return streamCursor{}, badRequest("invalid %s: given %d times", param, n)
 	}
 	ids := r.Header.Values("Last-Event-ID")
 	if len(ids) > 1 {
@@ -103,8 +111,8 @@ func streamStart(r *http.Request) (streamCursor, error) {
 	if len(ids) == 1 && ids[0] != "" {
 		return streamCursor{cursor: ids[0], from: "Last-Event-ID"}, nil
 	}
-	if v := q.Get("after"); v != "" {
-		return streamCursor{cursor: v, from: "after"}, nil
+	if v := q.Get(param); v != "" {
+		return streamCursor{cursor: v, from: param}, nil
 	}
 	return streamCursor{}, nil
 }

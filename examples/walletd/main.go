@@ -32,6 +32,12 @@
 // up or the server shuts down, which ends it at once; an idle stream
 // gets a ": keep-alive" comment every 15 seconds.
 //
+// serve also runs API v2 under /api/v2: every capability of the ledger
+// (entries, batches, transfers, reversals, holds, limits, balances,
+// wallets, inventory, the change feed) with decimal-string amounts,
+// Idempotency-Key headers, cursor paging and RFC 9457 problems, described
+// by the OpenAPI 3.1 document it serves at GET /api/v2/openapi.json.
+//
 // create-authority reads {"api_base_url", "name", "owner": {"contact",
 // "nickname"}}, stores a new authority with its public key in the
 // authorities directory, and prints the authority client configuration

@@ -268,6 +268,7 @@ func (s *server) routes() http.Handler {
 	route(http.MethodGet, "/api/v1/entry/inventory", s.authed(s.inventory))
 	route(http.MethodPost, "/api/v1/entry/{entry_id}/inventory/use", s.authed(s.useItem))
 	route(http.MethodGet, "/api/v1/changes", s.authed(s.changes))
+	s.routesV2(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")
 	})
@@ -316,11 +317,8 @@ type authedHandler func(w http.ResponseWriter, r *http.Request, authorityID stri
 // Authorization header, 403 for any token that does not verify.
 func (s *server) authed(h authedHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := s.auths.authenticate(r.Context(), r.Header.Get("Authorization"))
+		id, err := s.authenticate(r)
 		if err != nil {
-			reason := authFailureReason(err)
-			s.metrics.authFailures.WithLabelValues(reason).Inc()
-			s.log.InfoContext(r.Context(), "authentication failed", "reason", reason, "err", err)
 			if errors.Is(err, errMissingAuth) {
 				writeError(w, http.StatusUnauthorized, "authorization data required")
 				return
@@ -328,11 +326,25 @@ func (s *server) authed(h authedHandler) http.HandlerFunc {
 			writeError(w, http.StatusForbidden, "forbidden")
 			return
 		}
-		if info := infoFrom(r.Context()); info != nil {
-			info.authority = id
-		}
 		h(w, r, id)
 	}
+}
+
+// authenticate returns the ID of the authority whose token r carries,
+// and tells the request log; a failure is counted and logged, and
+// matches errMissingAuth when r has no token at all.
+func (s *server) authenticate(r *http.Request) (string, error) {
+	id, err := s.auths.authenticate(r.Context(), r.Header.Get("Authorization"))
+	if err != nil {
+		reason := authFailureReason(err)
+		s.metrics.authFailures.WithLabelValues(reason).Inc()
+		s.log.InfoContext(r.Context(), "authentication failed", "reason", reason, "err", err)
+		return "", err
+	}
+	if info := infoFrom(r.Context()); info != nil {
+		info.authority = id
+	}
+	return id, nil
 }
 
 // health reports whether the ledger can serve: 200 {"ok": true, ...}, or
