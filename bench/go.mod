@@ -1,6 +1,6 @@
 module github.com/walletledger/ledger/bench
 
-go 1.24.0
+go 1.25
 
 require (
 	github.com/dgraph-io/badger/v4 v4.9.6
