@@ -301,17 +301,27 @@ func decodeRecord(b []byte) (ledger.Record, error) {
 // total of format 3 reads with Held zero. A zero Held is not kept: it
 // reads as decimal.Decimal{} whatever its exponent (0.00 reads as 0).
 func encodeTotal(t ledger.Total) ([]byte, error) {
-	if err := checkExponent(t.Value); err != nil {
-		return nil, fmt.Errorf("badgerstore: total: %w", err)
+	if err := checkTotal(t); err != nil {
+		return nil, err
 	}
 	b := appendString(appendDecimal(nil, t.Value), t.LastEntryID)
 	if t.Held.IsZero() {
 		return b, nil
 	}
-	if err := checkExponent(t.Held); err != nil {
-		return nil, fmt.Errorf("badgerstore: total: Held: %w", err)
-	}
 	return appendDecimal(b, t.Held), nil
+}
+
+// checkTotal refuses a total encodeTotal cannot encode.
+func checkTotal(t ledger.Total) error {
+	if err := checkExponent(t.Value); err != nil {
+		return fmt.Errorf("badgerstore: total: %w", err)
+	}
+	if !t.Held.IsZero() {
+		if err := checkExponent(t.Held); err != nil {
+			return fmt.Errorf("badgerstore: total: Held: %w", err)
+		}
+	}
+	return nil
 }
 
 // checkExponent refuses a decimal whose exponent decoding would refuse.

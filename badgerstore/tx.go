@@ -678,11 +678,10 @@ func (t *tx) SetTotal(ctx context.Context, tk ledger.TotalKey, total ledger.Tota
 	if err := t.check(ctx); err != nil {
 		return err
 	}
-	k := totalKey(tk)
-	v, err := encodeTotal(total)
-	if err != nil {
+	if err := checkTotal(total); err != nil {
 		return err
 	}
+	k := totalKey(tk)
 	p := t.totals.get(k)
 	if p == nil {
 		prev, err := t.total(k, tk)
@@ -696,7 +695,7 @@ func (t *tx) SetTotal(ctx context.Context, tk ledger.TotalKey, total ledger.Tota
 	}
 	p.val = total
 	if p.prev.exists {
-		return nil
+		return nil // written, if at all, as the Tx commits
 	}
 	if tk.AuthorityID == "" && tk.Currency != "" && !p.written {
 		if err := t.set(key(prefixWallets, tk.UserID, tk.Currency), nil, "index wallet of user %q in %q", tk.UserID, tk.Currency); err != nil {
@@ -704,6 +703,10 @@ func (t *tx) SetTotal(ctx context.Context, tk ledger.TotalKey, total ledger.Tota
 		}
 	}
 	p.written = true
+	v, err := encodeTotal(total)
+	if err != nil {
+		return err
+	}
 	return t.set(k, v, "write total of user %q in %q from authority %q", tk.UserID, tk.Currency, tk.AuthorityID)
 }
 

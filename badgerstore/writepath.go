@@ -43,6 +43,9 @@ func (p *pendingTotals) get(k []byte) *pendingTotal {
 }
 
 func (p *pendingTotals) add(k []byte, tk ledger.TotalKey, prev totalVersion) *pendingTotal {
+	if p.list == nil {
+		p.list = make([]pendingTotal, 0, 4) // an entry's two, a transfer's four
+	}
 	p.list = append(p.list, pendingTotal{key: string(k), tk: tk, prev: prev})
 	switch n := len(p.list); {
 	case p.index != nil:
