@@ -43,10 +43,13 @@ var operatorNameRE = regexp.MustCompile(`^[a-z][a-z0-9._-]{0,31}$`)
 // bcrypt's 72-byte input limit.
 const operatorSecretBytes = 32
 
-// operatorBcryptCost is the bcrypt cost of the stored hashes. A secret
-// is 256 random bits, which no cost makes guessable or not; the hash is
-// there so that a copy of the operators directory logs nobody in. The
-// cost bounds what a login attempt costs the server.
+// operatorBcryptCost is the default bcrypt cost of the stored hashes
+// (create-operator -cost). A secret is 256 random bits, which no cost
+// makes guessable or not; the hash is there so that a copy of the
+// operators directory logs nobody in. The cost sets what a login
+// attempt costs the server, and a login for an unknown name costs what
+// one at this cost does (see dummyHash), so an operator created with
+// another cost can be told from an unknown name by timing.
 const operatorBcryptCost = bcrypt.DefaultCost
 
 // maxOperatorFileBytes bounds what readOperatorFile reads.
@@ -82,7 +85,7 @@ func (cfg config) operatorsDir() string {
 // the operator's file into dir and returns the secret. It fails if the
 // operator exists: its secret may be in use, and is replaced only by
 // removing the file first.
-func createOperator(dir, name string, now time.Time) (string, error) {
+func createOperator(dir, name string, cost int, now time.Time) (string, error) {
 	if !operatorNameRE.MatchString(name) {
 		return "", fmt.Errorf("%q is not an operator name (a lowercase letter, then up to 31 lowercase letters, digits, '.', '_' or '-')", truncate(name, 80))
 	}
@@ -91,7 +94,7 @@ func createOperator(dir, name string, now time.Time) (string, error) {
 		return "", fmt.Errorf("generate secret: %w", err)
 	}
 	secret := base64.RawURLEncoding.EncodeToString(raw[:])
-	hash, err := bcrypt.GenerateFromPassword([]byte(secret), operatorBcryptCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte(secret), cost)
 	if err != nil {
 		return "", fmt.Errorf("hash secret: %w", err)
 	}
@@ -193,7 +196,7 @@ func runCreateOperator(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("walletd create-operator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: walletd create-operator [-data DIR] [-operators DIR] NAME\n\n"+
+		fmt.Fprintf(stderr, "usage: walletd create-operator [-data DIR] [-operators DIR] [-cost N] NAME\n\n"+
 			"Creates a console operator and prints its secret on standard output, once: only a bcrypt\n"+
 			"hash of it is stored, in DIR/operators/NAME.json (mode 0600). NAME is a lowercase letter,\n"+
 			"then up to 31 lowercase letters, digits, '.', '_' or '-'. Remove the file to revoke the operator.\n\n")
@@ -201,11 +204,15 @@ func runCreateOperator(args []string, stdout, stderr io.Writer) int {
 	}
 	data := fs.String("data", defaultData, "data `DIR` whose operators directory (DIR/operators) gets the operator")
 	opDir := fs.String("operators", "", "operators `DIR` (default DIR/operators, or ./walletd-data/operators when -data is :memory: or a postgres:// URL)")
+	cost := fs.Int("cost", operatorBcryptCost, fmt.Sprintf("bcrypt `cost` of the secret's hash, %d to %d", bcrypt.MinCost, bcrypt.MaxCost))
 	pos, help, err := parseFlags(fs, args)
 	switch {
 	case help:
 		return exitOK
 	case err != nil:
+		return exitUsage
+	case *cost < bcrypt.MinCost || *cost > bcrypt.MaxCost:
+		fmt.Fprintf(stderr, "walletd create-operator: -cost must be %d to %d, got %d\n", bcrypt.MinCost, bcrypt.MaxCost, *cost)
 		return exitUsage
 	case len(pos) != 1:
 		fmt.Fprintf(stderr, "walletd create-operator: want one NAME, got %d arguments\n", len(pos))
@@ -219,7 +226,7 @@ func runCreateOperator(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	dir := config{Data: *data, Operators: *opDir}.operatorsDir()
-	secret, err := createOperator(dir, pos[0], time.Now())
+	secret, err := createOperator(dir, pos[0], *cost, time.Now())
 	if err != nil {
 		fmt.Fprintf(stderr, "walletd create-operator: %v\n", err)
 		return exitFailure

@@ -20,16 +20,18 @@ import (
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/walletledger/ledger"
 )
 
 // createTestOperator creates an operator in dir through create-operator
-// and returns its secret.
+// and returns its secret. Its hash has bcrypt's lowest cost, which
+// keeps logins fast under the race detector.
 func createTestOperator(t *testing.T, dir, name string) string {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"create-operator", "-operators", dir, name}, nil, &stdout, &stderr)
+	code := run(context.Background(), []string{"create-operator", "-operators", dir, "-cost", "4", name}, nil, &stdout, &stderr)
 	require.Equal(t, exitOK, code, "create-operator: %s", stderr.String())
 	secret := strings.TrimSpace(stdout.String())
 	require.Regexp(t, `^[A-Za-z0-9_-]{43}$`, secret)
@@ -161,6 +163,8 @@ func TestCreateOperator(t *testing.T) {
 		{"too long", []string{"-operators", dir, "a" + strings.Repeat("b", 32)}, exitUsage},
 		{"no name", []string{"-operators", dir}, exitUsage},
 		{"two names", []string{"-operators", dir, "bob", "carol"}, exitUsage},
+		{"cost too low", []string{"-operators", dir, "-cost", "3", "bob"}, exitUsage},
+		{"cost too high", []string{"-operators", dir, "-cost", "32", "bob"}, exitUsage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,8 +179,11 @@ func TestCreateOperator(t *testing.T) {
 		data := t.TempDir()
 		var stdout, stderr bytes.Buffer
 		require.Equal(t, exitOK, run(context.Background(), []string{"create-operator", "-data", data, "bob"}, nil, &stdout, &stderr), stderr.String())
-		_, err := readOperatorFile(filepath.Join(data, "operators"), "bob")
+		of, err := readOperatorFile(filepath.Join(data, "operators"), "bob")
 		require.NoError(t, err)
+		cost, err := bcrypt.Cost([]byte(of.SecretHash))
+		require.NoError(t, err)
+		assert.Equal(t, bcrypt.DefaultCost, cost, "the default cost")
 		assert.Equal(t, filepath.Join(data, "operators"), config{Data: data}.operatorsDir())
 		assert.Equal(t, filepath.Join(defaultData, "operators"), config{Data: memoryData}.operatorsDir())
 	})

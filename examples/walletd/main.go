@@ -9,7 +9,7 @@
 //	              [-grantor-only-item-use]
 //	walletd create-authority [-data DIR] [-authorities DIR] [-o FILE] REQUEST.json
 //	walletd revoke-authority [-data DIR] [-authorities DIR] AUTHORITY_ID
-//	walletd create-operator [-data DIR] [-operators DIR] NAME
+//	walletd create-operator [-data DIR] [-operators DIR] [-cost N] NAME
 //	walletd export [-data DIR] [-store ...] [-pg URL] [-pg-schema NAME] [FILE]
 //	walletd import [-data DIR] [-store ...] [-pg URL] [-pg-schema NAME] [FILE]
 //
@@ -49,8 +49,9 @@
 // holding only a bcrypt hash of the operator's secret, and prints the
 // secret, once, on standard output. The directory follows from -data
 // and -operators as the authorities directory does from -data and
-// -authorities. Removing the file revokes the operator: a running
-// server refuses its next request.
+// -authorities; -cost is the hash's bcrypt cost (default 10). Removing
+// the file revokes the operator: a running server refuses its next
+// request.
 //
 // export writes the whole ledger as JSON Lines to FILE (default standard
 // output); import loads such a file (default standard input) into an
@@ -125,7 +126,7 @@ const usage = `usage:
                 [-grantor-only-item-use]
   walletd create-authority [-data DIR] [-authorities DIR] [-o FILE] REQUEST.json
   walletd revoke-authority [-data DIR] [-authorities DIR] AUTHORITY_ID
-  walletd create-operator [-data DIR] [-operators DIR] NAME
+  walletd create-operator [-data DIR] [-operators DIR] [-cost N] NAME
   walletd export [-data DIR] [-store ...] [-pg URL] [-pg-schema NAME] [FILE]
   walletd import [-data DIR] [-store ...] [-pg URL] [-pg-schema NAME] [FILE]
 
