@@ -107,7 +107,7 @@ func newConsole(s *server) *console {
 			if t.IsZero() {
 				return ""
 			}
-			return t.UTC().Format("2006-01-02 15:04:05.000000 UTC")
+			return t.UTC().Format("2006-01-02 15:04:05")
 		},
 		"cur": func(c string) string {
 			if c == "" {
@@ -121,6 +121,8 @@ func newConsole(s *server) *console {
 			}
 			return c.String()
 		},
+		// fullTime is a time with all its precision, for a title.
+		"fullTime":   func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
 		"refundable": refundable,
 	}
 	base := template.Must(template.New("").Funcs(funcs).ParseFS(consoleTemplates, "console/templates/layout.html"))
