@@ -82,7 +82,14 @@ func (s *server) routesConsole(mux *http.ServeMux) {
 	c := newConsole(s)
 	handle := func(pattern string, h http.Handler) { mux.Handle(pattern, c.headers(h)) }
 	static, _ := fs.Sub(consoleStatic, "console/static")
-	handle("GET /console/static/", http.StripPrefix("/console/static/", http.FileServerFS(static)))
+	files := http.StripPrefix("/console/static/", http.FileServerFS(static))
+	handle("GET /console/static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") { // no directory listings
+			c.errorPage(w, r, nil, http.StatusNotFound, "There is no such page.")
+			return
+		}
+		files.ServeHTTP(w, r)
+	}))
 	handle("GET /console/login", http.HandlerFunc(c.loginPage))
 	handle("POST /console/login", c.cop.Handler(http.HandlerFunc(c.login)))
 	handle("POST /console/logout", c.authed(c.logout))
@@ -347,6 +354,9 @@ func (c *console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.throttle.succeed(nameKey)
+	if old, err := r.Cookie(sessionCookie); err == nil {
+		c.sessions.end(old.Value) // a login always starts a new session
+	}
 	tok, _ := c.sessions.create(of.Name, of.SecretHash)
 	http.SetCookie(w, &http.Cookie{
 		Name: sessionCookie, Value: tok, Path: "/console/",

@@ -432,6 +432,10 @@ func TestConsoleUserPage(t *testing.T) {
 	assert.Contains(t, p.body, "&lt;script&gt;alert(1)&lt;/script&gt;")
 
 	assert.Equal(t, http.StatusBadRequest, c.get("/console/user?id=").status)
+	assert.Equal(t, http.StatusNotFound, c.get("/console/static/").status, "a directory listing")
+	css := c.get("/console/static/console.css")
+	assert.Equal(t, http.StatusOK, css.status)
+	assert.Equal(t, "text/css; charset=utf-8", css.header.Get("Content-Type"))
 	p = c.get("/console/nowhere")
 	assert.Equal(t, http.StatusNotFound, p.status)
 	assert.Equal(t, "text/html; charset=utf-8", p.header.Get("Content-Type"))
