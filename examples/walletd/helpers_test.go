@@ -52,6 +52,7 @@ type testEnv struct {
 	srv     *server
 	ts      *httptest.Server
 	authDir string
+	opDir   string // the console's operators directory
 	logs    *syncBuffer
 	// now is the authorities' clock; tests move it with advance.
 	now atomic.Int64
@@ -77,7 +78,7 @@ func newTestEnv(t *testing.T, opts envOptions) *testEnv {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	env := &testEnv{t: t, authDir: opts.authDir, logs: &syncBuffer{}}
+	env := &testEnv{t: t, authDir: opts.authDir, opDir: t.TempDir(), logs: &syncBuffer{}}
 	if env.authDir == "" {
 		env.authDir = t.TempDir()
 	}
@@ -90,6 +91,7 @@ func newTestEnv(t *testing.T, opts envOptions) *testEnv {
 		Data:        data,
 		PGSchema:    opts.pgSchema,
 		Authorities: env.authDir,
+		Operators:   env.opDir,
 		Logger:      slog.New(slog.NewTextHandler(env.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Store:       opts.store,
 		Now:         func() time.Time { return time.Unix(0, env.now.Load()) },

@@ -4,11 +4,12 @@
 //
 // Usage:
 //
-//	walletd serve [-data DIR] [-authorities DIR] [-addr HOST:PORT] [-metrics-addr HOST:PORT]
+//	walletd serve [-data DIR] [-authorities DIR] [-operators DIR] [-addr HOST:PORT] [-metrics-addr HOST:PORT]
 //	              [-store badger|memory|postgres] [-pg URL] [-pg-schema NAME] [-max-conns N]
 //	              [-grantor-only-item-use]
 //	walletd create-authority [-data DIR] [-authorities DIR] [-o FILE] REQUEST.json
 //	walletd revoke-authority [-data DIR] [-authorities DIR] AUTHORITY_ID
+//	walletd create-operator [-data DIR] [-operators DIR] [-cost N] NAME
 //	walletd export [-data DIR] [-store ...] [-pg URL] [-pg-schema NAME] [FILE]
 //	walletd import [-data DIR] [-store ...] [-pg URL] [-pg-schema NAME] [FILE]
 //
@@ -16,7 +17,8 @@
 // /api/v1/wallet, GET /api/v1/entry/inventory, POST
 // /api/v1/entry/{entry_id}/inventory/use, GET /api/v1/changes) on -addr
 // and Prometheus metrics at /metrics on -metrics-addr, until SIGINT or
-// SIGTERM.
+// SIGTERM. It also serves the ops console at /console/, HTML pages for
+// support staff (operators) that log in with a secret: see README.md.
 //
 // GET /api/v1/changes, an addition to the original API, streams the
 // ledger's change feed as Server-Sent Events: one event a change, with
@@ -46,6 +48,16 @@
 //
 // revoke-authority deletes an authority's file; a running server refuses
 // its tokens within a second.
+//
+// create-operator creates a console operator called NAME (a lowercase
+// letter, then up to 31 lowercase letters, digits, '.', '_' or '-') in
+// the operators directory, DIR/operators/NAME.json with mode 0600,
+// holding only a bcrypt hash of the operator's secret, and prints the
+// secret, once, on standard output. The directory follows from -data
+// and -operators as the authorities directory does from -data and
+// -authorities; -cost is the hash's bcrypt cost (default 10). Removing
+// the file revokes the operator: a running server refuses its next
+// request.
 //
 // export writes the whole ledger as JSON Lines to FILE (default standard
 // output); import loads such a file (default standard input) into an
@@ -115,11 +127,12 @@ func runMain() int {
 }
 
 const usage = `usage:
-  walletd serve [-data DIR] [-authorities DIR] [-addr HOST:PORT] [-metrics-addr HOST:PORT]
+  walletd serve [-data DIR] [-authorities DIR] [-operators DIR] [-addr HOST:PORT] [-metrics-addr HOST:PORT]
                 [-store badger|memory|postgres] [-pg URL] [-pg-schema NAME] [-max-conns N]
                 [-grantor-only-item-use]
   walletd create-authority [-data DIR] [-authorities DIR] [-o FILE] REQUEST.json
   walletd revoke-authority [-data DIR] [-authorities DIR] AUTHORITY_ID
+  walletd create-operator [-data DIR] [-operators DIR] [-cost N] NAME
   walletd export [-data DIR] [-store ...] [-pg URL] [-pg-schema NAME] [FILE]
   walletd import [-data DIR] [-store ...] [-pg URL] [-pg-schema NAME] [FILE]
 
@@ -141,6 +154,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runCreateAuthority(args[1:], stdin, stdout, stderr)
 	case "revoke-authority":
 		return runRevokeAuthority(args[1:], stderr)
+	case "create-operator":
+		return runCreateOperator(args[1:], stdout, stderr)
 	case "export", "import":
 		return runTransfer(ctx, args[0], args[1:], stdin, stdout, stderr)
 	case "help", "-h", "-help", "--help":
@@ -175,6 +190,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	data := fs.String("data", defaultData, "data `DIR`: the ledger in DIR/ledger, authorities in DIR/authorities; :memory: for a ledger in memory; a postgres:// URL for a ledger in PostgreSQL")
 	authDir := fs.String("authorities", "", "authorities `DIR` (default DIR/authorities, or ./walletd-data/authorities when -data is :memory: or a postgres:// URL; -store plays no part)")
+	opDir := fs.String("operators", "", "console operators `DIR` (default DIR/operators, or ./walletd-data/operators as for -authorities)")
 	storeKind := fs.String("store", "", "ledger store: badger, memory or postgres (default: what -data looks like)")
 	pg := fs.String("pg", "", "PostgreSQL `URL` for -store postgres (postgres://user@host/db)")
 	pgSchema := fs.String("pg-schema", "", "PostgreSQL schema that holds the ledger (default walletledger)")
@@ -202,7 +218,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 
 	return runServer(ctx, config{
 		Data: *data, StoreKind: *storeKind, PG: *pg, PGSchema: *pgSchema, Authorities: *authDir,
-		MaxConns: *maxConns, GrantorOnlyItemUse: *grantorOnly,
+		Operators: *opDir, MaxConns: *maxConns, GrantorOnlyItemUse: *grantorOnly,
 		Logger: slog.New(slog.NewTextHandler(stderr, nil)),
 	}, *addr, *metricsAddr)
 }

@@ -65,11 +65,14 @@ type config struct {
 	// postgres:// URL. StoreKind plays no part: create-authority, which
 	// has no -store, must find the same directory as serve.
 	Authorities string
-	Logger      *slog.Logger
+	// Operators is the console's operators directory; "" means
+	// Data/operators, or ./walletd-data/operators, as for Authorities.
+	Operators string
+	Logger    *slog.Logger
 	// Store, when set, is used instead of opening Data; for tests.
 	Store ledger.Store
-	// Now is the clock that times rescans of the authorities directory;
-	// nil means time.Now.
+	// Now is the clock that times rescans of the authorities directory,
+	// and the console's sessions and login throttle; nil means time.Now.
 	Now func() time.Time
 	// PageSize is how many rows list answers read from the ledger at a
 	// time; 0 means defaultPageSize.
@@ -107,6 +110,9 @@ type server struct {
 	// every change stream.
 	streamsCtx  context.Context
 	stopStreams context.CancelFunc
+	// operatorsDir and now are the console's (see routesConsole).
+	operatorsDir string
+	now          func() time.Time
 }
 
 // newServer opens the ledger and loads the authorities that cfg names.
@@ -150,6 +156,8 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 		writeTimeout:      orDefault(cfg.WriteTimeout, writeTimeout),
 		idleTimeout:       orDefault(cfg.IdleTimeout, idleTimeout),
 		keepAlive:         orDefault(cfg.StreamKeepAlive, streamKeepAlive),
+		operatorsDir:      cfg.operatorsDir(),
+		now:               now,
 	}
 	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
 	s.api = s.routes()
@@ -269,6 +277,7 @@ func (s *server) routes() http.Handler {
 	route(http.MethodPost, "/api/v1/entry/{entry_id}/inventory/use", s.authed(s.useItem))
 	route(http.MethodGet, "/api/v1/changes", s.authed(s.changes))
 	s.routesV2(mux)
+	s.routesConsole(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")
 	})
