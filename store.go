@@ -18,8 +18,9 @@ import (
 // The Ledger reads and writes through transactions, so one ledger
 // operation, a batch, or many callers' operations grouped into one commit
 // are each a single atomic and isolated step. Transactions are
-// serializable: a store may run them one at a time (memstore), detect
-// conflicts and retry (badgerstore), or lock rows (a SQL database).
+// serializable: a store may run them one at a time (memstore,
+// badgerstore), detect conflicts and retry, or lock rows (a SQL
+// database).
 //
 // Records passed to a store and returned from it are the receiver's: a
 // store copies what it keeps and returns memory its caller may modify.
