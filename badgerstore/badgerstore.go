@@ -460,9 +460,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 			return fmt.Errorf("find the last change: %w", err)
 		}
 		s.nextSeq = last + 1
-		if s.maxEntryID, err = lastEntryID(txn); err != nil {
-			return fmt.Errorf("find the last entry: %w", err)
-		}
+		s.maxEntryID = lastEntryID(txn)
 		s.limits = make(map[string]ledger.StoredLimits)
 		t := &tx{txn: txn, s: s}
 		defer t.finish()

@@ -315,14 +315,11 @@ func (s *Store) numberChanges(t *tx) error {
 // lastSeq returns the sequence number of the last change stored, 0 if
 // none is.
 func lastSeq(txn *badger.Txn) (uint64, error) {
-	it := txn.NewIterator(badger.IteratorOptions{Reverse: true})
-	defer it.Close()
-	it.Seek(successor([]byte{prefixChange}))
-	if !it.ValidForPrefix([]byte{prefixChange}) {
+	k := lastKey(txn, []byte{prefixChange})
+	switch {
+	case k == nil:
 		return 0, nil
-	}
-	k := it.Item().Key()
-	if len(k) != 1+seqLen {
+	case len(k) != 1+seqLen:
 		return 0, fmt.Errorf("%w: malformed change key %x", errCorrupt, k)
 	}
 	return binary.BigEndian.Uint64(k[1:]), nil

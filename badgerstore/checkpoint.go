@@ -32,23 +32,7 @@ const (
 
 // readCheckpoint returns the checkpoint and whether one is stored.
 func readCheckpoint(txn *badger.Txn) (uint64, bool, error) {
-	item, err := txn.Get(checkpointKey)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, err
-	}
-	var seq uint64
-	err = item.Value(func(b []byte) error {
-		var n int
-		seq, n = binary.Uvarint(b)
-		if n <= 0 || n != len(b) {
-			return fmt.Errorf("%w: checkpoint %x", errCorrupt, b)
-		}
-		return nil
-	})
-	return seq, true, err
+	return readUvarint(txn, checkpointKey, "checkpoint")
 }
 
 // wantCheckpoint reports whether the writer should checkpoint now.
@@ -192,12 +176,9 @@ func (s *Store) rebuildTotals() error {
 }
 
 // lastEntryID returns the highest entry ID stored, "" if none is.
-func lastEntryID(txn *badger.Txn) (string, error) {
-	it := txn.NewIterator(badger.IteratorOptions{Reverse: true})
-	defer it.Close()
-	it.Seek(successor([]byte{prefixEntry}))
-	if !it.ValidForPrefix([]byte{prefixEntry}) {
-		return "", nil
+func lastEntryID(txn *badger.Txn) string {
+	if k := lastKey(txn, []byte{prefixEntry}); k != nil {
+		return string(k[1:])
 	}
-	return string(it.Item().Key()[1:]), nil
+	return ""
 }

@@ -870,7 +870,13 @@ func stepCursor[T any](c *cursor, load func([]byte, *badger.Item) (T, error)) (v
 // readFormat returns the format version stored in the database and
 // whether one is stored.
 func readFormat(txn *badger.Txn) (uint64, bool, error) {
-	item, err := txn.Get(formatKey)
+	return readUvarint(txn, formatKey, "format version")
+}
+
+// readUvarint returns the uvarint stored under k, a meta key holding
+// what, and whether one is stored.
+func readUvarint(txn *badger.Txn, k []byte, what string) (uint64, bool, error) {
+	item, err := txn.Get(k)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return 0, false, nil
 	}
@@ -882,9 +888,20 @@ func readFormat(txn *badger.Txn) (uint64, bool, error) {
 		var n int
 		v, n = binary.Uvarint(b)
 		if n <= 0 || n != len(b) {
-			return fmt.Errorf("%w: format version %x", errCorrupt, b)
+			return fmt.Errorf("%w: %s %x", errCorrupt, what, b)
 		}
 		return nil
 	})
 	return v, true, err
+}
+
+// lastKey returns the greatest key under prefix, nil if there is none.
+func lastKey(txn *badger.Txn, prefix []byte) []byte {
+	it := txn.NewIterator(badger.IteratorOptions{Reverse: true})
+	defer it.Close()
+	it.Seek(successor(prefix))
+	if !it.ValidForPrefix(prefix) {
+		return nil
+	}
+	return it.Item().KeyCopy(nil)
 }

@@ -86,10 +86,16 @@ func (w *mapLedger) apply(ne ledger.NewEntry) bool {
 // its entries hold.
 func (b *bench) mapWithEntries(ctx context.Context, workers int) (row, error) {
 	w := &mapLedger{totals: make(map[string]decimal.Decimal, numUsers)}
+	return b.timeKeeping(ctx, workers, w.apply, w)
+}
+
+// timeKeeping times the workload on apply, which keeps what it applies
+// in keeper, and measures the heap keeper holds.
+func (b *bench) timeKeeping(ctx context.Context, workers int, apply func(ledger.NewEntry) bool, keeper any) (row, error) {
 	before := heapAlloc()
 	res, err := runFor(ctx, b.duration, workers, 1, func() op {
 		return func(_ context.Context, r *rand.Rand) (int, error) {
-			if w.apply(workload(r)) {
+			if apply(workload(r)) {
 				return 1, nil
 			}
 			return 0, nil
@@ -99,7 +105,7 @@ func (b *bench) mapWithEntries(ctx context.Context, workers int) (row, error) {
 		return row{}, err
 	}
 	after := heapAlloc()
-	runtime.KeepAlive(w)
+	runtime.KeepAlive(keeper)
 	return row{rate: res.rate(), unit: "entries/s", entries: res.written, mem: perEntry(before, after, res.written), disk: -1}, nil
 }
 
@@ -137,19 +143,5 @@ func (w *mapCeiling) apply(ne ledger.NewEntry) bool {
 // mapCeilingWrites times the workload on a mapCeiling.
 func (b *bench) mapCeilingWrites(ctx context.Context, workers int) (row, error) {
 	w := &mapCeiling{totals: make(map[string]decimal.Decimal, numUsers)}
-	before := heapAlloc()
-	res, err := runFor(ctx, b.duration, workers, 1, func() op {
-		return func(_ context.Context, r *rand.Rand) (int, error) {
-			if w.apply(workload(r)) {
-				return 1, nil
-			}
-			return 0, nil
-		}
-	})
-	if err != nil {
-		return row{}, err
-	}
-	after := heapAlloc()
-	runtime.KeepAlive(w)
-	return row{rate: res.rate(), unit: "entries/s", entries: res.written, mem: perEntry(before, after, res.written), disk: -1}, nil
+	return b.timeKeeping(ctx, workers, w.apply, w)
 }
