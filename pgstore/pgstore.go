@@ -213,7 +213,7 @@
 // totals it names that the transaction has not locked yet, sorted by
 // (authority, currency, user) bytewise:
 //
-//	INSERT INTO S.totals ... SELECT ... FROM unnest(keys) ON CONFLICT DO NOTHING RETURNING ...;  -- a row for each that has none
+//	INSERT INTO S.totals ... SELECT ... FROM unnest(keys) WHERE NOT EXISTS (...) ON CONFLICT DO NOTHING RETURNING ...;  -- a row for each that has none
 //	SELECT count(*) FROM unnest(keys) CROSS JOIN LATERAL (SELECT FROM S.totals WHERE ... FOR UPDATE);  -- then each row, in order
 //
 // A row inserted so is a placeholder (total 0, held 0, no last entry):

@@ -109,8 +109,15 @@ ON CONFLICT (authority_id, currency, user_id) DO UPDATE SET total = EXCLUDED.tot
 	// transaction sees; RETURNING names them), then each row is locked,
 	// one after the other: a lateral subquery with FOR UPDATE per key,
 	// which the planner cannot flatten or reorder.
+	//
+	// The NOT EXISTS skips, for the price of an index probe, the keys
+	// that have a committed row, most of them, which an INSERT's conflict
+	// check costs several times more; a key it does not see may still be
+	// there, inserted by a transaction in flight, and the INSERT waits
+	// for that one's outcome.
 	q.ensureTotals = `INSERT INTO ` + s + `.totals (authority_id, currency, user_id, total, last_entry, held)
 SELECT k.a, k.c, k.u, 0, '', 0 FROM unnest($1::text[], $2::text[], $3::text[]) AS k(a, c, u)
+WHERE NOT EXISTS (SELECT FROM ` + s + `.totals t WHERE t.authority_id = k.a COLLATE "C" AND t.currency = k.c COLLATE "C" AND t.user_id = k.u COLLATE "C")
 ON CONFLICT (authority_id, currency, user_id) DO NOTHING RETURNING authority_id, currency, user_id`
 	q.lockTotals = `SELECT count(*) FROM unnest($1::text[], $2::text[], $3::text[]) AS k(a, c, u)
 CROSS JOIN LATERAL (SELECT FROM ` + s + `.totals
