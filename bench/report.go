@@ -220,6 +220,9 @@ entry's ID, authority, user and reason, 8 for CreatedOn and the amount's
 coefficient. Disk is the size of the store's files after Close, less that
 of an empty store of the same kind, per entry.
 `)
+	if rep.postgres != noPostgres {
+		b.WriteString("For the PostgreSQL rows it is the growth of the schema's tables, indexes and TOAST included.\n")
+	}
 	if len(rep.fixed) > 0 {
 		kinds := slices.Sorted(maps.Keys(rep.fixed))
 		var parts []string
