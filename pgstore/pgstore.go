@@ -415,10 +415,10 @@
 // own writes) or with COMMIT. In an Update, the locks of the totals a
 // read names (see Transactions) travel in front of it, in the same batch.
 // A ledger write that reads two totals one by one thus costs three round
-// trips: BEGIN, the first total's lock and the total, the second's lock
-// and total, and the writes with COMMIT (with the deletion of
-// placeholders not written); the ledger's group commit reads all its
-// totals, and locks them, in one. Errors still come back where the contract
+// trips: BEGIN with the first total and its lock, the second total and
+// its lock, and the writes with COMMIT (and the deletion of placeholders
+// not written); the ledger's group commit reads and locks all its totals
+// in one. Errors still come back where the contract
 // puts them: a duplicate ID or idempotency key, or SetItemUsed on a
 // missing entry or item ([ledger.ErrNotFound], [ledger.ErrNoItem]), fails
 // the transaction when the batch runs, and Update returns that error;
