@@ -304,10 +304,19 @@
 //
 // A schema may be written by processes running the pgstore before this
 // scheme (SERIALIZABLE, no locks) and by this one at once, as in a
-// rolling upgrade: a serializable transaction whose snapshot predates a
-// change of a row it updates (a total, an item's use, a hold's close)
-// fails to serialize, and one that updates a row first makes the new
-// lock or conditional write wait for it and then see its result.
+// rolling upgrade, and the rules above still hold: a serializable
+// transaction whose snapshot predates a change of a row it updates (a
+// total, an item's use, a hold's close) fails to serialize, and one that
+// updates a row first makes the new lock or conditional write wait for
+// it and then see its result. (TestContention and TestMultiProcess, run
+// with half their processes on the older pgstore, find the rules kept.)
+// One thing differs
+// meanwhile: PostgreSQL turns the unique violation of a key that a
+// serializable transaction looked up into a serialization failure only
+// when the other inserter is serializable too, so an old process whose
+// write races a new one's with the same idempotency key fails with the
+// unique violation (nothing written; a retry with the key finds the
+// entry) instead of retrying.
 //
 // # Change feed
 //
