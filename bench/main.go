@@ -28,6 +28,9 @@
 //     entries per transaction (sync on): the ceiling for badgerstore;
 //   - a SQLite ledger written by hand (modernc.org/sqlite, WAL,
 //     synchronous=FULL, a balances table), 1 and 64 writers;
+//   - when LEDGER_PG_URL names a PostgreSQL database, the ledger on
+//     pgstore and a PostgreSQL ledger written by hand with pgx (a balance
+//     row locked with SELECT ... FOR UPDATE per entry), 64 writers each;
 //   - single-wallet reads from ledgers of 10,000 and 1,000,000 entries,
 //     on memstore and badgerstore.
 //
@@ -70,6 +73,7 @@ type bench struct {
 	parent   string // where temporary directories go
 	progress io.Writer
 	fixed    map[string]int64 // bytes of an empty store after Close, by kind
+	pgURL    string           // the database of the PostgreSQL rows; "": none
 }
 
 // tempDir makes a fresh directory for one configuration and returns a
@@ -166,6 +170,7 @@ func (b *bench) configs(readSizes []int) []config {
 		cs = append(cs, config{fmt.Sprintf("sqlite/%d", w), "SQLite ledger (WAL, synchronous=FULL)", w,
 			one(func(ctx context.Context) (row, error) { return b.sqliteWrites(ctx, w) })})
 	}
+	cs = append(cs, b.pgConfigs()...)
 	for _, disk := range []bool{false, true} {
 		key, name := "reads/memstore", "single-wallet reads, ledger, memstore"
 		if disk {
@@ -228,7 +233,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("-run: %w", err)
 	}
 
-	b := &bench{duration: *duration, parent: *dir, progress: stderr}
+	b := &bench{duration: *duration, parent: *dir, progress: stderr, pgURL: os.Getenv(pgURLEnv)}
 	var cs []config
 	for _, c := range b.configs(readSizes) {
 		if filter.MatchString(c.key) {
@@ -267,6 +272,12 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		duration:  *duration,
 		readSizes: readSizes,
 		quick:     *quick,
+	}
+	rep.postgres = noPostgres
+	if b.pgURL != "" {
+		if rep.postgres, err = describePostgres(ctx, b.pgURL); err != nil {
+			return err
+		}
 	}
 	start := time.Now()
 	for i, c := range cs {

@@ -31,6 +31,7 @@ type report struct {
 	rows      []row
 	elapsed   time.Duration
 	fixed     map[string]int64 // bytes of an empty store after Close, by kind
+	postgres  string           // the PostgreSQL server, or why its rows did not run
 }
 
 // comparison is a row's ratio to the ceiling it is judged against.
@@ -55,6 +56,7 @@ var comparisons = []comparison{
 	{keyDurableBatch, keyRawSyncBatch, "raw Badger 1,000/txn"},
 	{"badger-sync/64", keyRawSync1, "raw Badger sync on, 1 writer"},
 	{"sqlite/64", keySQLite1, "SQLite, 1 writer"},
+	{keyPgstoreMany, keyPgHandMany, "hand-written PostgreSQL, 64 writers"},
 }
 
 func (rep *report) find(key string) (row, bool) {
@@ -129,6 +131,9 @@ func (rep *report) targets() []target {
 	atLeast("badgerstore durable, 64 writers", keyDurableMany, keyRawSync1, 10, "raw Badger sync on, 1 txn/entry, 1 writer")
 	atLeast("badgerstore durable, 64 writers", keyDurableMany, keySQLite1, 10, "SQLite ledger, 1 writer")
 	atLeast("badgerstore durable, CreateEntries of 1,000", keyDurableBatch, keyRawSyncBatch, 0.7, "raw Badger 1,000 entries/txn, sync on")
+	if rep.postgres != noPostgres {
+		atLeast("pgstore, 64 callers", keyPgstoreMany, keyPgHandMany, 3, "hand-written PostgreSQL ledger, 64 callers")
+	}
 
 	small, large := rep.readSizes[0], rep.readSizes[len(rep.readSizes)-1]
 	for _, s := range []struct{ name, prefix string }{{"memstore", keyReadsMemPrefix}, {"badgerstore", keyReadsBadPrefix}} {
@@ -168,6 +173,9 @@ func (rep *report) markdown() string {
 		fmt.Fprintf(&b, "- library: commit %s\n", m.library)
 	}
 	fmt.Fprintf(&b, "- temp dir: %s, %s; fsync rate %s/s (100-byte append + fsync)\n", m.tempDir, m.fs, commas(m.fsyncs))
+	if rep.postgres != "" {
+		fmt.Fprintf(&b, "- postgres: %s\n", rep.postgres)
+	}
 	fmt.Fprintf(&b, "- command: `cd bench && %s` (%v per configuration", rep.command, rep.duration)
 	if rep.quick {
 		fmt.Fprintf(&b, ", quick mode")
@@ -214,6 +222,9 @@ entry's ID, authority, user and reason, 8 for CreatedOn and the amount's
 coefficient. Disk is the size of the store's files after Close, less that
 of an empty store of the same kind, per entry.
 `)
+	if rep.postgres != noPostgres {
+		b.WriteString("For the PostgreSQL rows it is the growth of the schema's tables, indexes and TOAST included.\n")
+	}
 	if len(rep.fixed) > 0 {
 		kinds := slices.Sorted(maps.Keys(rep.fixed))
 		var parts []string

@@ -14,6 +14,7 @@ var (
 	DecText      = decText
 	FormatCursor = formatCursor
 	FirstAfter   = firstAfter
+	ErrConflict  = errConflict
 )
 
 // Migrations are the schema's migrations, in order; {schema} stands for
@@ -88,6 +89,9 @@ func LookupQueries(s *Store, id, authority, user, currency, key string) []Query 
 		{"User limits, after a currency", s.q.userLimits[1], []any{user, currency, firstPage}, "limits_pkey"},
 		{"All limits, first page", s.q.allLimits[0], []any{"", "", firstPage}, "limits_pkey"},
 		{"All limits, after a wallet", s.q.allLimits[1], []any{user, currency, firstPage}, "limits_pkey"},
+		{"Placeholders of totals to lock", s.q.ensureTotals, []any{[]string{"", authority}, []string{currency, currency}, []string{user, user}}, "totals_pkey"},
+		{"Lock totals", s.q.lockTotals, []any{[]string{"", authority}, []string{currency, currency}, []string{user, user}}, "totals_pkey"},
+		{"Delete placeholder totals", s.q.dropTotals, []any{[]string{"", authority}, []string{currency, currency}, []string{user, user}}, "totals_pkey"},
 		{"SetItemUsed", s.q.use, []any{id, int64(1767225600123456789), authority, key}, "entries_pkey"},
 		{"SetReversed", s.q.reverse, []any{id, id, true}, "entries_pkey"},
 	}

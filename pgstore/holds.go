@@ -26,7 +26,11 @@ func (t *tx) HoldByIdempotencyKey(ctx context.Context, authorityID, key string) 
 	if key == "" || !storable(authorityID) || !storable(key) {
 		return ledger.HoldRecord{}, t.check(ctx, ledger.ErrNotFound)
 	}
-	return t.oneHold(ctx, "read hold idempotency key", t.s.q.holdByKey, encText(authorityID), encText(key))
+	h, err := t.oneHold(ctx, "read hold idempotency key", t.s.q.holdByKey, encText(authorityID), encText(key))
+	if errors.Is(err, ledger.ErrNotFound) {
+		t.missedKey()
+	}
+	return h, err
 }
 
 func (t *tx) oneHold(ctx context.Context, op, sql string, args ...any) (ledger.HoldRecord, error) {

@@ -24,7 +24,11 @@ func (t *tx) Limits(ctx context.Context, userID, currency string) (ledger.Stored
 	}
 	var l ledger.StoredLimits
 	found := false
-	err := t.read(ctx, "read limits", t.s.q.limits, []any{encText(userID), encText(currency)}, func(rows pgx.Rows) error {
+	// In an update, the wallet's total over all authorities is locked
+	// first: it guards the wallet's limits as it does its totals (see
+	// the package documentation).
+	eu, ec := encText(userID), encText(currency)
+	err := t.readLocking(ctx, "read limits", []storedKey{{"", ec, eu}}, t.s.q.limits, []any{eu, ec}, func(rows pgx.Rows) error {
 		found = true
 		return scanLimits(rows, &l)
 	})

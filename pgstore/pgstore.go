@@ -190,26 +190,133 @@
 // no result set open: a caller may stop at any row, or read the
 // transaction inside its loop. EXPLAIN.md shows the plan of every
 // statement, and TestQueryPlans checks them. Open sets enable_seqscan=off
-// on its connections: on a small table the planner would otherwise scan
-// sequentially, and in a serializable transaction a sequential scan
-// locks the whole table against writers (see below).
+// on its connections, so that a young ledger runs the plans of a large
+// one: on a small table the planner would otherwise scan sequentially,
+// and a scan that locks rows (see Transactions) would lock every row it
+// passes.
 //
 // # Transactions
 //
 // [Store.View] runs in a REPEATABLE READ READ ONLY transaction: one
-// consistent snapshot. [Store.Update] runs in a SERIALIZABLE transaction,
-// so PostgreSQL's serializable snapshot isolation makes a group of ledger
-// writes one atomic step against every other transaction, in any
-// process: two processes that read the same wallet total and both write
-// it cannot both commit, so a wallet cannot be overdrawn and an item
-// cannot be used twice. The loser fails with a serialization failure
-// (SQLSTATE 40001), or a deadlock (40P01); Update then rolls back and
-// runs its function again, after a random pause that doubles with each
-// attempt (up to 250ms), up to [WithMaxRetries] times (default 20) and
-// while its context lasts. [Store.Stats] counts the retries. Buffered
-// writes are sent in a fixed order (entries and holds by ID, then
-// totals by authority, currency and user, then limits by user and
-// currency), so transactions rarely deadlock.
+// consistent snapshot. [Store.Update] runs in a READ COMMITTED
+// transaction, and takes its isolation from row locks taken in one
+// order and from conditional writes, not from a snapshot: transactions
+// that write the same wallets, in any process, queue for them instead of
+// failing to serialize and running again, as they did under the
+// SERIALIZABLE isolation pgstore used before.
+//
+// Totals are locked before they are read. A read of totals in an Update
+// (TotalsOf, with which the ledger's group commit starts and which names
+// every total the group's entries, transfers and holds will read; Total;
+// and Limits, which locks the wallet's total over all authorities) is
+// preceded, in the same round trip, by two statements that lock the
+// totals it names that the transaction has not locked yet, sorted by
+// (authority, currency, user) bytewise:
+//
+//	INSERT INTO S.totals ... SELECT ... FROM unnest(keys) WHERE NOT EXISTS (...) ON CONFLICT DO NOTHING RETURNING ...;  -- a row for each that has none
+//	SELECT count(*) FROM unnest(keys) CROSS JOIN LATERAL (SELECT FROM S.totals WHERE ... FOR UPDATE);  -- then each row, in order
+//
+// A row inserted so is a placeholder (total 0, held 0, no last entry):
+// the transaction reads it as no total, and its commit deletes it unless
+// SetTotal wrote it, so that nothing stays where the ledger wrote
+// nothing (a refused spend). Other transactions never see it; an insert
+// of the same key by another waits for this transaction's end. The read
+// is the next statement, and under READ COMMITTED each statement reads a
+// snapshot taken when it starts: after the locks were granted. It reads
+// every total as the transaction that last held its lock committed it
+// (a commit is visible before the committer's locks are released; see
+// Change feed), and no other transaction can change the total until this
+// one ends.
+//
+// Entries and holds are read without locks, at each statement's
+// snapshot, and every change that the ledger decides from such a read is
+// a conditional write that checks the read still holds: an item is
+// marked used only if it is unused and not revoked, an entry marked
+// reversed only if it is not (and, if its item is to be revoked, only if
+// the item is unused), a hold closed only if it is active. A writer that
+// finds the row locked waits for its holder and then checks the row as
+// the holder committed it. A conditional write that matches nothing
+// fails the transaction with a conflict, before COMMIT is sent. So does
+// a unique violation of an idempotency key in a transaction that looked
+// that key up and found none: another transaction inserted it since and
+// committed.
+//
+// On a conflict, a serialization failure (SQLSTATE 40001) or a deadlock
+// (40P01), Update rolls back and runs its function again, after a
+// random pause that doubles with each attempt (up to 250ms), up to
+// [WithMaxRetries] times (default 20) and while its context lasts;
+// [Store.Stats] counts the retries. The retry's first read locks, in
+// order, every total the failed attempt had locked.
+//
+// Why the ledger's rules hold across processes:
+//
+//   - Funds and limits. The ledger reads a wallet's total over all
+//     authorities before every write that changes the wallet (an entry,
+//     a hold placed or closed, its limits), so every such writer holds
+//     that total's lock from its read to its end. Two writers of a
+//     wallet run one after the other, the second reading the balance,
+//     held amount and limits the first committed (limits and due holds
+//     are read after the lock, in later statements): each entry is
+//     checked against the balance it is added to, and no wallet goes
+//     below its floor or above its cap.
+//   - A user's entries in commit order. The ledger makes a new entry's
+//     ID sort after the LastEntryID it read in the wallet's total, under
+//     the lock, which the previous writer held until it committed that
+//     ID.
+//   - Idempotency keys. The unique indexes keep keys unique. A retry of
+//     a write to the same wallet looks its key up under the wallet's
+//     lock, after the first write committed, and finds its entry or
+//     hold; any other race ends in a unique violation, which Update
+//     retries as a conflict, and the retry's lookup finds the key.
+//   - An item used once, a hold captured, released or expired once, an
+//     entry reversed once: conditional writes. Of two transactions that
+//     read the row and change it, the second's write matches nothing,
+//     and its retry reads the row as the first left it.
+//   - The change feed: see below. Its argument rests on the commit's
+//     visibility and the order of its lock, not on isolation.
+//
+// Group commits that read their totals up front cannot deadlock with
+// each other: each takes its totals' locks (placeholder inserts
+// included, which wait for an inserter of the same key) in ascending
+// order, sends its writes in a fixed order (entries and holds by ID,
+// then totals by authority, currency and user, then limits by user and
+// currency) and takes the change lock last, waiting for no one once it
+// holds it. A total first read later in a transaction (by a capture, a
+// release, a reversal or a change of limits) is locked out of that
+// order; should that close a cycle, PostgreSQL reports a deadlock after
+// its deadlock_timeout (1s by default), and the retry takes its locks in
+// order.
+//
+// What it costs: a wallet's writers, in every process, run one at a time
+// from their first read to their commit, two round trips and the
+// commit's WAL flush, where SERIALIZABLE let them run together and all
+// but one run again. In one process this changes little: the ledger's
+// group commit runs one transaction at a time anyway. Each lock is two
+// index probes and the row's lock, in the round trip that reads it.
+//
+// Scans in an Update take no lock. Within an Update that locked a total
+// that had no row, the scans of totals (Totals, UserTotals, TotalGroups)
+// see its placeholder, a zero total, until the commit deletes it; the
+// ledger does not scan totals in an update. A program that uses the
+// store without the ledger gets this isolation, not SERIALIZABLE: a
+// read-modify-write of a total through Total and SetTotal is safe, a
+// decision made from a scan is not checked again.
+//
+// A schema may be written by processes running the pgstore before this
+// scheme (SERIALIZABLE, no locks) and by this one at once, as in a
+// rolling upgrade, and the rules above still hold: a serializable
+// transaction whose snapshot predates a change of a row it updates (a
+// total, an item's use, a hold's close) fails to serialize, and one that
+// updates a row first makes the new lock or conditional write wait for
+// it and then see its result. (TestContention and TestMultiProcess, run
+// with half their processes on the older pgstore, find the rules kept.)
+// One thing differs
+// meanwhile: PostgreSQL turns the unique violation of a key that a
+// serializable transaction looked up into a serialization failure only
+// when the other inserter is serializable too, so an old process whose
+// write races a new one's with the same idempotency key fails with the
+// unique violation (nothing written; a retry with the key finds the
+// entry) instead of retrying.
 //
 // # Change feed
 //
@@ -249,11 +356,9 @@
 // nothing. The numbers of a transaction that rolls back or fails at
 // COMMIT (a serialization failure, say) are never used: the feed has
 // gaps in its numbers, never in its changes. A sequence is not
-// transactional and an advisory lock takes no predicate lock, so neither
-// adds serialization failures to SERIALIZABLE transactions, as a
-// counter row that every commit updated would; nor do the inserts of
-// changes, since the ledger reads changes only in a View (a
-// [Store.Update] that read them would take predicate locks on them). A
+// transactional, so the numbers make transactions wait for nothing, as
+// a counter row that every commit updated would, from the update to the
+// commit. The argument holds whatever the writers' isolation level. A
 // change's number survives a crash as the change does: nextval is
 // logged with the transaction, whose log is flushed when it commits.
 //
@@ -316,9 +421,13 @@
 // read; writes (InsertEntry, SetItemUsed, SetReversed, SetTotal,
 // SetLimits, InsertHold, CloseHold, AppendChange) are buffered and sent
 // as one pipelined batch with the next read (reads see the transaction's
-// own writes) or with COMMIT. A ledger write that reads two totals thus
-// costs three round trips: BEGIN and the first total, the second total,
-// and the writes with COMMIT. Errors still come back where the contract
+// own writes) or with COMMIT. In an Update, the locks of the totals a
+// read names (see Transactions) travel in front of it, in the same batch.
+// A ledger write that reads two totals one by one thus costs three round
+// trips: BEGIN with the first total and its lock, the second total and
+// its lock, and the writes with COMMIT (and the deletion of placeholders
+// not written); the ledger's group commit reads and locks all its totals
+// in one. Errors still come back where the contract
 // puts them: a duplicate ID or idempotency key, or SetItemUsed on a
 // missing entry or item ([ledger.ErrNotFound], [ledger.ErrNoItem]), fails
 // the transaction when the batch runs, and Update returns that error;
@@ -343,7 +452,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -378,8 +489,8 @@ var (
 const DefaultSchema = "walletledger"
 
 // DefaultMaxRetries is how many times [Store.Update] retries a
-// transaction that failed to serialize, unless [WithMaxRetries] says
-// otherwise.
+// transaction that met a conflict, failed to serialize or deadlocked,
+// unless [WithMaxRetries] says otherwise.
 const DefaultMaxRetries = 20
 
 // DefaultPollInterval is how often a ledger following the change feed
@@ -413,8 +524,9 @@ func WithSchema(name string) Option {
 }
 
 // WithMaxRetries sets how many times [Store.Update] runs its function
-// again after a serialization failure or a deadlock, after the first
-// attempt; 0 turns retries off. The default is [DefaultMaxRetries].
+// again after a conflict (see the package documentation), a
+// serialization failure or a deadlock, after the first attempt; 0 turns
+// retries off. The default is [DefaultMaxRetries].
 func WithMaxRetries(n int) Option {
 	return func(c *config) { c.maxRetries = n }
 }
@@ -501,16 +613,19 @@ func (s *Store) View(ctx context.Context, fn func(ledger.ReadTx) error) error {
 	if s.closed.Load() {
 		return ledger.ErrClosed
 	}
-	return s.run(ctx, false, func(t *tx) error { return fn(t) })
+	_, err := s.run(ctx, false, nil, func(t *tx) error { return fn(t) })
+	return err
 }
 
-// Update implements [ledger.Store]: fn runs in a SERIALIZABLE
-// transaction. When the transaction fails to serialize against another
-// (SQLSTATE 40001) or deadlocks (40P01), at any point, fn's work is
-// rolled back and fn runs again in a new transaction, after a short
-// random pause, up to the configured number of retries (see
-// [WithMaxRetries]) and while ctx lasts. So fn may run more than once,
-// as the Store contract allows.
+// Update implements [ledger.Store]: fn runs in a READ COMMITTED
+// transaction that locks the totals it reads before it reads them and
+// checks, when it changes an entry or a hold, that what it read of it
+// still holds (see the package documentation). When a check fails, or
+// the transaction fails to serialize against another (SQLSTATE 40001)
+// or deadlocks (40P01), at any point, fn's work is rolled back and fn
+// runs again in a new transaction, after a short random pause, up to
+// the configured number of retries (see [WithMaxRetries]) and while ctx
+// lasts. So fn may run more than once, as the Store contract allows.
 func (s *Store) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -519,8 +634,10 @@ func (s *Store) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 		return ledger.ErrClosed
 	}
 	s.updates.Add(1)
+	var locked []storedKey
 	for attempt := 0; ; attempt++ {
-		err := s.run(ctx, true, func(t *tx) error { return fn(t) })
+		var err error
+		locked, err = s.run(ctx, true, locked, func(t *tx) error { return fn(t) })
 		if err == nil || !retryable(err) {
 			return err
 		}
@@ -541,24 +658,27 @@ func (s *Store) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 
 // retryable reports whether err says the transaction was rolled back
 // because of concurrent transactions, so that running it again can
-// succeed.
+// succeed: a serialization failure or a deadlock, or a conflict that
+// the store found (errConflict).
 func retryable(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+	return errors.Is(err, errConflict) || errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
 }
 
 // run runs fn in one transaction on one connection and, for an update,
-// commits it if fn succeeds.
-func (s *Store) run(ctx context.Context, update bool, fn func(*tx) error) error {
+// commits it if fn succeeds. An update first locks the totals of
+// prelock with its first read, and run returns the totals it locked,
+// for the next attempt (see tx.queueLocks).
+func (s *Store) run(ctx context.Context, update bool, prelock []storedKey, fn func(*tx) error) ([]storedKey, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		if s.closed.Load() {
-			return ledger.ErrClosed
+			return prelock, ledger.ErrClosed
 		}
-		return fmt.Errorf("pgstore: connect: %w", err)
+		return prelock, fmt.Errorf("pgstore: connect: %w", err)
 	}
 	defer conn.Release()
-	t := &tx{s: s, conn: conn.Conn(), update: update}
+	t := &tx{s: s, conn: conn.Conn(), update: update, prelock: prelock}
 	defer t.end(ctx) // also when fn panics
 	err = fn(t)
 	t.mu.Lock()
@@ -566,14 +686,20 @@ func (s *Store) run(ctx context.Context, update bool, fn func(*tx) error) error 
 	t.done = true
 	switch {
 	case err != nil:
-		return err
 	case t.err != nil:
 		// fn went on after a failed read or write.
-		return t.err
+		err = t.err
 	case update:
-		return t.commit(ctx)
+		err = t.commit(ctx)
 	}
-	return nil
+	if err != nil && t.keyMissed && keyConflict(err) {
+		err = fmt.Errorf("%w: %w", errConflict, err)
+	}
+	locked := prelock
+	if len(t.locked) > 0 {
+		locked = slices.Collect(maps.Keys(t.locked))
+	}
+	return locked, err
 }
 
 // PollInterval implements [ledger.SharedStore]: other processes commit
@@ -614,7 +740,7 @@ type Stats struct {
 	// Updates counts calls of [Store.Update].
 	Updates uint64
 	// Retries counts the times Update ran its function again because the
-	// transaction failed to serialize or deadlocked.
+	// transaction met a conflict, failed to serialize or deadlocked.
 	Retries uint64
 }
 

@@ -16,7 +16,11 @@ type queries struct {
 	entry, entryByKey, total, totalsOf, totalGroups string
 	limits                                          string
 	insert, use, reverse, setTotal, setLimits       string
-	hold, holdByKey, insertHold, closeHold          string
+	// ensureTotals, lockTotals and dropTotals lock the totals an update
+	// reads, and delete those it locked but never wrote (see
+	// tx.queueLocks).
+	ensureTotals, lockTotals, dropTotals   string
+	hold, holdByKey, insertHold, closeHold string
 	// holdScans[holdScanKey]: one page of Holds, after an ID.
 	// expiring[wallet][next]: one page of ExpiringHolds, overall (0) or
 	// of a wallet (1), the first page (0) or the next (1).
@@ -78,17 +82,48 @@ SELECT a, c FROM g`
 currency, metadata, transfer_id, reverses, reversed_by, item_revoked, hold_id)
 VALUES ($1, $2, $3, $4, $5::numeric, $6, $7, $8, $9, $10::numeric, $11::numeric, $12, $13, $14, $15, $16, $17::jsonb, $18, $19, $20, $21, $22)`
 	// One statement says whether the entry exists and has an item, so that
-	// it can travel in a batch: used is true when the item was marked,
-	// found when the entry exists.
+	// it can travel in a batch: marked is true when the item was marked,
+	// found when the entry exists, item when it has an item. The mark is
+	// conditional on what the ledger read: an item neither used nor
+	// revoked. An entry found with an item but not marked was used or
+	// revoked by a transaction that committed since the ledger read it
+	// (an update reads without locking entries; see the package
+	// documentation): a conflict, which Update retries. The EXISTS read
+	// the statement's snapshot, from before the update.
 	q.use = `WITH u AS (UPDATE ` + s + `.entries SET item_used = true, item_used_on = $2, item_used_by = $3, use_idempotency_key = $4
-WHERE id = $1 AND item_name IS NOT NULL RETURNING 1)
-SELECT EXISTS (SELECT FROM u), EXISTS (SELECT FROM ` + s + `.entries WHERE id = $1)`
-	// A reversal fails by its result, as a use does: no row updated
-	// means no such entry. The item is revoked only where there is one.
-	q.reverse = `UPDATE ` + s + `.entries SET reversed_by = $2,
-item_revoked = CASE WHEN $3::boolean AND item_name IS NOT NULL THEN true ELSE item_revoked END WHERE id = $1`
+WHERE id = $1 AND item_used IS FALSE AND item_revoked IS NOT TRUE RETURNING 1)
+SELECT EXISTS (SELECT FROM u), EXISTS (SELECT FROM ` + s + `.entries WHERE id = $1), EXISTS (SELECT FROM ` + s + `.entries WHERE id = $1 AND item_name IS NOT NULL)`
+	// A reversal fails by its result, as a use does: found false means
+	// no such entry, marked false with found a conflict: the entry was
+	// reversed, or its item (to be revoked) used, since it was read. The
+	// item is revoked only where there is one.
+	q.reverse = `WITH r AS (UPDATE ` + s + `.entries SET reversed_by = $2,
+item_revoked = CASE WHEN $3::boolean AND item_name IS NOT NULL THEN true ELSE item_revoked END
+WHERE id = $1 AND reversed_by IS NULL AND (NOT $3::boolean OR item_used IS NOT TRUE) RETURNING 1)
+SELECT EXISTS (SELECT FROM r), EXISTS (SELECT FROM ` + s + `.entries WHERE id = $1)`
 	q.setTotal = `INSERT INTO ` + s + `.totals (authority_id, currency, user_id, total, last_entry, held) VALUES ($1, $2, $3, $4::numeric, $5, $6::numeric)
 ON CONFLICT (authority_id, currency, user_id) DO UPDATE SET total = EXCLUDED.total, last_entry = EXCLUDED.last_entry, held = EXCLUDED.held`
+	// The totals an update reads are locked in the order of the arrays,
+	// which tx.queueLocks sorts: first a row is made for each that has
+	// none (a placeholder, with an empty last_entry, which only this
+	// transaction sees; RETURNING names them), then each row is locked,
+	// one after the other: a lateral subquery with FOR UPDATE per key,
+	// which the planner cannot flatten or reorder.
+	//
+	// The NOT EXISTS skips, for the price of an index probe, the keys
+	// that have a committed row, most of them, which an INSERT's conflict
+	// check costs several times more; a key it does not see may still be
+	// there, inserted by a transaction in flight, and the INSERT waits
+	// for that one's outcome.
+	q.ensureTotals = `INSERT INTO ` + s + `.totals (authority_id, currency, user_id, total, last_entry, held)
+SELECT k.a, k.c, k.u, 0, '', 0 FROM unnest($1::text[], $2::text[], $3::text[]) AS k(a, c, u)
+WHERE NOT EXISTS (SELECT FROM ` + s + `.totals t WHERE t.authority_id = k.a COLLATE "C" AND t.currency = k.c COLLATE "C" AND t.user_id = k.u COLLATE "C")
+ON CONFLICT (authority_id, currency, user_id) DO NOTHING RETURNING authority_id, currency, user_id`
+	q.lockTotals = `SELECT count(*) FROM unnest($1::text[], $2::text[], $3::text[]) AS k(a, c, u)
+CROSS JOIN LATERAL (SELECT FROM ` + s + `.totals
+WHERE authority_id = k.a COLLATE "C" AND currency = k.c COLLATE "C" AND user_id = k.u COLLATE "C" FOR UPDATE) t`
+	q.dropTotals = `DELETE FROM ` + s + `.totals t USING unnest($1::text[], $2::text[], $3::text[]) AS k(a, c, u)
+WHERE t.authority_id = k.a COLLATE "C" AND t.currency = k.c COLLATE "C" AND t.user_id = k.u COLLATE "C"`
 	q.setLimits = `INSERT INTO ` + s + `.limits (user_id, currency, floor, cap, set_by, set_on) VALUES ($1, $2, $3::numeric, $4::numeric, $5, $6)
 ON CONFLICT (user_id, currency) DO UPDATE SET floor = EXCLUDED.floor, cap = EXCLUDED.cap, set_by = EXCLUDED.set_by, set_on = EXCLUDED.set_on`
 	for k := range scanKey(scanKeys) {
@@ -110,9 +145,11 @@ WITH ORDINALITY AS c(kind, at, authority_id, ref, lu, lc, lf, lcap, ord) ON c.or
 	q.holdByKey = `SELECT ` + holdColumns + ` FROM ` + s + `.holds WHERE authority_id = $1 AND idempotency_key = $2`
 	q.insertHold = `INSERT INTO ` + s + `.holds (hold_id, authority_id, user_id, currency, amount, reason, metadata, created_on, expires, state, closed_on, entry_id, idempotency_key)
 VALUES ($1, $2, $3, $4, $5::numeric, $6, $7::jsonb, $8, $9, $10, $11, $12, $13)`
-	// A close fails by its result, as a reversal does: no row updated
-	// means no such hold.
-	q.closeHold = `UPDATE ` + s + `.holds SET state = $2, closed_on = $3, entry_id = $4 WHERE hold_id = $1`
+	// A close fails by its result, as a reversal does: found false means
+	// no such hold, closed false with found a conflict: the hold was
+	// closed since it was read.
+	q.closeHold = `WITH c AS (UPDATE ` + s + `.holds SET state = $2, closed_on = $3, entry_id = $4 WHERE hold_id = $1 AND state = 'active' RETURNING 1)
+SELECT EXISTS (SELECT FROM c), EXISTS (SELECT FROM ` + s + `.holds WHERE hold_id = $1)`
 	for k := range holdScanKey(holdScanKeys) {
 		q.holdScans[k] = holdScanSQL(s, k)
 	}

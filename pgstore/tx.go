@@ -22,7 +22,7 @@ import (
 // in front of the transaction's first statement.
 const (
 	beginView   = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-	beginUpdate = "BEGIN ISOLATION LEVEL SERIALIZABLE"
+	beginUpdate = "BEGIN ISOLATION LEVEL READ COMMITTED"
 )
 
 // Scans read pages of firstPage rows, growing fourfold up to maxPage: a
@@ -44,6 +44,11 @@ const rollbackTimeout = 5 * time.Second
 var (
 	errTxDone     = errors.New("pgstore: transaction used after its function returned")
 	errRolledBack = errors.New("pgstore: commit: the server rolled the transaction back")
+	// errConflict says that a row an update read without locking it was
+	// changed by a transaction that committed since, so that what the
+	// update decided from it may no longer hold: Update rolls back and
+	// runs its function again, as for a serialization failure.
+	errConflict = errors.New("pgstore: changed by a concurrent transaction since it was read")
 )
 
 // tx is a transaction on one connection: a View's or one attempt of an
@@ -65,6 +70,125 @@ type tx struct {
 	// limits caches the wallets' limits TotalsOf read, and those
 	// SetLimits wrote, by decoded (user, currency); guarded by mu.
 	limits map[[2]string]cachedLimits
+
+	// An update's locks (see queueLocks), guarded by mu: the totals it
+	// has locked, and those of them it made a row for and has not
+	// written, which the commit deletes. prelock are the totals an
+	// earlier attempt of the same Update locked: the first read takes
+	// them too, in order, so that a retry does not take them out of
+	// order again.
+	locked, placeholders map[storedKey]bool
+	prelock              []storedKey
+	// keyMissed is set when an update looked up an idempotency key and
+	// found none: a unique violation of that key is then a conflict.
+	keyMissed bool
+}
+
+// storedKey is a total's key as stored: authority, currency and user,
+// encoded (see encText). Transactions lock totals in its order.
+type storedKey struct{ a, c, u string }
+
+func (k storedKey) compare(o storedKey) int {
+	return cmp.Or(cmp.Compare(k.a, o.a), cmp.Compare(k.c, o.c), cmp.Compare(k.u, o.u))
+}
+
+// storedKeyOf returns the stored key of k, which must be storable.
+func storedKeyOf(k ledger.TotalKey) storedKey {
+	return storedKey{encText(k.AuthorityID), encText(k.Currency), encText(k.UserID)}
+}
+
+// keyArrays returns keys as the three arrays the lock statements take.
+func keyArrays(keys []storedKey) [3][]string {
+	var out [3][]string
+	for i := range out {
+		out[i] = make([]string, len(keys))
+	}
+	for i, k := range keys {
+		out[0][i], out[1][i], out[2][i] = k.a, k.c, k.u
+	}
+	return out
+}
+
+// queueLocks adds to b the statements that lock the totals of keys an
+// update has not locked yet (and, on its first read, those of prelock),
+// before the read they come with: for each in key order, a row if it
+// has none (a placeholder: total 0, held 0, no last entry), then FOR
+// UPDATE. The read, a statement of its own, runs on a snapshot taken
+// after the locks were granted, so it reads every total as the last
+// transaction that held its lock committed it, and no other transaction
+// can change it until this one ends. It returns the readers of their
+// results. Must hold t.mu.
+func (t *tx) queueLocks(b *pgx.Batch, keys []storedKey) []reader {
+	if !t.update {
+		return nil
+	}
+	if t.locked == nil {
+		t.locked, t.placeholders = map[storedKey]bool{}, map[storedKey]bool{}
+		keys = append(slices.Clone(keys), t.prelock...)
+	}
+	var todo []storedKey
+	for _, k := range keys {
+		if !t.locked[k] {
+			todo = append(todo, k)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	slices.SortFunc(todo, storedKey.compare)
+	todo = slices.Compact(todo)
+	for _, k := range todo {
+		t.locked[k] = true
+	}
+	arrays := keyArrays(todo)
+	b.Queue(t.s.q.ensureTotals, arrays[0], arrays[1], arrays[2])
+	b.Queue(t.s.q.lockTotals, arrays[0], arrays[1], arrays[2])
+	return []reader{
+		func(br pgx.BatchResults) error {
+			rows, err := br.Query()
+			if err != nil {
+				return fmt.Errorf("pgstore: lock %d totals: %w", len(todo), err)
+			}
+			for rows.Next() {
+				var k storedKey
+				if err := rows.Scan(&k.a, &k.c, &k.u); err != nil {
+					rows.Close()
+					return fmt.Errorf("pgstore: lock %d totals: %w", len(todo), err)
+				}
+				t.placeholders[k] = true
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("pgstore: lock %d totals: %w", len(todo), err)
+			}
+			return nil
+		},
+		func(br pgx.BatchResults) error {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("pgstore: lock %d totals: %w", len(todo), err)
+			}
+			return nil
+		},
+	}
+}
+
+// queueDrops adds to b the deletion of the placeholders an update made
+// and never wrote, so that committing leaves no total where there was
+// none. Must hold t.mu.
+func (t *tx) queueDrops(b *pgx.Batch) []reader {
+	if len(t.placeholders) == 0 {
+		return nil
+	}
+	keys := slices.SortedFunc(maps.Keys(t.placeholders), storedKey.compare)
+	clear(t.placeholders)
+	arrays := keyArrays(keys)
+	b.Queue(t.s.q.dropTotals, arrays[0], arrays[1], arrays[2])
+	return []reader{func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("pgstore: delete %d totals locked and not written: %w", len(keys), err)
+		}
+		return nil
+	}}
 }
 
 type cachedLimits struct {
@@ -192,26 +316,31 @@ func (w write) reader() reader {
 		}
 	case writeUse:
 		return func(br pgx.BatchResults) error {
-			var used, found bool
-			if err := br.QueryRow().Scan(&used, &found); err != nil {
+			var marked, found, item bool
+			if err := br.QueryRow().Scan(&marked, &found, &item); err != nil {
 				return fmt.Errorf("pgstore: mark item of entry %s used: %w", w.id, err)
 			}
 			switch {
 			case !found:
 				return fmt.Errorf("pgstore: mark item of entry %s used: %w", w.id, ledger.ErrNotFound)
-			case !used:
+			case !item:
 				return fmt.Errorf("pgstore: mark item of entry %s used: %w", w.id, ledger.ErrNoItem)
+			case !marked:
+				return fmt.Errorf("pgstore: mark item of entry %s used: item used or revoked: %w", w.id, errConflict)
 			}
 			return nil
 		}
 	case writeReverse:
 		return func(br pgx.BatchResults) error {
-			ct, err := br.Exec()
-			switch {
-			case err != nil:
+			var marked, found bool
+			if err := br.QueryRow().Scan(&marked, &found); err != nil {
 				return fmt.Errorf("pgstore: mark entry %s reversed: %w", w.id, err)
-			case ct.RowsAffected() == 0:
+			}
+			switch {
+			case !found:
 				return fmt.Errorf("pgstore: mark entry %s reversed: %w", w.id, ledger.ErrNotFound)
+			case !marked:
+				return fmt.Errorf("pgstore: mark entry %s reversed: reversed, or its item used: %w", w.id, errConflict)
 			}
 			return nil
 		}
@@ -231,12 +360,15 @@ func (w write) reader() reader {
 		}
 	case writeCloseHold:
 		return func(br pgx.BatchResults) error {
-			ct, err := br.Exec()
-			switch {
-			case err != nil:
+			var closed, found bool
+			if err := br.QueryRow().Scan(&closed, &found); err != nil {
 				return fmt.Errorf("pgstore: close hold %s: %w", w.id, err)
-			case ct.RowsAffected() == 0:
+			}
+			switch {
+			case !found:
 				return fmt.Errorf("pgstore: close hold %s: %w", w.id, ledger.ErrNotFound)
+			case !closed:
+				return fmt.Errorf("pgstore: close hold %s: closed already: %w", w.id, errConflict)
 			}
 			return nil
 		}
@@ -303,17 +435,25 @@ func orderWrites(ws []write) []write {
 // read runs one query and calls each for every row, after sending what t
 // owes the server in the same round trip. op names the query in errors.
 func (t *tx) read(ctx context.Context, op, sql string, args []any, each func(pgx.Rows) error) error {
+	return t.readLocking(ctx, op, nil, sql, args, each)
+}
+
+// readLocking is read that, in an update, first locks the totals of
+// lock, in the same round trip (see queueLocks).
+func (t *tx) readLocking(ctx context.Context, op string, lock []storedKey, sql string, args []any, each func(pgx.Rows) error) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err := t.usable(ctx); err != nil {
 		return err
 	}
 	var (
-		rows pgx.Rows
-		br   pgx.BatchResults
-		err  error
+		rows  pgx.Rows
+		br    pgx.BatchResults
+		err   error
+		locks = &pgx.Batch{}
+		lrs   = t.queueLocks(locks, lock)
 	)
-	if t.begun && len(t.writes) == 0 {
+	if t.begun && len(t.writes) == 0 && len(lrs) == 0 {
 		rows, err = t.conn.Query(ctx, sql, args...)
 		if err != nil {
 			return t.fail(fmt.Errorf("pgstore: %s: %w", op, err))
@@ -321,6 +461,8 @@ func (t *tx) read(ctx context.Context, op, sql string, args []any, each func(pgx
 	} else {
 		b := &pgx.Batch{}
 		rs := t.queue(b)
+		b.QueuedQueries = append(b.QueuedQueries, locks.QueuedQueries...)
+		rs = append(rs, lrs...)
 		b.Queue(sql, args...)
 		br = t.conn.SendBatch(ctx, b)
 		for _, r := range rs {
@@ -387,7 +529,7 @@ func (t *tx) commit(ctx context.Context) error {
 			return t.fail(fmt.Errorf("pgstore: commit: %w", err))
 		}
 	}
-	if len(t.writes) == 0 && t.changes.len() == 0 {
+	if len(t.writes) == 0 && t.changes.len() == 0 && len(t.placeholders) == 0 {
 		ct, err := t.conn.Exec(ctx, "COMMIT")
 		if err := commitResult(ct.String(), err); err != nil {
 			return t.fail(commitFailed(err))
@@ -397,6 +539,7 @@ func (t *tx) commit(ctx context.Context) error {
 	}
 	b := &pgx.Batch{}
 	rs := t.queue(b)
+	rs = append(rs, t.queueDrops(b)...)
 	if t.changes.len() > 0 {
 		rs = append(rs, t.queueChanges(b)...)
 	}
@@ -498,7 +641,33 @@ func (t *tx) EntryByIdempotencyKey(ctx context.Context, authorityID, key string)
 	if key == "" || !storable(authorityID) || !storable(key) {
 		return ledger.Record{}, t.check(ctx, ledger.ErrNotFound)
 	}
-	return t.one(ctx, "read idempotency key", t.s.q.entryByKey, encText(authorityID), encText(key))
+	r, err := t.one(ctx, "read idempotency key", t.s.q.entryByKey, encText(authorityID), encText(key))
+	if errors.Is(err, ledger.ErrNotFound) {
+		t.missedKey()
+	}
+	return r, err
+}
+
+// missedKey records that an update looked up an idempotency key and
+// found none (see keyConflict).
+func (t *tx) missedKey() {
+	t.mu.Lock()
+	t.keyMissed = t.keyMissed || t.update
+	t.mu.Unlock()
+}
+
+// keyConflict reports whether err, the failure of an update that looked
+// up an idempotency key and found none, is a unique violation of an
+// idempotency key: another transaction inserted the key after the
+// lookup and committed (a unique violation waits for the other
+// inserter's outcome), so that the update's decision to insert it is
+// stale, a conflict that running it again resolves (the lookup then
+// finds the key). PostgreSQL's SERIALIZABLE reports such a violation as
+// a serialization failure for the same reason.
+func keyConflict(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" &&
+		(pe.ConstraintName == "entries_idempotency_key" || pe.ConstraintName == "holds_idempotency_key")
 }
 
 // check returns why t cannot be used, or else miss: a lookup that needs
@@ -726,8 +895,12 @@ func (t *tx) Total(ctx context.Context, k ledger.TotalKey) (ledger.Total, bool, 
 	}
 	var total ledger.Total
 	found := false
-	args := []any{encText(k.AuthorityID), encText(k.Currency), encText(k.UserID)}
-	err := t.read(ctx, "read total", t.s.q.total, args, func(rows pgx.Rows) error {
+	sk := storedKeyOf(k)
+	args := []any{sk.a, sk.c, sk.u}
+	err := t.readLocking(ctx, "read total", []storedKey{sk}, t.s.q.total, args, func(rows pgx.Rows) error {
+		if t.placeholders[sk] {
+			return nil // only the lock's placeholder: no total
+		}
 		var v, last, held string
 		if err := rows.Scan(&v, &last, &held); err != nil {
 			return err
@@ -761,10 +934,12 @@ func decTotal(v, last, held string) (ledger.Total, error) {
 }
 
 // TotalsOf implements [ledger.TotalsPrefetcher]: one round trip for the
-// totals of a whole group commit.
+// totals of a whole group commit. In an update it first locks them all,
+// in key order (see queueLocks), in the same round trip.
 func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.TotalKey]ledger.Total, error) {
 	auths, curs, users := make([]string, 0, len(keys)), make([]string, 0, len(keys)), make([]string, 0, len(keys))
 	byText := make(map[ledger.TotalKey]ledger.TotalKey, len(keys))
+	lock := make([]storedKey, 0, len(keys))
 	for _, k := range keys {
 		if !storable(k.AuthorityID) || !storable(k.UserID) || !storable(k.Currency) {
 			continue // cannot be stored, so is not
@@ -772,13 +947,14 @@ func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.T
 		e := ledger.TotalKey{AuthorityID: encText(k.AuthorityID), UserID: encText(k.UserID), Currency: encText(k.Currency)}
 		auths, curs, users = append(auths, e.AuthorityID), append(curs, e.Currency), append(users, e.UserID)
 		byText[e] = k
+		lock = append(lock, storedKey{e.AuthorityID, e.Currency, e.UserID})
 	}
 	out := make(map[ledger.TotalKey]ledger.Total, len(keys))
 	if len(auths) == 0 {
 		return out, t.check(ctx, nil)
 	}
 	cache := map[[2]string]cachedLimits{}
-	err := t.read(ctx, "read totals", t.s.q.totalsOf, []any{auths, curs, users}, func(rows pgx.Rows) error {
+	err := t.readLocking(ctx, "read totals", lock, t.s.q.totalsOf, []any{auths, curs, users}, func(rows pgx.Rows) error {
 		var e ledger.TotalKey
 		var v, last, held *string
 		var hasLimits bool
@@ -798,8 +974,8 @@ func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.T
 			}
 			cache[[2]string{k.UserID, k.Currency}] = c
 		}
-		if v == nil || last == nil || held == nil {
-			return nil // no total
+		if v == nil || last == nil || held == nil || t.placeholders[storedKey{e.AuthorityID, e.Currency, e.UserID}] {
+			return nil // no total, or only the lock's placeholder
 		}
 		total, err := decTotal(*v, *last, *held)
 		if err != nil {
@@ -1065,5 +1241,11 @@ func (t *tx) SetTotal(ctx context.Context, k ledger.TotalKey, total ledger.Total
 		return fmt.Errorf("pgstore: write total of user %q in currency %q for authority %q: not valid UTF-8", k.UserID, k.Currency, k.AuthorityID)
 	}
 	a, c, u := encText(k.AuthorityID), encText(k.Currency), encText(k.UserID)
-	return t.buffer(ctx, write{kind: writeTotal, a: a, c: c, u: u, args: []any{a, c, u, encDecimal(total.Value), encText(total.LastEntryID), encDecimal(total.Held)}})
+	if err := t.buffer(ctx, write{kind: writeTotal, a: a, c: c, u: u, args: []any{a, c, u, encDecimal(total.Value), encText(total.LastEntryID), encDecimal(total.Held)}}); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	delete(t.placeholders, storedKey{a, c, u}) // written: no longer a placeholder
+	t.mu.Unlock()
+	return nil
 }
