@@ -79,17 +79,20 @@
 // # Memory
 //
 // An open store costs, in memory, about 112 MB fixed (Badger's memtable
-// of 80 MiB, whose arena is allocated whole, and its caches), and with
-// the default [WithCachedTotals](-1) about 540 bytes per wallet with
-// one authority (its total and the authority's: about 270 bytes per
-// total), measured by BenchmarkMemoryPerWallet on 1,000,000 wallets
-// (1,000,000 users with one entry each): 0.5 GB for a million
-// one-authority wallets, and about 270 bytes more for each other
-// authority a wallet has entries from. For a small footprint,
-// WithCachedTotals(n) keeps at most about n totals besides the deferred
-// ones (at most 16,384 until the next checkpoint): with n = 0 a store
-// keeps only those, and a write or read of a wallet reads its totals
-// from Badger. Memory never grows with the number of entries.
+// of 80 MiB, whose arena is allocated whole, and its caches), plus per
+// wallet its totals: BenchmarkMemoryPerWallet, on 1,000,000 wallets of
+// one authority (one entry each), measured 743 bytes of heap per wallet
+// with every total kept (the default, [WithCachedTotals](-1)) and 267
+// with WithCachedTotals(0), so about 480 bytes per wallet (240 per
+// total: its key, its value, its last entry ID) for the totals and the
+// rest Badger's own growth (table indexes and filters). A wallet with
+// entries from several authorities has one total more for each. For a
+// small footprint, WithCachedTotals(n) keeps at most about n totals
+// besides those not yet checkpointed (at most 16,384): with n = 0 a
+// store keeps only those, and a write or read of a wallet reads its
+// totals from Badger. A View never adds a total to memory: a wallet not
+// written since Open is read from Badger (a point lookup). Memory never
+// grows with the number of entries.
 //
 // # Key layout
 //

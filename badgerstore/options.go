@@ -47,7 +47,7 @@ func defaultConfig() config {
 // not written to Badger yet (at most 16,384 between checkpoints; see the
 // package doc): n >= 0 keeps at most about n, dropping others at random,
 // and [DefaultCachedTotals] (-1) keeps every total. A total in memory
-// costs about 250 bytes (the package doc gives a measured figure). A
+// costs about 240 bytes (measured: see the package doc). A
 // write or read of a wallet whose totals are not in memory reads them
 // from Badger first: a point lookup, which walks every level of its LSM
 // tree that may hold the key. The smallest footprint is n = 0.
