@@ -476,7 +476,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		return nil
 	})
 	if err == nil {
-		err = s.rebuildTotals()
+		err = s.rebuildTotals(nil)
 	}
 	if err != nil {
 		db.Close()
@@ -719,14 +719,24 @@ func (s *Store) update(fn func(ledger.Tx) error) error {
 
 // recoverTotals rebuilds the totals in memory from Badger after a commit
 // whose outcome is unknown: Badger may hold it or not, and memory must
-// agree. Views in flight meanwhile may read totals from their snapshots
-// that are older than their entries. If the rebuild fails, every later
-// Update fails: the store must be opened again.
+// agree. Every total in memory is read again, and those the feed's
+// entries after the checkpoint set are rebuilt from them, as a new
+// generation: Views in flight keep reading the totals of their
+// snapshots. If the rebuild fails, every later Update fails: the store
+// must be opened again. The caller holds writeMu.
 func (s *Store) recoverTotals() {
-	s.tot.snapMu.Lock()
-	s.tot.reset()
-	s.tot.snapMu.Unlock()
-	if err := s.rebuildTotals(); err != nil {
+	keys := make([]string, 0, len(s.tot.vals))
+	for k := range s.tot.vals {
+		keys = append(keys, k)
+	}
+	err := s.rebuildTotals(keys)
+	if err == nil {
+		err = s.db.View(func(txn *badger.Txn) error {
+			s.maxEntryID = lastEntryID(txn) // the commit's IDs, if it landed
+			return nil
+		})
+	}
+	if err != nil {
 		s.broken = fmt.Errorf("badgerstore: %q: the totals in memory are lost after a failed commit (open the store again): %w", s.name, err)
 		if s.log != nil {
 			s.log.Error("badgerstore: totals lost after a failed commit", "dir", s.name, "err", err)

@@ -99,18 +99,43 @@ func (s *Store) writeTotals(keys []string, seq uint64, mark bool) error {
 	return nil
 }
 
-// rebuildTotals loads into memory the totals that changed after the
-// checkpoint, from the entries the feed names after it, in feed order:
-// each sets its wallet's total and its authority's to its Balance and
-// AuthorityBalance, as of its ID, the held amount staying Badger's. The
-// totals it sets are dirty. A directory without a checkpoint (a new one,
-// or one written by a release that wrote every total as it changed)
-// gets one at the last change. The caller holds writeMu, and no View
-// may be in flight that relies on the totals in memory (Open, or after
-// [memTotals.reset]).
-func (s *Store) rebuildTotals() error {
+// rebuildTotals sets, in memory and as a new generation, the totals
+// that changed after the checkpoint, and those under keys, as Badger
+// holds them now: each total under keys as stored, then, in feed order,
+// for each entry the feed names after the checkpoint, its wallet's
+// total and its authority's set to its Balance and AuthorityBalance, as
+// of its ID, the held amount staying as stored. The totals the entries
+// set are dirty, the others clean. Open calls it with no keys;
+// recoverTotals with every key in memory, which may be behind or ahead
+// of Badger after a commit whose outcome is unknown. Views in flight
+// keep reading the versions of their generations. A directory without
+// a checkpoint (a new one, or one written by a release that wrote every
+// total as it changed) gets one at the last change. The caller holds
+// writeMu.
+func (s *Store) rebuildTotals(keys []string) error {
 	var marked bool
+	var ws []written
 	err := s.db.View(func(txn *badger.Txn) error {
+		t := &tx{txn: txn, s: s}
+		defer t.finish()
+		at := make(map[string]int) // index in ws
+		stored := func(k []byte, tk ledger.TotalKey) (int, error) {
+			if i, ok := at[string(k)]; ok {
+				return i, nil
+			}
+			v, err := t.readTotal(k, tk)
+			if err != nil {
+				return 0, err
+			}
+			at[string(k)] = len(ws)
+			ws = append(ws, written{key: string(k), val: v.val, through: true, absent: !v.exists})
+			return len(ws) - 1, nil
+		}
+		for _, k := range keys {
+			if _, err := stored([]byte(k), ledger.TotalKey{}); err != nil {
+				return err
+			}
+		}
 		seq, ok, err := readCheckpoint(txn)
 		if err != nil {
 			return fmt.Errorf("read the checkpoint: %w", err)
@@ -121,8 +146,6 @@ func (s *Store) rebuildTotals() error {
 		}
 		marked = true
 		s.checkpointed = seq
-		t := &tx{txn: txn, s: s, update: true}
-		defer t.finish()
 		for c, err := range t.Changes(context.Background(), cursorOf(seq)) {
 			if err != nil {
 				return err
@@ -146,14 +169,13 @@ func (s *Store) rebuildTotals() error {
 				{ledger.TotalKey{UserID: r.UserID, Currency: r.Currency}, r.Balance},
 				{ledger.TotalKey{AuthorityID: r.AuthorityID, UserID: r.UserID, Currency: r.Currency}, r.AuthorityBalance},
 			} {
-				key := totalKey(k.tk)
-				prev, err := t.total(key, k.tk)
+				i, err := stored(totalKey(k.tk), k.tk)
 				if err != nil {
 					return err
 				}
-				v := prev.val
-				v.Value, v.LastEntryID = k.val, r.ID
-				s.tot.rebuilt(key, v)
+				w := &ws[i]
+				w.val.Value, w.val.LastEntryID = k.val, r.ID
+				w.through, w.absent = false, false
 			}
 		}
 		return nil
@@ -161,6 +183,9 @@ func (s *Store) rebuildTotals() error {
 	if err != nil {
 		return fmt.Errorf("rebuild the totals after the checkpoint: %w", err)
 	}
+	s.tot.snapMu.Lock()
+	s.tot.apply(ws)
+	s.tot.snapMu.Unlock()
 	if marked {
 		return nil
 	}

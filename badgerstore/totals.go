@@ -156,11 +156,13 @@ func (m *memTotals) viewRange() (oldest, newest uint64, viewing bool) {
 }
 
 // written is a total a commit changed: its key, its value and whether
-// Badger now holds it (written through) or not (deferred).
+// Badger now holds it (written through) or not (deferred); absent, for a
+// rebuild, marks a total known not to be stored.
 type written struct {
 	key     string
 	val     ledger.Total
 	through bool
+	absent  bool
 }
 
 // apply makes a commit's totals the latest, as the next generation. The
@@ -182,7 +184,7 @@ func (m *memTotals) apply(ws []written) {
 			}
 			e.old = prune(e.old, next, oldest, viewing)
 		}
-		e.cur = totalVersion{gen: next, val: w.val, exists: true}
+		e.cur = totalVersion{gen: next, val: w.val, exists: !w.absent}
 		switch {
 		case w.through && e.dirty:
 			// Still on the dirty list: a checkpoint writes it again,
@@ -265,34 +267,4 @@ func (m *memTotals) persist(keys []string) {
 	}
 	m.mu.Unlock()
 	m.gen = next
-}
-
-// rebuilt sets the total under k, rebuilt from a record, as dirty: only
-// while no View relies on memory (see [Store.rebuildTotals]).
-func (m *memTotals) rebuilt(k []byte, v ledger.Total) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.vals[string(k)]
-	if !ok {
-		e = &memTotal{}
-		m.vals[string(k)] = e
-		m.clean++
-	}
-	e.cur = totalVersion{gen: m.gen, val: v, exists: true}
-	e.old = nil
-	if !e.dirty {
-		e.dirty = true
-		m.clean--
-		m.dirty = append(m.dirty, string(k))
-	}
-}
-
-// reset forgets every total, for the Store to rebuild them from Badger
-// after a commit whose outcome it cannot know. The caller holds snapMu.
-func (m *memTotals) reset() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	clear(m.vals)
-	m.dirty, m.clean = nil, 0
-	m.gen++
 }
