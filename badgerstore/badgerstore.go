@@ -358,13 +358,13 @@ type Store struct {
 	gcDone  chan struct{} // closed by the GC goroutine when it exits
 	gcRound func()        // from config
 
-	// writeMu is held by an Update throughout: the store runs its
-	// Updates one at a time, and owns the totals (see totals.go). Under
-	// it: nextSeq, the next change sequence number to take (see
+	// writeTurn holds a token while an Update runs (see lockWrite): the
+	// store runs its Updates one at a time, and owns the totals (see
+	// totals.go). Under it ("holding writeMu" below): nextSeq, the next change sequence number to take (see
 	// changes.go); maxEntryID, the highest entry ID stored; checkpointed,
 	// the checkpoint (see checkpoint.go); and broken, set when the
 	// totals in memory could not be rebuilt after a failed commit.
-	writeMu      sync.Mutex
+	writeTurn    chan struct{}
 	nextSeq      uint64
 	maxEntryID   string
 	checkpointed uint64
@@ -450,6 +450,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("badgerstore: open %q: %w", name, err)
 	}
 	s := &Store{db: db, lock: lock, name: name, log: cfg.logger, gcRound: cfg.gcRound, tot: newMemTotals(cfg.cacheTotals),
+		writeTurn:        make(chan struct{}, 1),
 		checkpointTotals: cfg.checkpointTotals, checkpointChanges: cfg.checkpointChanges}
 	s.idle.L = &s.mu
 	if err := s.initFormat(cfg.migrateBatch, cfg.afterMigrateBatch); err != nil {
@@ -616,7 +617,9 @@ func (s *Store) View(ctx context.Context, fn func(ledger.ReadTx) error) error {
 
 // Update implements [ledger.Store]. Updates run one at a time: the
 // store is its directory's only writer, and keeps the totals in memory
-// (see the package doc). With the default [WithSyncWrites](true), the
+// (see the package doc). An Update waiting for the one before it
+// returns ctx's error, having run nothing, if ctx ends first; once fn
+// has returned nil, the commit goes on whatever ctx does. With the default [WithSyncWrites](true), the
 // commit is fsynced when Update returns nil. A commit that Badger
 // refused (a transaction too large, a database closing) wrote nothing;
 // one that failed in Badger's writer, writing or syncing its logs, fails
@@ -630,8 +633,10 @@ func (s *Store) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 		return err
 	}
 	defer s.leave()
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	if err := s.lockWrite(ctx); err != nil {
+		return fmt.Errorf("badgerstore: waiting for the Update before it: %w", err)
+	}
+	defer s.unlockWrite()
 	if s.broken != nil {
 		return s.broken
 	}
@@ -647,6 +652,27 @@ func (s *Store) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 	}
 	return nil
 }
+
+// lockWrite takes the writer's turn (what the comments call holding
+// writeMu), waiting for the Update that has it, unless ctx ends first:
+// an Update whose caller gives up while another commits (say, one that
+// also checkpoints) returns then, having written nothing. unlockWrite
+// gives the turn back.
+func (s *Store) lockWrite(ctx context.Context) error {
+	select {
+	case s.writeTurn <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case s.writeTurn <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Store) unlockWrite() { <-s.writeTurn }
 
 // update runs fn in one transaction and commits it. The caller holds
 // writeMu.
@@ -792,14 +818,14 @@ func (s *Store) Close() error {
 	}
 	s.mu.Unlock()
 
-	s.writeMu.Lock()
+	_ = s.lockWrite(context.Background()) // nothing runs now: no wait
 	var cerr error
 	if s.broken == nil && len(s.tot.dirty) > 0 {
 		// Open would rebuild them, but reading the feed costs more than
 		// writing them.
 		cerr = s.checkpoint()
 	}
-	s.writeMu.Unlock()
+	s.unlockWrite()
 	if s.gcStop != nil {
 		close(s.gcStop)
 		<-s.gcDone

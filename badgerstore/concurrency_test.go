@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
@@ -195,4 +196,31 @@ func requireCounter(t *testing.T, s ledger.Store, want string) {
 		require.Equal(t, want, v.Value.String(), "no increment is lost")
 		return nil
 	}))
+}
+
+// TestUpdateWaitHonoursContext: an Update waiting for the one in
+// progress returns when its context ends, having run nothing, and the
+// one in progress commits.
+func TestUpdateWaitHonoursContext(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, "", badgerstore.WithInMemory())
+	inside, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- increment(ctx, s, func() {
+			close(inside)
+			<-release
+		})
+	}()
+	<-inside
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	ran := false
+	err := s.Update(wctx, func(tx ledger.Tx) error { ran = true; return nil })
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, "badgerstore:")
+	require.False(t, ran, "the waiting Update ran nothing")
+	close(release)
+	require.NoError(t, <-first)
+	requireCounter(t, s, "1")
 }

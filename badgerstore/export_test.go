@@ -78,11 +78,3 @@ func FirstSeqAfter(after string) (uint64, bool) { return firstSeqAfter(after) }
 func WithCheckpoints(changes, totals int) Option {
 	return func(c *config) { c.checkpointChanges, c.checkpointTotals = changes, totals }
 }
-
-// Checkpointed returns the checkpoint of s, and how many totals it has
-// not written to Badger.
-func Checkpointed(s *Store) (seq uint64, dirty int) {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	return s.checkpointed, len(s.tot.dirty)
-}

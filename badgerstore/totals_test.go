@@ -57,9 +57,9 @@ func TestRecoverTotals(t *testing.T) {
 	}()
 	<-viewed
 
-	s.writeMu.Lock()
+	_ = s.lockWrite(context.Background())
 	s.recoverTotals()
-	s.writeMu.Unlock()
+	s.unlockWrite()
 	require.NoError(t, s.broken)
 	close(rebuilt)
 	require.NoError(t, <-done)
@@ -74,8 +74,8 @@ func TestRecoverTotals(t *testing.T) {
 }
 
 func checkpointState(s *Store) (uint64, int) {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	_ = s.lockWrite(context.Background())
+	defer s.unlockWrite()
 	return s.checkpointed, len(s.tot.dirty)
 }
 
@@ -92,4 +92,77 @@ func balances(t *testing.T, l *ledger.Ledger, users []string) []string {
 		}
 	}
 	return out
+}
+
+// TestCloseCheckpoints: Close writes the deferred totals and the
+// checkpoint at the last change, so the next Open has nothing to
+// rebuild.
+func TestCloseCheckpoints(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(dir, WithSyncWrites(false))
+	require.NoError(t, err)
+	l, err := ledger.New(s, ledger.WithHoldSweep(0))
+	require.NoError(t, err)
+	for i := range 20 {
+		_, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "bank", UserID: fmt.Sprint("u", i%4), Amount: decimal.NewFromInt(1), Reason: "pay"})
+		require.NoError(t, err)
+	}
+	_, dirty := checkpointState(s)
+	require.Positive(t, dirty, "deferred before Close")
+	before := balances(t, l, []string{"u0", "u1", "u2", "u3"})
+	require.NoError(t, l.Close())
+
+	s, err = Open(dir, WithSyncWrites(false))
+	require.NoError(t, err)
+	seq, dirty := checkpointState(s)
+	require.Zero(t, dirty, "nothing to rebuild")
+	require.Equal(t, s.nextSeq-1, seq, "the checkpoint is the last change")
+	l, err = ledger.New(s, ledger.WithHoldSweep(0))
+	require.NoError(t, err)
+	defer l.Close()
+	require.Equal(t, before, balances(t, l, []string{"u0", "u1", "u2", "u3"}))
+}
+
+// TestSmallFootprint: with WithCachedTotals(0) the totals in memory are
+// at most those not yet checkpointed (and the commit's own), however
+// many wallets are written, and every wallet still reads right; by
+// default every total stays.
+func TestSmallFootprint(t *testing.T) {
+	ctx := context.Background()
+	const users = 300
+	for _, tc := range []struct {
+		name     string
+		opts     []Option
+		min, max int
+	}{
+		{"small", []Option{WithCachedTotals(0), WithCheckpoints(1<<20, 16)}, 0, 16 + 2},
+		{"default", nil, 2 * users, 1 << 30},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open("", append([]Option{WithInMemory()}, tc.opts...)...)
+			require.NoError(t, err)
+			l, err := ledger.New(s, ledger.WithHoldSweep(0))
+			require.NoError(t, err)
+			defer l.Close()
+			for u := range users {
+				_, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "bank", UserID: fmt.Sprint("u", u), Amount: decimal.NewFromInt(int64(u + 1)), Reason: "pay"})
+				require.NoError(t, err)
+				// A second entry: the wallet's totals exist, so it defers.
+				_, err = l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "bank", UserID: fmt.Sprint("u", u), Amount: decimal.NewFromInt(1), Reason: "pay"})
+				require.NoError(t, err)
+			}
+			_ = s.lockWrite(ctx)
+			n := len(s.tot.vals)
+			s.unlockWrite()
+			require.GreaterOrEqual(t, n, tc.min)
+			require.LessOrEqual(t, n, tc.max, "totals in memory")
+			for _, u := range []int{0, users / 2, users - 1} {
+				b, err := l.Balance(ctx, fmt.Sprint("u", u), "")
+				require.NoError(t, err)
+				require.Equal(t, fmt.Sprint(u+2), b.Total.String())
+			}
+			require.NoError(t, l.Verify(ctx))
+		})
+	}
 }
