@@ -210,6 +210,9 @@ func (c *committer) submit(r *request) error {
 		c.passLead()
 		return nil
 	}
+	if c.leadAlone(r) {
+		return nil
+	}
 	// The leader's caller must be able to stop waiting for a commit that
 	// its context no longer allows, while the commit goes on for the
 	// followers: the commit runs detached.
@@ -302,6 +305,48 @@ func (c *committer) lead(first *request, detached bool) {
 	c.passLead()
 }
 
+// errStoreBusy is what leadAlone's update returns when the store's
+// TryUpdate could not begin: nothing was called, nothing written.
+var errStoreBusy = errors.New("ledger: store busy")
+
+// leadAlone commits r alone on its caller's goroutine, whose context can
+// end, when the store commits in memory ([TryUpdater]), nothing is queued
+// behind r and the store can begin at once; then it passes the lead on
+// and reports true. Such a commit waits on nothing, so the caller's wait
+// stays bounded without the hand-off to the leading goroutine. Otherwise
+// it reports false having done nothing, and r leads as usual. Requests
+// that queue meanwhile make the next group, led as usual.
+func (c *committer) leadAlone(r *request) bool {
+	tu, ok := c.l.store.(TryUpdater)
+	if !ok || c.l.cfg.maxWait > 0 {
+		return false
+	}
+	c.mu.Lock()
+	alone := len(c.queue) == 0
+	c.mu.Unlock()
+	if !alone {
+		return false
+	}
+	busy := false
+	group := append(c.group[:0], r)
+	c.commit(group, func(ctx context.Context, fn func(Tx) error) error { // sets r's result
+		ok, err := tu.TryUpdate(ctx, fn)
+		if !ok {
+			busy = true
+			return errStoreBusy
+		}
+		return err
+	})
+	clear(group)
+	c.group = group[:0]
+	if busy {
+		r.err = nil
+		return false
+	}
+	c.passLead()
+	return true
+}
+
 // passLead hands the lead to the first queued request, or ends the
 // committer's turn if none is queued.
 func (c *committer) passLead() {
@@ -357,12 +402,13 @@ func (c *committer) commitGroup(first *request) {
 	c.queue = c.queue[:rest]
 	c.mu.Unlock()
 
-	if err := c.commit(group); err != nil && len(group) > 1 && !errors.Is(err, ErrUnknownOutcome) {
+	update := c.l.store.Update
+	if err := c.commit(group, update); err != nil && len(group) > 1 && !errors.Is(err, ErrUnknownOutcome) {
 		// Nothing was written. Should one request have caused the
 		// failure (input a store refuses though the ledger admitted
 		// it), it must fail alone: commit each on its own.
 		for i := range group {
-			c.commit(group[i : i+1])
+			c.commit(group[i:i+1], update)
 		}
 	}
 
@@ -373,9 +419,10 @@ func (c *committer) commitGroup(first *request) {
 	c.group = group[:0]
 }
 
-// commit applies group in one store transaction and sets every request's
-// result. It returns the store's error, which is every request's.
-func (c *committer) commit(group []*request) (err error) {
+// commit applies group in one store transaction, begun with update (the
+// store's Update, or a TryUpdate), and sets every request's result. It
+// returns the store's error, which is every request's.
+func (c *committer) commit(group []*request, update func(context.Context, func(Tx) error) error) (err error) {
 	ids := c.ids
 	defer func() {
 		if p := recover(); p != nil {
@@ -397,7 +444,7 @@ func (c *committer) commit(group []*request) (err error) {
 	ctx.start(group[0].ctx, timeout)
 	defer ctx.stop()
 	st := &c.st
-	err = c.l.store.Update(ctx, func(tx Tx) error {
+	err = update(ctx, func(tx Tx) error {
 		st.reset()
 		st.ctx, st.tx = ctx, tx
 		if err := st.prefetch(group); err != nil {

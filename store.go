@@ -235,6 +235,22 @@ type HoldScan struct {
 	After string
 }
 
+// TryUpdater is implemented by a [Store] whose write transactions run
+// in memory, waiting on no I/O and no other process: memstore. The ledger
+// then commits a lone write on its caller's goroutine even when the
+// caller's context can end, instead of handing it to the goroutine that
+// commits for such callers (a hand-off that costs more than a memory
+// store's whole commit). A store that can wait in Update (on a disk, a
+// server) must not implement it.
+type TryUpdater interface {
+	// TryUpdate is [Store.Update] when a write transaction can begin at
+	// once: it runs fn, commits without waiting on anything, and returns
+	// true and Update's result. When the transaction cannot begin at once
+	// (a reader holds the store), it returns false and a nil error at
+	// once, having called nothing.
+	TryUpdate(ctx context.Context, fn func(Tx) error) (bool, error)
+}
+
 // TotalsPrefetcher is implemented by a [ReadTx] that reads many totals in
 // one call more cheaply than one by one: a database across a network,
 // where each read is a round trip. At the start of a group commit the

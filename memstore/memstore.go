@@ -90,6 +90,7 @@ import (
 type Store struct {
 	mu     sync.RWMutex
 	closed bool
+	wtx    tx // the write transaction, reused: Updates run one at a time
 
 	slab    slab
 	byKey   map[idemKey]uint32 // (authority, idempotency key) -> slot
@@ -199,14 +200,42 @@ func (s *Store) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.update(fn)
+}
+
+// TryUpdate implements [ledger.TryUpdater]: it is Update when no View or
+// Update holds the store, and otherwise returns false at once.
+func (s *Store) TryUpdate(ctx context.Context, fn func(ledger.Tx) error) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return true, err
+	}
+	if !s.mu.TryLock() {
+		return false, nil
+	}
+	defer s.mu.Unlock()
+	return true, s.update(fn)
+}
+
+// maxKeptUndo bounds the undo log an Update keeps for the next: one of
+// the ledger's groups of a few hundred entries fits.
+const maxKeptUndo = 4096
+
+// update runs fn in a transaction; the caller holds s.mu.
+func (s *Store) update(fn func(ledger.Tx) error) error {
 	if s.closed {
 		return ledger.ErrClosed
 	}
-	t := &tx{s: s}
+	t := &s.wtx
+	t.s = s
 	committed := false
 	defer func() {
 		if !committed {
 			t.rollback()
+		}
+		clear(t.undo)
+		t.undo = t.undo[:0]
+		if cap(t.undo) > maxKeptUndo {
+			t.undo = nil // after a large batch
 		}
 	}()
 	if err := fn(t); err != nil {
