@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -81,6 +82,7 @@ func TestFlags(t *testing.T) {
 		{name: "no match", args: []string{"-run", "nothing-matches"}, wantErr: true},
 		{name: "bad duration", args: []string{"-duration", "0s"}, wantErr: true},
 		{name: "stray argument", args: []string{"extra"}, wantErr: true},
+		{name: "no rounds", args: []string{"-rounds", "0"}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -116,5 +118,58 @@ func TestFormatting(t *testing.T) {
 		if tt.got != tt.want {
 			t.Errorf("%s: got %q, want %q", tt.name, tt.got, tt.want)
 		}
+	}
+}
+
+// TestMedian checks that a row is its median round, with every round's
+// rate kept in order.
+func TestMedian(t *testing.T) {
+	rows := []row{{key: "k", rate: 30, entries: 3}, {key: "k", rate: 10, entries: 1}, {key: "k", rate: 20, entries: 2}}
+	m := median(rows)
+	if m.rate != 20 || m.entries != 2 {
+		t.Errorf("median of rates 30, 10, 20 = rate %v (entries %d), want the round of 20", m.rate, m.entries)
+	}
+	if !slices.Equal(m.rounds, []float64{30, 10, 20}) {
+		t.Errorf("rounds %v, want 30, 10, 20", m.rounds)
+	}
+	if m := median(rows[:2]); m.rate != 10 {
+		t.Errorf("median of rates 30, 10 = %v, want the lower middle, 10", m.rate)
+	}
+	if m := median(rows[:1]); m.rate != 30 || len(m.rounds) != 1 {
+		t.Errorf("median of one round = %v %v", m.rate, m.rounds)
+	}
+}
+
+// TestRounds runs a write configuration in two rounds and a read
+// configuration once: the write row appears once in the table, its two
+// rounds in the list of rates by round, and the reads only in the table.
+func TestRounds(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"-quick", "-duration", "20ms", "-rounds", "2", "-run", "^map/1$|^reads/memstore", "-dir", t.TempDir()}
+	if err := realMain(context.Background(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("realMain(%q): %v\nstderr:\n%s", args, err, stderr.String())
+	}
+	report := stdout.String()
+	if n := strings.Count(stderr.String(), "map/1: "); n != 2 {
+		t.Errorf("map/1 ran %d times, want 2\n%s", n, stderr.String())
+	}
+	if n := strings.Count(stderr.String(), "reads/memstore: "); n != 1 {
+		t.Errorf("reads/memstore ran %d times, want once\n%s", n, stderr.String())
+	}
+	if n := strings.Count(report, "| bare map + mutex (in-memory ceiling)"); n != 2 {
+		t.Errorf("the bare map's row appears %d times, want twice (table and rounds)\n%s", n, report)
+	}
+	_, rounds, ok := strings.Cut(report, "Every round's rate:")
+	if !ok {
+		t.Fatalf("report lacks the rates by round\n%s", report)
+	}
+	rounds, _, _ = strings.Cut(rounds, "## Targets")
+	for _, line := range strings.Split(rounds, "\n") {
+		if strings.HasPrefix(line, "| bare map") && strings.Count(line, "entries/s") != 1 || strings.Contains(line, "read one wallet") {
+			t.Errorf("rates by round: unexpected line %q", line)
+		}
+	}
+	if !strings.Contains(report, ", 2 rounds") {
+		t.Errorf("command line lacks the rounds\n%s", report)
 	}
 }

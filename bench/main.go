@@ -35,7 +35,10 @@
 //     on memstore and badgerstore.
 //
 // Each configuration runs for -duration on a fresh store in a fresh
-// temporary directory. The report gives each rate, its ratio to the
+// temporary directory, and the write configurations do so -rounds times
+// (3 by default), in rotation, each row reporting its median round: on a
+// shared machine one round of one configuration can run at half the
+// speed of the next. The report gives each rate, its ratio to the
 // ceiling it is judged against, the heap bytes per entry of in-memory
 // ledgers and the bytes on disk per entry, then the targets, each PASS or
 // MISS. Ratios compare within one run; the machine it ran on is printed
@@ -43,6 +46,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -52,6 +56,7 @@ import (
 	"os/signal"
 	"regexp"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 )
@@ -98,6 +103,11 @@ type config struct {
 	writers int
 	run     func(context.Context) ([]row, error)
 }
+
+// once reports whether c runs in the first round only: the reads, whose
+// ledger sizes already take turns within one run, and whose fills are
+// the longest part of it.
+func (c config) once() bool { return strings.HasPrefix(c.key, "reads/") }
 
 // one adapts a configuration that makes one row.
 func one(f func(context.Context) (row, error)) func(context.Context) ([]row, error) {
@@ -182,6 +192,19 @@ func (b *bench) configs(readSizes []int) []config {
 	return cs
 }
 
+// median returns the row of the median rate among rows, one per round
+// (the lower of the two middle ones for an even count), with every
+// round's rate in its rounds.
+func median(rows []row) row {
+	sorted := slices.SortedFunc(slices.Values(rows), func(a, b row) int { return cmp.Compare(a.rate, b.rate) })
+	m := sorted[(len(sorted)-1)/2]
+	m.rounds = nil
+	for _, r := range rows {
+		m.rounds = append(m.rounds, r.rate)
+	}
+	return m
+}
+
 // sizeLabel names a ledger size in keys: 10k, 1M.
 func sizeLabel(n int) string {
 	switch {
@@ -205,6 +228,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		list     = fs.Bool("list", false, "list the configurations' keys and exit")
 		dir      = fs.String("dir", os.TempDir(), "make the stores' temporary directories in this `directory`")
 		cpuprof  = fs.String("cpuprofile", "", "write a CPU profile of the whole run to this `file`")
+		rounds   = fs.Int("rounds", 3, "run the write configurations this many `times`, in rotation, and report each one's median round (1 with -quick unless set)")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run . [flags]  (from the bench directory)\n\nflags:\n")
@@ -216,17 +240,23 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	durationSet := false
-	fs.Visit(func(f *flag.Flag) { durationSet = durationSet || f.Name == "duration" })
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	readSizes := []int{10_000, 1_000_000}
 	if *quick {
 		readSizes = []int{10_000, 100_000}
-		if !durationSet {
+		if !set["duration"] {
 			*duration = 300 * time.Millisecond
+		}
+		if !set["rounds"] {
+			*rounds = 1
 		}
 	}
 	if *duration <= 0 {
 		return fmt.Errorf("-duration must be positive")
+	}
+	if *rounds < 1 {
+		return fmt.Errorf("-rounds must be at least 1")
 	}
 	filter, err := regexp.Compile(*only)
 	if err != nil {
@@ -270,6 +300,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		machine:   describeMachine(*dir, probe),
 		command:   strings.Join(append([]string{"go run ."}, args...), " "),
 		duration:  *duration,
+		rounds:    *rounds,
 		readSizes: readSizes,
 		quick:     *quick,
 	}
@@ -280,23 +311,48 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	start := time.Now()
-	for i, c := range cs {
-		b.progressf("[%d/%d] %s: %s, %d goroutine(s) ... ", i+1, len(cs), c.key, c.name, c.writers)
-		t := time.Now()
-		rows, err := c.run(ctx)
-		if err != nil {
-			b.progressf("failed\n")
-			return fmt.Errorf("%s: %w", c.key, err)
+	var (
+		keys   []string             // in the order the rows first came
+		byKey  = map[string][]row{} // every round's row of each key
+		nTotal = 0
+	)
+	for _, c := range cs {
+		if c.once() {
+			nTotal++
+		} else {
+			nTotal += *rounds
 		}
-		var rates []string
-		for _, r := range rows {
-			if r.key == "" {
-				r.key, r.name, r.writers = c.key, c.name, c.writers
+	}
+	n := 0
+	for round := 1; round <= *rounds; round++ {
+		for _, c := range cs {
+			if c.once() && round > 1 {
+				continue
 			}
-			rep.rows = append(rep.rows, r)
-			rates = append(rates, commas(r.rate)+" "+r.unit)
+			n++
+			b.progressf("[%d/%d] %s: %s, %d goroutine(s) ... ", n, nTotal, c.key, c.name, c.writers)
+			t := time.Now()
+			rows, err := c.run(ctx)
+			if err != nil {
+				b.progressf("failed\n")
+				return fmt.Errorf("%s: %w", c.key, err)
+			}
+			var rates []string
+			for _, r := range rows {
+				if r.key == "" {
+					r.key, r.name, r.writers = c.key, c.name, c.writers
+				}
+				if _, seen := byKey[r.key]; !seen {
+					keys = append(keys, r.key)
+				}
+				byKey[r.key] = append(byKey[r.key], r)
+				rates = append(rates, commas(r.rate)+" "+r.unit)
+			}
+			b.progressf("%s (%.1fs)\n", strings.Join(rates, ", "), time.Since(t).Seconds())
 		}
-		b.progressf("%s (%.1fs)\n", strings.Join(rates, ", "), time.Since(t).Seconds())
+	}
+	for _, k := range keys {
+		rep.rows = append(rep.rows, median(byKey[k]))
 	}
 	rep.elapsed = time.Since(start)
 	rep.fixed = b.fixed

@@ -13,12 +13,13 @@ import (
 type row struct {
 	key, name string
 	writers   int
-	unit      string  // "entries/s" or "reads/s"
-	rate      float64 // operations per second
-	entries   int64   // entries written, or the ledger's size for reads
-	mem       float64 // heap bytes per entry; < 0 when not measured
-	disk      float64 // bytes on disk per entry after Close; < 0 when not measured
-	own       float64 // bytes of an entry's own fields; 0 when not measured
+	unit      string    // "entries/s" or "reads/s"
+	rate      float64   // operations per second
+	entries   int64     // entries written, or the ledger's size for reads
+	mem       float64   // heap bytes per entry; < 0 when not measured
+	disk      float64   // bytes on disk per entry after Close; < 0 when not measured
+	own       float64   // bytes of an entry's own fields; 0 when not measured
+	rounds    []float64 // the rate of every round, in order, when there were several
 }
 
 // report is a run's results.
@@ -26,6 +27,7 @@ type report struct {
 	machine   machine
 	command   string
 	duration  time.Duration
+	rounds    int // how many times each write configuration ran
 	readSizes []int
 	quick     bool
 	rows      []row
@@ -177,6 +179,9 @@ func (rep *report) markdown() string {
 		fmt.Fprintf(&b, "- postgres: %s\n", rep.postgres)
 	}
 	fmt.Fprintf(&b, "- command: `cd bench && %s` (%v per configuration", rep.command, rep.duration)
+	if rep.rounds > 1 {
+		fmt.Fprintf(&b, ", %d rounds", rep.rounds)
+	}
 	if rep.quick {
 		fmt.Fprintf(&b, ", quick mode")
 	}
@@ -199,6 +204,24 @@ func (rep *report) markdown() string {
 		t.add(r.name, fmt.Sprint(r.writers), commas(r.rate)+" "+r.unit, rep.vs(r), commas(float64(r.entries)), mem, disk)
 	}
 	b.WriteString(t.String())
+
+	if rep.rounds > 1 {
+		fmt.Fprintf(&b, "\nEach write configuration ran %d times, in rotation (the whole list,\n"+
+			"then again), each time on a fresh store; a row above is its median\n"+
+			"round, and ratios are between medians. Every round's rate:\n\n", rep.rounds)
+		rt := table{header: []string{"configuration", "goroutines", "rates by round"}, right: []bool{false, true, false}}
+		for _, r := range rep.rows {
+			if len(r.rounds) < 2 {
+				continue
+			}
+			var rates []string
+			for _, x := range r.rounds {
+				rates = append(rates, commas(x))
+			}
+			rt.add(r.name, fmt.Sprint(r.writers), strings.Join(rates, ", ")+" "+r.unit)
+		}
+		b.WriteString(rt.String())
+	}
 
 	b.WriteString("\n## Targets\n\n")
 	tt := table{header: []string{"target", "measured", "wanted", "result"}}
