@@ -377,6 +377,10 @@ type failingStore struct {
 
 var errDisk = errors.New("disk on fire")
 
+// TryUpdate hides memstore's, which the ledger would call instead of
+// Update: the ledger then always calls Update.
+func (s *failingStore) TryUpdate(context.Context, func(ledger.Tx) error) (bool, error) { return false, nil }
+
 func (s *failingStore) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 	s.updates.Add(1)
 	if s.fail.Load() {
@@ -491,6 +495,9 @@ type prefetchTx struct {
 	ledger.Tx
 	s *prefetchStore
 }
+
+// TryUpdate hides memstore's, which would bypass prefetchTx.
+func (s *prefetchStore) TryUpdate(context.Context, func(ledger.Tx) error) (bool, error) { return false, nil }
 
 func (s *prefetchStore) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 	return s.Store.Update(ctx, func(tx ledger.Tx) error { return fn(prefetchTx{tx, s}) })

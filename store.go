@@ -241,7 +241,10 @@ type HoldScan struct {
 // caller's context can end, instead of handing it to the goroutine that
 // commits for such callers (a hand-off that costs more than a memory
 // store's whole commit). A store that can wait in Update (on a disk, a
-// server) must not implement it.
+// server) must not implement it. A Store that wraps memstore by
+// embedding it gets its TryUpdate too, which the ledger calls instead of
+// Update: a wrapper that changes what Update does must define TryUpdate
+// as well (one that returns false makes the ledger call Update).
 type TryUpdater interface {
 	// TryUpdate is [Store.Update] when a write transaction can begin at
 	// once: it runs fn, commits without waiting on anything, and returns

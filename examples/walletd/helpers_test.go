@@ -543,6 +543,16 @@ func (s *faultyStore) Update(ctx context.Context, fn func(ledger.Tx) error) erro
 	return s.Store.Update(ctx, fn)
 }
 
+// TryUpdate overrides memstore's, which the ledger would otherwise call
+// instead of Update: it fails as Update does, and else lets the ledger
+// use Update.
+func (s *faultyStore) TryUpdate(ctx context.Context, fn func(ledger.Tx) error) (bool, error) {
+	if s.failUpdate.Load() {
+		return true, errInjected
+	}
+	return false, nil
+}
+
 func (s *faultyStore) Ping(ctx context.Context) error {
 	if s.failPing.Load() {
 		return errInjected
