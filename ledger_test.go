@@ -379,7 +379,9 @@ var errDisk = errors.New("disk on fire")
 
 // TryUpdate hides memstore's, which the ledger would call instead of
 // Update: the ledger then always calls Update.
-func (s *failingStore) TryUpdate(context.Context, func(ledger.Tx) error) (bool, error) { return false, nil }
+func (s *failingStore) TryUpdate(context.Context, func(ledger.Tx) error) (bool, error) {
+	return false, nil
+}
 
 func (s *failingStore) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 	s.updates.Add(1)
@@ -497,7 +499,9 @@ type prefetchTx struct {
 }
 
 // TryUpdate hides memstore's, which would bypass prefetchTx.
-func (s *prefetchStore) TryUpdate(context.Context, func(ledger.Tx) error) (bool, error) { return false, nil }
+func (s *prefetchStore) TryUpdate(context.Context, func(ledger.Tx) error) (bool, error) {
+	return false, nil
+}
 
 func (s *prefetchStore) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 	return s.Store.Update(ctx, func(tx ledger.Tx) error { return fn(prefetchTx{tx, s}) })
