@@ -13,9 +13,9 @@ import (
 type queries struct {
 	schema string // quoted
 
-	entry, entryByKey, total, totalsOf, totalGroups string
-	limits                                          string
-	insert, use, reverse, setTotal, setLimits       string
+	entry, entryByKey, total, totalsOf, totalGroups   string
+	limits                                            string
+	insertEntries, use, reverse, setTotals, setLimits string
 	// ensureTotals, lockTotals and dropTotals lock the totals an update
 	// reads, and delete those it locked but never wrote (see
 	// tx.queueLocks).
@@ -78,9 +78,16 @@ SELECT n.a, n.c FROM g, LATERAL (SELECT authority_id, currency FROM ` + s + `.to
 WHERE (authority_id, currency) > (g.a, g.c) ORDER BY authority_id, currency LIMIT 1) AS n(a, c))
 SELECT a, c FROM g`
 	q.limits = `SELECT ` + limitsColumns + ` FROM ` + s + `.limits WHERE user_id = $1 AND currency = $2`
-	q.insert = `INSERT INTO ` + s + `.entries (id, authority_id, user_id, created_on, amount, reason, item_name, item_used, item_data, balance, authority_balance, idempotency_key, item_used_on, item_used_by, use_idempotency_key,
+	// An entry per element of the arrays, inserted in their order (see
+	// rows.go); numerics and metadata travel as text, as elsewhere.
+	q.insertEntries = `INSERT INTO ` + s + `.entries (id, authority_id, user_id, created_on, amount, reason, item_name, item_used, item_data, balance, authority_balance, idempotency_key, item_used_on, item_used_by, use_idempotency_key,
 currency, metadata, transfer_id, reverses, reversed_by, item_revoked, hold_id)
-VALUES ($1, $2, $3, $4, $5::numeric, $6, $7, $8, $9, $10::numeric, $11::numeric, $12, $13, $14, $15, $16, $17::jsonb, $18, $19, $20, $21, $22)`
+SELECT id, authority_id, user_id, created_on, amount::numeric, reason, item_name, item_used, item_data, balance::numeric, authority_balance::numeric, idempotency_key, item_used_on, item_used_by, use_idempotency_key,
+currency, metadata::jsonb, transfer_id, reverses, reversed_by, item_revoked, hold_id
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::boolean[], $9::bytea[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::text[], $15::text[],
+$16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::boolean[], $22::text[])
+AS r(id, authority_id, user_id, created_on, amount, reason, item_name, item_used, item_data, balance, authority_balance, idempotency_key, item_used_on, item_used_by, use_idempotency_key,
+currency, metadata, transfer_id, reverses, reversed_by, item_revoked, hold_id)`
 	// One statement says whether the entry exists and has an item, so that
 	// it can travel in a batch: marked is true when the item was marked,
 	// found when the entry exists, item when it has an item. The mark is
@@ -101,7 +108,11 @@ SELECT EXISTS (SELECT FROM u), EXISTS (SELECT FROM ` + s + `.entries WHERE id = 
 item_revoked = CASE WHEN $3::boolean AND item_name IS NOT NULL THEN true ELSE item_revoked END
 WHERE id = $1 AND reversed_by IS NULL AND (NOT $3::boolean OR item_used IS NOT TRUE) RETURNING 1)
 SELECT EXISTS (SELECT FROM r), EXISTS (SELECT FROM ` + s + `.entries WHERE id = $1)`
-	q.setTotal = `INSERT INTO ` + s + `.totals (authority_id, currency, user_id, total, last_entry, held) VALUES ($1, $2, $3, $4::numeric, $5, $6::numeric)
+	// A total per element of the arrays, which hold distinct keys (an
+	// upsert cannot change a row twice), written in their order: the
+	// order of the keys, as tx.orderWrites sorts them.
+	q.setTotals = `INSERT INTO ` + s + `.totals (authority_id, currency, user_id, total, last_entry, held)
+SELECT a, c, u, v::numeric, l, h::numeric FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS k(a, c, u, v, l, h)
 ON CONFLICT (authority_id, currency, user_id) DO UPDATE SET total = EXCLUDED.total, last_entry = EXCLUDED.last_entry, held = EXCLUDED.held`
 	// The totals an update reads are locked in the order of the arrays,
 	// which tx.queueLocks sorts: first a row is made for each that has

@@ -93,12 +93,12 @@ func decDecimal(s string) (decimal.Decimal, error) { return decimal.NewFromStrin
 // makes CreatedOn.
 func unixTime(nanos int64) time.Time { return time.Unix(0, nanos).UTC() }
 
-// encMetadata returns the jsonb input for m: NULL for an empty map,
+// encMetadata returns the jsonb input for m: nil (NULL) for an empty map,
 // otherwise a JSON object whose keys and values are stored as encText
 // writes them, since jsonb refuses \u0000 as text does. Every string
 // comes back as it was given; only the map's order, which Go does not
 // keep either, is jsonb's own.
-func encMetadata(m map[string]string) (any, error) {
+func encMetadata(m map[string]string) (*string, error) {
 	if len(m) == 0 {
 		return nil, nil
 	}
@@ -113,7 +113,8 @@ func encMetadata(m map[string]string) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metadata: %w", err)
 	}
-	return string(b), nil
+	j := string(b)
+	return &j, nil
 }
 
 // decMetadata reverses encMetadata, from jsonb read as text.

@@ -211,9 +211,11 @@ const (
 // write is a buffered write.
 type write struct {
 	kind    writeKind
-	id      string // entry or hold ID (all but total, limits): for errors, and the order of updates
-	a, c, u string // stored authority, currency and user (total; limits without a)
-	args    []any
+	id      string    // entry or hold ID (all but total, limits): for errors, and the order of updates
+	a, c, u string    // stored authority, currency and user (total; limits without a)
+	args    []any     // the statement's parameters (use, reversal, limits, holds)
+	entry   *entryRow // an entry's insert
+	total   totalRow  // a total's write
 }
 
 // updatesRow reports whether w changes an entry or a hold that exists: a
@@ -260,8 +262,9 @@ func (t *tx) fail(err error) error {
 type reader func(pgx.BatchResults) error
 
 // queue adds what t owes the server to b: its BEGIN and its buffered
-// writes, in the order of orderWrites. It returns the readers of their
-// results and empties the buffer. Must hold t.mu.
+// writes, in the order of orderWrites, each run of entry inserts and
+// the totals as one statement (see queueRows). It returns the readers
+// of their results and empties the buffer. Must hold t.mu.
 func (t *tx) queue(b *pgx.Batch) []reader {
 	var rs []reader
 	if !t.begun {
@@ -278,19 +281,30 @@ func (t *tx) queue(b *pgx.Batch) []reader {
 		})
 		t.begun = true
 	}
-	for _, w := range orderWrites(t.writes) {
-		b.Queue(t.sqlOf(w.kind), w.args...)
-		rs = append(rs, w.reader())
+	ws := orderWrites(t.writes)
+	for i := 0; i < len(ws); {
+		w, j := ws[i], i+1
+		if w.kind != writeInsert && w.kind != writeTotal {
+			b.Queue(t.sqlOf(w.kind), w.args...)
+			rs = append(rs, w.reader())
+			i = j
+			continue
+		}
+		for j < len(ws) && ws[j].kind == w.kind {
+			j++
+		}
+		rs = append(rs, t.queueRows(b, ws[i:j]))
+		i = j
 	}
 	clear(t.writes)
 	t.writes = t.writes[:0]
 	return rs
 }
 
+// sqlOf returns the statement of a write that travels alone: not an
+// entry's insert or a total's write (see queueRows).
 func (t *tx) sqlOf(k writeKind) string {
 	switch k {
-	case writeInsert:
-		return t.s.q.insert
 	case writeUse:
 		return t.s.q.use
 	case writeReverse:
@@ -302,18 +316,11 @@ func (t *tx) sqlOf(k writeKind) string {
 	case writeCloseHold:
 		return t.s.q.closeHold
 	}
-	return t.s.q.setTotal
+	panic(fmt.Sprintf("pgstore: write kind %d has no statement of its own", k))
 }
 
 func (w write) reader() reader {
 	switch w.kind {
-	case writeInsert:
-		return func(br pgx.BatchResults) error {
-			if _, err := br.Exec(); err != nil {
-				return fmt.Errorf("pgstore: insert entry %s: %w", w.id, err)
-			}
-			return nil
-		}
 	case writeUse:
 		return func(br pgx.BatchResults) error {
 			var marked, found, item bool
@@ -373,12 +380,7 @@ func (w write) reader() reader {
 			return nil
 		}
 	}
-	return func(br pgx.BatchResults) error {
-		if _, err := br.Exec(); err != nil {
-			return fmt.Errorf("pgstore: write total of user %q in currency %q for authority %q: %w", w.u, w.c, w.a, err)
-		}
-		return nil
-	}
+	panic(fmt.Sprintf("pgstore: write kind %d has no statement of its own", w.kind))
 }
 
 // orderWrites returns the writes in the order they are sent. Entries and
@@ -1152,34 +1154,39 @@ func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
 	if err != nil {
 		return fmt.Errorf("pgstore: insert entry %q: %w", r.ID, err)
 	}
-	var (
-		itemName, key any // NULL unless set
-		itemUsed      any
-		revoked       any
-		data          []byte
-		use           = [3]any{} // item_used_on, item_used_by, use_idempotency_key
-	)
-	if r.Item != nil {
-		itemName, itemUsed = encText(r.Item.Name), r.Item.Used
-		data = slices.Clone(r.Item.Data) // the caller may reuse its slice
-		if r.Item.Used {
-			use = useArgs(ledger.ItemUse{AuthorityID: r.Item.UsedBy, At: r.Item.UsedOn, IdempotencyKey: r.UseIdempotencyKey})
+	e := &entryRow{
+		id: encText(r.ID), authority: encText(r.AuthorityID), user: encText(r.UserID), createdOn: r.CreatedOn.UnixNano(),
+		amount: encDecimal(r.Amount), reason: encText(r.Reason),
+		balance: encDecimal(r.Balance), authorityBalance: encDecimal(r.AuthorityBalance), key: ptrText(r.IdempotencyKey),
+		currency: encText(r.Currency), metadata: meta,
+		transfer: ptrText(r.TransferID), reverses: ptrText(r.Reverses), reversedBy: ptrText(r.ReversedBy), holdID: ptrText(r.HoldID),
+	}
+	if it := r.Item; it != nil {
+		name, used := encText(it.Name), it.Used
+		e.itemName, e.itemUsed = &name, &used
+		e.itemData = slices.Clone(it.Data) // the caller may reuse its slice
+		if it.Used {
+			if !it.UsedOn.IsZero() {
+				on := it.UsedOn.UnixNano()
+				e.usedOn = &on
+			}
+			e.usedBy, e.useKey = ptrText(it.UsedBy), ptrText(r.UseIdempotencyKey)
 		}
-		if r.Item.Revoked {
-			revoked = true
+		if it.Revoked {
+			revoked := true
+			e.revoked = &revoked
 		}
 	}
-	if r.IdempotencyKey != "" {
-		key = encText(r.IdempotencyKey)
+	return t.buffer(ctx, write{kind: writeInsert, id: r.ID, entry: e})
+}
+
+// ptrText returns the stored form of s, or nil (NULL) for "".
+func ptrText(s string) *string {
+	if s == "" {
+		return nil
 	}
-	return t.buffer(ctx, write{kind: writeInsert, id: r.ID, args: []any{
-		encText(r.ID), encText(r.AuthorityID), encText(r.UserID), r.CreatedOn.UnixNano(),
-		encDecimal(r.Amount), encText(r.Reason), itemName, itemUsed, data,
-		encDecimal(r.Balance), encDecimal(r.AuthorityBalance), key,
-		use[0], use[1], use[2],
-		encText(r.Currency), meta, optText(r.TransferID), optText(r.Reverses), optText(r.ReversedBy), revoked,
-		optText(r.HoldID),
-	}})
+	e := encText(s)
+	return &e
 }
 
 // optText returns the stored form of s, or NULL for "".
@@ -1241,7 +1248,8 @@ func (t *tx) SetTotal(ctx context.Context, k ledger.TotalKey, total ledger.Total
 		return fmt.Errorf("pgstore: write total of user %q in currency %q for authority %q: not valid UTF-8", k.UserID, k.Currency, k.AuthorityID)
 	}
 	a, c, u := encText(k.AuthorityID), encText(k.Currency), encText(k.UserID)
-	if err := t.buffer(ctx, write{kind: writeTotal, a: a, c: c, u: u, args: []any{a, c, u, encDecimal(total.Value), encText(total.LastEntryID), encDecimal(total.Held)}}); err != nil {
+	w := write{kind: writeTotal, a: a, c: c, u: u, total: totalRow{encDecimal(total.Value), encText(total.LastEntryID), encDecimal(total.Held)}}
+	if err := t.buffer(ctx, w); err != nil {
 		return err
 	}
 	t.mu.Lock()
