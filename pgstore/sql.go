@@ -143,14 +143,17 @@ ON CONFLICT (user_id, currency) DO UPDATE SET floor = EXCLUDED.floor, cap = EXCL
 	q.changes = `SELECT ` + changeColumns + ` FROM ` + s + `.changes WHERE cursor >= $1 ORDER BY cursor LIMIT $2`
 	q.lockChanges = `SELECT pg_advisory_xact_lock($1)`
 	// The changes' numbers are taken in one statement: the CTE runs once
-	// (MATERIALIZED), taking $1 numbers, and row_number matches the
-	// smallest to the first change appended and so on, whatever order
-	// nextval ran in.
-	q.appendChanges = `WITH n AS MATERIALIZED (SELECT nextval('` + s + `.changes_cursor') AS cursor FROM generate_series(1, $1::int)),
+	// (MATERIALIZED), taking a number per change, and row_number matches
+	// the smallest to the first change appended and so on, whatever order
+	// nextval ran in. The count is the length of an array parameter,
+	// whose row estimate is the same in every plan, so that PostgreSQL
+	// settles on the generic plan and does not plan the statement again
+	// at each commit, as it did for generate_series(1, n).
+	q.appendChanges = `WITH n AS MATERIALIZED (SELECT nextval('` + s + `.changes_cursor') AS cursor FROM unnest($1::text[])),
 o AS (SELECT cursor, row_number() OVER (ORDER BY cursor) AS ord FROM n)
 INSERT INTO ` + s + `.changes (cursor, kind, at, authority_id, ref, limits_user_id, limits_currency, limits_floor, limits_cap)
 SELECT o.cursor, c.kind, c.at, c.authority_id, c.ref, c.lu, c.lc, c.lf::numeric, c.lcap::numeric
-FROM o JOIN unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+FROM o JOIN unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
 WITH ORDINALITY AS c(kind, at, authority_id, ref, lu, lc, lf, lcap, ord) ON c.ord = o.ord`
 	q.hold = `SELECT ` + holdColumns + ` FROM ` + s + `.holds WHERE hold_id = $1`
 	q.holdByKey = `SELECT ` + holdColumns + ` FROM ` + s + `.holds WHERE authority_id = $1 AND idempotency_key = $2`
