@@ -279,8 +279,8 @@
 // each other: each takes its totals' locks (placeholder inserts
 // included, which wait for an inserter of the same key) in ascending
 // order, sends its writes in a fixed order (entries and holds by ID,
-// then totals by authority, currency and user, then limits by user and
-// currency) and takes the change lock last, waiting for no one once it
+// then totals by authority, currency and user, then limits by currency
+// and user) and takes the change lock last, waiting for no one once it
 // holds it. A total first read later in a transaction (by a capture, a
 // release, a reversal or a change of limits) is locked out of that
 // order; should that close a cycle, PostgreSQL reports a deadlock after
@@ -667,8 +667,9 @@ func retryable(err error) bool {
 
 // run runs fn in one transaction on one connection and, for an update,
 // commits it if fn succeeds. An update first locks the totals of
-// prelock with its first read, and run returns the totals it locked,
-// for the next attempt (see tx.queueLocks).
+// prelock with its first read, and when it fails in a way that Update
+// retries, run returns the totals it locked, for the next attempt (see
+// tx.queueLocks); otherwise it returns prelock.
 func (s *Store) run(ctx context.Context, update bool, prelock []storedKey, fn func(*tx) error) ([]storedKey, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -696,7 +697,8 @@ func (s *Store) run(ctx context.Context, update bool, prelock []storedKey, fn fu
 		err = fmt.Errorf("%w: %w", errConflict, err)
 	}
 	locked := prelock
-	if len(t.locked) > 0 {
+	if len(t.locked) > 0 && err != nil && retryable(err) {
+		// Only a retry takes them again.
 		locked = slices.Collect(maps.Keys(t.locked))
 	}
 	return locked, err

@@ -3,14 +3,17 @@ package pgstore
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// Multi-row writes. A run of buffered entry inserts, and the totals'
-// writes, each travel as one statement whose parameters are arrays, a
+// Multi-row writes. A run of buffered entry inserts, and the buffered
+// totals, each travel as one statement whose parameters are arrays, a
 // column each, which the statement unnests into rows in array order:
 // one statement's overhead on the server (bind, executor start, the
 // per-statement part of the trigger and index machinery) and one
@@ -40,7 +43,8 @@ type entryRow struct {
 }
 
 // entryArrays returns rows as the 22 array parameters of
-// queries.insertEntries, in its order.
+// queries.insertEntries, in its order. Slices of pointers travel as
+// pgtype.FlatArray, which pgx encodes without reflection.
 func entryArrays(rows []*entryRow) []any {
 	n := len(rows)
 	var (
@@ -62,48 +66,53 @@ func entryArrays(rows []*entryRow) []any {
 		currencies[i], metadata[i], transfers[i], reverses[i], reversedBy[i], revoked[i] = r.currency, r.metadata, r.transfer, r.reverses, r.reversedBy, r.revoked
 		holdIDs[i] = r.holdID
 	}
-	return []any{ids, auths, users, createdOn, amounts, reasons, itemNames, itemUsed, itemData,
-		balances, authBalances, keys, usedOn, usedBy, useKeys,
-		currencies, metadata, transfers, reverses, reversedBy, revoked, holdIDs}
+	type texts = pgtype.FlatArray[*string]
+	return []any{ids, auths, users, createdOn, amounts, reasons, texts(itemNames), pgtype.FlatArray[*bool](itemUsed), pgtype.FlatArray[[]byte](itemData),
+		balances, authBalances, texts(keys), pgtype.FlatArray[*int64](usedOn), texts(usedBy), texts(useKeys),
+		currencies, texts(metadata), texts(transfers), texts(reverses), texts(reversedBy), pgtype.FlatArray[*bool](revoked), texts(holdIDs)}
 }
 
-// totalRow is a total's value columns, in their stored forms; its key
-// is the write's a, c and u.
+// totalRow is a total's columns but its key, in their stored forms.
 type totalRow struct{ value, last, held string }
 
-// queueRows adds to b the statement that writes ws, a run of writes of
-// one kind (entry inserts, or totals with distinct keys), and returns
-// the reader of its result. Must hold t.mu.
-func (t *tx) queueRows(b *pgx.Batch, ws []write) reader {
+// queueEntries adds to b the statement that inserts the entries of ws,
+// a run of entry inserts, and returns the reader of its result. Must
+// hold t.mu.
+func (t *tx) queueEntries(b *pgx.Batch, ws []write) reader {
 	n := len(ws)
-	if ws[0].kind == writeInsert {
-		rows := make([]*entryRow, n)
-		for i, w := range ws {
-			rows[i] = w.entry
-		}
-		b.Queue(t.s.q.insertEntries, entryArrays(rows)...)
-		first, last := ws[0].id, ws[n-1].id
-		return func(br pgx.BatchResults) error {
-			ct, err := br.Exec()
-			if err == nil && ct.RowsAffected() != int64(n) {
-				err = fmt.Errorf("%d inserted", ct.RowsAffected())
-			}
-			switch {
-			case err == nil:
-				return nil
-			case n == 1:
-				return fmt.Errorf("pgstore: insert entry %s: %w", first, err)
-			}
-			return fmt.Errorf("pgstore: insert %d entries, %s to %s: %s%w", n, first, last, detail(err), err)
-		}
-	}
-	var a, c, u, values, lasts, helds = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	rows := make([]*entryRow, n)
 	for i, w := range ws {
-		a[i], c[i], u[i] = w.a, w.c, w.u
-		values[i], lasts[i], helds[i] = w.total.value, w.total.last, w.total.held
+		rows[i] = w.entry
+	}
+	b.Queue(t.s.q.insertEntries, entryArrays(rows)...)
+	first, last := ws[0].id, ws[n-1].id
+	return func(br pgx.BatchResults) error {
+		ct, err := br.Exec()
+		if err == nil && ct.RowsAffected() != int64(n) {
+			err = fmt.Errorf("%d inserted", ct.RowsAffected())
+		}
+		switch {
+		case err == nil:
+			return nil
+		case n == 1:
+			return fmt.Errorf("pgstore: insert entry %s: %w", first, err)
+		}
+		return fmt.Errorf("pgstore: insert %d entries, %s to %s: %s%w", n, first, last, detail(err), err)
+	}
+}
+
+// queueTotals adds to b the statement that writes the buffered totals,
+// in key order, and returns the reader of its result. Must hold t.mu.
+func (t *tx) queueTotals(b *pgx.Batch) reader {
+	keys := slices.SortedFunc(maps.Keys(t.totals), storedKey.compare)
+	n := len(keys)
+	cols := make([]string, 6*n) // one allocation for the six columns
+	a, c, u, values, lasts, helds := cols[:n:n], cols[n:2*n:2*n], cols[2*n:3*n:3*n], cols[3*n:4*n:4*n], cols[4*n:5*n:5*n], cols[5*n:]
+	for i, k := range keys {
+		r := t.totals[k]
+		a[i], c[i], u[i], values[i], lasts[i], helds[i] = k.a, k.c, k.u, r.value, r.last, r.held
 	}
 	b.Queue(t.s.q.setTotals, a, c, u, values, lasts, helds)
-	w := ws[0]
 	return func(br pgx.BatchResults) error {
 		ct, err := br.Exec()
 		if err == nil && ct.RowsAffected() != int64(n) {
@@ -113,7 +122,7 @@ func (t *tx) queueRows(b *pgx.Batch, ws []write) reader {
 		case err == nil:
 			return nil
 		case n == 1:
-			return fmt.Errorf("pgstore: write total of user %q in currency %q for authority %q: %w", w.u, w.c, w.a, err)
+			return fmt.Errorf("pgstore: write total of user %q in currency %q for authority %q: %w", keys[0].u, keys[0].c, keys[0].a, err)
 		}
 		return fmt.Errorf("pgstore: write %d totals: %s%w", n, detail(err), err)
 	}

@@ -62,8 +62,9 @@ func newQueries(schema string) *queries {
 	// With each wallet's total over all authorities (authority ''), the
 	// wallet's limits, in the same round trip: the ledger checks a
 	// deposit against its cap, and TotalsOf caches them for Limits.
-	q.totalsOf = `SELECT k.a, k.c, k.u, t.total::text, t.last_entry, t.held::text, l.user_id IS NOT NULL, l.floor::text, l.cap::text, l.set_by, l.set_on
-FROM unnest($1::text[], $2::text[], $3::text[]) AS k(a, c, u)
+	// Each row names its key by its place in the arrays.
+	q.totalsOf = `SELECT k.o, t.total::text, t.last_entry, t.held::text, l.user_id IS NOT NULL, l.floor::text, l.cap::text, l.set_by, l.set_on
+FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(a, c, u, o)
 LEFT JOIN LATERAL (SELECT total, last_entry, held FROM ` + s + `.totals
 WHERE authority_id = k.a COLLATE "C" AND currency = k.c COLLATE "C" AND user_id = k.u COLLATE "C" LIMIT 1) t ON true
 LEFT JOIN LATERAL (SELECT user_id, floor, cap, set_by, set_on FROM ` + s + `.limits
@@ -110,7 +111,7 @@ WHERE id = $1 AND reversed_by IS NULL AND (NOT $3::boolean OR item_used IS NOT T
 SELECT EXISTS (SELECT FROM r), EXISTS (SELECT FROM ` + s + `.entries WHERE id = $1)`
 	// A total per element of the arrays, which hold distinct keys (an
 	// upsert cannot change a row twice), written in their order: the
-	// order of the keys, as tx.orderWrites sorts them.
+	// order of the keys, as tx.queueTotals sorts them.
 	q.setTotals = `INSERT INTO ` + s + `.totals (authority_id, currency, user_id, total, last_entry, held)
 SELECT a, c, u, v::numeric, l, h::numeric FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS k(a, c, u, v, l, h)
 ON CONFLICT (authority_id, currency, user_id) DO UPDATE SET total = EXCLUDED.total, last_entry = EXCLUDED.last_entry, held = EXCLUDED.held`

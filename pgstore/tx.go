@@ -60,11 +60,18 @@ type tx struct {
 	conn   *pgx.Conn
 	update bool
 
-	mu     sync.Mutex // serializes use of conn
-	begun  bool       // BEGIN has been sent
-	done   bool       // fn returned: no more use from outside
-	err    error      // the first failure; the transaction is lost
+	mu    sync.Mutex // serializes use of conn
+	begun bool       // BEGIN has been sent
+	done  bool       // fn returned: no more use from outside
+	err   error      // the first failure; the transaction is lost
+	// writes are the buffered inserts and updates of entries and holds,
+	// in call order; totals and limitW the buffered writes of totals and
+	// of limits, the last of each key. All are sent with the next read
+	// or the commit, totals and limits after the others, in key order
+	// (see queue).
 	writes []write
+	totals map[storedKey]totalRow
+	limitW map[limitsKey][]any
 	// changes are the changes appended, sent at the commit (see commit).
 	changes pendingChanges
 	// limits caches the wallets' limits TotalsOf read, and those
@@ -196,26 +203,30 @@ type cachedLimits struct {
 	found bool
 }
 
+// limitsKey is a wallet's key in the limits table as stored: currency
+// and user, encoded, in the order their writes are sent.
+type limitsKey struct{ c, u string }
+
+func (k limitsKey) compare(o limitsKey) int {
+	return cmp.Or(cmp.Compare(k.c, o.c), cmp.Compare(k.u, o.u))
+}
+
 type writeKind uint8
 
 const (
 	writeInsert writeKind = iota
 	writeUse
 	writeReverse
-	writeTotal
-	writeLimits
 	writeInsertHold
 	writeCloseHold
 )
 
-// write is a buffered write.
+// write is a buffered insert or update of an entry or a hold.
 type write struct {
-	kind    writeKind
-	id      string    // entry or hold ID (all but total, limits): for errors, and the order of updates
-	a, c, u string    // stored authority, currency and user (total; limits without a)
-	args    []any     // the statement's parameters (use, reversal, limits, holds)
-	entry   *entryRow // an entry's insert
-	total   totalRow  // a total's write
+	kind  writeKind
+	id    string    // entry or hold ID: for errors, and the order of updates
+	args  []any     // the statement's parameters (all but an entry's insert)
+	entry *entryRow // an entry's insert
 }
 
 // updatesRow reports whether w changes an entry or a hold that exists: a
@@ -262,9 +273,15 @@ func (t *tx) fail(err error) error {
 type reader func(pgx.BatchResults) error
 
 // queue adds what t owes the server to b: its BEGIN and its buffered
-// writes, in the order of orderWrites, each run of entry inserts and
-// the totals as one statement (see queueRows). It returns the readers
-// of their results and empties the buffer. Must hold t.mu.
+// writes, those of entries and holds in the order of orderWrites, then
+// the totals by key, then the limits by key, each written once with its
+// last value. Each run of entry inserts is one statement, and so are the
+// totals (see queueEntries and queueTotals). Every transaction thus
+// takes its row locks in one order (entries by ID, holds by ID, then
+// totals by (authority, currency, user), then limits by (currency,
+// user)), so two that write the same rows queue instead of
+// deadlocking. queue returns the readers of the statements' results and
+// empties the buffers. Must hold t.mu.
 func (t *tx) queue(b *pgx.Batch) []reader {
 	var rs []reader
 	if !t.begun {
@@ -284,33 +301,50 @@ func (t *tx) queue(b *pgx.Batch) []reader {
 	ws := orderWrites(t.writes)
 	for i := 0; i < len(ws); {
 		w, j := ws[i], i+1
-		if w.kind != writeInsert && w.kind != writeTotal {
+		if w.kind != writeInsert {
 			b.Queue(t.sqlOf(w.kind), w.args...)
 			rs = append(rs, w.reader())
 			i = j
 			continue
 		}
-		for j < len(ws) && ws[j].kind == w.kind {
+		for j < len(ws) && ws[j].kind == writeInsert {
 			j++
 		}
-		rs = append(rs, t.queueRows(b, ws[i:j]))
+		rs = append(rs, t.queueEntries(b, ws[i:j]))
 		i = j
 	}
 	clear(t.writes)
 	t.writes = t.writes[:0]
+	if len(t.totals) > 0 {
+		rs = append(rs, t.queueTotals(b))
+		clear(t.totals)
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(t.limitW), limitsKey.compare) {
+		b.Queue(t.s.q.setLimits, t.limitW[k]...)
+		rs = append(rs, func(br pgx.BatchResults) error {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("pgstore: write limits of user %q in currency %q: %w", k.u, k.c, err)
+			}
+			return nil
+		})
+	}
+	clear(t.limitW)
 	return rs
 }
 
+// pending reports whether t has buffered writes to send. Must hold t.mu.
+func (t *tx) pending() bool {
+	return len(t.writes) > 0 || len(t.totals) > 0 || len(t.limitW) > 0
+}
+
 // sqlOf returns the statement of a write that travels alone: not an
-// entry's insert or a total's write (see queueRows).
+// entry's insert (see queueEntries).
 func (t *tx) sqlOf(k writeKind) string {
 	switch k {
 	case writeUse:
 		return t.s.q.use
 	case writeReverse:
 		return t.s.q.reverse
-	case writeLimits:
-		return t.s.q.setLimits
 	case writeInsertHold:
 		return t.s.q.insertHold
 	case writeCloseHold:
@@ -351,13 +385,6 @@ func (w write) reader() reader {
 			}
 			return nil
 		}
-	case writeLimits:
-		return func(br pgx.BatchResults) error {
-			if _, err := br.Exec(); err != nil {
-				return fmt.Errorf("pgstore: write limits of user %q in currency %q: %w", w.u, w.c, err)
-			}
-			return nil
-		}
 	case writeInsertHold:
 		return func(br pgx.BatchResults) error {
 			if _, err := br.Exec(); err != nil {
@@ -383,55 +410,28 @@ func (w write) reader() reader {
 	panic(fmt.Sprintf("pgstore: write kind %d has no statement of its own", w.kind))
 }
 
-// orderWrites returns the writes in the order they are sent. Entries and
-// holds are inserted in call order, and item uses, reversal marks and
-// hold closes keep their place relative to the inserts (one may name a
-// row inserted just before), but a run of consecutive ones is sorted,
-// entries by ID before holds by ID; totals come next, sorted by
-// (authority, currency, user), and limits last, sorted by (user,
-// currency), each written once with its last value. Uses and reversal
-// marks commute with each other (they set different columns), closes
-// with both (another table), totals and limits with everything else, so
-// the result is the same, and every transaction takes its row locks in
-// one order (entries by ID, holds by ID, then totals, then limits, by
-// key), so two that write the same rows queue instead of deadlocking.
+// orderWrites returns the writes of entries and holds in the order they
+// are sent, sorting ws in place. Entries and holds are inserted in call
+// order, and item uses, reversal marks and hold closes keep their place
+// relative to the inserts (one may name a row inserted just before), but
+// a run of consecutive ones is sorted, entries by ID before holds by ID.
+// Uses and reversal marks commute with each other (they set different
+// columns), closes with both (another table), so the result is the
+// same, and the rows are locked in one order (see queue).
 func orderWrites(ws []write) []write {
-	out := make([]write, 0, len(ws))
-	var totals, limits []write
-	for _, w := range ws {
-		switch w.kind {
-		case writeTotal:
-			totals = append(totals, w)
-		case writeLimits:
-			limits = append(limits, w)
-		default:
-			out = append(out, w)
-		}
-	}
-	for i := 0; i < len(out); i++ {
+	for i := 0; i < len(ws); i++ {
 		j := i
-		for j < len(out) && out[j].updatesRow() {
+		for j < len(ws) && ws[j].updatesRow() {
 			j++
 		}
 		if j-i > 1 {
-			slices.SortStableFunc(out[i:j], func(a, b write) int {
+			slices.SortStableFunc(ws[i:j], func(a, b write) int {
 				return cmp.Or(cmp.Compare(a.table(), b.table()), cmp.Compare(a.id, b.id))
 			})
 		}
 		i = j
 	}
-	for _, keyed := range [][]write{totals, limits} {
-		slices.SortStableFunc(keyed, func(a, b write) int {
-			return cmp.Or(cmp.Compare(a.a, b.a), cmp.Compare(a.c, b.c), cmp.Compare(a.u, b.u))
-		})
-		for i, w := range keyed {
-			if i+1 < len(keyed) && keyed[i+1].a == w.a && keyed[i+1].c == w.c && keyed[i+1].u == w.u {
-				continue // a later write of the same key wins
-			}
-			out = append(out, w)
-		}
-	}
-	return out
+	return ws
 }
 
 // read runs one query and calls each for every row, after sending what t
@@ -455,7 +455,7 @@ func (t *tx) readLocking(ctx context.Context, op string, lock []storedKey, sql s
 		locks = &pgx.Batch{}
 		lrs   = t.queueLocks(locks, lock)
 	)
-	if t.begun && len(t.writes) == 0 && len(lrs) == 0 {
+	if t.begun && !t.pending() && len(lrs) == 0 {
 		rows, err = t.conn.Query(ctx, sql, args...)
 		if err != nil {
 			return t.fail(fmt.Errorf("pgstore: %s: %w", op, err))
@@ -513,7 +513,7 @@ func (t *tx) readLocking(ctx context.Context, op string, lock []storedKey, sql s
 // server's refusal leaves the outcome unknown (see commitFailed). Must
 // hold t.mu.
 func (t *tx) commit(ctx context.Context) error {
-	if !t.begun && len(t.writes) == 0 && t.changes.len() == 0 {
+	if !t.begun && !t.pending() && t.changes.len() == 0 {
 		return nil // nothing was read or written: there is no transaction
 	}
 	if slices.ContainsFunc(t.writes, write.updatesRow) {
@@ -531,7 +531,7 @@ func (t *tx) commit(ctx context.Context) error {
 			return t.fail(fmt.Errorf("pgstore: commit: %w", err))
 		}
 	}
-	if len(t.writes) == 0 && t.changes.len() == 0 && len(t.placeholders) == 0 {
+	if !t.pending() && t.changes.len() == 0 && len(t.placeholders) == 0 {
 		ct, err := t.conn.Exec(ctx, "COMMIT")
 		if err := commitResult(ct.String(), err); err != nil {
 			return t.fail(commitFailed(err))
@@ -613,7 +613,7 @@ func (t *tx) end(ctx context.Context) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.done = true
-	t.writes = nil
+	t.writes, t.totals, t.limitW = nil, nil, nil
 	t.changes = pendingChanges{}
 	if !t.begun || t.conn.IsClosed() {
 		return
@@ -939,36 +939,42 @@ func decTotal(v, last, held string) (ledger.Total, error) {
 // totals of a whole group commit. In an update it first locks them all,
 // in key order (see queueLocks), in the same round trip.
 func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.TotalKey]ledger.Total, error) {
-	auths, curs, users := make([]string, 0, len(keys)), make([]string, 0, len(keys)), make([]string, 0, len(keys))
-	byText := make(map[ledger.TotalKey]ledger.TotalKey, len(keys))
-	lock := make([]storedKey, 0, len(keys))
+	n := len(keys)
+	cols := make([]string, 3*n) // one allocation for the three arrays
+	auths, curs, users := cols[:0:n], cols[n:n:2*n], cols[2*n:2*n:3*n]
+	// The storable keys, in the order of the arrays: a row names its key
+	// by its ordinality.
+	asked, lock := make([]ledger.TotalKey, 0, n), make([]storedKey, 0, n)
 	for _, k := range keys {
 		if !storable(k.AuthorityID) || !storable(k.UserID) || !storable(k.Currency) {
 			continue // cannot be stored, so is not
 		}
-		e := ledger.TotalKey{AuthorityID: encText(k.AuthorityID), UserID: encText(k.UserID), Currency: encText(k.Currency)}
-		auths, curs, users = append(auths, e.AuthorityID), append(curs, e.Currency), append(users, e.UserID)
-		byText[e] = k
-		lock = append(lock, storedKey{e.AuthorityID, e.Currency, e.UserID})
+		sk := storedKeyOf(k)
+		auths, curs, users = append(auths, sk.a), append(curs, sk.c), append(users, sk.u)
+		asked, lock = append(asked, k), append(lock, sk)
 	}
-	out := make(map[ledger.TotalKey]ledger.Total, len(keys))
-	if len(auths) == 0 {
+	out := make(map[ledger.TotalKey]ledger.Total, len(asked))
+	if len(asked) == 0 {
 		return out, t.check(ctx, nil)
 	}
 	cache := map[[2]string]cachedLimits{}
 	err := t.readLocking(ctx, "read totals", lock, t.s.q.totalsOf, []any{auths, curs, users}, func(rows pgx.Rows) error {
-		var e ledger.TotalKey
+		var o int64
 		var v, last, held *string
 		var hasLimits bool
 		var floor, capV, by *string
 		var on *int64
-		if err := rows.Scan(&e.AuthorityID, &e.Currency, &e.UserID, &v, &last, &held, &hasLimits, &floor, &capV, &by, &on); err != nil {
+		if err := rows.Scan(&o, &v, &last, &held, &hasLimits, &floor, &capV, &by, &on); err != nil {
 			return err
 		}
-		if k := byText[e]; k.AuthorityID == "" {
+		if o < 1 || o > int64(len(asked)) {
+			return fmt.Errorf("row for key %d of %d", o, len(asked))
+		}
+		k, sk := asked[o-1], lock[o-1]
+		if k.AuthorityID == "" {
 			c := cachedLimits{found: hasLimits}
 			if hasLimits {
-				l, err := decLimits(e.UserID, e.Currency, *floor, capV, by, on)
+				l, err := decLimits(sk.u, sk.c, *floor, capV, by, on)
 				if err != nil {
 					return err
 				}
@@ -976,14 +982,14 @@ func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.T
 			}
 			cache[[2]string{k.UserID, k.Currency}] = c
 		}
-		if v == nil || last == nil || held == nil || t.placeholders[storedKey{e.AuthorityID, e.Currency, e.UserID}] {
+		if v == nil || last == nil || held == nil || t.placeholders[sk] {
 			return nil // no total, or only the lock's placeholder
 		}
 		total, err := decTotal(*v, *last, *held)
 		if err != nil {
-			return fmt.Errorf("pgstore: read total of user %q in currency %q for authority %q: %w", e.UserID, e.Currency, e.AuthorityID, err)
+			return fmt.Errorf("pgstore: read total of user %q in currency %q for authority %q: %w", k.UserID, k.Currency, k.AuthorityID, err)
 		}
-		out[byText[e]] = total
+		out[k] = total
 		return nil
 	})
 	if err != nil {
@@ -1247,13 +1253,17 @@ func (t *tx) SetTotal(ctx context.Context, k ledger.TotalKey, total ledger.Total
 	if !storable(k.AuthorityID) || !storable(k.UserID) || !storable(k.Currency) || !storable(total.LastEntryID) {
 		return fmt.Errorf("pgstore: write total of user %q in currency %q for authority %q: not valid UTF-8", k.UserID, k.Currency, k.AuthorityID)
 	}
-	a, c, u := encText(k.AuthorityID), encText(k.Currency), encText(k.UserID)
-	w := write{kind: writeTotal, a: a, c: c, u: u, total: totalRow{encDecimal(total.Value), encText(total.LastEntryID), encDecimal(total.Held)}}
-	if err := t.buffer(ctx, w); err != nil {
+	sk := storedKeyOf(k)
+	row := totalRow{encDecimal(total.Value), encText(total.LastEntryID), encDecimal(total.Held)}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.usable(ctx); err != nil {
 		return err
 	}
-	t.mu.Lock()
-	delete(t.placeholders, storedKey{a, c, u}) // written: no longer a placeholder
-	t.mu.Unlock()
+	if t.totals == nil {
+		t.totals = map[storedKey]totalRow{}
+	}
+	t.totals[sk] = row         // a later write of the key replaces this one
+	delete(t.placeholders, sk) // written: no longer a placeholder
 	return nil
 }
