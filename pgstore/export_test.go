@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 
+	"github.com/jackc/pgx/v5/pgtype"
+
 	"github.com/walletledger/ledger"
 )
 
@@ -33,7 +35,7 @@ type Query struct {
 	Name  string
 	SQL   string
 	Args  []any
-	Index string // the index that should serve it; "a|b": either
+	Index string // the index that should serve it; "a|b": either; "ctid": a TID scan
 }
 
 // ScanQuery returns the query of the first page of sc, with its
@@ -92,6 +94,10 @@ func LookupQueries(s *Store, id, authority, user, currency, key string) []Query 
 		{"Placeholders of totals to lock", s.q.ensureTotals, []any{[]string{"", authority}, []string{currency, currency}, []string{user, user}}, "totals_pkey"},
 		{"Lock totals", s.q.lockTotals, []any{[]string{"", authority}, []string{currency, currency}, []string{user, user}}, "totals_pkey"},
 		{"Delete placeholder totals", s.q.dropTotals, []any{[]string{"", authority}, []string{currency, currency}, []string{user, user}}, "totals_pkey"},
+		{"Write totals", s.q.setTotals, []any{[]string{"", authority}, []string{currency, currency}, []string{user, user},
+			[]string{"3", "2"}, []string{id, id}, []string{"1", "0"}}, "totals_pkey"},
+		{"Write totals where they were read", s.q.setTotalsAt, []any{[]pgtype.TID{{BlockNumber: 0, OffsetNumber: 1, Valid: true}, {BlockNumber: 2, OffsetNumber: 7, Valid: true}},
+			[]string{"3", "2"}, []string{id, id}, []string{"1", "0"}}, "ctid"},
 		{"SetItemUsed", s.q.use, []any{id, int64(1767225600123456789), authority, key}, "entries_pkey"},
 		{"SetReversed", s.q.reverse, []any{id, id, true}, "entries_pkey"},
 	}

@@ -226,7 +226,11 @@
 // every total as the transaction that last held its lock committed it
 // (a commit is visible before the committer's locks are released; see
 // Change feed), and no other transaction can change the total until this
-// one ends.
+// one ends. Nor can the row move: the read also returns its ctid, and
+// the transaction's write of a total it read, and has not written since,
+// updates the row at that ctid, with no index probe (a live row keeps its
+// ctid; VACUUM FULL and CLUSTER wait for the transaction); the other
+// writes of totals are upserts by key.
 //
 // Entries and holds are read without locks, at each statement's
 // snapshot, and every change that the ledger decides from such a read is
@@ -421,7 +425,10 @@
 // read; writes (InsertEntry, SetItemUsed, SetReversed, SetTotal,
 // SetLimits, InsertHold, CloseHold, AppendChange) are buffered and sent
 // as one pipelined batch with the next read (reads see the transaction's
-// own writes) or with COMMIT. In an Update, the locks of the totals a
+// own writes) or with COMMIT. A run of entry inserts travels as one
+// statement, and the totals' writes as one or two (those written where
+// they were read, and the others), their columns as array parameters,
+// however many rows they write. In an Update, the locks of the totals a
 // read names (see Transactions) travel in front of it, in the same batch.
 // A ledger write that reads two totals one by one thus costs three round
 // trips: BEGIN with the first total and its lock, the second total and

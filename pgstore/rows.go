@@ -101,18 +101,51 @@ func (t *tx) queueEntries(b *pgx.Batch, ws []write) reader {
 	}
 }
 
-// queueTotals adds to b the statement that writes the buffered totals,
-// in key order, and returns the reader of its result. Must hold t.mu.
-func (t *tx) queueTotals(b *pgx.Batch) reader {
+// queueTotals adds to b the statements that write the buffered totals,
+// in key order, and returns the readers of their results: one UPDATE of
+// those the update read since it last wrote them, where it read them,
+// and one upsert of the others (see queries.setTotalsAt and setTotals).
+// Must hold t.mu.
+func (t *tx) queueTotals(b *pgx.Batch) []reader {
 	keys := slices.SortedFunc(maps.Keys(t.totals), storedKey.compare)
-	n := len(keys)
-	cols := make([]string, 6*n) // one allocation for the six columns
-	a, c, u, values, lasts, helds := cols[:n:n], cols[n:2*n:2*n], cols[2*n:3*n:3*n], cols[3*n:4*n:4*n], cols[4*n:5*n:5*n], cols[5*n:]
-	for i, k := range keys {
-		r := t.totals[k]
-		a[i], c[i], u[i], values[i], lasts[i], helds[i] = k.a, k.c, k.u, r.value, r.last, r.held
+	var at, by []storedKey
+	for _, k := range keys {
+		if _, ok := t.at[k]; ok {
+			at = append(at, k)
+		} else {
+			by = append(by, k)
+		}
 	}
-	b.Queue(t.s.q.setTotals, a, c, u, values, lasts, helds)
+	var rs []reader
+	if n := len(at); n > 0 {
+		tids := make([]pgtype.TID, n)
+		cols := make([]string, 3*n) // one allocation for the three columns
+		values, lasts, helds := cols[:n:n], cols[n:2*n:2*n], cols[2*n:]
+		for i, k := range at {
+			r := t.totals[k]
+			tids[i], values[i], lasts[i], helds[i] = t.at[k], r.value, r.last, r.held
+			delete(t.at, k) // written: a new version, elsewhere
+		}
+		b.Queue(t.s.q.setTotalsAt, tids, values, lasts, helds)
+		rs = append(rs, totalsReader(at, " where they were read"))
+	}
+	if n := len(by); n > 0 {
+		cols := make([]string, 6*n) // one allocation for the six columns
+		a, c, u, values, lasts, helds := cols[:n:n], cols[n:2*n:2*n], cols[2*n:3*n:3*n], cols[3*n:4*n:4*n], cols[4*n:5*n:5*n], cols[5*n:]
+		for i, k := range by {
+			r := t.totals[k]
+			a[i], c[i], u[i], values[i], lasts[i], helds[i] = k.a, k.c, k.u, r.value, r.last, r.held
+		}
+		b.Queue(t.s.q.setTotals, a, c, u, values, lasts, helds)
+		rs = append(rs, totalsReader(by, ""))
+	}
+	return rs
+}
+
+// totalsReader returns the reader of a statement that writes the totals
+// of keys; how says how, for errors.
+func totalsReader(keys []storedKey, how string) reader {
+	n := len(keys)
 	return func(br pgx.BatchResults) error {
 		ct, err := br.Exec()
 		if err == nil && ct.RowsAffected() != int64(n) {
@@ -122,9 +155,10 @@ func (t *tx) queueTotals(b *pgx.Batch) reader {
 		case err == nil:
 			return nil
 		case n == 1:
-			return fmt.Errorf("pgstore: write total of user %q in currency %q for authority %q: %w", keys[0].u, keys[0].c, keys[0].a, err)
+			k := keys[0]
+			return fmt.Errorf("pgstore: write total of user %q in currency %q for authority %q%s: %w", k.u, k.c, k.a, how, err)
 		}
-		return fmt.Errorf("pgstore: write %d totals: %s%w", n, detail(err), err)
+		return fmt.Errorf("pgstore: write %d totals%s: %s%w", n, how, detail(err), err)
 	}
 }
 

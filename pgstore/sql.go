@@ -16,6 +16,7 @@ type queries struct {
 	entry, entryByKey, total, totalsOf, totalGroups   string
 	limits                                            string
 	insertEntries, use, reverse, setTotals, setLimits string
+	setTotalsAt                                       string
 	// ensureTotals, lockTotals and dropTotals lock the totals an update
 	// reads, and delete those it locked but never wrote (see
 	// tx.queueLocks).
@@ -55,7 +56,9 @@ func newQueries(schema string) *queries {
 	q := &queries{schema: s}
 	q.entry = `SELECT ` + recordColumns + ` FROM ` + s + `.entries WHERE id = $1`
 	q.entryByKey = `SELECT ` + recordColumns + ` FROM ` + s + `.entries WHERE authority_id = $1 AND idempotency_key = $2`
-	q.total = `SELECT total::text, last_entry, held::text FROM ` + s + `.totals WHERE authority_id = $1 AND currency = $2 AND user_id = $3`
+	// Reads of totals also return the row's ctid, which an update that
+	// locked the row writes it by (see setTotalsAt).
+	q.total = `SELECT total::text, last_entry, held::text, ctid FROM ` + s + `.totals WHERE authority_id = $1 AND currency = $2 AND user_id = $3`
 	// Many totals in one statement: an index lookup per key (a lateral
 	// subquery with a LIMIT, which the planner cannot turn into a join
 	// that scans the table); NULLs where a key has no total.
@@ -63,9 +66,9 @@ func newQueries(schema string) *queries {
 	// wallet's limits, in the same round trip: the ledger checks a
 	// deposit against its cap, and TotalsOf caches them for Limits.
 	// Each row names its key by its place in the arrays.
-	q.totalsOf = `SELECT k.o, t.total::text, t.last_entry, t.held::text, l.user_id IS NOT NULL, l.floor::text, l.cap::text, l.set_by, l.set_on
+	q.totalsOf = `SELECT k.o, t.total::text, t.last_entry, t.held::text, t.ctid, l.user_id IS NOT NULL, l.floor::text, l.cap::text, l.set_by, l.set_on
 FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(a, c, u, o)
-LEFT JOIN LATERAL (SELECT total, last_entry, held FROM ` + s + `.totals
+LEFT JOIN LATERAL (SELECT total, last_entry, held, ctid FROM ` + s + `.totals
 WHERE authority_id = k.a COLLATE "C" AND currency = k.c COLLATE "C" AND user_id = k.u COLLATE "C" LIMIT 1) t ON true
 LEFT JOIN LATERAL (SELECT user_id, floor, cap, set_by, set_on FROM ` + s + `.limits
 WHERE k.a = '' AND user_id = k.u COLLATE "C" AND currency = k.c COLLATE "C" LIMIT 1) l ON true`
@@ -115,6 +118,17 @@ SELECT EXISTS (SELECT FROM r), EXISTS (SELECT FROM ` + s + `.entries WHERE id = 
 	q.setTotals = `INSERT INTO ` + s + `.totals (authority_id, currency, user_id, total, last_entry, held)
 SELECT a, c, u, v::numeric, l, h::numeric FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS k(a, c, u, v, l, h)
 ON CONFLICT (authority_id, currency, user_id) DO UPDATE SET total = EXCLUDED.total, last_entry = EXCLUDED.last_entry, held = EXCLUDED.held`
+	// The totals an update locked and read, and has not written since,
+	// are written where it read them: a TID scan per row, by the ctid
+	// the read returned, instead of an upsert's probe of the primary key
+	// and its conflict check. The row cannot have moved: it is the
+	// latest version (the read's snapshot was taken after the lock was
+	// granted), no other transaction can update or delete it while this
+	// one holds the lock, and a live tuple keeps its ctid (pruning and
+	// VACUUM move no live tuple; VACUUM FULL and CLUSTER wait for the
+	// transaction). tx.queueTotals checks that every row was written.
+	q.setTotalsAt = `UPDATE ` + s + `.totals t SET total = k.v::numeric, last_entry = k.l, held = k.h::numeric
+FROM unnest($1::tid[], $2::text[], $3::text[], $4::text[]) AS k(tid, v, l, h) WHERE t.ctid = k.tid`
 	// The totals an update reads are locked in the order of the arrays,
 	// which tx.queueLocks sorts: first a row is made for each that has
 	// none (a placeholder, with an empty last_entry, which only this

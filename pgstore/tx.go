@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/shopspring/decimal"
 
 	"github.com/walletledger/ledger"
@@ -86,6 +87,10 @@ type tx struct {
 	// order again.
 	locked, placeholders map[storedKey]bool
 	prelock              []storedKey
+	// at holds the ctid of each total the update read, locked, and has
+	// not written since: where queueTotals writes it (see
+	// queries.setTotalsAt). Guarded by mu.
+	at map[storedKey]pgtype.TID
 	// keyMissed is set when an update looked up an idempotency key and
 	// found none: a unique violation of that key is then a conflict.
 	keyMissed bool
@@ -316,7 +321,7 @@ func (t *tx) queue(b *pgx.Batch) []reader {
 	clear(t.writes)
 	t.writes = t.writes[:0]
 	if len(t.totals) > 0 {
-		rs = append(rs, t.queueTotals(b))
+		rs = append(rs, t.queueTotals(b)...)
 		clear(t.totals)
 	}
 	for _, k := range slices.SortedFunc(maps.Keys(t.limitW), limitsKey.compare) {
@@ -900,12 +905,14 @@ func (t *tx) Total(ctx context.Context, k ledger.TotalKey) (ledger.Total, bool, 
 	sk := storedKeyOf(k)
 	args := []any{sk.a, sk.c, sk.u}
 	err := t.readLocking(ctx, "read total", []storedKey{sk}, t.s.q.total, args, func(rows pgx.Rows) error {
+		var v, last, held string
+		var tid pgtype.TID
+		if err := rows.Scan(&v, &last, &held, &tid); err != nil {
+			return err
+		}
+		t.readAt(sk, tid)
 		if t.placeholders[sk] {
 			return nil // only the lock's placeholder: no total
-		}
-		var v, last, held string
-		if err := rows.Scan(&v, &last, &held); err != nil {
-			return err
 		}
 		var err error
 		total, err = decTotal(v, last, held)
@@ -916,6 +923,19 @@ func (t *tx) Total(ctx context.Context, k ledger.TotalKey) (ledger.Total, bool, 
 		return ledger.Total{}, false, fmt.Errorf("pgstore: read total of user %q in currency %q for authority %q: %w", k.UserID, k.Currency, k.AuthorityID, err)
 	}
 	return total, found, nil
+}
+
+// readAt records where an update read the total of k, which it has
+// locked: the row it writes, unless it writes k before it reads k again
+// (see queries.setTotalsAt). A View writes nothing. Must hold t.mu.
+func (t *tx) readAt(k storedKey, tid pgtype.TID) {
+	if !t.update || !tid.Valid || !t.locked[k] {
+		return
+	}
+	if t.at == nil {
+		t.at = make(map[storedKey]pgtype.TID, len(t.locked))
+	}
+	t.at[k] = tid
 }
 
 // decTotal decodes a total read as text.
@@ -961,16 +981,18 @@ func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.T
 	err := t.readLocking(ctx, "read totals", lock, t.s.q.totalsOf, []any{auths, curs, users}, func(rows pgx.Rows) error {
 		var o int64
 		var v, last, held *string
+		var tid pgtype.TID
 		var hasLimits bool
 		var floor, capV, by *string
 		var on *int64
-		if err := rows.Scan(&o, &v, &last, &held, &hasLimits, &floor, &capV, &by, &on); err != nil {
+		if err := rows.Scan(&o, &v, &last, &held, &tid, &hasLimits, &floor, &capV, &by, &on); err != nil {
 			return err
 		}
 		if o < 1 || o > int64(len(asked)) {
 			return fmt.Errorf("row for key %d of %d", o, len(asked))
 		}
 		k, sk := asked[o-1], lock[o-1]
+		t.readAt(sk, tid)
 		if k.AuthorityID == "" {
 			c := cachedLimits{found: hasLimits}
 			if hasLimits {

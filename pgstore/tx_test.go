@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -63,6 +65,106 @@ func TestLocks(t *testing.T) {
 	}))
 	require.Equal(t, pgstore.Stats{Updates: 3, Retries: 0}, s.Stats())
 }
+
+// TestTotalsWrittenWhereRead writes totals that an update read, and
+// totals it wrote since it read them, in every order: the first are
+// written where they were read (by ctid), the others by key, and every
+// write lands.
+func TestTotalsWrittenWhereRead(t *testing.T) {
+	ctx := context.Background()
+	sent := &sqlRecorder{}
+	s := newStore(t, pgstore.WithPoolConfig(func(pc *pgxpool.Config) { pc.ConnConfig.Tracer = sent }))
+	k1 := ledger.TotalKey{AuthorityID: "", UserID: "u"}
+	k2 := ledger.TotalKey{AuthorityID: "a", UserID: "u"}
+	k3 := ledger.TotalKey{AuthorityID: "", UserID: "new"}
+	total := func(v int64) ledger.Total {
+		return ledger.Total{Value: decimal.NewFromInt(v), LastEntryID: fmt.Sprint("e", v), Held: decimal.NewFromInt(v % 2)}
+	}
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, k1, total(1)) }))
+	sent.reset()
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+		got, err := tx.(ledger.TotalsPrefetcher).TotalsOf(ctx, []ledger.TotalKey{k1, k2, k3}) // k2 and k3 have no row
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		require.NoError(t, tx.SetTotal(ctx, k1, total(2))) // where read
+		require.NoError(t, tx.SetTotal(ctx, k3, total(3))) // its placeholder, where read
+		v, ok, err := tx.Total(ctx, k1)                    // sends both, and reads k1 where it is now
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, "2", v.Value.String())
+		require.NoError(t, tx.SetTotal(ctx, k1, total(4))) // where read again
+		require.NoError(t, tx.SetTotal(ctx, k3, total(5))) // written since it was read: by key
+		_, ok, err = tx.Total(ctx, k2)                     // sends them
+		require.NoError(t, err)
+		require.False(t, ok, "a placeholder reads as no total")
+		return tx.SetTotal(ctx, k1, total(6)) // written since it was read: by key
+	}))
+	var at, by int
+	for _, q := range sent.texts() {
+		if !strings.Contains(q, ".totals") {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(q, "UPDATE "):
+			at++
+		case strings.Contains(q, "DO UPDATE SET total = EXCLUDED.total"):
+			by++
+		}
+	}
+	require.Equal(t, 2, at, "writes where they were read")
+	require.Equal(t, 2, by, "writes by key")
+	require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+		for k, want := range map[ledger.TotalKey]ledger.Total{k1: total(6), k3: total(5)} {
+			got, ok, err := tx.Total(ctx, k)
+			require.NoError(t, err)
+			require.True(t, ok, "%v", k)
+			require.Equal(t, want.Value.String(), got.Value.String(), "%v", k)
+			require.Equal(t, want.LastEntryID, got.LastEntryID, "%v", k)
+			require.Equal(t, want.Held.String(), got.Held.String(), "%v", k)
+		}
+		_, ok, err := tx.Total(ctx, k2)
+		require.NoError(t, err)
+		require.False(t, ok, "the placeholder was deleted")
+		return nil
+	}))
+}
+
+// sqlRecorder records the text of every statement a pool sends.
+type sqlRecorder struct {
+	mu  sync.Mutex
+	sql []string
+}
+
+func (r *sqlRecorder) add(sql string) {
+	r.mu.Lock()
+	r.sql = append(r.sql, sql)
+	r.mu.Unlock()
+}
+
+func (r *sqlRecorder) reset() {
+	r.mu.Lock()
+	r.sql = nil
+	r.mu.Unlock()
+}
+
+func (r *sqlRecorder) texts() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.sql)
+}
+
+func (r *sqlRecorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	r.add(d.SQL)
+	return ctx
+}
+func (r *sqlRecorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (r *sqlRecorder) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+func (r *sqlRecorder) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	r.add(d.SQL)
+}
+func (r *sqlRecorder) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
 // TestRetry makes two transactions read one entry's unused item without
 // a lock and then both mark it used: the second's mark finds the item
