@@ -13,6 +13,7 @@ import (
 
 var (
 	EncText      = encText
+	EncDecimal   = encDecimal
 	DecText      = decText
 	FormatCursor = formatCursor
 	FirstAfter   = firstAfter

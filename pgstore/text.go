@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -79,10 +80,49 @@ func storable(s string) bool { return utf8.ValidString(s) }
 // encDecimal returns d as numeric input, keeping its scale: 1.50 stays
 // 1.50, so it comes back with the same coefficient and exponent.
 func encDecimal(d decimal.Decimal) string {
-	if e := d.Exponent(); e < 0 {
+	e := d.Exponent()
+	if e <= 0 && e > -19 && d.NumDigits() <= 18 {
+		// A coefficient that fits in an int64, formatted without the
+		// big.Int arithmetic of StringFixed, which a group commit runs
+		// hundreds of times; the same text.
+		return fixedString(d.CoefficientInt64(), int(-e))
+	}
+	if e < 0 {
 		return d.StringFixed(-e)
 	}
 	return d.String()
+}
+
+// fixedString returns c / 10^places in decimal with exactly places
+// digits after the point (none, and no point, for 0), as
+// decimal.Decimal.StringFixed writes it.
+func fixedString(c int64, places int) string {
+	u := uint64(c)
+	if c < 0 {
+		u = -u
+	}
+	var digits [20]byte
+	ds := strconv.AppendUint(digits[:0], u, 10)
+	var buf [48]byte
+	out := buf[:0]
+	if c < 0 {
+		out = append(out, '-')
+	}
+	switch {
+	case places == 0:
+		out = append(out, ds...)
+	case len(ds) <= places:
+		out = append(out, '0', '.')
+		for range places - len(ds) {
+			out = append(out, '0')
+		}
+		out = append(out, ds...)
+	default:
+		out = append(out, ds[:len(ds)-places]...)
+		out = append(out, '.')
+		out = append(out, ds[len(ds)-places:]...)
+	}
+	return string(out)
 }
 
 // decDecimal parses numeric output (read as text: exact, never through a

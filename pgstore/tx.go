@@ -135,7 +135,7 @@ func (t *tx) queueLocks(b *pgx.Batch, keys []storedKey) []reader {
 		return nil
 	}
 	if t.locked == nil {
-		t.locked, t.placeholders = map[storedKey]bool{}, map[storedKey]bool{}
+		t.locked, t.placeholders = make(map[storedKey]bool, len(keys)+len(t.prelock)), map[storedKey]bool{}
 		keys = append(slices.Clone(keys), t.prelock...)
 	}
 	var todo []storedKey
@@ -965,9 +965,13 @@ func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.T
 	// The storable keys, in the order of the arrays: a row names its key
 	// by its ordinality.
 	asked, lock := make([]ledger.TotalKey, 0, n), make([]storedKey, 0, n)
+	wallets := 0 // keys over all authorities, whose limits come along
 	for _, k := range keys {
 		if !storable(k.AuthorityID) || !storable(k.UserID) || !storable(k.Currency) {
 			continue // cannot be stored, so is not
+		}
+		if k.AuthorityID == "" {
+			wallets++
 		}
 		sk := storedKeyOf(k)
 		auths, curs, users = append(auths, sk.a), append(curs, sk.c), append(users, sk.u)
@@ -977,10 +981,10 @@ func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.T
 	if len(asked) == 0 {
 		return out, t.check(ctx, nil)
 	}
-	cache := map[[2]string]cachedLimits{}
+	cache := make(map[[2]string]cachedLimits, wallets)
 	err := t.readLocking(ctx, "read totals", lock, t.s.q.totalsOf, []any{auths, curs, users}, func(rows pgx.Rows) error {
 		var o int64
-		var v, last, held *string
+		var v, last, held pgtype.Text // values, not pointers: fewer allocations
 		var tid pgtype.TID
 		var hasLimits bool
 		var floor, capV, by *string
@@ -1004,10 +1008,10 @@ func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.T
 			}
 			cache[[2]string{k.UserID, k.Currency}] = c
 		}
-		if v == nil || last == nil || held == nil || t.placeholders[sk] {
+		if !v.Valid || !last.Valid || !held.Valid || t.placeholders[sk] {
 			return nil // no total, or only the lock's placeholder
 		}
-		total, err := decTotal(*v, *last, *held)
+		total, err := decTotal(v.String, last.String, held.String)
 		if err != nil {
 			return fmt.Errorf("pgstore: read total of user %q in currency %q for authority %q: %w", k.UserID, k.Currency, k.AuthorityID, err)
 		}
@@ -1168,12 +1172,12 @@ func (t *tx) buffer(ctx context.Context, w write) error {
 // read or the commit; a duplicate ID or idempotency key then fails the
 // transaction, and Update returns the unique violation.
 func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
-	texts := []string{r.ID, r.AuthorityID, r.UserID, r.Reason, r.IdempotencyKey, r.UseIdempotencyKey,
-		r.Currency, r.TransferID, r.Reverses, r.ReversedBy, r.HoldID}
+	var itemName, usedBy string
 	if r.Item != nil {
-		texts = append(texts, r.Item.Name, r.Item.UsedBy)
+		itemName, usedBy = r.Item.Name, r.Item.UsedBy
 	}
-	for _, s := range texts {
+	for _, s := range [...]string{r.ID, r.AuthorityID, r.UserID, r.Reason, r.IdempotencyKey, r.UseIdempotencyKey,
+		r.Currency, r.TransferID, r.Reverses, r.ReversedBy, r.HoldID, itemName, usedBy} {
 		if !storable(s) {
 			return fmt.Errorf("pgstore: insert entry %q: text %q is not valid UTF-8", r.ID, s)
 		}
@@ -1283,7 +1287,7 @@ func (t *tx) SetTotal(ctx context.Context, k ledger.TotalKey, total ledger.Total
 		return err
 	}
 	if t.totals == nil {
-		t.totals = map[storedKey]totalRow{}
+		t.totals = make(map[storedKey]totalRow, len(t.locked)) // an update writes most totals it locked
 	}
 	t.totals[sk] = row         // a later write of the key replaces this one
 	delete(t.placeholders, sk) // written: no longer a placeholder
