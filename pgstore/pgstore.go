@@ -220,17 +220,25 @@
 // the transaction reads it as no total, and its commit deletes it unless
 // SetTotal wrote it, so that nothing stays where the ledger wrote
 // nothing (a refused spend). Other transactions never see it; an insert
-// of the same key by another waits for this transaction's end. The read
-// is the next statement, and under READ COMMITTED each statement reads a
-// snapshot taken when it starts: after the locks were granted. It reads
-// every total as the transaction that last held its lock committed it
-// (a commit is visible before the committer's locks are released; see
-// Change feed), and no other transaction can change the total until this
-// one ends. Nor can the row move: the read also returns its ctid, and
-// the transaction's write of a total it read, and has not written since,
-// updates the row at that ctid, with no index probe (a live row keeps its
-// ctid; VACUUM FULL and CLUSTER wait for the transaction); the other
-// writes of totals are upserts by key.
+// of the same key by another waits for this transaction's end.
+//
+// A committed total is never deleted, so a Store remembers the totals
+// its updates committed (up to 32,768 of them) and sends the INSERT only
+// for the others, for which it may do something; the SELECT then checks
+// that it locked a row for every key, and if a remembered total has none
+// (its row deleted by hand), the Store forgets them all and runs the
+// update again, as for a conflict.
+//
+// The read is the next statement, and under READ COMMITTED each
+// statement reads a snapshot taken when it starts: after the locks were
+// granted. It reads every total as the transaction that last held its
+// lock committed it (a commit is visible before the committer's locks
+// are released; see Change feed), and no other transaction can change
+// the total until this one ends. Nor can the row move: the read also
+// returns its ctid, and the transaction's write of a total it read, and
+// has not written since, updates the row at that ctid, with no index
+// probe (a live row keeps its ctid; VACUUM FULL and CLUSTER wait for the
+// transaction); the other writes of totals are upserts by key.
 //
 // Entries and holds are read without locks, at each statement's
 // snapshot, and every change that the ledger decides from such a read is
@@ -295,8 +303,9 @@
 // from their first read to their commit, two round trips and the
 // commit's WAL flush, where SERIALIZABLE let them run together and all
 // but one run again. In one process this changes little: the ledger's
-// group commit runs one transaction at a time anyway. Each lock is two
-// index probes and the row's lock, in the round trip that reads it.
+// group commit runs one transaction at a time anyway. Each lock is an
+// index probe and the row's lock (and one more probe for a total the
+// Store does not know to have a row), in the round trip that reads it.
 //
 // Scans in an Update take no lock. Within an Update that locked a total
 // that had no row, the scans of totals (Totals, UserTotals, TotalGroups)
@@ -482,6 +491,7 @@ type Store struct {
 	maxRetries int
 	poll       time.Duration
 	closed     atomic.Bool
+	known      knownTotals
 
 	updates, retries atomic.Uint64
 }
@@ -698,7 +708,9 @@ func (s *Store) run(ctx context.Context, update bool, prelock []storedKey, fn fu
 		// fn went on after a failed read or write.
 		err = t.err
 	case update:
-		err = t.commit(ctx)
+		if err = t.commit(ctx); err == nil && len(t.unknown) > 0 {
+			s.known.learn(t.unknown, t.dropped)
+		}
 	}
 	if err != nil && t.keyMissed && keyConflict(err) {
 		err = fmt.Errorf("%w: %w", errConflict, err)

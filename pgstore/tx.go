@@ -87,6 +87,10 @@ type tx struct {
 	// order again.
 	locked, placeholders map[storedKey]bool
 	prelock              []storedKey
+	// unknown are the totals locked with the placeholder insert, which
+	// the commit makes known but for dropped, the placeholders it
+	// deletes (see knownTotals).
+	unknown, dropped []storedKey
 	// at holds the ctid of each total the update read, locked, and has
 	// not written since: where queueTotals writes it (see
 	// queries.setTotalsAt). Guarded by mu.
@@ -152,11 +156,14 @@ func (t *tx) queueLocks(b *pgx.Batch, keys []storedKey) []reader {
 	for _, k := range todo {
 		t.locked[k] = true
 	}
-	arrays := keyArrays(todo)
-	b.Queue(t.s.q.ensureTotals, arrays[0], arrays[1], arrays[2])
-	b.Queue(t.s.q.lockTotals, arrays[0], arrays[1], arrays[2])
-	return []reader{
-		func(br pgx.BatchResults) error {
+	var rs []reader
+	// Placeholders only for the totals the Store does not know to have a
+	// row: for the others the insert would find the row and do nothing.
+	if unknown := t.s.known.unknown(todo); len(unknown) > 0 {
+		t.unknown = append(t.unknown, unknown...)
+		ua := keyArrays(unknown)
+		b.Queue(t.s.q.ensureTotals, ua[0], ua[1], ua[2])
+		rs = append(rs, func(br pgx.BatchResults) error {
 			rows, err := br.Query()
 			if err != nil {
 				return fmt.Errorf("pgstore: lock %d totals: %w", len(todo), err)
@@ -174,14 +181,23 @@ func (t *tx) queueLocks(b *pgx.Batch, keys []storedKey) []reader {
 				return fmt.Errorf("pgstore: lock %d totals: %w", len(todo), err)
 			}
 			return nil
-		},
-		func(br pgx.BatchResults) error {
-			if _, err := br.Exec(); err != nil {
-				return fmt.Errorf("pgstore: lock %d totals: %w", len(todo), err)
-			}
-			return nil
-		},
+		})
 	}
+	arrays := keyArrays(todo)
+	b.Queue(t.s.q.lockTotals, arrays[0], arrays[1], arrays[2])
+	return append(rs, func(br pgx.BatchResults) error {
+		var n int64
+		if err := br.QueryRow().Scan(&n); err != nil {
+			return fmt.Errorf("pgstore: lock %d totals: %w", len(todo), err)
+		}
+		if n != int64(len(todo)) {
+			// A total the Store knew to have a row has none (see
+			// knownTotals): run again, with placeholders for all.
+			t.s.known.forget()
+			return fmt.Errorf("pgstore: lock %d totals: %d have a row: %w", len(todo), n, errConflict)
+		}
+		return nil
+	})
 }
 
 // queueDrops adds to b the deletion of the placeholders an update made
@@ -193,6 +209,7 @@ func (t *tx) queueDrops(b *pgx.Batch) []reader {
 	}
 	keys := slices.SortedFunc(maps.Keys(t.placeholders), storedKey.compare)
 	clear(t.placeholders)
+	t.dropped = keys
 	arrays := keyArrays(keys)
 	b.Queue(t.s.q.dropTotals, arrays[0], arrays[1], arrays[2])
 	return []reader{func(br pgx.BatchResults) error {

@@ -129,6 +129,64 @@ func TestTotalsWrittenWhereRead(t *testing.T) {
 	}))
 }
 
+// TestKnownTotals locks totals that a Store knows to have a row without
+// the placeholder insert, and recovers when one of them has no row after
+// all (deleted by hand): the update runs again, with the insert, and
+// reads no total.
+func TestKnownTotals(t *testing.T) {
+	ctx := context.Background()
+	sent := &sqlRecorder{}
+	schema := freshSchema(t)
+	s := open(t, schema, pgstore.WithPoolConfig(func(pc *pgxpool.Config) { pc.ConnConfig.Tracer = sent }))
+	known := ledger.TotalKey{AuthorityID: "", UserID: "u"}
+	other := ledger.TotalKey{AuthorityID: "a", UserID: "u"}
+	inserts := func() int {
+		n := 0
+		for _, q := range sent.texts() {
+			if strings.HasPrefix(q, "INSERT INTO ") && strings.Contains(q, ".totals") && strings.Contains(q, "NOT EXISTS") {
+				n++
+			}
+		}
+		return n
+	}
+	read := func(k ledger.TotalKey) (ledger.Total, bool) {
+		var total ledger.Total
+		var ok bool
+		require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+			var err error
+			total, ok, err = tx.Total(ctx, k)
+			return err
+		}))
+		return total, ok
+	}
+
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+		if _, _, err := tx.Total(ctx, known); err != nil {
+			return err
+		}
+		return tx.SetTotal(ctx, known, ledger.Total{Value: decimal.NewFromInt(7), LastEntryID: "e"})
+	}))
+	_, ok := read(other) // locked, never written: its placeholder is deleted
+	require.False(t, ok)
+	sent.reset()
+	total, ok := read(known)
+	require.True(t, ok)
+	require.Equal(t, "7", total.Value.String())
+	require.Zero(t, inserts(), "no placeholder insert for a total known to have a row")
+	_, ok = read(other)
+	require.False(t, ok)
+	require.Equal(t, 1, inserts(), "a placeholder insert for a total whose placeholder was deleted")
+
+	_, err := adminPool(t).Exec(ctx, "DELETE FROM "+pgx.Identifier{schema}.Sanitize()+".totals")
+	require.NoError(t, err)
+	sent.reset()
+	before := s.Stats().Retries
+	_, ok = read(known)
+	require.False(t, ok, "the total deleted by hand")
+	require.Equal(t, before+1, s.Stats().Retries, "the lock found no row for a known total and ran again")
+	require.Equal(t, 1, inserts(), "the second attempt inserts the placeholder")
+}
+
 // sqlRecorder records the text of every statement a pool sends.
 type sqlRecorder struct {
 	mu  sync.Mutex
