@@ -234,7 +234,12 @@
 // granted. It reads every total as the transaction that last held its
 // lock committed it (a commit is visible before the committer's locks
 // are released; see Change feed), and no other transaction can change
-// the total until this one ends. Nor can the row move: the read also
+// the total until this one ends. For TotalsOf, the SELECT returns the
+// totals it locks, which PostgreSQL documents for SELECT ... FOR UPDATE
+// under READ COMMITTED: a row updated while the lock was awaited is
+// locked and returned in its updated version, what the read would read;
+// the read then reads the wallets' limits, and only the totals locked
+// earlier in the transaction. Nor can the row move: the read also
 // returns its ctid, and the transaction's write of a total it read, and
 // has not written since, updates the row at that ctid, with no index
 // probe (a live row keeps its ctid; VACUUM FULL and CLUSTER wait for the

@@ -285,6 +285,12 @@ func literals(args []any) string {
 			out = append(out, "'"+strings.ReplaceAll(v, "'", "''")+"'")
 		case []string:
 			out = append(out, "ARRAY["+literals(toAny(v))+"]::text[]")
+		case []bool:
+			var bs []string
+			for _, b := range v {
+				bs = append(bs, fmt.Sprint(b))
+			}
+			out = append(out, "ARRAY["+strings.Join(bs, ", ")+"]::boolean[]")
 		case []pgtype.TID:
 			var tids []string
 			for _, tid := range v {

@@ -21,6 +21,7 @@ type queries struct {
 	// reads, and delete those it locked but never wrote (see
 	// tx.queueLocks).
 	ensureTotals, lockTotals, dropTotals   string
+	lockTotalsValues                       string
 	hold, holdByKey, insertHold, closeHold string
 	// holdScans[holdScanKey]: one page of Holds, after an ID.
 	// expiring[wallet][next]: one page of ExpiringHolds, overall (0) or
@@ -65,11 +66,13 @@ func newQueries(schema string) *queries {
 	// With each wallet's total over all authorities (authority ''), the
 	// wallet's limits, in the same round trip: the ledger checks a
 	// deposit against its cap, and TotalsOf caches them for Limits.
-	// Each row names its key by its place in the arrays.
+	// Each row names its key by its place in the arrays. A key whose n
+	// is false is read for its limits only: the lock in front of the
+	// read returned its total (see tx.queueLocks).
 	q.totalsOf = `SELECT k.o, t.total::text, t.last_entry, t.held::text, t.ctid, l.user_id IS NOT NULL, l.floor::text, l.cap::text, l.set_by, l.set_on
-FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(a, c, u, o)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[]) WITH ORDINALITY AS k(a, c, u, n, o)
 LEFT JOIN LATERAL (SELECT total, last_entry, held, ctid FROM ` + s + `.totals
-WHERE authority_id = k.a COLLATE "C" AND currency = k.c COLLATE "C" AND user_id = k.u COLLATE "C" LIMIT 1) t ON true
+WHERE k.n AND authority_id = k.a COLLATE "C" AND currency = k.c COLLATE "C" AND user_id = k.u COLLATE "C" LIMIT 1) t ON true
 LEFT JOIN LATERAL (SELECT user_id, floor, cap, set_by, set_on FROM ` + s + `.limits
 WHERE k.a = '' AND user_id = k.u COLLATE "C" AND currency = k.c COLLATE "C" LIMIT 1) l ON true`
 	// A recursive skip over the primary key's two leading columns: one
@@ -147,6 +150,15 @@ WHERE NOT EXISTS (SELECT FROM ` + s + `.totals t WHERE t.authority_id = k.a COLL
 ON CONFLICT (authority_id, currency, user_id) DO NOTHING RETURNING authority_id, currency, user_id`
 	q.lockTotals = `SELECT count(*) FROM unnest($1::text[], $2::text[], $3::text[]) AS k(a, c, u)
 CROSS JOIN LATERAL (SELECT FROM ` + s + `.totals
+WHERE authority_id = k.a COLLATE "C" AND currency = k.c COLLATE "C" AND user_id = k.u COLLATE "C" FOR UPDATE) t`
+	// The same lock, returning what it locked, with the row's ctid: under
+	// READ COMMITTED a row that another transaction updated while this
+	// one waited for its lock is locked and returned in the version that
+	// one committed (EvalPlanQual), so the lock reads what the read after
+	// it would.
+	q.lockTotalsValues = `SELECT k.o, t.total::text, t.last_entry, t.held::text, t.ctid
+FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(a, c, u, o)
+CROSS JOIN LATERAL (SELECT total, last_entry, held, ctid FROM ` + s + `.totals
 WHERE authority_id = k.a COLLATE "C" AND currency = k.c COLLATE "C" AND user_id = k.u COLLATE "C" FOR UPDATE) t`
 	q.dropTotals = `DELETE FROM ` + s + `.totals t USING unnest($1::text[], $2::text[], $3::text[]) AS k(a, c, u)
 WHERE t.authority_id = k.a COLLATE "C" AND t.currency = k.c COLLATE "C" AND t.user_id = k.u COLLATE "C"`

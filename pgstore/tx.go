@@ -87,6 +87,10 @@ type tx struct {
 	// order again.
 	locked, placeholders map[storedKey]bool
 	prelock              []storedKey
+	// fresh are the totals, sorted, that the last read's lock locked with
+	// values, and lockRows what it read of them (see queueLocks).
+	fresh    []storedKey
+	lockRows map[storedKey]lockedRow
 	// unknown are the totals locked with the placeholder insert, which
 	// the commit makes known but for dropped, the placeholders it
 	// deletes (see knownTotals).
@@ -132,9 +136,15 @@ func keyArrays(keys []storedKey) [3][]string {
 // UPDATE. The read, a statement of its own, runs on a snapshot taken
 // after the locks were granted, so it reads every total as the last
 // transaction that held its lock committed it, and no other transaction
-// can change it until this one ends. It returns the readers of their
-// results. Must hold t.mu.
-func (t *tx) queueLocks(b *pgx.Batch, keys []storedKey) []reader {
+// can change it until this one ends. With values, the lock also
+// returns the totals it locks, as PostgreSQL documents for SELECT ...
+// FOR UPDATE under READ COMMITTED: the version it locked, the latest,
+// as the read would; queueLocks records their keys in t.fresh and the
+// reader puts the totals in t.lockRows, so that the read need not read
+// them again. It returns the readers of the statements' results. Must
+// hold t.mu.
+func (t *tx) queueLocks(b *pgx.Batch, keys []storedKey, values bool) []reader {
+	t.fresh = nil
 	if !t.update {
 		return nil
 	}
@@ -184,10 +194,21 @@ func (t *tx) queueLocks(b *pgx.Batch, keys []storedKey) []reader {
 		})
 	}
 	arrays := keyArrays(todo)
-	b.Queue(t.s.q.lockTotals, arrays[0], arrays[1], arrays[2])
+	if values {
+		b.Queue(t.s.q.lockTotalsValues, arrays[0], arrays[1], arrays[2])
+		t.fresh, t.lockRows = todo, make(map[storedKey]lockedRow, len(todo))
+	} else {
+		b.Queue(t.s.q.lockTotals, arrays[0], arrays[1], arrays[2])
+	}
 	return append(rs, func(br pgx.BatchResults) error {
 		var n int64
-		if err := br.QueryRow().Scan(&n); err != nil {
+		var err error
+		if values {
+			n, err = t.readLockedRows(br, todo)
+		} else {
+			err = br.QueryRow().Scan(&n)
+		}
+		if err != nil {
 			return fmt.Errorf("pgstore: lock %d totals: %w", len(todo), err)
 		}
 		if n != int64(len(todo)) {
@@ -198,6 +219,37 @@ func (t *tx) queueLocks(b *pgx.Batch, keys []storedKey) []reader {
 		}
 		return nil
 	})
+}
+
+// lockedRow is a total as the lock with values returns it, as text.
+type lockedRow struct{ v, last, held string }
+
+// readLockedRows reads the rows of the lock with values of todo into
+// t.lockRows, and records where each was read (see readAt). It returns
+// how many rows it read. Must hold t.mu.
+func (t *tx) readLockedRows(br pgx.BatchResults, todo []storedKey) (int64, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var n int64
+	for rows.Next() {
+		var o int64
+		var r lockedRow
+		var tid pgtype.TID
+		if err := rows.Scan(&o, &r.v, &r.last, &r.held, &tid); err != nil {
+			return n, err
+		}
+		if o < 1 || o > int64(len(todo)) {
+			return n, fmt.Errorf("row for key %d of %d", o, len(todo))
+		}
+		k := todo[o-1]
+		t.lockRows[k] = r
+		t.readAt(k, tid)
+		n++
+	}
+	return n, rows.Err()
 }
 
 // queueDrops adds to b the deletion of the placeholders an update made
@@ -465,6 +517,13 @@ func (t *tx) read(ctx context.Context, op, sql string, args []any, each func(pgx
 // readLocking is read that, in an update, first locks the totals of
 // lock, in the same round trip (see queueLocks).
 func (t *tx) readLocking(ctx context.Context, op string, lock []storedKey, sql string, args []any, each func(pgx.Rows) error) error {
+	return t.lockAndRead(ctx, op, lock, false, sql, func() []any { return args }, each)
+}
+
+// lockAndRead is readLocking whose lock, with values, also returns the
+// totals it locks (see queueLocks), and whose read's arguments args
+// returns once the lock is queued. Must not hold t.mu.
+func (t *tx) lockAndRead(ctx context.Context, op string, lock []storedKey, values bool, sql string, argsOf func() []any, each func(pgx.Rows) error) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err := t.usable(ctx); err != nil {
@@ -475,7 +534,8 @@ func (t *tx) readLocking(ctx context.Context, op string, lock []storedKey, sql s
 		br    pgx.BatchResults
 		err   error
 		locks = &pgx.Batch{}
-		lrs   = t.queueLocks(locks, lock)
+		lrs   = t.queueLocks(locks, lock, values)
+		args  = argsOf()
 	)
 	if t.begun && !t.pending() && len(lrs) == 0 {
 		rows, err = t.conn.Query(ctx, sql, args...)
@@ -999,7 +1059,17 @@ func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.T
 		return out, t.check(ctx, nil)
 	}
 	cache := make(map[[2]string]cachedLimits, wallets)
-	err := t.readLocking(ctx, "read totals", lock, t.s.q.totalsOf, []any{auths, curs, users}, func(rows pgx.Rows) error {
+	// need says which totals the read reads: those the lock locks with
+	// values (see queueLocks) it reads only for their limits.
+	need := make([]bool, len(asked))
+	args := func() []any {
+		for i, sk := range lock {
+			_, fresh := slices.BinarySearchFunc(t.fresh, sk, storedKey.compare)
+			need[i] = !fresh
+		}
+		return []any{auths, curs, users, need}
+	}
+	err := t.lockAndRead(ctx, "read totals", lock, true, t.s.q.totalsOf, args, func(rows pgx.Rows) error {
 		var o int64
 		var v, last, held pgtype.Text // values, not pointers: fewer allocations
 		var tid pgtype.TID
@@ -1013,7 +1083,15 @@ func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.T
 			return fmt.Errorf("row for key %d of %d", o, len(asked))
 		}
 		k, sk := asked[o-1], lock[o-1]
-		t.readAt(sk, tid)
+		if !need[o-1] {
+			r, ok := t.lockRows[sk]
+			if !ok {
+				return fmt.Errorf("key %d of %d: locked without its total", o, len(asked))
+			}
+			v, last, held = pgtype.Text{String: r.v, Valid: true}, pgtype.Text{String: r.last, Valid: true}, pgtype.Text{String: r.held, Valid: true}
+		} else {
+			t.readAt(sk, tid)
+		}
 		if k.AuthorityID == "" {
 			c := cachedLimits{found: hasLimits}
 			if hasLimits {
@@ -1035,16 +1113,19 @@ func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.T
 		out[k] = total
 		return nil
 	})
+	t.mu.Lock()
+	t.fresh, t.lockRows = nil, nil
+	if err == nil {
+		if t.limits == nil {
+			t.limits = cache
+		} else {
+			maps.Copy(t.limits, cache)
+		}
+	}
+	t.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	t.mu.Lock()
-	if t.limits == nil {
-		t.limits = cache
-	} else {
-		maps.Copy(t.limits, cache)
-	}
-	t.mu.Unlock()
 	return out, nil
 }
 

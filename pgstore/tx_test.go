@@ -23,47 +23,66 @@ import (
 // TestLocks makes two transactions read one total and then both write
 // it: the second waits at its read for the first's lock, and reads what
 // the first wrote, so that no update is lost and nothing is retried.
+// The total is read by Total, or by TotalsOf, whose lock returns the
+// total it locked; either way the second writes the row where the first
+// left it.
 func TestLocks(t *testing.T) {
 	ctx := context.Background()
-	s := newStore(t)
 	k := ledger.TotalKey{AuthorityID: "", UserID: "u"}
-	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
-		return tx.SetTotal(ctx, k, ledger.Total{Value: decimal.Zero})
-	}))
-	increment := func(tx ledger.Tx, between func()) error {
-		v, _, err := tx.Total(ctx, k)
-		if err != nil {
-			return err
-		}
-		between()
-		return tx.SetTotal(ctx, k, ledger.Total{Value: v.Value.Add(decimal.NewFromInt(1))})
+	for _, tc := range []struct {
+		name string
+		read func(ledger.Tx) (ledger.Total, error)
+	}{
+		{"Total", func(tx ledger.Tx) (ledger.Total, error) {
+			v, _, err := tx.Total(ctx, k)
+			return v, err
+		}},
+		{"TotalsOf", func(tx ledger.Tx) (ledger.Total, error) {
+			got, err := tx.(ledger.TotalsPrefetcher).TotalsOf(ctx, []ledger.TotalKey{k})
+			return got[k], err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t)
+			require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+				return tx.SetTotal(ctx, k, ledger.Total{Value: decimal.Zero})
+			}))
+			increment := func(tx ledger.Tx, between func()) error {
+				v, err := tc.read(tx)
+				if err != nil {
+					return err
+				}
+				between()
+				return tx.SetTotal(ctx, k, ledger.Total{Value: v.Value.Add(decimal.NewFromInt(1))})
+			}
+			read, release := make(chan struct{}), make(chan struct{})
+			var secondRead atomic.Bool
+			errs := make(chan error, 2)
+			go func() {
+				errs <- s.Update(ctx, func(tx ledger.Tx) error {
+					return increment(tx, func() { close(read); <-release })
+				})
+			}()
+			<-read
+			go func() {
+				errs <- s.Update(ctx, func(tx ledger.Tx) error {
+					return increment(tx, func() { secondRead.Store(true) })
+				})
+			}()
+			time.Sleep(200 * time.Millisecond) // the second's read, were it not waiting, would be done
+			require.False(t, secondRead.Load(), "the second read the total while the first held it")
+			close(release)
+			require.NoError(t, <-errs)
+			require.NoError(t, <-errs)
+			require.True(t, secondRead.Load())
+			require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+				total, _, err := tx.Total(ctx, k)
+				require.Equal(t, "2", total.Value.String(), "no lost update")
+				return err
+			}))
+			require.Equal(t, pgstore.Stats{Updates: 3, Retries: 0}, s.Stats())
+		})
 	}
-	read, release := make(chan struct{}), make(chan struct{})
-	var secondRead atomic.Bool
-	errs := make(chan error, 2)
-	go func() {
-		errs <- s.Update(ctx, func(tx ledger.Tx) error {
-			return increment(tx, func() { close(read); <-release })
-		})
-	}()
-	<-read
-	go func() {
-		errs <- s.Update(ctx, func(tx ledger.Tx) error {
-			return increment(tx, func() { secondRead.Store(true) })
-		})
-	}()
-	time.Sleep(200 * time.Millisecond) // the second's read, were it not waiting, would be done
-	require.False(t, secondRead.Load(), "the second read the total while the first held it")
-	close(release)
-	require.NoError(t, <-errs)
-	require.NoError(t, <-errs)
-	require.True(t, secondRead.Load())
-	require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
-		total, _, err := tx.Total(ctx, k)
-		require.Equal(t, "2", total.Value.String(), "no lost update")
-		return err
-	}))
-	require.Equal(t, pgstore.Stats{Updates: 3, Retries: 0}, s.Stats())
 }
 
 // TestTotalsWrittenWhereRead writes totals that an update read, and
@@ -125,6 +144,49 @@ func TestTotalsWrittenWhereRead(t *testing.T) {
 		_, ok, err := tx.Total(ctx, k2)
 		require.NoError(t, err)
 		require.False(t, ok, "the placeholder was deleted")
+		return nil
+	}))
+}
+
+// TestTotalsOfLockedBefore reads with TotalsOf totals the update has
+// locked already, and written, beside totals it locks now: the first are
+// read, the others come with their lock, and each reads as last written.
+func TestTotalsOfLockedBefore(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	k1 := ledger.TotalKey{AuthorityID: "", UserID: "u"}
+	k2 := ledger.TotalKey{AuthorityID: "a", UserID: "u"}
+	k3 := ledger.TotalKey{AuthorityID: "", UserID: "v"}
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+		if err := tx.SetTotal(ctx, k1, ledger.Total{Value: decimal.NewFromInt(1), LastEntryID: "e1"}); err != nil {
+			return err
+		}
+		return tx.SetTotal(ctx, k2, ledger.Total{Value: decimal.NewFromInt(2), LastEntryID: "e2"})
+	}))
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+		if _, _, err := tx.Total(ctx, k1); err != nil {
+			return err
+		}
+		require.NoError(t, tx.SetTotal(ctx, k1, ledger.Total{Value: decimal.NewFromInt(5), LastEntryID: "e5"}))
+		got, err := tx.(ledger.TotalsPrefetcher).TotalsOf(ctx, []ledger.TotalKey{k1, k2, k3})
+		require.NoError(t, err)
+		require.Len(t, got, 2)
+		require.Equal(t, "5", got[k1].Value.String(), "locked before, and written: read")
+		require.Equal(t, "e5", got[k1].LastEntryID)
+		require.Equal(t, "2", got[k2].Value.String(), "locked now: from the lock")
+		require.Equal(t, "e2", got[k2].LastEntryID)
+		return tx.SetTotal(ctx, k2, ledger.Total{Value: decimal.NewFromInt(3), LastEntryID: "e3"})
+	}))
+	require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+		for k, want := range map[ledger.TotalKey]string{k1: "5", k2: "3"} {
+			got, ok, err := tx.Total(ctx, k)
+			require.NoError(t, err)
+			require.True(t, ok)
+			require.Equal(t, want, got.Value.String(), "%v", k)
+		}
+		_, ok, err := tx.Total(ctx, k3)
+		require.NoError(t, err)
+		require.False(t, ok)
 		return nil
 	}))
 }
