@@ -153,7 +153,7 @@ func (p *pendingChanges) len() int { return len(p.kinds) }
 func (t *tx) queueChanges(b *pgx.Batch) []reader {
 	p := &t.changes
 	b.Queue(t.s.q.lockChanges, changesLockKey(t.s.schema))
-	b.Queue(t.s.q.appendChanges, p.len(), p.kinds, p.ats, p.auths, p.refs, p.users, p.currencies, p.floors, p.caps)
+	b.Queue(t.s.q.appendChanges, p.kinds, p.ats, p.auths, p.refs, p.users, p.currencies, p.floors, p.caps)
 	n := p.len()
 	*p = pendingChanges{}
 	return []reader{

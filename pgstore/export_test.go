@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 
+	"github.com/jackc/pgx/v5/pgtype"
+
 	"github.com/walletledger/ledger"
 )
 
@@ -11,6 +13,7 @@ import (
 
 var (
 	EncText      = encText
+	EncDecimal   = encDecimal
 	DecText      = decText
 	FormatCursor = formatCursor
 	FirstAfter   = firstAfter
@@ -33,7 +36,7 @@ type Query struct {
 	Name  string
 	SQL   string
 	Args  []any
-	Index string // the index that should serve it; "a|b": either
+	Index string // the index that should serve it; "a|b": either; "ctid": a TID scan
 }
 
 // ScanQuery returns the query of the first page of sc, with its
@@ -77,7 +80,7 @@ func LookupQueries(s *Store, id, authority, user, currency, key string) []Query 
 		{"Entry by ID", s.q.entry, []any{id}, "entries_pkey"},
 		{"Entry by idempotency key", s.q.entryByKey, []any{authority, key}, "entries_idempotency_key"},
 		{"Total", s.q.total, []any{authority, currency, user}, "totals_pkey"},
-		{"Totals of a group", s.q.totalsOf, []any{[]string{authority, "", ""}, []string{currency, currency, ""}, []string{user, user, user}}, "totals_pkey"},
+		{"Totals of a group", s.q.totalsOf, []any{[]string{authority, "", ""}, []string{currency, currency, ""}, []string{user, user, user}, []bool{true, false, true}}, "totals_pkey"},
 		{"Totals, first page", s.q.totals[0], []any{authority, currency, "", firstPage}, "totals_pkey"},
 		{"Totals, after a user", s.q.totals[1], []any{authority, currency, user, firstPage}, "totals_pkey"},
 		{"Totals of all authorities, first page", s.q.totals[0], []any{"", currency, "", firstPage}, "totals_pkey"},
@@ -91,7 +94,12 @@ func LookupQueries(s *Store, id, authority, user, currency, key string) []Query 
 		{"All limits, after a wallet", s.q.allLimits[1], []any{user, currency, firstPage}, "limits_pkey"},
 		{"Placeholders of totals to lock", s.q.ensureTotals, []any{[]string{"", authority}, []string{currency, currency}, []string{user, user}}, "totals_pkey"},
 		{"Lock totals", s.q.lockTotals, []any{[]string{"", authority}, []string{currency, currency}, []string{user, user}}, "totals_pkey"},
+		{"Lock totals, reading them", s.q.lockTotalsValues, []any{[]string{"", authority}, []string{currency, currency}, []string{user, user}}, "totals_pkey"},
 		{"Delete placeholder totals", s.q.dropTotals, []any{[]string{"", authority}, []string{currency, currency}, []string{user, user}}, "totals_pkey"},
+		{"Write totals", s.q.setTotals, []any{[]string{"", authority}, []string{currency, currency}, []string{user, user},
+			[]string{"3", "2"}, []string{id, id}, []string{"1", "0"}}, "totals_pkey"},
+		{"Write totals where they were read", s.q.setTotalsAt, []any{[]pgtype.TID{{BlockNumber: 0, OffsetNumber: 1, Valid: true}, {BlockNumber: 2, OffsetNumber: 7, Valid: true}},
+			[]string{"3", "2"}, []string{id, id}, []string{"1", "0"}}, "ctid"},
 		{"SetItemUsed", s.q.use, []any{id, int64(1767225600123456789), authority, key}, "entries_pkey"},
 		{"SetReversed", s.q.reverse, []any{id, id, true}, "entries_pkey"},
 	}

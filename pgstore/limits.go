@@ -129,15 +129,19 @@ func (t *tx) SetLimits(ctx context.Context, l ledger.StoredLimits) error {
 	if !l.SetOn.IsZero() {
 		on = l.SetOn.UnixNano()
 	}
-	if err := t.buffer(ctx, write{kind: writeLimits, c: c, u: u, args: []any{u, c, encDecimal(l.Floor), capV, encText(l.SetBy), on}}); err != nil {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.usable(ctx); err != nil {
 		return err
 	}
-	t.mu.Lock()
+	if t.limitW == nil {
+		t.limitW = map[limitsKey][]any{}
+	}
+	t.limitW[limitsKey{c, u}] = []any{u, c, encDecimal(l.Floor), capV, encText(l.SetBy), on} // a later write replaces this one
 	if t.limits == nil {
 		t.limits = map[[2]string]cachedLimits{}
 	}
 	t.limits[[2]string{l.UserID, l.Currency}] = cachedLimits{l: cloneLimits(l), found: true}
-	t.mu.Unlock()
 	return nil
 }
 

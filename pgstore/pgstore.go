@@ -220,13 +220,30 @@
 // the transaction reads it as no total, and its commit deletes it unless
 // SetTotal wrote it, so that nothing stays where the ledger wrote
 // nothing (a refused spend). Other transactions never see it; an insert
-// of the same key by another waits for this transaction's end. The read
-// is the next statement, and under READ COMMITTED each statement reads a
-// snapshot taken when it starts: after the locks were granted. It reads
-// every total as the transaction that last held its lock committed it
-// (a commit is visible before the committer's locks are released; see
-// Change feed), and no other transaction can change the total until this
-// one ends.
+// of the same key by another waits for this transaction's end.
+//
+// A committed total is never deleted, so a Store remembers the totals
+// its updates committed (up to 32,768 of them) and sends the INSERT only
+// for the others, for which it may do something; the SELECT then checks
+// that it locked a row for every key, and if a remembered total has none
+// (its row deleted by hand), the Store forgets them all and runs the
+// update again, as for a conflict.
+//
+// The read is the next statement, and under READ COMMITTED each
+// statement reads a snapshot taken when it starts: after the locks were
+// granted. It reads every total as the transaction that last held its
+// lock committed it (a commit is visible before the committer's locks
+// are released; see Change feed), and no other transaction can change
+// the total until this one ends. For TotalsOf, the SELECT returns the
+// totals it locks, which PostgreSQL documents for SELECT ... FOR UPDATE
+// under READ COMMITTED: a row updated while the lock was awaited is
+// locked and returned in its updated version, what the read would read;
+// the read then reads the wallets' limits, and only the totals locked
+// earlier in the transaction. Nor can the row move: the read also
+// returns its ctid, and the transaction's write of a total it read, and
+// has not written since, updates the row at that ctid, with no index
+// probe (a live row keeps its ctid; VACUUM FULL and CLUSTER wait for the
+// transaction); the other writes of totals are upserts by key.
 //
 // Entries and holds are read without locks, at each statement's
 // snapshot, and every change that the ledger decides from such a read is
@@ -279,8 +296,8 @@
 // each other: each takes its totals' locks (placeholder inserts
 // included, which wait for an inserter of the same key) in ascending
 // order, sends its writes in a fixed order (entries and holds by ID,
-// then totals by authority, currency and user, then limits by user and
-// currency) and takes the change lock last, waiting for no one once it
+// then totals by authority, currency and user, then limits by currency
+// and user) and takes the change lock last, waiting for no one once it
 // holds it. A total first read later in a transaction (by a capture, a
 // release, a reversal or a change of limits) is locked out of that
 // order; should that close a cycle, PostgreSQL reports a deadlock after
@@ -291,8 +308,9 @@
 // from their first read to their commit, two round trips and the
 // commit's WAL flush, where SERIALIZABLE let them run together and all
 // but one run again. In one process this changes little: the ledger's
-// group commit runs one transaction at a time anyway. Each lock is two
-// index probes and the row's lock, in the round trip that reads it.
+// group commit runs one transaction at a time anyway. Each lock is an
+// index probe and the row's lock (and one more probe for a total the
+// Store does not know to have a row), in the round trip that reads it.
 //
 // Scans in an Update take no lock. Within an Update that locked a total
 // that had no row, the scans of totals (Totals, UserTotals, TotalGroups)
@@ -421,7 +439,10 @@
 // read; writes (InsertEntry, SetItemUsed, SetReversed, SetTotal,
 // SetLimits, InsertHold, CloseHold, AppendChange) are buffered and sent
 // as one pipelined batch with the next read (reads see the transaction's
-// own writes) or with COMMIT. In an Update, the locks of the totals a
+// own writes) or with COMMIT. A run of entry inserts travels as one
+// statement, and the totals' writes as one or two (those written where
+// they were read, and the others), their columns as array parameters,
+// however many rows they write. In an Update, the locks of the totals a
 // read names (see Transactions) travel in front of it, in the same batch.
 // A ledger write that reads two totals one by one thus costs three round
 // trips: BEGIN with the first total and its lock, the second total and
@@ -475,6 +496,7 @@ type Store struct {
 	maxRetries int
 	poll       time.Duration
 	closed     atomic.Bool
+	known      knownTotals
 
 	updates, retries atomic.Uint64
 }
@@ -667,8 +689,9 @@ func retryable(err error) bool {
 
 // run runs fn in one transaction on one connection and, for an update,
 // commits it if fn succeeds. An update first locks the totals of
-// prelock with its first read, and run returns the totals it locked,
-// for the next attempt (see tx.queueLocks).
+// prelock with its first read, and when it fails in a way that Update
+// retries, run returns the totals it locked, for the next attempt (see
+// tx.queueLocks); otherwise it returns prelock.
 func (s *Store) run(ctx context.Context, update bool, prelock []storedKey, fn func(*tx) error) ([]storedKey, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -690,13 +713,16 @@ func (s *Store) run(ctx context.Context, update bool, prelock []storedKey, fn fu
 		// fn went on after a failed read or write.
 		err = t.err
 	case update:
-		err = t.commit(ctx)
+		if err = t.commit(ctx); err == nil && len(t.unknown) > 0 {
+			s.known.learn(t.unknown, t.dropped)
+		}
 	}
 	if err != nil && t.keyMissed && keyConflict(err) {
 		err = fmt.Errorf("%w: %w", errConflict, err)
 	}
 	locked := prelock
-	if len(t.locked) > 0 {
+	if len(t.locked) > 0 && err != nil && retryable(err) {
+		// Only a retry takes them again.
 		locked = slices.Collect(maps.Keys(t.locked))
 	}
 	return locked, err

@@ -13,13 +13,15 @@ import (
 type queries struct {
 	schema string // quoted
 
-	entry, entryByKey, total, totalsOf, totalGroups string
-	limits                                          string
-	insert, use, reverse, setTotal, setLimits       string
+	entry, entryByKey, total, totalsOf, totalGroups   string
+	limits                                            string
+	insertEntries, use, reverse, setTotals, setLimits string
+	setTotalsAt                                       string
 	// ensureTotals, lockTotals and dropTotals lock the totals an update
 	// reads, and delete those it locked but never wrote (see
 	// tx.queueLocks).
 	ensureTotals, lockTotals, dropTotals   string
+	lockTotalsValues                       string
 	hold, holdByKey, insertHold, closeHold string
 	// holdScans[holdScanKey]: one page of Holds, after an ID.
 	// expiring[wallet][next]: one page of ExpiringHolds, overall (0) or
@@ -55,17 +57,22 @@ func newQueries(schema string) *queries {
 	q := &queries{schema: s}
 	q.entry = `SELECT ` + recordColumns + ` FROM ` + s + `.entries WHERE id = $1`
 	q.entryByKey = `SELECT ` + recordColumns + ` FROM ` + s + `.entries WHERE authority_id = $1 AND idempotency_key = $2`
-	q.total = `SELECT total::text, last_entry, held::text FROM ` + s + `.totals WHERE authority_id = $1 AND currency = $2 AND user_id = $3`
+	// Reads of totals also return the row's ctid, which an update that
+	// locked the row writes it by (see setTotalsAt).
+	q.total = `SELECT total::text, last_entry, held::text, ctid FROM ` + s + `.totals WHERE authority_id = $1 AND currency = $2 AND user_id = $3`
 	// Many totals in one statement: an index lookup per key (a lateral
 	// subquery with a LIMIT, which the planner cannot turn into a join
 	// that scans the table); NULLs where a key has no total.
 	// With each wallet's total over all authorities (authority ''), the
 	// wallet's limits, in the same round trip: the ledger checks a
 	// deposit against its cap, and TotalsOf caches them for Limits.
-	q.totalsOf = `SELECT k.a, k.c, k.u, t.total::text, t.last_entry, t.held::text, l.user_id IS NOT NULL, l.floor::text, l.cap::text, l.set_by, l.set_on
-FROM unnest($1::text[], $2::text[], $3::text[]) AS k(a, c, u)
-LEFT JOIN LATERAL (SELECT total, last_entry, held FROM ` + s + `.totals
-WHERE authority_id = k.a COLLATE "C" AND currency = k.c COLLATE "C" AND user_id = k.u COLLATE "C" LIMIT 1) t ON true
+	// Each row names its key by its place in the arrays. A key whose n
+	// is false is read for its limits only: the lock in front of the
+	// read returned its total (see tx.queueLocks).
+	q.totalsOf = `SELECT k.o, t.total::text, t.last_entry, t.held::text, t.ctid, l.user_id IS NOT NULL, l.floor::text, l.cap::text, l.set_by, l.set_on
+FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[]) WITH ORDINALITY AS k(a, c, u, n, o)
+LEFT JOIN LATERAL (SELECT total, last_entry, held, ctid FROM ` + s + `.totals
+WHERE k.n AND authority_id = k.a COLLATE "C" AND currency = k.c COLLATE "C" AND user_id = k.u COLLATE "C" LIMIT 1) t ON true
 LEFT JOIN LATERAL (SELECT user_id, floor, cap, set_by, set_on FROM ` + s + `.limits
 WHERE k.a = '' AND user_id = k.u COLLATE "C" AND currency = k.c COLLATE "C" LIMIT 1) l ON true`
 	// A recursive skip over the primary key's two leading columns: one
@@ -78,9 +85,16 @@ SELECT n.a, n.c FROM g, LATERAL (SELECT authority_id, currency FROM ` + s + `.to
 WHERE (authority_id, currency) > (g.a, g.c) ORDER BY authority_id, currency LIMIT 1) AS n(a, c))
 SELECT a, c FROM g`
 	q.limits = `SELECT ` + limitsColumns + ` FROM ` + s + `.limits WHERE user_id = $1 AND currency = $2`
-	q.insert = `INSERT INTO ` + s + `.entries (id, authority_id, user_id, created_on, amount, reason, item_name, item_used, item_data, balance, authority_balance, idempotency_key, item_used_on, item_used_by, use_idempotency_key,
+	// An entry per element of the arrays, inserted in their order (see
+	// rows.go); numerics and metadata travel as text, as elsewhere.
+	q.insertEntries = `INSERT INTO ` + s + `.entries (id, authority_id, user_id, created_on, amount, reason, item_name, item_used, item_data, balance, authority_balance, idempotency_key, item_used_on, item_used_by, use_idempotency_key,
 currency, metadata, transfer_id, reverses, reversed_by, item_revoked, hold_id)
-VALUES ($1, $2, $3, $4, $5::numeric, $6, $7, $8, $9, $10::numeric, $11::numeric, $12, $13, $14, $15, $16, $17::jsonb, $18, $19, $20, $21, $22)`
+SELECT id, authority_id, user_id, created_on, amount::numeric, reason, item_name, item_used, item_data, balance::numeric, authority_balance::numeric, idempotency_key, item_used_on, item_used_by, use_idempotency_key,
+currency, metadata::jsonb, transfer_id, reverses, reversed_by, item_revoked, hold_id
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::boolean[], $9::bytea[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::text[], $15::text[],
+$16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::boolean[], $22::text[])
+AS r(id, authority_id, user_id, created_on, amount, reason, item_name, item_used, item_data, balance, authority_balance, idempotency_key, item_used_on, item_used_by, use_idempotency_key,
+currency, metadata, transfer_id, reverses, reversed_by, item_revoked, hold_id)`
 	// One statement says whether the entry exists and has an item, so that
 	// it can travel in a batch: marked is true when the item was marked,
 	// found when the entry exists, item when it has an item. The mark is
@@ -101,8 +115,23 @@ SELECT EXISTS (SELECT FROM u), EXISTS (SELECT FROM ` + s + `.entries WHERE id = 
 item_revoked = CASE WHEN $3::boolean AND item_name IS NOT NULL THEN true ELSE item_revoked END
 WHERE id = $1 AND reversed_by IS NULL AND (NOT $3::boolean OR item_used IS NOT TRUE) RETURNING 1)
 SELECT EXISTS (SELECT FROM r), EXISTS (SELECT FROM ` + s + `.entries WHERE id = $1)`
-	q.setTotal = `INSERT INTO ` + s + `.totals (authority_id, currency, user_id, total, last_entry, held) VALUES ($1, $2, $3, $4::numeric, $5, $6::numeric)
+	// A total per element of the arrays, which hold distinct keys (an
+	// upsert cannot change a row twice), written in their order: the
+	// order of the keys, as tx.queueTotals sorts them.
+	q.setTotals = `INSERT INTO ` + s + `.totals (authority_id, currency, user_id, total, last_entry, held)
+SELECT a, c, u, v::numeric, l, h::numeric FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS k(a, c, u, v, l, h)
 ON CONFLICT (authority_id, currency, user_id) DO UPDATE SET total = EXCLUDED.total, last_entry = EXCLUDED.last_entry, held = EXCLUDED.held`
+	// The totals an update locked and read, and has not written since,
+	// are written where it read them: a TID scan per row, by the ctid
+	// the read returned, instead of an upsert's probe of the primary key
+	// and its conflict check. The row cannot have moved: it is the
+	// latest version (the read's snapshot was taken after the lock was
+	// granted), no other transaction can update or delete it while this
+	// one holds the lock, and a live tuple keeps its ctid (pruning and
+	// VACUUM move no live tuple; VACUUM FULL and CLUSTER wait for the
+	// transaction). tx.queueTotals checks that every row was written.
+	q.setTotalsAt = `UPDATE ` + s + `.totals t SET total = k.v::numeric, last_entry = k.l, held = k.h::numeric
+FROM unnest($1::tid[], $2::text[], $3::text[], $4::text[]) AS k(tid, v, l, h) WHERE t.ctid = k.tid`
 	// The totals an update reads are locked in the order of the arrays,
 	// which tx.queueLocks sorts: first a row is made for each that has
 	// none (a placeholder, with an empty last_entry, which only this
@@ -122,6 +151,15 @@ ON CONFLICT (authority_id, currency, user_id) DO NOTHING RETURNING authority_id,
 	q.lockTotals = `SELECT count(*) FROM unnest($1::text[], $2::text[], $3::text[]) AS k(a, c, u)
 CROSS JOIN LATERAL (SELECT FROM ` + s + `.totals
 WHERE authority_id = k.a COLLATE "C" AND currency = k.c COLLATE "C" AND user_id = k.u COLLATE "C" FOR UPDATE) t`
+	// The same lock, returning what it locked, with the row's ctid: under
+	// READ COMMITTED a row that another transaction updated while this
+	// one waited for its lock is locked and returned in the version that
+	// one committed (EvalPlanQual), so the lock reads what the read after
+	// it would.
+	q.lockTotalsValues = `SELECT k.o, t.total::text, t.last_entry, t.held::text, t.ctid
+FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(a, c, u, o)
+CROSS JOIN LATERAL (SELECT total, last_entry, held, ctid FROM ` + s + `.totals
+WHERE authority_id = k.a COLLATE "C" AND currency = k.c COLLATE "C" AND user_id = k.u COLLATE "C" FOR UPDATE) t`
 	q.dropTotals = `DELETE FROM ` + s + `.totals t USING unnest($1::text[], $2::text[], $3::text[]) AS k(a, c, u)
 WHERE t.authority_id = k.a COLLATE "C" AND t.currency = k.c COLLATE "C" AND t.user_id = k.u COLLATE "C"`
 	q.setLimits = `INSERT INTO ` + s + `.limits (user_id, currency, floor, cap, set_by, set_on) VALUES ($1, $2, $3::numeric, $4::numeric, $5, $6)
@@ -132,14 +170,17 @@ ON CONFLICT (user_id, currency) DO UPDATE SET floor = EXCLUDED.floor, cap = EXCL
 	q.changes = `SELECT ` + changeColumns + ` FROM ` + s + `.changes WHERE cursor >= $1 ORDER BY cursor LIMIT $2`
 	q.lockChanges = `SELECT pg_advisory_xact_lock($1)`
 	// The changes' numbers are taken in one statement: the CTE runs once
-	// (MATERIALIZED), taking $1 numbers, and row_number matches the
-	// smallest to the first change appended and so on, whatever order
-	// nextval ran in.
-	q.appendChanges = `WITH n AS MATERIALIZED (SELECT nextval('` + s + `.changes_cursor') AS cursor FROM generate_series(1, $1::int)),
+	// (MATERIALIZED), taking a number per change, and row_number matches
+	// the smallest to the first change appended and so on, whatever order
+	// nextval ran in. The count is the length of an array parameter,
+	// whose row estimate is the same in every plan, so that PostgreSQL
+	// settles on the generic plan and does not plan the statement again
+	// at each commit, as it did for generate_series(1, n).
+	q.appendChanges = `WITH n AS MATERIALIZED (SELECT nextval('` + s + `.changes_cursor') AS cursor FROM unnest($1::text[])),
 o AS (SELECT cursor, row_number() OVER (ORDER BY cursor) AS ord FROM n)
 INSERT INTO ` + s + `.changes (cursor, kind, at, authority_id, ref, limits_user_id, limits_currency, limits_floor, limits_cap)
 SELECT o.cursor, c.kind, c.at, c.authority_id, c.ref, c.lu, c.lc, c.lf::numeric, c.lcap::numeric
-FROM o JOIN unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+FROM o JOIN unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
 WITH ORDINALITY AS c(kind, at, authority_id, ref, lu, lc, lf, lcap, ord) ON c.ord = o.ord`
 	q.hold = `SELECT ` + holdColumns + ` FROM ` + s + `.holds WHERE hold_id = $1`
 	q.holdByKey = `SELECT ` + holdColumns + ` FROM ` + s + `.holds WHERE authority_id = $1 AND idempotency_key = $2`

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -79,10 +80,49 @@ func storable(s string) bool { return utf8.ValidString(s) }
 // encDecimal returns d as numeric input, keeping its scale: 1.50 stays
 // 1.50, so it comes back with the same coefficient and exponent.
 func encDecimal(d decimal.Decimal) string {
-	if e := d.Exponent(); e < 0 {
+	e := d.Exponent()
+	if e <= 0 && e > -19 && d.NumDigits() <= 18 {
+		// A coefficient that fits in an int64, formatted without the
+		// big.Int arithmetic of StringFixed, which a group commit runs
+		// hundreds of times; the same text.
+		return fixedString(d.CoefficientInt64(), int(-e))
+	}
+	if e < 0 {
 		return d.StringFixed(-e)
 	}
 	return d.String()
+}
+
+// fixedString returns c / 10^places in decimal with exactly places
+// digits after the point (none, and no point, for 0), as
+// decimal.Decimal.StringFixed writes it.
+func fixedString(c int64, places int) string {
+	u := uint64(c)
+	if c < 0 {
+		u = -u
+	}
+	var digits [20]byte
+	ds := strconv.AppendUint(digits[:0], u, 10)
+	var buf [48]byte
+	out := buf[:0]
+	if c < 0 {
+		out = append(out, '-')
+	}
+	switch {
+	case places == 0:
+		out = append(out, ds...)
+	case len(ds) <= places:
+		out = append(out, '0', '.')
+		for range places - len(ds) {
+			out = append(out, '0')
+		}
+		out = append(out, ds...)
+	default:
+		out = append(out, ds[:len(ds)-places]...)
+		out = append(out, '.')
+		out = append(out, ds[len(ds)-places:]...)
+	}
+	return string(out)
 }
 
 // decDecimal parses numeric output (read as text: exact, never through a
@@ -93,12 +133,12 @@ func decDecimal(s string) (decimal.Decimal, error) { return decimal.NewFromStrin
 // makes CreatedOn.
 func unixTime(nanos int64) time.Time { return time.Unix(0, nanos).UTC() }
 
-// encMetadata returns the jsonb input for m: NULL for an empty map,
+// encMetadata returns the jsonb input for m: nil (NULL) for an empty map,
 // otherwise a JSON object whose keys and values are stored as encText
 // writes them, since jsonb refuses \u0000 as text does. Every string
 // comes back as it was given; only the map's order, which Go does not
 // keep either, is jsonb's own.
-func encMetadata(m map[string]string) (any, error) {
+func encMetadata(m map[string]string) (*string, error) {
 	if len(m) == 0 {
 		return nil, nil
 	}
@@ -113,7 +153,8 @@ func encMetadata(m map[string]string) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metadata: %w", err)
 	}
-	return string(b), nil
+	j := string(b)
+	return &j, nil
 }
 
 // decMetadata reverses encMetadata, from jsonb read as text.

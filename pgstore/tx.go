@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/shopspring/decimal"
 
 	"github.com/walletledger/ledger"
@@ -60,11 +61,18 @@ type tx struct {
 	conn   *pgx.Conn
 	update bool
 
-	mu     sync.Mutex // serializes use of conn
-	begun  bool       // BEGIN has been sent
-	done   bool       // fn returned: no more use from outside
-	err    error      // the first failure; the transaction is lost
+	mu    sync.Mutex // serializes use of conn
+	begun bool       // BEGIN has been sent
+	done  bool       // fn returned: no more use from outside
+	err   error      // the first failure; the transaction is lost
+	// writes are the buffered inserts and updates of entries and holds,
+	// in call order; totals and limitW the buffered writes of totals and
+	// of limits, the last of each key. All are sent with the next read
+	// or the commit, totals and limits after the others, in key order
+	// (see queue).
 	writes []write
+	totals map[storedKey]totalRow
+	limitW map[limitsKey][]any
 	// changes are the changes appended, sent at the commit (see commit).
 	changes pendingChanges
 	// limits caches the wallets' limits TotalsOf read, and those
@@ -79,6 +87,18 @@ type tx struct {
 	// order again.
 	locked, placeholders map[storedKey]bool
 	prelock              []storedKey
+	// fresh are the totals, sorted, that the last read's lock locked with
+	// values, and lockRows what it read of them (see queueLocks).
+	fresh    []storedKey
+	lockRows map[storedKey]lockedRow
+	// unknown are the totals locked with the placeholder insert, which
+	// the commit makes known but for dropped, the placeholders it
+	// deletes (see knownTotals).
+	unknown, dropped []storedKey
+	// at holds the ctid of each total the update read, locked, and has
+	// not written since: where queueTotals writes it (see
+	// queries.setTotalsAt). Guarded by mu.
+	at map[storedKey]pgtype.TID
 	// keyMissed is set when an update looked up an idempotency key and
 	// found none: a unique violation of that key is then a conflict.
 	keyMissed bool
@@ -116,14 +136,20 @@ func keyArrays(keys []storedKey) [3][]string {
 // UPDATE. The read, a statement of its own, runs on a snapshot taken
 // after the locks were granted, so it reads every total as the last
 // transaction that held its lock committed it, and no other transaction
-// can change it until this one ends. It returns the readers of their
-// results. Must hold t.mu.
-func (t *tx) queueLocks(b *pgx.Batch, keys []storedKey) []reader {
+// can change it until this one ends. With values, the lock also
+// returns the totals it locks, as PostgreSQL documents for SELECT ...
+// FOR UPDATE under READ COMMITTED: the version it locked, the latest,
+// as the read would; queueLocks records their keys in t.fresh and the
+// reader puts the totals in t.lockRows, so that the read need not read
+// them again. It returns the readers of the statements' results. Must
+// hold t.mu.
+func (t *tx) queueLocks(b *pgx.Batch, keys []storedKey, values bool) []reader {
+	t.fresh = nil
 	if !t.update {
 		return nil
 	}
 	if t.locked == nil {
-		t.locked, t.placeholders = map[storedKey]bool{}, map[storedKey]bool{}
+		t.locked, t.placeholders = make(map[storedKey]bool, len(keys)+len(t.prelock)), map[storedKey]bool{}
 		keys = append(slices.Clone(keys), t.prelock...)
 	}
 	var todo []storedKey
@@ -140,11 +166,14 @@ func (t *tx) queueLocks(b *pgx.Batch, keys []storedKey) []reader {
 	for _, k := range todo {
 		t.locked[k] = true
 	}
-	arrays := keyArrays(todo)
-	b.Queue(t.s.q.ensureTotals, arrays[0], arrays[1], arrays[2])
-	b.Queue(t.s.q.lockTotals, arrays[0], arrays[1], arrays[2])
-	return []reader{
-		func(br pgx.BatchResults) error {
+	var rs []reader
+	// Placeholders only for the totals the Store does not know to have a
+	// row: for the others the insert would find the row and do nothing.
+	if unknown := t.s.known.unknown(todo); len(unknown) > 0 {
+		t.unknown = append(t.unknown, unknown...)
+		ua := keyArrays(unknown)
+		b.Queue(t.s.q.ensureTotals, ua[0], ua[1], ua[2])
+		rs = append(rs, func(br pgx.BatchResults) error {
 			rows, err := br.Query()
 			if err != nil {
 				return fmt.Errorf("pgstore: lock %d totals: %w", len(todo), err)
@@ -162,14 +191,65 @@ func (t *tx) queueLocks(b *pgx.Batch, keys []storedKey) []reader {
 				return fmt.Errorf("pgstore: lock %d totals: %w", len(todo), err)
 			}
 			return nil
-		},
-		func(br pgx.BatchResults) error {
-			if _, err := br.Exec(); err != nil {
-				return fmt.Errorf("pgstore: lock %d totals: %w", len(todo), err)
-			}
-			return nil
-		},
+		})
 	}
+	arrays := keyArrays(todo)
+	if values {
+		b.Queue(t.s.q.lockTotalsValues, arrays[0], arrays[1], arrays[2])
+		t.fresh, t.lockRows = todo, make(map[storedKey]lockedRow, len(todo))
+	} else {
+		b.Queue(t.s.q.lockTotals, arrays[0], arrays[1], arrays[2])
+	}
+	return append(rs, func(br pgx.BatchResults) error {
+		var n int64
+		var err error
+		if values {
+			n, err = t.readLockedRows(br, todo)
+		} else {
+			err = br.QueryRow().Scan(&n)
+		}
+		if err != nil {
+			return fmt.Errorf("pgstore: lock %d totals: %w", len(todo), err)
+		}
+		if n != int64(len(todo)) {
+			// A total the Store knew to have a row has none (see
+			// knownTotals): run again, with placeholders for all.
+			t.s.known.forget()
+			return fmt.Errorf("pgstore: lock %d totals: %d have a row: %w", len(todo), n, errConflict)
+		}
+		return nil
+	})
+}
+
+// lockedRow is a total as the lock with values returns it, as text.
+type lockedRow struct{ v, last, held string }
+
+// readLockedRows reads the rows of the lock with values of todo into
+// t.lockRows, and records where each was read (see readAt). It returns
+// how many rows it read. Must hold t.mu.
+func (t *tx) readLockedRows(br pgx.BatchResults, todo []storedKey) (int64, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var n int64
+	for rows.Next() {
+		var o int64
+		var r lockedRow
+		var tid pgtype.TID
+		if err := rows.Scan(&o, &r.v, &r.last, &r.held, &tid); err != nil {
+			return n, err
+		}
+		if o < 1 || o > int64(len(todo)) {
+			return n, fmt.Errorf("row for key %d of %d", o, len(todo))
+		}
+		k := todo[o-1]
+		t.lockRows[k] = r
+		t.readAt(k, tid)
+		n++
+	}
+	return n, rows.Err()
 }
 
 // queueDrops adds to b the deletion of the placeholders an update made
@@ -181,6 +261,7 @@ func (t *tx) queueDrops(b *pgx.Batch) []reader {
 	}
 	keys := slices.SortedFunc(maps.Keys(t.placeholders), storedKey.compare)
 	clear(t.placeholders)
+	t.dropped = keys
 	arrays := keyArrays(keys)
 	b.Queue(t.s.q.dropTotals, arrays[0], arrays[1], arrays[2])
 	return []reader{func(br pgx.BatchResults) error {
@@ -196,24 +277,30 @@ type cachedLimits struct {
 	found bool
 }
 
+// limitsKey is a wallet's key in the limits table as stored: currency
+// and user, encoded, in the order their writes are sent.
+type limitsKey struct{ c, u string }
+
+func (k limitsKey) compare(o limitsKey) int {
+	return cmp.Or(cmp.Compare(k.c, o.c), cmp.Compare(k.u, o.u))
+}
+
 type writeKind uint8
 
 const (
 	writeInsert writeKind = iota
 	writeUse
 	writeReverse
-	writeTotal
-	writeLimits
 	writeInsertHold
 	writeCloseHold
 )
 
-// write is a buffered write.
+// write is a buffered insert or update of an entry or a hold.
 type write struct {
-	kind    writeKind
-	id      string // entry or hold ID (all but total, limits): for errors, and the order of updates
-	a, c, u string // stored authority, currency and user (total; limits without a)
-	args    []any
+	kind  writeKind
+	id    string    // entry or hold ID: for errors, and the order of updates
+	args  []any     // the statement's parameters (all but an entry's insert)
+	entry *entryRow // an entry's insert
 }
 
 // updatesRow reports whether w changes an entry or a hold that exists: a
@@ -260,8 +347,15 @@ func (t *tx) fail(err error) error {
 type reader func(pgx.BatchResults) error
 
 // queue adds what t owes the server to b: its BEGIN and its buffered
-// writes, in the order of orderWrites. It returns the readers of their
-// results and empties the buffer. Must hold t.mu.
+// writes, those of entries and holds in the order of orderWrites, then
+// the totals by key, then the limits by key, each written once with its
+// last value. Each run of entry inserts is one statement, and so are the
+// totals (see queueEntries and queueTotals). Every transaction thus
+// takes its row locks in one order (entries by ID, holds by ID, then
+// totals by (authority, currency, user), then limits by (currency,
+// user)), so two that write the same rows queue instead of
+// deadlocking. queue returns the readers of the statements' results and
+// empties the buffers. Must hold t.mu.
 func (t *tx) queue(b *pgx.Batch) []reader {
 	var rs []reader
 	if !t.begun {
@@ -278,42 +372,63 @@ func (t *tx) queue(b *pgx.Batch) []reader {
 		})
 		t.begun = true
 	}
-	for _, w := range orderWrites(t.writes) {
-		b.Queue(t.sqlOf(w.kind), w.args...)
-		rs = append(rs, w.reader())
+	ws := orderWrites(t.writes)
+	for i := 0; i < len(ws); {
+		w, j := ws[i], i+1
+		if w.kind != writeInsert {
+			b.Queue(t.sqlOf(w.kind), w.args...)
+			rs = append(rs, w.reader())
+			i = j
+			continue
+		}
+		for j < len(ws) && ws[j].kind == writeInsert {
+			j++
+		}
+		rs = append(rs, t.queueEntries(b, ws[i:j]))
+		i = j
 	}
 	clear(t.writes)
 	t.writes = t.writes[:0]
+	if len(t.totals) > 0 {
+		rs = append(rs, t.queueTotals(b)...)
+		clear(t.totals)
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(t.limitW), limitsKey.compare) {
+		b.Queue(t.s.q.setLimits, t.limitW[k]...)
+		rs = append(rs, func(br pgx.BatchResults) error {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("pgstore: write limits of user %q in currency %q: %w", k.u, k.c, err)
+			}
+			return nil
+		})
+	}
+	clear(t.limitW)
 	return rs
 }
 
+// pending reports whether t has buffered writes to send. Must hold t.mu.
+func (t *tx) pending() bool {
+	return len(t.writes) > 0 || len(t.totals) > 0 || len(t.limitW) > 0
+}
+
+// sqlOf returns the statement of a write that travels alone: not an
+// entry's insert (see queueEntries).
 func (t *tx) sqlOf(k writeKind) string {
 	switch k {
-	case writeInsert:
-		return t.s.q.insert
 	case writeUse:
 		return t.s.q.use
 	case writeReverse:
 		return t.s.q.reverse
-	case writeLimits:
-		return t.s.q.setLimits
 	case writeInsertHold:
 		return t.s.q.insertHold
 	case writeCloseHold:
 		return t.s.q.closeHold
 	}
-	return t.s.q.setTotal
+	panic(fmt.Sprintf("pgstore: write kind %d has no statement of its own", k))
 }
 
 func (w write) reader() reader {
 	switch w.kind {
-	case writeInsert:
-		return func(br pgx.BatchResults) error {
-			if _, err := br.Exec(); err != nil {
-				return fmt.Errorf("pgstore: insert entry %s: %w", w.id, err)
-			}
-			return nil
-		}
 	case writeUse:
 		return func(br pgx.BatchResults) error {
 			var marked, found, item bool
@@ -344,13 +459,6 @@ func (w write) reader() reader {
 			}
 			return nil
 		}
-	case writeLimits:
-		return func(br pgx.BatchResults) error {
-			if _, err := br.Exec(); err != nil {
-				return fmt.Errorf("pgstore: write limits of user %q in currency %q: %w", w.u, w.c, err)
-			}
-			return nil
-		}
 	case writeInsertHold:
 		return func(br pgx.BatchResults) error {
 			if _, err := br.Exec(); err != nil {
@@ -373,63 +481,31 @@ func (w write) reader() reader {
 			return nil
 		}
 	}
-	return func(br pgx.BatchResults) error {
-		if _, err := br.Exec(); err != nil {
-			return fmt.Errorf("pgstore: write total of user %q in currency %q for authority %q: %w", w.u, w.c, w.a, err)
-		}
-		return nil
-	}
+	panic(fmt.Sprintf("pgstore: write kind %d has no statement of its own", w.kind))
 }
 
-// orderWrites returns the writes in the order they are sent. Entries and
-// holds are inserted in call order, and item uses, reversal marks and
-// hold closes keep their place relative to the inserts (one may name a
-// row inserted just before), but a run of consecutive ones is sorted,
-// entries by ID before holds by ID; totals come next, sorted by
-// (authority, currency, user), and limits last, sorted by (user,
-// currency), each written once with its last value. Uses and reversal
-// marks commute with each other (they set different columns), closes
-// with both (another table), totals and limits with everything else, so
-// the result is the same, and every transaction takes its row locks in
-// one order (entries by ID, holds by ID, then totals, then limits, by
-// key), so two that write the same rows queue instead of deadlocking.
+// orderWrites returns the writes of entries and holds in the order they
+// are sent, sorting ws in place. Entries and holds are inserted in call
+// order, and item uses, reversal marks and hold closes keep their place
+// relative to the inserts (one may name a row inserted just before), but
+// a run of consecutive ones is sorted, entries by ID before holds by ID.
+// Uses and reversal marks commute with each other (they set different
+// columns), closes with both (another table), so the result is the
+// same, and the rows are locked in one order (see queue).
 func orderWrites(ws []write) []write {
-	out := make([]write, 0, len(ws))
-	var totals, limits []write
-	for _, w := range ws {
-		switch w.kind {
-		case writeTotal:
-			totals = append(totals, w)
-		case writeLimits:
-			limits = append(limits, w)
-		default:
-			out = append(out, w)
-		}
-	}
-	for i := 0; i < len(out); i++ {
+	for i := 0; i < len(ws); i++ {
 		j := i
-		for j < len(out) && out[j].updatesRow() {
+		for j < len(ws) && ws[j].updatesRow() {
 			j++
 		}
 		if j-i > 1 {
-			slices.SortStableFunc(out[i:j], func(a, b write) int {
+			slices.SortStableFunc(ws[i:j], func(a, b write) int {
 				return cmp.Or(cmp.Compare(a.table(), b.table()), cmp.Compare(a.id, b.id))
 			})
 		}
 		i = j
 	}
-	for _, keyed := range [][]write{totals, limits} {
-		slices.SortStableFunc(keyed, func(a, b write) int {
-			return cmp.Or(cmp.Compare(a.a, b.a), cmp.Compare(a.c, b.c), cmp.Compare(a.u, b.u))
-		})
-		for i, w := range keyed {
-			if i+1 < len(keyed) && keyed[i+1].a == w.a && keyed[i+1].c == w.c && keyed[i+1].u == w.u {
-				continue // a later write of the same key wins
-			}
-			out = append(out, w)
-		}
-	}
-	return out
+	return ws
 }
 
 // read runs one query and calls each for every row, after sending what t
@@ -441,6 +517,13 @@ func (t *tx) read(ctx context.Context, op, sql string, args []any, each func(pgx
 // readLocking is read that, in an update, first locks the totals of
 // lock, in the same round trip (see queueLocks).
 func (t *tx) readLocking(ctx context.Context, op string, lock []storedKey, sql string, args []any, each func(pgx.Rows) error) error {
+	return t.lockAndRead(ctx, op, lock, false, sql, func() []any { return args }, each)
+}
+
+// lockAndRead is readLocking whose lock, with values, also returns the
+// totals it locks (see queueLocks), and whose read's arguments args
+// returns once the lock is queued. Must not hold t.mu.
+func (t *tx) lockAndRead(ctx context.Context, op string, lock []storedKey, values bool, sql string, argsOf func() []any, each func(pgx.Rows) error) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err := t.usable(ctx); err != nil {
@@ -451,9 +534,10 @@ func (t *tx) readLocking(ctx context.Context, op string, lock []storedKey, sql s
 		br    pgx.BatchResults
 		err   error
 		locks = &pgx.Batch{}
-		lrs   = t.queueLocks(locks, lock)
+		lrs   = t.queueLocks(locks, lock, values)
+		args  = argsOf()
 	)
-	if t.begun && len(t.writes) == 0 && len(lrs) == 0 {
+	if t.begun && !t.pending() && len(lrs) == 0 {
 		rows, err = t.conn.Query(ctx, sql, args...)
 		if err != nil {
 			return t.fail(fmt.Errorf("pgstore: %s: %w", op, err))
@@ -511,7 +595,7 @@ func (t *tx) readLocking(ctx context.Context, op string, lock []storedKey, sql s
 // server's refusal leaves the outcome unknown (see commitFailed). Must
 // hold t.mu.
 func (t *tx) commit(ctx context.Context) error {
-	if !t.begun && len(t.writes) == 0 && t.changes.len() == 0 {
+	if !t.begun && !t.pending() && t.changes.len() == 0 {
 		return nil // nothing was read or written: there is no transaction
 	}
 	if slices.ContainsFunc(t.writes, write.updatesRow) {
@@ -529,7 +613,7 @@ func (t *tx) commit(ctx context.Context) error {
 			return t.fail(fmt.Errorf("pgstore: commit: %w", err))
 		}
 	}
-	if len(t.writes) == 0 && t.changes.len() == 0 && len(t.placeholders) == 0 {
+	if !t.pending() && t.changes.len() == 0 && len(t.placeholders) == 0 {
 		ct, err := t.conn.Exec(ctx, "COMMIT")
 		if err := commitResult(ct.String(), err); err != nil {
 			return t.fail(commitFailed(err))
@@ -611,7 +695,7 @@ func (t *tx) end(ctx context.Context) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.done = true
-	t.writes = nil
+	t.writes, t.totals, t.limitW = nil, nil, nil
 	t.changes = pendingChanges{}
 	if !t.begun || t.conn.IsClosed() {
 		return
@@ -898,12 +982,14 @@ func (t *tx) Total(ctx context.Context, k ledger.TotalKey) (ledger.Total, bool, 
 	sk := storedKeyOf(k)
 	args := []any{sk.a, sk.c, sk.u}
 	err := t.readLocking(ctx, "read total", []storedKey{sk}, t.s.q.total, args, func(rows pgx.Rows) error {
+		var v, last, held string
+		var tid pgtype.TID
+		if err := rows.Scan(&v, &last, &held, &tid); err != nil {
+			return err
+		}
+		t.readAt(sk, tid)
 		if t.placeholders[sk] {
 			return nil // only the lock's placeholder: no total
-		}
-		var v, last, held string
-		if err := rows.Scan(&v, &last, &held); err != nil {
-			return err
 		}
 		var err error
 		total, err = decTotal(v, last, held)
@@ -914,6 +1000,19 @@ func (t *tx) Total(ctx context.Context, k ledger.TotalKey) (ledger.Total, bool, 
 		return ledger.Total{}, false, fmt.Errorf("pgstore: read total of user %q in currency %q for authority %q: %w", k.UserID, k.Currency, k.AuthorityID, err)
 	}
 	return total, found, nil
+}
+
+// readAt records where an update read the total of k, which it has
+// locked: the row it writes, unless it writes k before it reads k again
+// (see queries.setTotalsAt). A View writes nothing. Must hold t.mu.
+func (t *tx) readAt(k storedKey, tid pgtype.TID) {
+	if !t.update || !tid.Valid || !t.locked[k] {
+		return
+	}
+	if t.at == nil {
+		t.at = make(map[storedKey]pgtype.TID, len(t.locked))
+	}
+	t.at[k] = tid
 }
 
 // decTotal decodes a total read as text.
@@ -937,36 +1036,66 @@ func decTotal(v, last, held string) (ledger.Total, error) {
 // totals of a whole group commit. In an update it first locks them all,
 // in key order (see queueLocks), in the same round trip.
 func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.TotalKey]ledger.Total, error) {
-	auths, curs, users := make([]string, 0, len(keys)), make([]string, 0, len(keys)), make([]string, 0, len(keys))
-	byText := make(map[ledger.TotalKey]ledger.TotalKey, len(keys))
-	lock := make([]storedKey, 0, len(keys))
+	n := len(keys)
+	cols := make([]string, 3*n) // one allocation for the three arrays
+	auths, curs, users := cols[:0:n], cols[n:n:2*n], cols[2*n:2*n:3*n]
+	// The storable keys, in the order of the arrays: a row names its key
+	// by its ordinality.
+	asked, lock := make([]ledger.TotalKey, 0, n), make([]storedKey, 0, n)
+	wallets := 0 // keys over all authorities, whose limits come along
 	for _, k := range keys {
 		if !storable(k.AuthorityID) || !storable(k.UserID) || !storable(k.Currency) {
 			continue // cannot be stored, so is not
 		}
-		e := ledger.TotalKey{AuthorityID: encText(k.AuthorityID), UserID: encText(k.UserID), Currency: encText(k.Currency)}
-		auths, curs, users = append(auths, e.AuthorityID), append(curs, e.Currency), append(users, e.UserID)
-		byText[e] = k
-		lock = append(lock, storedKey{e.AuthorityID, e.Currency, e.UserID})
+		if k.AuthorityID == "" {
+			wallets++
+		}
+		sk := storedKeyOf(k)
+		auths, curs, users = append(auths, sk.a), append(curs, sk.c), append(users, sk.u)
+		asked, lock = append(asked, k), append(lock, sk)
 	}
-	out := make(map[ledger.TotalKey]ledger.Total, len(keys))
-	if len(auths) == 0 {
+	out := make(map[ledger.TotalKey]ledger.Total, len(asked))
+	if len(asked) == 0 {
 		return out, t.check(ctx, nil)
 	}
-	cache := map[[2]string]cachedLimits{}
-	err := t.readLocking(ctx, "read totals", lock, t.s.q.totalsOf, []any{auths, curs, users}, func(rows pgx.Rows) error {
-		var e ledger.TotalKey
-		var v, last, held *string
+	cache := make(map[[2]string]cachedLimits, wallets)
+	// need says which totals the read reads: those the lock locks with
+	// values (see queueLocks) it reads only for their limits.
+	need := make([]bool, len(asked))
+	args := func() []any {
+		for i, sk := range lock {
+			_, fresh := slices.BinarySearchFunc(t.fresh, sk, storedKey.compare)
+			need[i] = !fresh
+		}
+		return []any{auths, curs, users, need}
+	}
+	err := t.lockAndRead(ctx, "read totals", lock, true, t.s.q.totalsOf, args, func(rows pgx.Rows) error {
+		var o int64
+		var v, last, held pgtype.Text // values, not pointers: fewer allocations
+		var tid pgtype.TID
 		var hasLimits bool
 		var floor, capV, by *string
 		var on *int64
-		if err := rows.Scan(&e.AuthorityID, &e.Currency, &e.UserID, &v, &last, &held, &hasLimits, &floor, &capV, &by, &on); err != nil {
+		if err := rows.Scan(&o, &v, &last, &held, &tid, &hasLimits, &floor, &capV, &by, &on); err != nil {
 			return err
 		}
-		if k := byText[e]; k.AuthorityID == "" {
+		if o < 1 || o > int64(len(asked)) {
+			return fmt.Errorf("row for key %d of %d", o, len(asked))
+		}
+		k, sk := asked[o-1], lock[o-1]
+		if !need[o-1] {
+			r, ok := t.lockRows[sk]
+			if !ok {
+				return fmt.Errorf("key %d of %d: locked without its total", o, len(asked))
+			}
+			v, last, held = pgtype.Text{String: r.v, Valid: true}, pgtype.Text{String: r.last, Valid: true}, pgtype.Text{String: r.held, Valid: true}
+		} else {
+			t.readAt(sk, tid)
+		}
+		if k.AuthorityID == "" {
 			c := cachedLimits{found: hasLimits}
 			if hasLimits {
-				l, err := decLimits(e.UserID, e.Currency, *floor, capV, by, on)
+				l, err := decLimits(sk.u, sk.c, *floor, capV, by, on)
 				if err != nil {
 					return err
 				}
@@ -974,26 +1103,29 @@ func (t *tx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[ledger.T
 			}
 			cache[[2]string{k.UserID, k.Currency}] = c
 		}
-		if v == nil || last == nil || held == nil || t.placeholders[storedKey{e.AuthorityID, e.Currency, e.UserID}] {
+		if !v.Valid || !last.Valid || !held.Valid || t.placeholders[sk] {
 			return nil // no total, or only the lock's placeholder
 		}
-		total, err := decTotal(*v, *last, *held)
+		total, err := decTotal(v.String, last.String, held.String)
 		if err != nil {
-			return fmt.Errorf("pgstore: read total of user %q in currency %q for authority %q: %w", e.UserID, e.Currency, e.AuthorityID, err)
+			return fmt.Errorf("pgstore: read total of user %q in currency %q for authority %q: %w", k.UserID, k.Currency, k.AuthorityID, err)
 		}
-		out[byText[e]] = total
+		out[k] = total
 		return nil
 	})
+	t.mu.Lock()
+	t.fresh, t.lockRows = nil, nil
+	if err == nil {
+		if t.limits == nil {
+			t.limits = cache
+		} else {
+			maps.Copy(t.limits, cache)
+		}
+	}
+	t.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	t.mu.Lock()
-	if t.limits == nil {
-		t.limits = cache
-	} else {
-		maps.Copy(t.limits, cache)
-	}
-	t.mu.Unlock()
 	return out, nil
 }
 
@@ -1138,12 +1270,12 @@ func (t *tx) buffer(ctx context.Context, w write) error {
 // read or the commit; a duplicate ID or idempotency key then fails the
 // transaction, and Update returns the unique violation.
 func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
-	texts := []string{r.ID, r.AuthorityID, r.UserID, r.Reason, r.IdempotencyKey, r.UseIdempotencyKey,
-		r.Currency, r.TransferID, r.Reverses, r.ReversedBy, r.HoldID}
+	var itemName, usedBy string
 	if r.Item != nil {
-		texts = append(texts, r.Item.Name, r.Item.UsedBy)
+		itemName, usedBy = r.Item.Name, r.Item.UsedBy
 	}
-	for _, s := range texts {
+	for _, s := range [...]string{r.ID, r.AuthorityID, r.UserID, r.Reason, r.IdempotencyKey, r.UseIdempotencyKey,
+		r.Currency, r.TransferID, r.Reverses, r.ReversedBy, r.HoldID, itemName, usedBy} {
 		if !storable(s) {
 			return fmt.Errorf("pgstore: insert entry %q: text %q is not valid UTF-8", r.ID, s)
 		}
@@ -1152,34 +1284,39 @@ func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
 	if err != nil {
 		return fmt.Errorf("pgstore: insert entry %q: %w", r.ID, err)
 	}
-	var (
-		itemName, key any // NULL unless set
-		itemUsed      any
-		revoked       any
-		data          []byte
-		use           = [3]any{} // item_used_on, item_used_by, use_idempotency_key
-	)
-	if r.Item != nil {
-		itemName, itemUsed = encText(r.Item.Name), r.Item.Used
-		data = slices.Clone(r.Item.Data) // the caller may reuse its slice
-		if r.Item.Used {
-			use = useArgs(ledger.ItemUse{AuthorityID: r.Item.UsedBy, At: r.Item.UsedOn, IdempotencyKey: r.UseIdempotencyKey})
+	e := &entryRow{
+		id: encText(r.ID), authority: encText(r.AuthorityID), user: encText(r.UserID), createdOn: r.CreatedOn.UnixNano(),
+		amount: encDecimal(r.Amount), reason: encText(r.Reason),
+		balance: encDecimal(r.Balance), authorityBalance: encDecimal(r.AuthorityBalance), key: ptrText(r.IdempotencyKey),
+		currency: encText(r.Currency), metadata: meta,
+		transfer: ptrText(r.TransferID), reverses: ptrText(r.Reverses), reversedBy: ptrText(r.ReversedBy), holdID: ptrText(r.HoldID),
+	}
+	if it := r.Item; it != nil {
+		name, used := encText(it.Name), it.Used
+		e.itemName, e.itemUsed = &name, &used
+		e.itemData = slices.Clone(it.Data) // the caller may reuse its slice
+		if it.Used {
+			if !it.UsedOn.IsZero() {
+				on := it.UsedOn.UnixNano()
+				e.usedOn = &on
+			}
+			e.usedBy, e.useKey = ptrText(it.UsedBy), ptrText(r.UseIdempotencyKey)
 		}
-		if r.Item.Revoked {
-			revoked = true
+		if it.Revoked {
+			revoked := true
+			e.revoked = &revoked
 		}
 	}
-	if r.IdempotencyKey != "" {
-		key = encText(r.IdempotencyKey)
+	return t.buffer(ctx, write{kind: writeInsert, id: r.ID, entry: e})
+}
+
+// ptrText returns the stored form of s, or nil (NULL) for "".
+func ptrText(s string) *string {
+	if s == "" {
+		return nil
 	}
-	return t.buffer(ctx, write{kind: writeInsert, id: r.ID, args: []any{
-		encText(r.ID), encText(r.AuthorityID), encText(r.UserID), r.CreatedOn.UnixNano(),
-		encDecimal(r.Amount), encText(r.Reason), itemName, itemUsed, data,
-		encDecimal(r.Balance), encDecimal(r.AuthorityBalance), key,
-		use[0], use[1], use[2],
-		encText(r.Currency), meta, optText(r.TransferID), optText(r.Reverses), optText(r.ReversedBy), revoked,
-		optText(r.HoldID),
-	}})
+	e := encText(s)
+	return &e
 }
 
 // optText returns the stored form of s, or NULL for "".
@@ -1240,12 +1377,17 @@ func (t *tx) SetTotal(ctx context.Context, k ledger.TotalKey, total ledger.Total
 	if !storable(k.AuthorityID) || !storable(k.UserID) || !storable(k.Currency) || !storable(total.LastEntryID) {
 		return fmt.Errorf("pgstore: write total of user %q in currency %q for authority %q: not valid UTF-8", k.UserID, k.Currency, k.AuthorityID)
 	}
-	a, c, u := encText(k.AuthorityID), encText(k.Currency), encText(k.UserID)
-	if err := t.buffer(ctx, write{kind: writeTotal, a: a, c: c, u: u, args: []any{a, c, u, encDecimal(total.Value), encText(total.LastEntryID), encDecimal(total.Held)}}); err != nil {
+	sk := storedKeyOf(k)
+	row := totalRow{encDecimal(total.Value), encText(total.LastEntryID), encDecimal(total.Held)}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.usable(ctx); err != nil {
 		return err
 	}
-	t.mu.Lock()
-	delete(t.placeholders, storedKey{a, c, u}) // written: no longer a placeholder
-	t.mu.Unlock()
+	if t.totals == nil {
+		t.totals = make(map[storedKey]totalRow, len(t.locked)) // an update writes most totals it locked
+	}
+	t.totals[sk] = row         // a later write of the key replaces this one
+	delete(t.placeholders, sk) // written: no longer a placeholder
 	return nil
 }

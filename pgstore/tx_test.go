@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,48 +23,268 @@ import (
 // TestLocks makes two transactions read one total and then both write
 // it: the second waits at its read for the first's lock, and reads what
 // the first wrote, so that no update is lost and nothing is retried.
+// The total is read by Total, or by TotalsOf, whose lock returns the
+// total it locked; either way the second writes the row where the first
+// left it.
 func TestLocks(t *testing.T) {
 	ctx := context.Background()
-	s := newStore(t)
 	k := ledger.TotalKey{AuthorityID: "", UserID: "u"}
+	for _, tc := range []struct {
+		name string
+		read func(ledger.Tx) (ledger.Total, error)
+	}{
+		{"Total", func(tx ledger.Tx) (ledger.Total, error) {
+			v, _, err := tx.Total(ctx, k)
+			return v, err
+		}},
+		{"TotalsOf", func(tx ledger.Tx) (ledger.Total, error) {
+			got, err := tx.(ledger.TotalsPrefetcher).TotalsOf(ctx, []ledger.TotalKey{k})
+			return got[k], err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t)
+			require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+				return tx.SetTotal(ctx, k, ledger.Total{Value: decimal.Zero})
+			}))
+			increment := func(tx ledger.Tx, between func()) error {
+				v, err := tc.read(tx)
+				if err != nil {
+					return err
+				}
+				between()
+				return tx.SetTotal(ctx, k, ledger.Total{Value: v.Value.Add(decimal.NewFromInt(1))})
+			}
+			read, release := make(chan struct{}), make(chan struct{})
+			var secondRead atomic.Bool
+			errs := make(chan error, 2)
+			go func() {
+				errs <- s.Update(ctx, func(tx ledger.Tx) error {
+					return increment(tx, func() { close(read); <-release })
+				})
+			}()
+			<-read
+			go func() {
+				errs <- s.Update(ctx, func(tx ledger.Tx) error {
+					return increment(tx, func() { secondRead.Store(true) })
+				})
+			}()
+			time.Sleep(200 * time.Millisecond) // the second's read, were it not waiting, would be done
+			require.False(t, secondRead.Load(), "the second read the total while the first held it")
+			close(release)
+			require.NoError(t, <-errs)
+			require.NoError(t, <-errs)
+			require.True(t, secondRead.Load())
+			require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+				total, _, err := tx.Total(ctx, k)
+				require.Equal(t, "2", total.Value.String(), "no lost update")
+				return err
+			}))
+			require.Equal(t, pgstore.Stats{Updates: 3, Retries: 0}, s.Stats())
+		})
+	}
+}
+
+// TestTotalsWrittenWhereRead writes totals that an update read, and
+// totals it wrote since it read them, in every order: the first are
+// written where they were read (by ctid), the others by key, and every
+// write lands.
+func TestTotalsWrittenWhereRead(t *testing.T) {
+	ctx := context.Background()
+	sent := &sqlRecorder{}
+	s := newStore(t, pgstore.WithPoolConfig(func(pc *pgxpool.Config) { pc.ConnConfig.Tracer = sent }))
+	k1 := ledger.TotalKey{AuthorityID: "", UserID: "u"}
+	k2 := ledger.TotalKey{AuthorityID: "a", UserID: "u"}
+	k3 := ledger.TotalKey{AuthorityID: "", UserID: "new"}
+	total := func(v int64) ledger.Total {
+		return ledger.Total{Value: decimal.NewFromInt(v), LastEntryID: fmt.Sprint("e", v), Held: decimal.NewFromInt(v % 2)}
+	}
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return tx.SetTotal(ctx, k1, total(1)) }))
+	sent.reset()
 	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
-		return tx.SetTotal(ctx, k, ledger.Total{Value: decimal.Zero})
+		got, err := tx.(ledger.TotalsPrefetcher).TotalsOf(ctx, []ledger.TotalKey{k1, k2, k3}) // k2 and k3 have no row
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		require.NoError(t, tx.SetTotal(ctx, k1, total(2))) // where read
+		require.NoError(t, tx.SetTotal(ctx, k3, total(3))) // its placeholder, where read
+		v, ok, err := tx.Total(ctx, k1)                    // sends both, and reads k1 where it is now
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, "2", v.Value.String())
+		require.NoError(t, tx.SetTotal(ctx, k1, total(4))) // where read again
+		require.NoError(t, tx.SetTotal(ctx, k3, total(5))) // written since it was read: by key
+		_, ok, err = tx.Total(ctx, k2)                     // sends them
+		require.NoError(t, err)
+		require.False(t, ok, "a placeholder reads as no total")
+		return tx.SetTotal(ctx, k1, total(6)) // written since it was read: by key
 	}))
-	increment := func(tx ledger.Tx, between func()) error {
-		v, _, err := tx.Total(ctx, k)
-		if err != nil {
+	var at, by int
+	for _, q := range sent.texts() {
+		if !strings.Contains(q, ".totals") {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(q, "UPDATE "):
+			at++
+		case strings.Contains(q, "DO UPDATE SET total = EXCLUDED.total"):
+			by++
+		}
+	}
+	require.Equal(t, 2, at, "writes where they were read")
+	require.Equal(t, 2, by, "writes by key")
+	require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+		for k, want := range map[ledger.TotalKey]ledger.Total{k1: total(6), k3: total(5)} {
+			got, ok, err := tx.Total(ctx, k)
+			require.NoError(t, err)
+			require.True(t, ok, "%v", k)
+			require.Equal(t, want.Value.String(), got.Value.String(), "%v", k)
+			require.Equal(t, want.LastEntryID, got.LastEntryID, "%v", k)
+			require.Equal(t, want.Held.String(), got.Held.String(), "%v", k)
+		}
+		_, ok, err := tx.Total(ctx, k2)
+		require.NoError(t, err)
+		require.False(t, ok, "the placeholder was deleted")
+		return nil
+	}))
+}
+
+// TestTotalsOfLockedBefore reads with TotalsOf totals the update has
+// locked already, and written, beside totals it locks now: the first are
+// read, the others come with their lock, and each reads as last written.
+func TestTotalsOfLockedBefore(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	k1 := ledger.TotalKey{AuthorityID: "", UserID: "u"}
+	k2 := ledger.TotalKey{AuthorityID: "a", UserID: "u"}
+	k3 := ledger.TotalKey{AuthorityID: "", UserID: "v"}
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+		if err := tx.SetTotal(ctx, k1, ledger.Total{Value: decimal.NewFromInt(1), LastEntryID: "e1"}); err != nil {
 			return err
 		}
-		between()
-		return tx.SetTotal(ctx, k, ledger.Total{Value: v.Value.Add(decimal.NewFromInt(1))})
-	}
-	read, release := make(chan struct{}), make(chan struct{})
-	var secondRead atomic.Bool
-	errs := make(chan error, 2)
-	go func() {
-		errs <- s.Update(ctx, func(tx ledger.Tx) error {
-			return increment(tx, func() { close(read); <-release })
-		})
-	}()
-	<-read
-	go func() {
-		errs <- s.Update(ctx, func(tx ledger.Tx) error {
-			return increment(tx, func() { secondRead.Store(true) })
-		})
-	}()
-	time.Sleep(200 * time.Millisecond) // the second's read, were it not waiting, would be done
-	require.False(t, secondRead.Load(), "the second read the total while the first held it")
-	close(release)
-	require.NoError(t, <-errs)
-	require.NoError(t, <-errs)
-	require.True(t, secondRead.Load())
-	require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
-		total, _, err := tx.Total(ctx, k)
-		require.Equal(t, "2", total.Value.String(), "no lost update")
-		return err
+		return tx.SetTotal(ctx, k2, ledger.Total{Value: decimal.NewFromInt(2), LastEntryID: "e2"})
 	}))
-	require.Equal(t, pgstore.Stats{Updates: 3, Retries: 0}, s.Stats())
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+		if _, _, err := tx.Total(ctx, k1); err != nil {
+			return err
+		}
+		require.NoError(t, tx.SetTotal(ctx, k1, ledger.Total{Value: decimal.NewFromInt(5), LastEntryID: "e5"}))
+		got, err := tx.(ledger.TotalsPrefetcher).TotalsOf(ctx, []ledger.TotalKey{k1, k2, k3})
+		require.NoError(t, err)
+		require.Len(t, got, 2)
+		require.Equal(t, "5", got[k1].Value.String(), "locked before, and written: read")
+		require.Equal(t, "e5", got[k1].LastEntryID)
+		require.Equal(t, "2", got[k2].Value.String(), "locked now: from the lock")
+		require.Equal(t, "e2", got[k2].LastEntryID)
+		return tx.SetTotal(ctx, k2, ledger.Total{Value: decimal.NewFromInt(3), LastEntryID: "e3"})
+	}))
+	require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+		for k, want := range map[ledger.TotalKey]string{k1: "5", k2: "3"} {
+			got, ok, err := tx.Total(ctx, k)
+			require.NoError(t, err)
+			require.True(t, ok)
+			require.Equal(t, want, got.Value.String(), "%v", k)
+		}
+		_, ok, err := tx.Total(ctx, k3)
+		require.NoError(t, err)
+		require.False(t, ok)
+		return nil
+	}))
 }
+
+// TestKnownTotals locks totals that a Store knows to have a row without
+// the placeholder insert, and recovers when one of them has no row after
+// all (deleted by hand): the update runs again, with the insert, and
+// reads no total.
+func TestKnownTotals(t *testing.T) {
+	ctx := context.Background()
+	sent := &sqlRecorder{}
+	schema := freshSchema(t)
+	s := open(t, schema, pgstore.WithPoolConfig(func(pc *pgxpool.Config) { pc.ConnConfig.Tracer = sent }))
+	known := ledger.TotalKey{AuthorityID: "", UserID: "u"}
+	other := ledger.TotalKey{AuthorityID: "a", UserID: "u"}
+	inserts := func() int {
+		n := 0
+		for _, q := range sent.texts() {
+			if strings.HasPrefix(q, "INSERT INTO ") && strings.Contains(q, ".totals") && strings.Contains(q, "NOT EXISTS") {
+				n++
+			}
+		}
+		return n
+	}
+	read := func(k ledger.TotalKey) (ledger.Total, bool) {
+		var total ledger.Total
+		var ok bool
+		require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+			var err error
+			total, ok, err = tx.Total(ctx, k)
+			return err
+		}))
+		return total, ok
+	}
+
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+		if _, _, err := tx.Total(ctx, known); err != nil {
+			return err
+		}
+		return tx.SetTotal(ctx, known, ledger.Total{Value: decimal.NewFromInt(7), LastEntryID: "e"})
+	}))
+	_, ok := read(other) // locked, never written: its placeholder is deleted
+	require.False(t, ok)
+	sent.reset()
+	total, ok := read(known)
+	require.True(t, ok)
+	require.Equal(t, "7", total.Value.String())
+	require.Zero(t, inserts(), "no placeholder insert for a total known to have a row")
+	_, ok = read(other)
+	require.False(t, ok)
+	require.Equal(t, 1, inserts(), "a placeholder insert for a total whose placeholder was deleted")
+
+	_, err := adminPool(t).Exec(ctx, "DELETE FROM "+pgx.Identifier{schema}.Sanitize()+".totals")
+	require.NoError(t, err)
+	sent.reset()
+	before := s.Stats().Retries
+	_, ok = read(known)
+	require.False(t, ok, "the total deleted by hand")
+	require.Equal(t, before+1, s.Stats().Retries, "the lock found no row for a known total and ran again")
+	require.Equal(t, 1, inserts(), "the second attempt inserts the placeholder")
+}
+
+// sqlRecorder records the text of every statement a pool sends.
+type sqlRecorder struct {
+	mu  sync.Mutex
+	sql []string
+}
+
+func (r *sqlRecorder) add(sql string) {
+	r.mu.Lock()
+	r.sql = append(r.sql, sql)
+	r.mu.Unlock()
+}
+
+func (r *sqlRecorder) reset() {
+	r.mu.Lock()
+	r.sql = nil
+	r.mu.Unlock()
+}
+
+func (r *sqlRecorder) texts() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.sql)
+}
+
+func (r *sqlRecorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	r.add(d.SQL)
+	return ctx
+}
+func (r *sqlRecorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (r *sqlRecorder) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+func (r *sqlRecorder) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	r.add(d.SQL)
+}
+func (r *sqlRecorder) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
 // TestRetry makes two transactions read one entry's unused item without
 // a lock and then both mark it used: the second's mark finds the item
