@@ -354,8 +354,8 @@ The changes after a cursor are a range scan of the primary key of
 changes (` + "`cursor >= $1`" + `, the number after the cursor's), a page
 at a time, as scans of entries are.
 
-Writes are an INSERT into entries (one for a group's entries, their
-columns as arrays) or holds (their primary keys and unique idempotency
+Writes are an INSERT into entries (of a lone entry, or of a group's
+entries, their columns as arrays) or holds (their primary keys and unique idempotency
 indexes refuse duplicates); an UPDATE by ctid of the totals a
 transaction read and locked (one for a group's, as arrays); the upserts
 of other totals (likewise) and of limits through their primary keys

@@ -13,10 +13,11 @@ import (
 type queries struct {
 	schema string // quoted
 
-	entry, entryByKey, total, totalsOf, totalGroups   string
-	limits                                            string
-	insertEntries, use, reverse, setTotals, setLimits string
-	setTotalsAt                                       string
+	entry, entryByKey, total, totalsOf, totalGroups string
+	limits                                          string
+	insertEntry, insertEntries, use, reverse        string
+	setTotals, setLimits                            string
+	setTotalsAt                                     string
 	// ensureTotals, lockTotals and dropTotals lock the totals an update
 	// reads, and delete those it locked but never wrote (see
 	// tx.queueLocks).
@@ -85,8 +86,12 @@ SELECT n.a, n.c FROM g, LATERAL (SELECT authority_id, currency FROM ` + s + `.to
 WHERE (authority_id, currency) > (g.a, g.c) ORDER BY authority_id, currency LIMIT 1) AS n(a, c))
 SELECT a, c FROM g`
 	q.limits = `SELECT ` + limitsColumns + ` FROM ` + s + `.limits WHERE user_id = $1 AND currency = $2`
-	// An entry per element of the arrays, inserted in their order (see
-	// rows.go); numerics and metadata travel as text, as elsewhere.
+	// One entry, and an entry per element of the arrays, inserted in
+	// their order (see rows.go); numerics and metadata travel as text,
+	// as elsewhere.
+	q.insertEntry = `INSERT INTO ` + s + `.entries (id, authority_id, user_id, created_on, amount, reason, item_name, item_used, item_data, balance, authority_balance, idempotency_key, item_used_on, item_used_by, use_idempotency_key,
+currency, metadata, transfer_id, reverses, reversed_by, item_revoked, hold_id)
+VALUES ($1, $2, $3, $4, $5::numeric, $6, $7, $8, $9, $10::numeric, $11::numeric, $12, $13, $14, $15, $16, $17::jsonb, $18, $19, $20, $21, $22)`
 	q.insertEntries = `INSERT INTO ` + s + `.entries (id, authority_id, user_id, created_on, amount, reason, item_name, item_used, item_data, balance, authority_balance, idempotency_key, item_used_on, item_used_by, use_idempotency_key,
 currency, metadata, transfer_id, reverses, reversed_by, item_revoked, hold_id)
 SELECT id, authority_id, user_id, created_on, amount::numeric, reason, item_name, item_used, item_data, balance::numeric, authority_balance::numeric, idempotency_key, item_used_on, item_used_by, use_idempotency_key,
