@@ -442,8 +442,9 @@
 // own writes) or with COMMIT. A run of entry inserts travels as one
 // statement, and the totals' writes as one or two (those written where
 // they were read, and the others), their columns as array parameters,
-// however many rows they write (a lone entry as a row of parameters). In an Update, the locks of the totals a
-// read names (see Transactions) travel in front of it, in the same batch.
+// however many rows they write (a lone entry as a row of parameters).
+// In an Update, the locks of the totals a read names (see Transactions)
+// travel in front of it, in the same batch.
 // A ledger write that reads two totals one by one thus costs three round
 // trips: BEGIN with the first total and its lock, the second total and
 // its lock, and the writes with COMMIT (and the deletion of placeholders
