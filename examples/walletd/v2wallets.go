@@ -30,6 +30,16 @@ func asOf(q url.Values) (time.Time, error) {
 	return parseTime("as_of", v)
 }
 
+// asOfOnly reads the query of a request that takes as_of and nothing
+// else.
+func asOfOnly(r *http.Request) (time.Time, error) {
+	q, err := parseQueryV2(r.URL.RawQuery, "as_of")
+	if err != nil {
+		return time.Time{}, err
+	}
+	return asOf(q)
+}
+
 // totalAsOf is the total of userID in currency as it stood at t.
 func (s *server) totalAsOf(r *http.Request, userID, currency string, t time.Time) (ledger.WalletTotal, error) {
 	ws, err := s.ledger.Wallets(r.Context(), ledger.WalletQuery{UserIDs: []string{userID}, Currency: currency, AsOf: t})
@@ -56,11 +66,7 @@ func appendBalanceAsOf(b []byte, wt *ledger.WalletTotal, t time.Time) []byte {
 // user's wallets, one per currency (ledger.Balances); as of an instant,
 // the totals then of the same currencies.
 func (s *server) v2Balances(w http.ResponseWriter, r *http.Request, _ string) error {
-	q, err := parseQueryV2(r.URL.RawQuery, "as_of")
-	if err != nil {
-		return err
-	}
-	at, err := asOf(q)
+	at, err := asOfOnly(r)
 	if err != nil {
 		return err
 	}
@@ -97,11 +103,7 @@ func (s *server) v2Balances(w http.ResponseWriter, r *http.Request, _ string) er
 // [?as_of=]: one wallet (ledger.Balance), or its total as of an instant
 // (ledger.WalletQuery.AsOf).
 func (s *server) v2Balance(w http.ResponseWriter, r *http.Request, _ string) error {
-	q, err := parseQueryV2(r.URL.RawQuery, "as_of")
-	if err != nil {
-		return err
-	}
-	at, err := asOf(q)
+	at, err := asOfOnly(r)
 	if err != nil {
 		return err
 	}

@@ -300,12 +300,9 @@ func appendItemV2(b []byte, it *ledger.Item) ([]byte, error) {
 	b = strconv.AppendBool(b, it.Used)
 	b = append(b, `,"revoked":`...)
 	b = strconv.AppendBool(b, it.Revoked)
-	if len(it.Data) > 0 {
-		if !json.Valid(it.Data) {
-			return nil, errors.New("item data is not valid JSON")
-		}
-		b = append(b, `,"data":`...)
-		b = append(b, it.Data...)
+	b, err := appendItemData(b, it.Data)
+	if err != nil {
+		return nil, err
 	}
 	if !it.UsedOn.IsZero() {
 		b = append(b, `,"used_on":`...)

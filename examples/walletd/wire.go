@@ -375,14 +375,24 @@ func appendItem(b []byte, it *ledger.Item) ([]byte, error) {
 	b = appendString(b, it.Name)
 	b = append(b, `,"used":`...)
 	b = strconv.AppendBool(b, it.Used)
-	if len(it.Data) > 0 {
-		if !json.Valid(it.Data) {
-			return nil, errors.New("item data is not valid JSON")
-		}
-		b = append(b, `,"data":`...)
-		b = append(b, it.Data...)
+	b, err := appendItemData(b, it.Data)
+	if err != nil {
+		return nil, err
 	}
 	return append(b, '}'), nil
+}
+
+// appendItemData appends data, if any, as the member "data", exactly as
+// stored; it must be JSON.
+func appendItemData(b []byte, data []byte) ([]byte, error) {
+	if len(data) == 0 {
+		return b, nil
+	}
+	if !json.Valid(data) {
+		return nil, errors.New("item data is not valid JSON")
+	}
+	b = append(b, `,"data":`...)
+	return append(b, data...), nil
 }
 
 // appendInventoryItem appends {entry_id, authority_id, user_id, item}.
