@@ -119,52 +119,80 @@ func (l *Ledger) Wallets(ctx context.Context, q WalletQuery) ([]WalletTotal, err
 		return nil, err
 	}
 
-	out := []WalletTotal{}
-	full := func() bool { return q.Limit > 0 && len(out) >= q.Limit }
-	err = l.store.View(ctx, func(tx ReadTx) error {
-		w := walletReader{ctx: ctx, tx: tx, auths: auths, currency: q.Currency}
-		if !q.AsOf.IsZero() {
-			w.end = timeBound(q.AsOf.Add(time.Nanosecond))
+	v := &walletsView{walletReader: walletReader{ctx: ctx, auths: auths, currency: q.Currency},
+		users: users, after: q.After, limit: q.Limit}
+	if !q.AsOf.IsZero() {
+		v.end = timeBound(q.AsOf.Add(time.Nanosecond))
+	}
+	if err := l.store.View(ctx, v.read); err != nil {
+		return nil, storeErr("wallets", err)
+	}
+	if v.out == nil {
+		return []WalletTotal{}, nil
+	}
+	return v.out, nil
+}
+
+// walletsView is one call of [Ledger.Wallets] in its View: one
+// allocation holds what the call needs.
+type walletsView struct {
+	walletReader
+	users []string
+	after string
+	limit int
+	out   []WalletTotal
+	first [1]WalletTotal
+}
+
+func (v *walletsView) full() bool { return v.limit > 0 && len(v.out) >= v.limit }
+
+func (v *walletsView) read(tx ReadTx) error {
+	v.tx, v.out = tx, v.out[:0]
+	if len(v.users) > 0 {
+		start, _ := slices.BinarySearch(v.users, v.after+"\x00")
+		if n := len(v.users) - start; n == 1 || v.limit == 1 {
+			v.out = v.first[:0] // the common read of one wallet
+		} else if v.out == nil {
+			v.out = make([]WalletTotal, 0, n)
 		}
-		if len(users) > 0 {
-			start, _ := slices.BinarySearch(users, q.After+"\x00")
-			for _, u := range users[start:] {
-				if full() {
-					break
-				}
-				total, _, err := w.total(u)
-				if err != nil {
-					return err
-				}
-				out = append(out, WalletTotal{UserID: u, Total: total, Currency: q.Currency})
+		for _, u := range v.users[start:] {
+			if v.full() {
+				break
 			}
-			return nil
-		}
-		for row, err := range w.all(q.After) {
+			total, _, err := v.total(u)
 			if err != nil {
 				return err
 			}
-			if full() {
-				break
-			}
-			if w.end != "" {
-				total, counted, err := w.total(row.UserID)
-				if err != nil {
-					return err
-				}
-				if !counted {
-					continue
-				}
-				row.Value = total
-			}
-			out = append(out, WalletTotal{UserID: row.UserID, Total: row.Value, Currency: q.Currency})
+			v.out = append(v.out, WalletTotal{UserID: u, Total: total, Currency: v.currency})
 		}
 		return nil
-	})
-	if err != nil {
-		return nil, storeErr("wallets", err)
 	}
-	return out, nil
+	return v.readAll()
+}
+
+// readAll is read of every user's total; apart, since a range over a
+// func allocates its state when the function starts.
+func (v *walletsView) readAll() error {
+	for row, err := range v.all(v.after) {
+		if err != nil {
+			return err
+		}
+		if v.full() {
+			break
+		}
+		if v.end != "" {
+			total, counted, err := v.total(row.UserID)
+			if err != nil {
+				return err
+			}
+			if !counted {
+				continue
+			}
+			row.Value = total
+		}
+		v.out = append(v.out, WalletTotal{UserID: row.UserID, Total: row.Value, Currency: v.currency})
+	}
+	return nil
 }
 
 // walletReader reads totals, current or as of an instant, over all
@@ -205,8 +233,13 @@ func (w *walletReader) one(a, u string) (decimal.Decimal, bool, error) {
 		}
 		return t.Value, true, err
 	}
-	// As of an instant: the running total recorded on the last entry
-	// before it.
+	return w.oneAsOf(a, u)
+}
+
+// oneAsOf is one as of w.end: the running total recorded on the last
+// entry before it. Apart from one, since a range over a func allocates
+// its state when the function starts.
+func (w *walletReader) oneAsOf(a, u string) (decimal.Decimal, bool, error) {
 	for r, err := range w.tx.Entries(w.ctx, Scan{UserID: u, AuthorityID: a, InCurrency: true, Currency: w.currency, End: w.end, Reverse: true}) {
 		if err != nil {
 			return decimal.Decimal{}, false, err

@@ -191,7 +191,8 @@ func (l *Ledger) fits(d decimal.Decimal) bool {
 }
 
 // checkIDs validates a query's list of IDs and returns it sorted and
-// without duplicates, in a new slice.
+// without duplicates: ids itself when it already is (callers must not
+// change it or keep it past the call), else a new slice.
 func (l *Ledger) checkIDs(field string, ids []string) ([]string, error) {
 	if len(ids) == 0 {
 		return nil, nil
@@ -201,9 +202,22 @@ func (l *Ledger) checkIDs(field string, ids []string) ([]string, error) {
 			return nil, err
 		}
 	}
+	if isStrictlySorted(ids) {
+		return ids, nil
+	}
 	out := slices.Clone(ids)
 	slices.Sort(out)
 	return slices.Compact(out), nil
+}
+
+// isStrictlySorted reports whether ids are sorted without duplicates.
+func isStrictlySorted(ids []string) bool {
+	for i := 1; i < len(ids); i++ {
+		if ids[i-1] >= ids[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // checkPage validates a query's paging fields.

@@ -679,7 +679,9 @@ func (s *Store) unlockWrite() { <-s.writeTurn }
 func (s *Store) update(fn func(ledger.Tx) error) error {
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
-	t := &tx{txn: txn, s: s, update: true}
+	u := &updateTx{tx: tx{txn: txn, s: s}}
+	t := &u.tx
+	t.w = &u.w
 	defer t.finish() // also if fn panics: Discard panics on an open iterator
 	err := fn(t)
 	t.finish()
@@ -694,7 +696,7 @@ func (s *Store) update(fn func(ledger.Tx) error) error {
 			return err
 		}
 	}
-	if len(t.changes) > 0 {
+	if len(t.w.changes) > 0 {
 		if err := s.numberChanges(t); err != nil {
 			return err
 		}
@@ -704,7 +706,7 @@ func (s *Store) update(fn func(ledger.Tx) error) error {
 		if forced {
 			w.through = true
 		}
-		if !w.through || t.totals.list[i].written {
+		if !w.through || t.w.totals.list[i].written {
 			continue
 		}
 		v, err := encodeTotal(w.val)
@@ -733,8 +735,8 @@ func (s *Store) update(fn func(ledger.Tx) error) error {
 		}
 		return err
 	}
-	s.maxEntryID = max(s.maxEntryID, t.maxID)
-	for k, l := range t.setLimits {
+	s.maxEntryID = max(s.maxEntryID, t.w.maxID)
+	for k, l := range t.w.setLimits {
 		s.limits[k] = l
 	}
 	if forced {

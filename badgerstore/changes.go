@@ -248,19 +248,19 @@ func decodeChange(key, b []byte) (ledger.ChangeRecord, error) {
 // ignored. A change appended is not among the Tx's own Changes: it has
 // no cursor until it commits.
 func (t *tx) AppendChange(ctx context.Context, c ledger.ChangeRecord) error {
-	if err := t.check(ctx); err != nil {
+	if err := t.checkWrite(ctx); err != nil {
 		return err
 	}
 	b, err := encodeChange(&c)
 	if err != nil {
 		return err
 	}
-	t.changes = append(t.changes, b)
-	if c.Kind == ledger.ChangeEntry && t.update {
-		if t.changed == nil {
-			t.changed = make(map[string]struct{})
+	t.w.changes = append(t.w.changes, b)
+	if c.Kind == ledger.ChangeEntry && t.w != nil {
+		if t.w.changed == nil {
+			t.w.changed = make(map[string]struct{})
 		}
-		t.changed[c.Ref] = struct{}{}
+		t.w.changed[c.Ref] = struct{}{}
 	}
 	return nil
 }
@@ -301,8 +301,8 @@ func (t *tx) Changes(ctx context.Context, after string) iter.Seq2[ledger.ChangeR
 // not the commit succeeds.
 func (s *Store) numberChanges(t *tx) error {
 	seq := s.nextSeq
-	s.nextSeq += uint64(len(t.changes))
-	for i, b := range t.changes {
+	s.nextSeq += uint64(len(t.w.changes))
+	for i, b := range t.w.changes {
 		k, v := sealChange(b, seq+uint64(i))
 		// Not t.set: its message would be formatted for every change.
 		if err := t.txn.Set(k, v); err != nil {

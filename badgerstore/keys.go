@@ -50,15 +50,19 @@ func key(prefix byte, parts ...string) []byte {
 	for _, p := range parts {
 		n += binary.MaxVarintLen64 + len(p)
 	}
-	b := make([]byte, 1, n)
-	b[0] = prefix
+	return appendKey(make([]byte, 0, n), prefix, parts...)
+}
+
+// appendKey appends [key](prefix, parts...) to dst.
+func appendKey(dst []byte, prefix byte, parts ...string) []byte {
+	dst = append(dst, prefix)
 	for i, p := range parts {
 		if i < len(parts)-1 {
-			b = binary.AppendUvarint(b, uint64(len(p)))
+			dst = binary.AppendUvarint(dst, uint64(len(p)))
 		}
-		b = append(b, p...)
+		dst = append(dst, p...)
 	}
-	return b
+	return dst
 }
 
 // indexKeys returns the keys that index r for Entries, the entry's own
@@ -148,6 +152,11 @@ func matches(s ledger.Scan, r *ledger.Record) bool {
 // totalKey is the key of the running total k names.
 func totalKey(k ledger.TotalKey) []byte {
 	return key(prefixTotal, k.AuthorityID, k.Currency, k.UserID)
+}
+
+// appendTotalKey appends [totalKey](k) to dst.
+func appendTotalKey(dst []byte, k ledger.TotalKey) []byte {
+	return appendKey(dst, prefixTotal, k.AuthorityID, k.Currency, k.UserID)
 }
 
 // holdWalletKey is the key of the per-wallet index of holds.

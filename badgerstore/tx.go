@@ -33,24 +33,36 @@ type tx struct {
 	// snapshot agrees with (see totals.go).
 	s   *Store
 	gen uint64
-	// update is set in an Update's Tx.
-	update bool
-	// In an Update: the totals it set, the entries it inserted (for
-	// classify) and the highest ID among them, and the entries whose
-	// change it appended.
-	totals    pendingTotals
-	inserted  []insertedEntry
-	maxID     string
-	changed   map[string]struct{}
-	setLimits map[string]ledger.StoredLimits // the limits it set
-	// changes are the encodings of the changes an Update appended, in
-	// order, without their checksums: Update numbers and writes them as
-	// it commits.
-	changes [][]byte
+	// w is an Update's own state; nil in a View.
+	w *txWrite
 
 	mu      sync.Mutex
 	cursors map[*cursor]struct{}
 }
+
+// txWrite is what an Update's Tx keeps beside its Badger transaction:
+// the totals it set, the entries it inserted (for classify) and the
+// highest ID among them, the entries whose change it appended and the
+// limits it set, and the encodings of the changes it appended, in order,
+// without their checksums (Update numbers and writes them as it
+// commits).
+type txWrite struct {
+	totals    pendingTotals
+	inserted  []insertedEntry
+	maxID     string
+	changed   map[string]struct{}
+	setLimits map[string]ledger.StoredLimits
+	changes   [][]byte
+}
+
+// updateTx is an Update's tx and its write state, in one allocation.
+type updateTx struct {
+	tx
+	w txWrite
+}
+
+// errReadOnly is a write through a View's transaction.
+var errReadOnly = errors.New("badgerstore: write in a read-only transaction")
 
 // finish ends the transaction's use: later calls fail with errTxDone and
 // cursors still open are closed.
@@ -74,6 +86,14 @@ func (t *tx) check(ctx context.Context) error {
 		return errTxDone
 	}
 	return nil
+}
+
+// checkWrite is check for a write that needs the Update's own state.
+func (t *tx) checkWrite(ctx context.Context) error {
+	if t.w == nil {
+		return errReadOnly
+	}
+	return t.check(ctx)
 }
 
 // get returns a copy of the value of k, ledger.ErrNotFound if k is
@@ -345,6 +365,17 @@ func (t *tx) Total(ctx context.Context, tk ledger.TotalKey) (ledger.Total, bool,
 	if err := t.check(ctx); err != nil {
 		return ledger.Total{}, false, err
 	}
+	if t.w == nil {
+		// A View: most totals are in memory, and most keys fit buf, so
+		// that reading them allocates nothing.
+		var buf [96]byte
+		k := appendTotalKey(buf[:0], tk)
+		if v, ok := t.s.tot.at(k, t.gen); ok {
+			return v.val, v.exists, nil
+		}
+		v, err := t.readTotal(bytes.Clone(k), tk)
+		return v.val, v.exists, err
+	}
 	v, err := t.total(totalKey(tk), tk)
 	return v.val, v.exists, err
 }
@@ -355,8 +386,8 @@ func (t *tx) Total(ctx context.Context, tk ledger.TotalKey) (ledger.Total, bool,
 // memory, else from its snapshot).
 func (t *tx) total(k []byte, tk ledger.TotalKey) (totalVersion, error) {
 	m := t.s.tot
-	if t.update {
-		if p := t.totals.get(k); p != nil {
+	if t.w != nil {
+		if p := t.w.totals.get(k); p != nil {
 			return totalVersion{val: p.val, exists: true}, nil
 		}
 		if v, ok := m.latest(k); ok {
@@ -512,10 +543,10 @@ func (t *tx) Limits(ctx context.Context, userID, currency string) (ledger.Stored
 	if err := t.check(ctx); err != nil {
 		return ledger.StoredLimits{}, false, err
 	}
-	if t.update {
+	if t.w != nil {
 		// The writer knows every stored limits (see Store.limits).
 		k := limitsKey(userID, currency)
-		l, ok := t.setLimits[string(k)]
+		l, ok := t.w.setLimits[string(k)]
 		if !ok {
 			l, ok = t.s.limits[string(k)]
 		}
@@ -576,7 +607,7 @@ func (t *tx) limits(ctx context.Context, prefix []byte) iter.Seq2[ledger.StoredL
 }
 
 func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
-	if err := t.check(ctx); err != nil {
+	if err := t.checkWrite(ctx); err != nil {
 		return err
 	}
 	if r.ID == "" || r.ID[0] < lowestID {
@@ -587,7 +618,7 @@ func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
 	// An ID above every one stored and every one this Tx inserted cannot
 	// be taken: the ledger's IDs grow, so this is the common case, and it
 	// costs no read.
-	if r.ID <= t.maxID || r.ID <= t.s.maxEntryID {
+	if r.ID <= t.w.maxID || r.ID <= t.s.maxEntryID {
 		switch dup, err := t.exists(ks[0]); {
 		case err != nil:
 			return fmt.Errorf("badgerstore: insert entry %q: %w", r.ID, err)
@@ -595,7 +626,7 @@ func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
 			return fmt.Errorf("badgerstore: insert entry %q: an entry with this ID exists", r.ID)
 		}
 	}
-	t.maxID = max(t.maxID, r.ID)
+	t.w.maxID = max(t.w.maxID, r.ID)
 	var idemKey []byte
 	if r.IdempotencyKey != "" {
 		idemKey = key(prefixIdemKey, r.AuthorityID, r.IdempotencyKey)
@@ -613,7 +644,7 @@ func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
 	if err := t.set(ks[0], v, "insert entry %q", r.ID); err != nil {
 		return err
 	}
-	t.inserted = append(t.inserted, insertedEntry{id: r.ID, user: r.UserID, currency: r.Currency, authority: r.AuthorityID,
+	t.w.inserted = append(t.w.inserted, insertedEntry{id: r.ID, user: r.UserID, currency: r.Currency, authority: r.AuthorityID,
 		balance: r.Balance, authorityBalance: r.AuthorityBalance})
 	for _, k := range ks[1:] {
 		if err := t.set(k, nil, "insert entry %q", r.ID); err != nil {
@@ -675,20 +706,20 @@ func (t *tx) rewrite(ctx context.Context, id, what string, change func(*ledger.R
 // currency other than the default, the wallet's index key for
 // UserTotals, so that scans of totals see it.
 func (t *tx) SetTotal(ctx context.Context, tk ledger.TotalKey, total ledger.Total) error {
-	if err := t.check(ctx); err != nil {
+	if err := t.checkWrite(ctx); err != nil {
 		return err
 	}
 	if err := checkTotal(total); err != nil {
 		return err
 	}
 	k := totalKey(tk)
-	p := t.totals.get(k)
+	p := t.w.totals.get(k)
 	if p == nil {
 		prev, err := t.total(k, tk)
 		if err != nil {
 			return fmt.Errorf("badgerstore: write total of user %q in %q: %w", tk.UserID, tk.Currency, err)
 		}
-		p = t.totals.add(k, tk, prev)
+		p = t.w.totals.add(k, tk, prev)
 	}
 	if total.Held.IsZero() {
 		total.Held = decimal.Decimal{} // as Badger's encoding reads it back
@@ -711,7 +742,7 @@ func (t *tx) SetTotal(ctx context.Context, tk ledger.TotalKey, total ledger.Tota
 }
 
 func (t *tx) SetLimits(ctx context.Context, l ledger.StoredLimits) error {
-	if err := t.check(ctx); err != nil {
+	if err := t.checkWrite(ctx); err != nil {
 		return err
 	}
 	v, err := encodeLimits(l)
@@ -722,11 +753,11 @@ func (t *tx) SetLimits(ctx context.Context, l ledger.StoredLimits) error {
 	if err := t.set(k, v, "write limits of user %q in %q", l.UserID, l.Currency); err != nil {
 		return err
 	}
-	if t.setLimits == nil {
-		t.setLimits = make(map[string]ledger.StoredLimits)
+	if t.w.setLimits == nil {
+		t.w.setLimits = make(map[string]ledger.StoredLimits)
 	}
 	// As a read decodes it: in UTC, to the nanosecond.
-	if t.setLimits[string(k)], err = decodeLimits(l.UserID, l.Currency, v); err != nil {
+	if t.w.setLimits[string(k)], err = decodeLimits(l.UserID, l.Currency, v); err != nil {
 		return err
 	}
 	return nil

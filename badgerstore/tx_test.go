@@ -276,3 +276,42 @@ func TestUserTotalsAfterReadThenWrite(t *testing.T) {
 		return nil
 	}))
 }
+
+// A View's transaction is read-only: a caller that asserts it to a
+// ledger.Tx and writes gets an error, not a panic, and nothing is
+// written.
+func TestViewRefusesWrites(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, "", badgerstore.WithInMemory())
+	rec := ledger.Record{Entry: ledger.Entry{ID: "0123456789abcdef01234567", UserID: "u", AuthorityID: "a", Amount: decimal.NewFromInt(1)}}
+	tk := ledger.TotalKey{UserID: "u"}
+	writes := map[string]func(ledger.Tx) error{
+		"InsertEntry": func(tx ledger.Tx) error { return tx.InsertEntry(ctx, rec) },
+		"SetTotal":    func(tx ledger.Tx) error { return tx.SetTotal(ctx, tk, ledger.Total{Value: decimal.NewFromInt(1)}) },
+		"SetLimits": func(tx ledger.Tx) error {
+			return tx.SetLimits(ctx, ledger.StoredLimits{WalletLimits: ledger.WalletLimits{UserID: "u"}})
+		},
+		"AppendChange": func(tx ledger.Tx) error {
+			return tx.AppendChange(ctx, ledger.ChangeRecord{Kind: ledger.ChangeEntry, Ref: rec.ID})
+		},
+	}
+	for name, write := range writes {
+		err := s.View(ctx, func(rtx ledger.ReadTx) error {
+			tx, ok := rtx.(ledger.Tx)
+			if !ok {
+				return nil // a store may well not hand out a Tx at all
+			}
+			return write(tx)
+		})
+		require.ErrorContains(t, err, "read-only", name)
+	}
+	err := s.View(ctx, func(tx ledger.ReadTx) error {
+		_, err := tx.Entry(ctx, rec.ID)
+		require.ErrorIs(t, err, ledger.ErrNotFound)
+		_, ok, err := tx.Total(ctx, tk)
+		require.NoError(t, err)
+		require.False(t, ok)
+		return nil
+	})
+	require.NoError(t, err)
+}

@@ -88,32 +88,32 @@ type insertedEntry struct {
 // rebuild ever reads the records it contradicts.
 func (t *tx) classify() (ws []written, forced bool) {
 	var byID map[string]int
-	if len(t.inserted) >= pendingIndexFrom {
-		byID = make(map[string]int, len(t.inserted))
-		for i := range t.inserted {
-			byID[t.inserted[i].id] = i
+	if len(t.w.inserted) >= pendingIndexFrom {
+		byID = make(map[string]int, len(t.w.inserted))
+		for i := range t.w.inserted {
+			byID[t.w.inserted[i].id] = i
 		}
 	}
 	find := func(id string) *insertedEntry {
 		if byID != nil {
 			if i, ok := byID[id]; ok {
-				return &t.inserted[i]
+				return &t.w.inserted[i]
 			}
 			return nil
 		}
-		for i := len(t.inserted) - 1; i >= 0; i-- {
-			if t.inserted[i].id == id {
-				return &t.inserted[i]
+		for i := len(t.w.inserted) - 1; i >= 0; i-- {
+			if t.w.inserted[i].id == id {
+				return &t.w.inserted[i]
 			}
 		}
 		return nil
 	}
-	ws = make([]written, 0, len(t.totals.list))
-	for i := range t.totals.list {
-		p := &t.totals.list[i]
+	ws = make([]written, 0, len(t.w.totals.list))
+	for i := range t.w.totals.list {
+		p := &t.w.totals.list[i]
 		derivable := false
 		if r := find(p.val.LastEntryID); r != nil && r.user == p.tk.UserID && r.currency == p.tk.Currency {
-			if _, ok := t.changed[r.id]; ok {
+			if _, ok := t.w.changed[r.id]; ok {
 				switch p.tk.AuthorityID {
 				case "":
 					derivable = same(r.balance, p.val.Value)
