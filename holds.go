@@ -302,10 +302,16 @@ func (l *Ledger) HoldsSeq(ctx context.Context, q HoldQuery) iter.Seq2[Hold, erro
 // heldNow returns what the wallet's holds hold at now, for a reader:
 // t.Held less the due holds it still counts.
 func heldNow(ctx context.Context, tx ReadTx, userID, currency string, t Total, now time.Time) (decimal.Decimal, error) {
-	held := t.Held
-	if held.Sign() == 0 {
-		return held, nil
+	if t.Held.Sign() == 0 {
+		return t.Held, nil
 	}
+	return heldLess(ctx, tx, userID, currency, t.Held, now)
+}
+
+// heldLess is held less the wallet's holds that have expired by now:
+// apart from heldNow, since a range over a func allocates its state
+// when the function starts, and most wallets hold nothing.
+func heldLess(ctx context.Context, tx ReadTx, userID, currency string, held decimal.Decimal, now time.Time) (decimal.Decimal, error) {
 	for r, err := range tx.ExpiringHolds(ctx, userID, currency, now) {
 		if err != nil {
 			return decimal.Decimal{}, err

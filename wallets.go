@@ -159,7 +159,11 @@ func (l *Ledger) Balances(ctx context.Context, userID string) ([]Balance, error)
 }
 
 func newBalance(userID, currency string, total, held decimal.Decimal, lim WalletLimits) Balance {
-	b := Balance{UserID: userID, Currency: currency, Total: total, Held: held, Available: total.Sub(held), Floor: lim.Floor}
+	b := Balance{UserID: userID, Currency: currency, Total: total, Held: held, Available: total, Floor: lim.Floor}
+	if held.Sign() != 0 || held.Exponent() < total.Exponent() {
+		// Sub of a zero no finer than total would give total, as it is.
+		b.Available = total.Sub(held)
+	}
 	if lim.Cap != nil {
 		c := *lim.Cap
 		b.Cap = &c

@@ -373,6 +373,12 @@ type Store struct {
 	// read without Badger: wallets with limits are few, and a write
 	// reads its wallet's.
 	limits map[string]ledger.StoredLimits
+	// limitKeys is the key of every limits stored, or being committed:
+	// added before the commit that stores them (none is ever deleted),
+	// so that a View may answer "none" for a key not in it without
+	// reading Badger, whatever its snapshot.
+	limitKeysMu sync.RWMutex
+	limitKeys   map[string]struct{}
 	// When to checkpoint: at this many dirty totals, or changes since
 	// the last checkpoint.
 	checkpointTotals, checkpointChanges int
@@ -466,13 +472,16 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		s.nextSeq = last + 1
 		s.maxEntryID = lastEntryID(txn)
 		s.limits = make(map[string]ledger.StoredLimits)
+		s.limitKeys = make(map[string]struct{})
 		t := &tx{txn: txn, s: s}
 		defer t.finish()
 		for l, err := range t.AllLimits(context.Background()) {
 			if err != nil {
 				return fmt.Errorf("read the limits: %w", err)
 			}
-			s.limits[string(limitsKey(l.UserID, l.Currency))] = l
+			k := string(limitsKey(l.UserID, l.Currency))
+			s.limits[k] = l
+			s.limitKeys[k] = struct{}{}
 		}
 		return nil
 	})
@@ -653,6 +662,15 @@ func (s *Store) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 	return nil
 }
 
+// mayHaveLimits reports whether limits may be stored under k, in any
+// snapshot: false means none is.
+func (s *Store) mayHaveLimits(k []byte) bool {
+	s.limitKeysMu.RLock()
+	defer s.limitKeysMu.RUnlock()
+	_, ok := s.limitKeys[string(k)]
+	return ok
+}
+
 // lockWrite takes the writer's turn (what the comments call holding
 // writeMu), waiting for the Update that has it, unless ctx ends first:
 // an Update whose caller gives up while another commits (say, one that
@@ -721,6 +739,13 @@ func (s *Store) update(fn func(ledger.Tx) error) error {
 		if err := t.set(checkpointKey, binary.AppendUvarint(nil, s.nextSeq-1), "write the checkpoint"); err != nil {
 			return err
 		}
+	}
+	if len(t.w.setLimits) > 0 {
+		s.limitKeysMu.Lock()
+		for k := range t.w.setLimits {
+			s.limitKeys[k] = struct{}{}
+		}
+		s.limitKeysMu.Unlock()
 	}
 	s.tot.snapMu.Lock()
 	err = txn.Commit()

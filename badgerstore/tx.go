@@ -552,6 +552,10 @@ func (t *tx) Limits(ctx context.Context, userID, currency string) (ledger.Stored
 		}
 		return l, ok, nil
 	}
+	var buf [96]byte
+	if k := appendLimitsKey(buf[:0], userID, currency); !t.s.mayHaveLimits(k) {
+		return ledger.StoredLimits{}, false, nil
+	}
 	v, err := t.get(limitsKey(userID, currency))
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):

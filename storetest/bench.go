@@ -211,6 +211,19 @@ func benchReads(b *testing.B, newStore NewBenchStore, n int) {
 		}
 		reportRate(b, b.N, "reads/s")
 	})
+	b.Run("BalanceOne", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			i++
+			u := user(i * 7)
+			bal, err := l.Balance(ctx, u, "")
+			if err != nil || bal.UserID != u {
+				b.Fatal(err, bal)
+			}
+		}
+		reportRate(b, b.N, "reads/s")
+	})
 	b.Run("WalletsAllPaged", func(b *testing.B) {
 		b.ReportAllocs()
 		rows := 0
