@@ -373,12 +373,14 @@ type Store struct {
 	// read without Badger: wallets with limits are few, and a write
 	// reads its wallet's.
 	limits map[string]ledger.StoredLimits
-	// limitKeys is the key of every limits stored, or being committed:
-	// added before the commit that stores them (none is ever deleted),
-	// so that a View may answer "none" for a key not in it without
-	// reading Badger, whatever its snapshot.
+	// limitKeys is the key of every limits stored, or being committed,
+	// and limitUsers their users: added before the commit that stores
+	// them (none is ever deleted), so that a View may answer "none" for
+	// a key or a user not in them without reading Badger, whatever its
+	// snapshot.
 	limitKeysMu sync.RWMutex
 	limitKeys   map[string]struct{}
+	limitUsers  map[string]struct{}
 	// When to checkpoint: at this many dirty totals, or changes since
 	// the last checkpoint.
 	checkpointTotals, checkpointChanges int
@@ -473,6 +475,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		s.maxEntryID = lastEntryID(txn)
 		s.limits = make(map[string]ledger.StoredLimits)
 		s.limitKeys = make(map[string]struct{})
+		s.limitUsers = make(map[string]struct{})
 		t := &tx{txn: txn, s: s}
 		defer t.finish()
 		for l, err := range t.AllLimits(context.Background()) {
@@ -482,6 +485,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 			k := string(limitsKey(l.UserID, l.Currency))
 			s.limits[k] = l
 			s.limitKeys[k] = struct{}{}
+			s.limitUsers[l.UserID] = struct{}{}
 		}
 		return nil
 	})
@@ -671,6 +675,15 @@ func (s *Store) mayHaveLimits(k []byte) bool {
 	return ok
 }
 
+// userMayHaveLimits reports whether limits of the user may be stored, in
+// any snapshot: false means none are.
+func (s *Store) userMayHaveLimits(user string) bool {
+	s.limitKeysMu.RLock()
+	defer s.limitKeysMu.RUnlock()
+	_, ok := s.limitUsers[user]
+	return ok
+}
+
 // lockWrite takes the writer's turn (what the comments call holding
 // writeMu), waiting for the Update that has it, unless ctx ends first:
 // an Update whose caller gives up while another commits (say, one that
@@ -742,8 +755,9 @@ func (s *Store) update(fn func(ledger.Tx) error) error {
 	}
 	if len(t.w.setLimits) > 0 {
 		s.limitKeysMu.Lock()
-		for k := range t.w.setLimits {
+		for k, l := range t.w.setLimits {
 			s.limitKeys[k] = struct{}{}
+			s.limitUsers[l.UserID] = struct{}{}
 		}
 		s.limitKeysMu.Unlock()
 	}

@@ -39,6 +39,10 @@ func TestViewLimits(t *testing.T) {
 	require.True(t, floor.Equal(lim(l, "u1", "").Floor), "after reopening")
 	require.True(t, dec("-1").Equal(lim(l, "u1", "gems").Floor), "after reopening")
 	require.True(t, lim(l, "u2", "").Floor.IsZero())
+	bs, err := l.Balances(ctx, "u1")
+	require.NoError(t, err)
+	require.Len(t, bs, 2, "after reopening: %v", bs)
+	require.True(t, floor.Equal(bs[0].Floor) && bs[1].Currency == "gems" && dec("-1").Equal(bs[1].Floor), "after reopening: %v", bs)
 
 	// A View that began before limits were set reads its snapshot's
 	// (none); one that begins after reads them.
@@ -52,6 +56,12 @@ func TestViewLimits(t *testing.T) {
 			if err == nil && ok {
 				t.Error("a View's snapshot from before SetLimits has the limits")
 			}
+			for l, err := range tx.UserLimits(ctx, "u3") {
+				if err != nil {
+					return err
+				}
+				t.Errorf("a View's snapshot from before SetLimits lists %v", l)
+			}
 			return err
 		})
 	}()
@@ -60,10 +70,17 @@ func TestViewLimits(t *testing.T) {
 	close(release)
 	require.NoError(t, <-viewed)
 	require.True(t, floor.Equal(lim(l, "u3", "").Floor))
-	err := s.View(ctx, func(tx ledger.ReadTx) error {
+	err = s.View(ctx, func(tx ledger.ReadTx) error {
 		got, ok, err := tx.Limits(ctx, "u3", "")
 		require.True(t, ok)
 		require.True(t, floor.Equal(got.Floor))
+		n := 0
+		for l, err := range tx.UserLimits(ctx, "u3") {
+			require.NoError(t, err)
+			require.True(t, floor.Equal(l.Floor))
+			n++
+		}
+		require.Equal(t, 1, n)
 		return err
 	})
 	require.NoError(t, err)
@@ -83,6 +100,10 @@ func TestViewLimitsOfFailedUpdate(t *testing.T) {
 	err = s.View(ctx, func(tx ledger.ReadTx) error {
 		_, ok, err := tx.Limits(ctx, "u", "")
 		require.False(t, ok)
+		for l, err := range tx.UserLimits(ctx, "u") {
+			require.NoError(t, err)
+			t.Errorf("a failed Update's limits are listed: %v", l)
+		}
 		return err
 	})
 	require.NoError(t, err)

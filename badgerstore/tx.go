@@ -571,6 +571,13 @@ func (t *tx) Limits(ctx context.Context, userID, currency string) (ledger.Stored
 }
 
 func (t *tx) UserLimits(ctx context.Context, userID string) iter.Seq2[ledger.StoredLimits, error] {
+	if t.w == nil && !t.s.userMayHaveLimits(userID) {
+		return func(yield func(ledger.StoredLimits, error) bool) {
+			if err := t.check(ctx); err != nil {
+				yield(ledger.StoredLimits{}, err)
+			}
+		}
+	}
 	return t.limits(ctx, limitsKey(userID, ""))
 }
 

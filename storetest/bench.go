@@ -224,6 +224,18 @@ func benchReads(b *testing.B, newStore NewBenchStore, n int) {
 		}
 		reportRate(b, b.N, "reads/s")
 	})
+	b.Run("BalancesOne", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			i++
+			bs, err := l.Balances(ctx, user(i*7))
+			if err != nil || len(bs) != 1 {
+				b.Fatal(err, bs)
+			}
+		}
+		reportRate(b, b.N, "reads/s")
+	})
 	b.Run("WalletsAllPaged", func(b *testing.B) {
 		b.ReportAllocs()
 		rows := 0
