@@ -373,14 +373,12 @@ type Store struct {
 	// read without Badger: wallets with limits are few, and a write
 	// reads its wallet's.
 	limits map[string]ledger.StoredLimits
-	// limitKeys is the key of every limits stored, or being committed,
-	// and limitUsers their users: added before the commit that stores
-	// them (none is ever deleted), so that a View may answer "none" for
-	// a key or a user not in them without reading Badger, whatever its
-	// snapshot.
-	limitKeysMu sync.RWMutex
-	limitKeys   map[string]struct{}
-	limitUsers  map[string]struct{}
+	// limitUsers is every user with limits stored, or being committed:
+	// added before the commit that stores them (none is ever deleted),
+	// so that a View may answer "none" for any other user without
+	// reading Badger, whatever its snapshot.
+	limitUsersMu sync.RWMutex
+	limitUsers   map[string]struct{}
 	// When to checkpoint: at this many dirty totals, or changes since
 	// the last checkpoint.
 	checkpointTotals, checkpointChanges int
@@ -474,7 +472,6 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		s.nextSeq = last + 1
 		s.maxEntryID = lastEntryID(txn)
 		s.limits = make(map[string]ledger.StoredLimits)
-		s.limitKeys = make(map[string]struct{})
 		s.limitUsers = make(map[string]struct{})
 		t := &tx{txn: txn, s: s}
 		defer t.finish()
@@ -482,9 +479,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 			if err != nil {
 				return fmt.Errorf("read the limits: %w", err)
 			}
-			k := string(limitsKey(l.UserID, l.Currency))
-			s.limits[k] = l
-			s.limitKeys[k] = struct{}{}
+			s.limits[string(limitsKey(l.UserID, l.Currency))] = l
 			s.limitUsers[l.UserID] = struct{}{}
 		}
 		return nil
@@ -666,20 +661,11 @@ func (s *Store) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 	return nil
 }
 
-// mayHaveLimits reports whether limits may be stored under k, in any
-// snapshot: false means none is.
-func (s *Store) mayHaveLimits(k []byte) bool {
-	s.limitKeysMu.RLock()
-	defer s.limitKeysMu.RUnlock()
-	_, ok := s.limitKeys[string(k)]
-	return ok
-}
-
 // userMayHaveLimits reports whether limits of the user may be stored, in
 // any snapshot: false means none are.
 func (s *Store) userMayHaveLimits(user string) bool {
-	s.limitKeysMu.RLock()
-	defer s.limitKeysMu.RUnlock()
+	s.limitUsersMu.RLock()
+	defer s.limitUsersMu.RUnlock()
 	_, ok := s.limitUsers[user]
 	return ok
 }
@@ -754,12 +740,11 @@ func (s *Store) update(fn func(ledger.Tx) error) error {
 		}
 	}
 	if len(t.w.setLimits) > 0 {
-		s.limitKeysMu.Lock()
-		for k, l := range t.w.setLimits {
-			s.limitKeys[k] = struct{}{}
+		s.limitUsersMu.Lock()
+		for _, l := range t.w.setLimits {
 			s.limitUsers[l.UserID] = struct{}{}
 		}
-		s.limitKeysMu.Unlock()
+		s.limitUsersMu.Unlock()
 	}
 	s.tot.snapMu.Lock()
 	err = txn.Commit()

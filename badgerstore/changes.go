@@ -256,7 +256,7 @@ func (t *tx) AppendChange(ctx context.Context, c ledger.ChangeRecord) error {
 		return err
 	}
 	t.w.changes = append(t.w.changes, b)
-	if c.Kind == ledger.ChangeEntry && t.w != nil {
+	if c.Kind == ledger.ChangeEntry {
 		if t.w.changed == nil {
 			t.w.changed = make(map[string]struct{})
 		}

@@ -192,12 +192,7 @@ func expiry(nanos int64) []byte {
 // the user ID in an order-preserving encoding, so that every limits in
 // (user, currency) order is one walk of the prefix.
 func limitsKey(user, currency string) []byte {
-	return appendLimitsKey(nil, user, currency)
-}
-
-// appendLimitsKey appends [limitsKey](user, currency) to dst.
-func appendLimitsKey(dst []byte, user, currency string) []byte {
-	return append(appendOrdered(append(dst, prefixLimits), user), currency...)
+	return append(appendOrdered([]byte{prefixLimits}, user), currency...)
 }
 
 // appendOrdered appends s so that the encodings of two strings compare

@@ -11,9 +11,10 @@ import (
 )
 
 // A View answers a wallet's limits without reading Badger when no limits
-// were ever stored for it. Limits stored before Open, set in a later
-// commit or refused with their commit must still read as Badger holds
-// them in the View's snapshot.
+// were ever stored for its user. Limits stored before Open, set in a
+// later commit or refused with their commit, and a user's wallets
+// without limits beside one with, must still read as Badger holds them
+// in the View's snapshot.
 func TestViewLimits(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -38,6 +39,7 @@ func TestViewLimits(t *testing.T) {
 	l = newLedger(t, s)
 	require.True(t, floor.Equal(lim(l, "u1", "").Floor), "after reopening")
 	require.True(t, dec("-1").Equal(lim(l, "u1", "gems").Floor), "after reopening")
+	require.True(t, lim(l, "u1", "coins").Floor.IsZero(), "a wallet without limits of a user with some")
 	require.True(t, lim(l, "u2", "").Floor.IsZero())
 	bs, err := l.Balances(ctx, "u1")
 	require.NoError(t, err)

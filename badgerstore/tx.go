@@ -366,14 +366,10 @@ func (t *tx) Total(ctx context.Context, tk ledger.TotalKey) (ledger.Total, bool,
 		return ledger.Total{}, false, err
 	}
 	if t.w == nil {
-		// A View: most totals are in memory, and most keys fit buf, so
+		// A View: most totals are in memory and most keys fit buf, so
 		// that reading them allocates nothing.
 		var buf [96]byte
-		k := appendTotalKey(buf[:0], tk)
-		if v, ok := t.s.tot.at(k, t.gen); ok {
-			return v.val, v.exists, nil
-		}
-		v, err := t.readTotal(bytes.Clone(k), tk)
+		v, err := t.viewTotal(appendTotalKey(buf[:0], tk), tk)
 		return v.val, v.exists, err
 	}
 	v, err := t.total(totalKey(tk), tk)
@@ -399,10 +395,16 @@ func (t *tx) total(k []byte, tk ledger.TotalKey) (totalVersion, error) {
 		}
 		return v, err
 	}
-	if v, ok := m.at(k, t.gen); ok {
+	return t.viewTotal(k, tk)
+}
+
+// viewTotal is total in a View. k does not escape: a read of the
+// snapshot gets a copy.
+func (t *tx) viewTotal(k []byte, tk ledger.TotalKey) (totalVersion, error) {
+	if v, ok := t.s.tot.at(k, t.gen); ok {
 		return v, nil
 	}
-	return t.readTotal(k, tk)
+	return t.readTotal(bytes.Clone(k), tk)
 }
 
 func (t *tx) readTotal(k []byte, tk ledger.TotalKey) (totalVersion, error) {
@@ -552,8 +554,7 @@ func (t *tx) Limits(ctx context.Context, userID, currency string) (ledger.Stored
 		}
 		return l, ok, nil
 	}
-	var buf [96]byte
-	if k := appendLimitsKey(buf[:0], userID, currency); !t.s.mayHaveLimits(k) {
+	if !t.s.userMayHaveLimits(userID) {
 		return ledger.StoredLimits{}, false, nil
 	}
 	v, err := t.get(limitsKey(userID, currency))

@@ -199,42 +199,41 @@ func benchReads(b *testing.B, newStore NewBenchStore, n int) {
 	}
 	user := func(i int) string { return benchUserIDs[i%BenchUsers] }
 
-	b.Run("WalletOne", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			i++
-			ws, err := l.Wallets(ctx, ledger.WalletQuery{UserIDs: []string{user(i * 7)}})
-			if err != nil || len(ws) != 1 {
-				b.Fatal(err, ws)
+	// oneUser runs a read of one user's wallet, read(u), which fails if
+	// the answer is not u's.
+	oneUser := func(name string, read func(u string) error) {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				if err := read(user(i * 7)); err != nil {
+					b.Fatal(err)
+				}
 			}
+			reportRate(b, b.N, "reads/s")
+		})
+	}
+	oneUser("WalletOne", func(u string) error {
+		ws, err := l.Wallets(ctx, ledger.WalletQuery{UserIDs: []string{u}})
+		if err == nil && (len(ws) != 1 || ws[0].UserID != u) {
+			err = fmt.Errorf("wallets of %s: %v", u, ws)
 		}
-		reportRate(b, b.N, "reads/s")
+		return err
 	})
-	b.Run("BalanceOne", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			i++
-			u := user(i * 7)
-			bal, err := l.Balance(ctx, u, "")
-			if err != nil || bal.UserID != u {
-				b.Fatal(err, bal)
-			}
+	oneUser("BalanceOne", func(u string) error {
+		bal, err := l.Balance(ctx, u, "")
+		if err == nil && bal.UserID != u {
+			err = fmt.Errorf("balance of %s: %v", u, bal)
 		}
-		reportRate(b, b.N, "reads/s")
+		return err
 	})
-	b.Run("BalancesOne", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			i++
-			bs, err := l.Balances(ctx, user(i*7))
-			if err != nil || len(bs) != 1 {
-				b.Fatal(err, bs)
-			}
+	oneUser("BalancesOne", func(u string) error {
+		bs, err := l.Balances(ctx, u)
+		if err == nil && (len(bs) != 1 || bs[0].UserID != u) {
+			err = fmt.Errorf("balances of %s: %v", u, bs)
 		}
-		reportRate(b, b.N, "reads/s")
+		return err
 	})
 	b.Run("WalletsAllPaged", func(b *testing.B) {
 		b.ReportAllocs()
