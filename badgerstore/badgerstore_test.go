@@ -31,12 +31,14 @@ func TestConformanceOnDisk(t *testing.T) {
 // TestConformanceSmallFootprint runs the suite on a store that keeps no
 // total in memory it need not (WithCachedTotals(0): every total written
 // to Badger is dropped from memory, and read again when needed) and
-// checkpoints every few commits, so that every rule holds through
-// evictions, reloads and checkpoints, and Views of older snapshots read
-// the totals those held.
+// checkpoints every few commits or index postings, so that every rule
+// holds through evictions, reloads and checkpoints, scans read index
+// blocks, and Views of older snapshots read the totals and postings
+// those held.
 func TestConformanceSmallFootprint(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) ledger.Store {
-		s, err := badgerstore.Open("", badgerstore.WithInMemory(), badgerstore.WithCachedTotals(0), badgerstore.WithCheckpoints(5, 3))
+		s, err := badgerstore.Open("", badgerstore.WithInMemory(), badgerstore.WithCachedTotals(0), badgerstore.WithCheckpoints(5, 3),
+			badgerstore.WithCheckpointPostings(4))
 		require.NoError(t, err)
 		t.Cleanup(func() { closeStore(t, s) })
 		return s

@@ -37,8 +37,8 @@ func readCheckpoint(txn *badger.Txn) (uint64, bool, error) {
 
 // wantCheckpoint reports whether the writer should checkpoint now.
 func (s *Store) wantCheckpoint() bool {
-	return len(s.tot.dirty) >= s.checkpointTotals ||
-		s.nextSeq-1-s.checkpointed >= uint64(s.checkpointChanges) && len(s.tot.dirty) > 0
+	return len(s.tot.dirty) >= s.checkpointTotals || s.post.unflushed >= s.checkpointPostings ||
+		s.nextSeq-1-s.checkpointed >= uint64(s.checkpointChanges) && (len(s.tot.dirty) > 0 || s.post.unflushed > 0)
 }
 
 // checkpoint writes every dirty total to Badger, in transactions of
@@ -49,6 +49,11 @@ func (s *Store) wantCheckpoint() bool {
 // to what their last entry says, which is where it is).
 func (s *Store) checkpoint() error {
 	seq := s.nextSeq - 1
+	// The postings first: once the checkpoint moves, Open no longer
+	// finds the entries before it in the feed.
+	if err := s.flushPostings(); err != nil {
+		return err
+	}
 	keys := s.tot.dirty
 	for start := 0; ; start += checkpointBatch {
 		chunk := keys[start:min(start+checkpointBatch, len(keys))]
@@ -115,9 +120,12 @@ func (s *Store) writeTotals(keys []string, seq uint64, mark bool) error {
 func (s *Store) rebuildTotals(keys []string) error {
 	var marked bool
 	var ws []written
+	var posts []pendingPosting
 	err := s.db.View(func(txn *badger.Txn) error {
 		t := &tx{txn: txn, s: s}
 		defer t.finish()
+		pr := postingsRebuild{s: s, it: txn.NewIterator(badger.IteratorOptions{Reverse: true})}
+		defer pr.it.Close()
 		at := make(map[string]int) // index in ws
 		stored := func(k []byte, tk ledger.TotalKey) (int, error) {
 			if i, ok := at[string(k)]; ok {
@@ -162,6 +170,9 @@ func (s *Store) rebuildTotals(keys []string) error {
 			if err != nil {
 				return fmt.Errorf("entry of change %s: %w", c.Cursor, err)
 			}
+			if err := pr.entry(&r); err != nil {
+				return err
+			}
 			for _, k := range []struct {
 				tk  ledger.TotalKey
 				val decimal.Decimal
@@ -178,6 +189,7 @@ func (s *Store) rebuildTotals(keys []string) error {
 				w.through, w.absent = false, false
 			}
 		}
+		posts = pr.postings()
 		return nil
 	})
 	if err != nil {
@@ -185,6 +197,7 @@ func (s *Store) rebuildTotals(keys []string) error {
 	}
 	s.tot.snapMu.Lock()
 	s.tot.apply(ws)
+	s.post.add(posts, s.tot.gen)
 	s.tot.snapMu.Unlock()
 	if marked {
 		return nil

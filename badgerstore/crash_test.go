@@ -242,6 +242,7 @@ func checkAfterCrash(t *testing.T, dir string, acked, used map[string]bool, feed
 	}
 	require.NoError(t, l.Verify(ctx))
 	requireNoNegativeWallet(t, l)
+	requireIndexesMatch(t, s)
 	if len(feed) > 0 {
 		var got []string
 		for c, err := range l.Changes(ctx, ledger.ChangeQuery{Limit: len(feed)}) {

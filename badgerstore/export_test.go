@@ -78,3 +78,9 @@ func FirstSeqAfter(after string) (uint64, bool) { return firstSeqAfter(after) }
 func WithCheckpoints(changes, totals int) Option {
 	return func(c *config) { c.checkpointChanges, c.checkpointTotals = changes, totals }
 }
+
+// WithCheckpointPostings checkpoints once n index postings wait in
+// memory.
+func WithCheckpointPostings(n int) Option {
+	return func(c *config) { c.checkpointPostings = n }
+}

@@ -3,6 +3,7 @@ package badgerstore_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/shopspring/decimal"
@@ -64,4 +65,57 @@ func requireNoNegativeWallet(t *testing.T, l *ledger.Ledger) {
 	for _, w := range ws {
 		require.Falsef(t, w.Total.IsNegative(), "user %q has %s", w.UserID, w.Total)
 	}
+}
+
+// requireIndexesMatch checks that every index scan of s yields exactly
+// the entries a walk of all records selects, in order: by user, by user
+// in each currency, by authority, by (authority, user), either way.
+func requireIndexesMatch(t *testing.T, s ledger.Store) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+		var all []ledger.Record
+		for r, err := range tx.Entries(ctx, ledger.Scan{}) {
+			require.NoError(t, err)
+			all = append(all, r)
+		}
+		users, auths, curs := map[string]bool{}, map[string]bool{}, map[string]bool{}
+		for _, r := range all {
+			users[r.UserID], auths[r.AuthorityID], curs[r.Currency] = true, true, true
+		}
+		var scans []ledger.Scan
+		for u := range users {
+			scans = append(scans, ledger.Scan{UserID: u})
+			for c := range curs {
+				scans = append(scans, ledger.Scan{UserID: u, InCurrency: true, Currency: c})
+			}
+			for a := range auths {
+				scans = append(scans, ledger.Scan{UserID: u, AuthorityID: a})
+			}
+		}
+		for a := range auths {
+			scans = append(scans, ledger.Scan{AuthorityID: a})
+		}
+		for _, sc := range scans {
+			for _, rev := range []bool{false, true} {
+				sc.Reverse = rev
+				var want, got []string
+				for _, r := range all {
+					if (sc.UserID == "" || r.UserID == sc.UserID) && (sc.AuthorityID == "" || r.AuthorityID == sc.AuthorityID) &&
+						(!sc.InCurrency || r.Currency == sc.Currency) {
+						want = append(want, r.ID)
+					}
+				}
+				if rev {
+					slices.Reverse(want)
+				}
+				for r, err := range tx.Entries(ctx, sc) {
+					require.NoError(t, err)
+					got = append(got, r.ID)
+				}
+				require.Equal(t, want, got, "scan %+v", sc)
+			}
+		}
+		return nil
+	}))
 }

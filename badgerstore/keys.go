@@ -65,43 +65,28 @@ func appendKey(dst []byte, prefix byte, parts ...string) []byte {
 	return dst
 }
 
-// indexKeys returns the keys that index r for Entries, the entry's own
-// key first.
+// indexKeys returns the entry's own key, then the keys that index it
+// for Entries among entries with items (its by-user, by-authority and
+// by-(authority, user) postings are [entryPostings]).
 func indexKeys(r *ledger.Record) [][]byte {
-	ks := [][]byte{
-		key(prefixEntry, r.ID),
-		userKey(r.UserID, r.Currency, r.ID),
-		key(prefixAuth, r.AuthorityID, r.ID),
-		key(prefixPair, r.AuthorityID, r.UserID, r.ID),
-	}
+	ks := [][]byte{key(prefixEntry, r.ID)}
 	if r.Item != nil {
 		ks = append(ks,
 			key(prefixItem, r.ID),
 			key(prefixItemUser, r.UserID, r.ID),
-			key(prefixItemAuth, r.AuthorityID, r.ID),
-		)
+			key(prefixItemAuth, r.AuthorityID, r.ID))
 	}
 	return ks
 }
 
-// userKey is the key of the by-user index for an entry of the user's
-// wallet in currency. The default currency keeps the layout of formats 1
-// and 2, u lp(user) id; another currency adds it, u lp(user)
-// lp(currency) id. The two cannot be confused: an ID starts with a
-// lowercase hex digit (0x30 or more), a currency's length is 1 to 32.
-// So a user's default-currency entries are the keys u lp(user) id with
-// id >= "0", and those in currency c the keys under u lp(user) lp(c).
-func userKey(user, currency, id string) []byte {
-	if currency == "" {
-		return key(prefixUser, user, id)
-	}
-	return key(prefixUser, user, currency, id)
-}
-
 // userPrefix returns the prefix of the by-user index keys for the user's
 // entries in currency, followed by an entry ID, and the lowest ID to
-// start from ("0" for the default currency, whose keys share their prefix
-// with the other currencies', which sort before it).
+// start from. The default currency keeps the layout of formats 1 and 2,
+// u lp(user) id; another currency adds it, u lp(user) lp(currency) id.
+// The two cannot be confused: an ID starts with a lowercase hex digit
+// (0x30 or more), a currency's length is 1 to 32. So a user's
+// default-currency entries are the keys u lp(user) id with id >= "0"
+// (lowest), and those in currency c the keys under u lp(user) lp(c).
 func userPrefix(user, currency string) (prefix []byte, lowest string) {
 	if currency == "" {
 		return key(prefixUser, user, ""), string(rune(lowestID))

@@ -127,8 +127,9 @@ func (s *Store) migrate(from uint64, batch int, afterBatch func() error) error {
 			return fail(fmt.Sprintf("%d changes written", changes), err)
 		}
 	} else if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(migrateKey) }); err != nil {
-		// Format 5 to 6 rewrites nothing: every total is as it is, and
-		// Open's rebuild finds no checkpoint and writes one.
+		// Formats 5 and 6 to 7 rewrite nothing: every total is as it
+		// is, and Open's rebuild finds no checkpoint (format 5) and
+		// writes one; the index keys of both are single postings.
 		return fail("clear the marker", err)
 	}
 	if s.log != nil {

@@ -25,7 +25,7 @@ type config struct {
 	err         error
 
 	// When to checkpoint (see checkpoint.go): tests lower them.
-	checkpointChanges, checkpointTotals int
+	checkpointChanges, checkpointTotals, checkpointPostings int
 
 	// The migration's transaction size, and (if set, by tests) a call
 	// after each of its transactions that can stop it.
@@ -39,7 +39,7 @@ const DefaultCachedTotals = -1
 
 func defaultConfig() config {
 	return config{syncWrites: true, cacheTotals: DefaultCachedTotals, migrateBatch: migrateBatch,
-		checkpointChanges: checkpointChanges, checkpointTotals: checkpointTotals}
+		checkpointChanges: checkpointChanges, checkpointTotals: checkpointTotals, checkpointPostings: checkpointPostings}
 }
 
 // WithCachedTotals bounds how many running totals (a wallet's, and each

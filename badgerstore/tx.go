@@ -53,6 +53,9 @@ type txWrite struct {
 	changed   map[string]struct{}
 	setLimits map[string]ledger.StoredLimits
 	changes   [][]byte
+	// posts are the index postings of the entries inserted, routed as
+	// the Update commits (see [Store.routePostings]).
+	posts []pendingPosting
 }
 
 // updateTx is an Update's tx and its write state, in one allocation.
@@ -236,33 +239,39 @@ func (t *tx) Entries(ctx context.Context, s ledger.Scan) iter.Seq2[ledger.Record
 			prefix, lowest = userPrefix(s.UserID, curs[0])
 		}
 		start := max(s.Start, lowest)
-		direct := prefix[0] == prefixEntry
-		load := func(id []byte, item *badger.Item) (ledger.Record, error) {
-			if direct {
+		if prefix[0] == prefixEntry {
+			for r, err := range walk(ctx, t, prefix, start, s.End, s.Reverse, func(_ []byte, item *badger.Item) (ledger.Record, error) {
 				return decodeItem(item)
+			}) {
+				if err != nil || matches(s, &r) {
+					if !yield(r, err) || err != nil {
+						return
+					}
+				}
 			}
-			return t.indexed(item.Key(), string(id))
+			return
 		}
-		for r, err := range walk(ctx, t, prefix, start, s.End, s.Reverse, load) {
+		for id, err := range t.postings(ctx, prefix, lowest, start, s.End, s.Reverse) {
+			var r ledger.Record
+			if err == nil {
+				r, err = t.indexed(prefix, id)
+			}
 			if err != nil {
 				yield(ledger.Record{}, err)
 				return
 			}
-			if !matches(s, &r) {
-				continue
-			}
-			if !yield(r, nil) {
+			if matches(s, &r) && !yield(r, nil) {
 				return
 			}
 		}
 	}
 }
 
-// indexed reads the record an index key names.
-func (t *tx) indexed(indexKey []byte, id string) (ledger.Record, error) {
+// indexed reads the record the index under prefix names.
+func (t *tx) indexed(prefix []byte, id string) (ledger.Record, error) {
 	r, err := t.entry(id)
 	if errors.Is(err, ledger.ErrNotFound) {
-		return ledger.Record{}, fmt.Errorf("badgerstore: index key %q names missing entry %q", indexKey, id)
+		return ledger.Record{}, fmt.Errorf("badgerstore: index %q names missing entry %q", prefix, id)
 	}
 	return r, err
 }
@@ -290,8 +299,7 @@ func (t *tx) userEntries(ctx context.Context, s ledger.Scan, curs []string, yiel
 	for _, c := range curs {
 		prefix, lowest := userPrefix(s.UserID, c)
 		start := max(s.Start, lowest)
-		ids := walk(ctx, t, prefix, start, s.End, s.Reverse, func(id []byte, _ *badger.Item) (string, error) { return string(id), nil })
-		next, stop := iter.Pull2(ids)
+		next, stop := iter.Pull2(t.postings(ctx, prefix, lowest, start, s.End, s.Reverse))
 		h := &head{next: next, stop: stop, cur: c}
 		heads = append(heads, h)
 		switch ok, err := advance(h); {
@@ -311,7 +319,8 @@ func (t *tx) userEntries(ctx context.Context, s ledger.Scan, curs []string, yiel
 			}
 		}
 		h := heads[best]
-		r, err := t.indexed(userKey(s.UserID, h.cur, h.id), h.id)
+		prefix, _ := userPrefix(s.UserID, h.cur)
+		r, err := t.indexed(prefix, h.id)
 		if err != nil {
 			yield(ledger.Record{}, err)
 			return
@@ -331,8 +340,34 @@ func (t *tx) userEntries(ctx context.Context, s ledger.Scan, curs []string, yiel
 }
 
 // userCurrencies returns the currencies in which the user has entries,
-// from the by-user index: one seek per currency, reading no value.
+// from the by-user index: one seek per currency in Badger, reading no
+// value, and the by-user postings in memory (a currency there that the
+// transaction may not see yields nothing).
 func (t *tx) userCurrencies(user string) ([]string, error) {
+	curs, err := t.storedUserCurrencies(user)
+	if err != nil {
+		return nil, err
+	}
+	add := func(c string) {
+		if !slices.Contains(curs, c) {
+			curs = append(curs, c)
+		}
+	}
+	for _, c := range t.s.post.userCurrencies(user) {
+		add(c)
+	}
+	if t.w != nil {
+		for i := range t.w.posts {
+			if p := &t.w.posts[i]; p.byUser && p.user == user {
+				add(p.currency)
+			}
+		}
+	}
+	return curs, nil
+}
+
+// storedUserCurrencies is userCurrencies in Badger alone.
+func (t *tx) storedUserCurrencies(user string) ([]string, error) {
 	prefix := key(prefixUser, user, "")
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -658,6 +693,8 @@ func (t *tx) InsertEntry(ctx context.Context, r ledger.Record) error {
 	}
 	t.w.inserted = append(t.w.inserted, insertedEntry{id: r.ID, user: r.UserID, currency: r.Currency, authority: r.AuthorityID,
 		balance: r.Balance, authorityBalance: r.AuthorityBalance})
+	ps := entryPostings(r.ID, r.AuthorityID, r.UserID, r.Currency)
+	t.w.posts = append(t.w.posts, ps[:]...)
 	for _, k := range ks[1:] {
 		if err := t.set(k, nil, "insert entry %q", r.ID); err != nil {
 			return err

@@ -1,0 +1,209 @@
+package badgerstore
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/walletledger/ledger"
+)
+
+// routePostings decides where each posting of the Update t goes (see
+// postings.go): it writes into t's transaction those that go to Badger
+// and returns those that stay in memory, ascending by ID, and the
+// prefixes whose postings in memory it wrote to Badger with them (to be
+// marked flushed once the commit lands). forced is set when the commit
+// moves the checkpoint past itself. The caller holds writeMu.
+func (s *Store) routePostings(t *tx, forced bool) (mem []pendingPosting, spilled []string, err error) {
+	ps := t.w.posts
+	if len(ps) == 0 {
+		return nil, nil, nil
+	}
+	fast := func(p *pendingPosting) bool {
+		if forced || p.id <= s.maxEntryID {
+			return false
+		}
+		_, ok := t.w.changed[p.id]
+		return ok
+	}
+	byID := func(a, b pendingPosting) int { return cmp.Compare(a.id, b.id) }
+	if !slices.ContainsFunc(ps, func(p pendingPosting) bool { return !fast(&p) }) {
+		if !slices.IsSortedFunc(ps, byID) {
+			slices.SortStableFunc(ps, byID)
+		}
+		return ps, nil, nil
+	}
+	slices.SortFunc(ps, func(a, b pendingPosting) int {
+		return cmp.Or(cmp.Compare(a.prefix, b.prefix), cmp.Compare(a.id, b.id))
+	})
+	for i := 0; i < len(ps); {
+		j := i + 1
+		for j < len(ps) && ps[j].prefix == ps[i].prefix {
+			j++
+		}
+		group := ps[i:j]
+		i = j
+		if !slices.ContainsFunc(group, func(p pendingPosting) bool { return !fast(&p) }) {
+			mem = append(mem, group...)
+			continue
+		}
+		spill, err := t.writePostings(group)
+		if err != nil {
+			return nil, nil, err
+		}
+		if spill {
+			spilled = append(spilled, group[0].prefix)
+		}
+	}
+	slices.SortStableFunc(mem, byID)
+	return mem, spilled, nil
+}
+
+// writePostings writes the postings of group, one prefix's, ascending,
+// into t's transaction, keeping the ranges of the prefix's keys apart:
+// those above the first of the prefix's postings in memory go into one
+// block with all of these (spill reports it), and each other one into
+// the block whose range holds it, or a key of its own.
+func (t *tx) writePostings(group []pendingPosting) (spill bool, err error) {
+	p := group[0].prefix
+	prefix := []byte(p)
+	ids := make([]string, len(group))
+	for i := range group {
+		ids[i] = group[i].id
+	}
+	if inMem := t.s.post.unflushedOf(p); len(inMem) > 0 && ids[len(ids)-1] > inMem[0].id {
+		k := sort.SearchStrings(ids, inMem[0].id)
+		block := make([]string, 0, len(inMem)+len(ids)-k)
+		for _, q := range inMem {
+			block = append(block, q.id)
+		}
+		block = append(block, ids[k:]...)
+		slices.Sort(block)
+		if err := t.set(append(slices.Clip(prefix), block[0]...), encodeBlock(prefix, block), "index entry %q", ids[k]); err != nil {
+			return false, err
+		}
+		spill, ids = true, ids[:k]
+	}
+	for _, id := range ids {
+		// An iterator for each: it sees the transaction's writes as of
+		// its creation, and a block rewritten here may hold the next.
+		it := t.txn.NewIterator(badger.IteratorOptions{Reverse: true})
+		k, v, err := seekCovering(it, prefix, id)
+		it.Close()
+		if err != nil {
+			return false, fmt.Errorf("badgerstore: index entry %q: %w", id, err)
+		}
+		if k != nil && len(v) > 0 {
+			first := string(k[len(prefix):])
+			in, err := decodePostings(nil, k, first, v)
+			if err != nil {
+				return false, err
+			}
+			if in[len(in)-1] > id {
+				// Within the block's range: into it.
+				at, _ := slices.BinarySearch(in, id)
+				in = slices.Insert(in, at, id)
+				if err := t.set(k, encodeBlock(prefix, in), "index entry %q", id); err != nil {
+					return false, err
+				}
+				continue
+			}
+		}
+		if err := t.set(append(slices.Clip(prefix), id...), nil, "index entry %q", id); err != nil {
+			return false, err
+		}
+	}
+	return spill, nil
+}
+
+// flushPostings writes every prefix's postings in memory to Badger, one
+// block (or single key) each, in transactions of checkpointBatch keys,
+// and marks them flushed. The caller holds writeMu. A transaction that
+// fails leaves its prefixes unflushed, to be written by the next
+// checkpoint.
+func (s *Store) flushPostings() error {
+	m := s.post
+	for len(m.dirty) > 0 {
+		chunk := m.dirty[:min(checkpointBatch, len(m.dirty))]
+		if err := s.writeBlocks(chunk); err != nil {
+			return fmt.Errorf("badgerstore: %q: checkpoint the index postings: %w", s.name, err)
+		}
+		m.dirty = m.dirty[len(chunk):]
+	}
+	m.dirty = nil
+	return nil
+}
+
+// writeBlocks writes the postings in memory under prefixes in one
+// transaction, and marks them flushed.
+func (s *Store) writeBlocks(prefixes []string) error {
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	var ids []string
+	for _, p := range prefixes {
+		u := s.post.unflushedOf(p)
+		if len(u) == 0 {
+			continue
+		}
+		k := append([]byte(p), u[0].id...)
+		var v []byte
+		if len(u) > 1 {
+			ids = ids[:0]
+			for _, q := range u {
+				ids = append(ids, q.id)
+			}
+			v = encodeBlock([]byte(p), ids)
+		}
+		if err := txn.Set(k, v); err != nil {
+			return err
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		return commitError(err)
+	}
+	s.tot.snapMu.Lock()
+	defer s.tot.snapMu.Unlock()
+	s.tot.persist(nil)
+	s.post.markFlushed(prefixes, s.tot.gen)
+	oldest, _, viewing := s.tot.viewRange()
+	s.post.drop(oldest, viewing)
+	return nil
+}
+
+// postingsRebuild collects, for rebuildTotals, the postings of the
+// entries after the checkpoint that neither memory nor Badger holds:
+// those of commits that landed after the last checkpoint (or whose
+// outcome was unknown) and were in memory only.
+type postingsRebuild struct {
+	s   *Store
+	it  *badger.Iterator // reverse, for hasPosting
+	out []pendingPosting
+}
+
+// entry adds r's postings, those it lacks.
+func (b *postingsRebuild) entry(r *ledger.Record) error {
+	for _, p := range entryPostings(r.ID, r.AuthorityID, r.UserID, r.Currency) {
+		if ids := b.s.post.unflushedOf(p.prefix); len(ids) > 0 && ids[len(ids)-1].id >= p.id {
+			// In memory already (after a failed commit: memory holds
+			// every earlier commit's postings).
+			continue
+		}
+		switch in, err := hasPosting(b.it, []byte(p.prefix), p.id); {
+		case err != nil:
+			return fmt.Errorf("index postings of entry %q: %w", r.ID, err)
+		case in:
+			continue
+		}
+		b.out = append(b.out, p)
+	}
+	return nil
+}
+
+// postings returns the postings found, ascending by ID.
+func (b *postingsRebuild) postings() []pendingPosting {
+	slices.SortStableFunc(b.out, func(a, b pendingPosting) int { return cmp.Compare(a.id, b.id) })
+	return b.out
+}
