@@ -483,3 +483,76 @@ func heapNow() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
 }
+
+// TestPostingsOlderIDs: entries with IDs below one stored (as an import
+// writes them) are posted inside the blocks whose ranges hold them, or
+// apart, never overlapping another key: also when they fall between
+// postings still in memory, and in a commit that moves the checkpoint,
+// whose checkpoint writes those postings to a block after the commit's
+// transaction began.
+func TestPostingsOlderIDs(t *testing.T) {
+	ctx := context.Background()
+	for _, forced := range []bool{false, true} {
+		t.Run(fmt.Sprintf("forced=%v", forced), func(t *testing.T) {
+			s, err := Open("", WithInMemory())
+			require.NoError(t, err)
+			defer s.Close()
+			write := func(forced bool, ids ...string) {
+				require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+					for _, id := range ids {
+						if err := tx.InsertEntry(ctx, ledger.Record{Entry: ledger.Entry{ID: id, UserID: "u", AuthorityID: "a"}}); err != nil {
+							return err
+						}
+						if err := tx.AppendChange(ctx, ledger.ChangeRecord{Kind: ledger.ChangeEntry, AuthorityID: "a", Ref: id}); err != nil {
+							return err
+						}
+					}
+					if forced {
+						return tx.SetTotal(ctx, ledger.TotalKey{UserID: "zed"}, ledger.Total{Value: decimal.NewFromInt(1), LastEntryID: "none"})
+					}
+					return nil
+				}))
+			}
+			write(false, "10", "20")
+			require.NoError(t, s.lockWrite(ctx))
+			require.NoError(t, s.checkpoint()) // a block [10, 20]
+			s.unlockWrite()
+			write(false, "30", "40")       // in memory
+			write(forced, "15", "35", "5") // inside the block, inside memory, below both
+			write(false, "50")
+			want := []string{"10", "15", "20", "30", "35", "40", "5", "50"}
+			for _, sc := range []ledger.Scan{{UserID: "u"}, {AuthorityID: "a"}, {AuthorityID: "a", UserID: "u"}} {
+				for _, rev := range []bool{false, true} {
+					sc.Reverse = rev
+					w := slices.Clone(want)
+					if rev {
+						slices.Reverse(w)
+					}
+					require.NoError(t, s.View(ctx, func(tx ledger.ReadTx) error {
+						got, err := scanIDs(ctx, tx, sc)
+						require.Equal(t, w, got, "scan %+v", sc)
+						return err
+					}))
+				}
+			}
+			// Every key under the by-authority prefix holds a range of its
+			// own.
+			prefix := key(prefixAuth, "a", "")
+			require.NoError(t, s.db.View(func(txn *badger.Txn) error {
+				it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+				defer it.Close()
+				last := ""
+				for it.Rewind(); it.Valid(); it.Next() {
+					k := it.Item().KeyCopy(nil)
+					v, err := it.Item().ValueCopy(nil)
+					require.NoError(t, err)
+					ids, err := decodePostings(nil, k, string(k[len(prefix):]), v)
+					require.NoError(t, err)
+					require.Greater(t, ids[0], last, "key %q overlaps the one before it", k)
+					last = ids[len(ids)-1]
+				}
+				return nil
+			}))
+		})
+	}
+}

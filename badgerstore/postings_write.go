@@ -39,6 +39,17 @@ func (s *Store) routePostings(t *tx, forced bool) (mem []pendingPosting, spilled
 	slices.SortFunc(ps, func(a, b pendingPosting) int {
 		return cmp.Or(cmp.Compare(a.prefix, b.prefix), cmp.Compare(a.id, b.id))
 	})
+	// Read with a snapshot of every commit: a forced commit's checkpoint
+	// committed blocks after t's transaction began. Only this group's
+	// own writes touch its prefix, and none before its reads.
+	var rd *badger.Txn
+	var it *badger.Iterator
+	defer func() {
+		if rd != nil {
+			it.Close()
+			rd.Discard()
+		}
+	}()
 	for i := 0; i < len(ps); {
 		j := i + 1
 		for j < len(ps) && ps[j].prefix == ps[i].prefix {
@@ -50,7 +61,11 @@ func (s *Store) routePostings(t *tx, forced bool) (mem []pendingPosting, spilled
 			mem = append(mem, group...)
 			continue
 		}
-		spill, err := t.writePostings(group)
+		if rd == nil && group[0].id <= s.maxEntryID {
+			rd = s.db.NewTransaction(false)
+			it = rd.NewIterator(badger.IteratorOptions{Reverse: true})
+		}
+		spill, err := s.writePostings(t, it, group)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -65,54 +80,69 @@ func (s *Store) routePostings(t *tx, forced bool) (mem []pendingPosting, spilled
 // writePostings writes the postings of group, one prefix's, ascending,
 // into t's transaction, keeping the ranges of the prefix's keys apart:
 // those above the first of the prefix's postings in memory go into one
-// block with all of these (spill reports it), and each other one into
-// the block whose range holds it, or a key of its own.
-func (t *tx) writePostings(group []pendingPosting) (spill bool, err error) {
+// block with those (spill reports it); those above every ID stored
+// into one block; and each other one into the block whose range holds
+// it (it, a reverse iterator over the committed keys, finds it), or a
+// key of its own.
+func (s *Store) writePostings(t *tx, it *badger.Iterator, group []pendingPosting) (spill bool, err error) {
 	p := group[0].prefix
 	prefix := []byte(p)
 	ids := make([]string, len(group))
 	for i := range group {
 		ids[i] = group[i].id
 	}
-	if inMem := t.s.post.unflushedOf(p); len(inMem) > 0 && ids[len(ids)-1] > inMem[0].id {
-		k := sort.SearchStrings(ids, inMem[0].id)
-		block := make([]string, 0, len(inMem)+len(ids)-k)
+	above := sort.SearchStrings(ids, s.maxEntryID+"\x00") // ids[above:] > maxEntryID
+	if inMem := s.post.unflushedOf(p); len(inMem) > 0 && ids[len(ids)-1] > inMem[0].id {
+		above = sort.SearchStrings(ids, inMem[0].id)
+		block := make([]string, 0, len(inMem)+len(ids)-above)
 		for _, q := range inMem {
 			block = append(block, q.id)
 		}
-		block = append(block, ids[k:]...)
+		block = append(block, ids[above:]...)
 		slices.Sort(block)
-		if err := t.set(append(slices.Clip(prefix), block[0]...), encodeBlock(prefix, block), "index entry %q", ids[k]); err != nil {
+		spill = true
+		if err := t.set(append(slices.Clip(prefix), block[0]...), encodeBlock(prefix, block), "index entries from %q", block[0]); err != nil {
 			return false, err
 		}
-		spill, ids = true, ids[:k]
+	} else if n := len(ids) - above; n > 0 {
+		var v []byte
+		if n > 1 {
+			v = encodeBlock(prefix, ids[above:])
+		}
+		if err := t.set(append(slices.Clip(prefix), ids[above]...), v, "index entries from %q", ids[above]); err != nil {
+			return false, err
+		}
 	}
-	for _, id := range ids {
-		// An iterator for each: it sees the transaction's writes as of
-		// its creation, and a block rewritten here may hold the next.
-		it := t.txn.NewIterator(badger.IteratorOptions{Reverse: true})
+	// The rest, at most maxEntryID: into the blocks that hold them.
+	blocks := map[string][]string{}
+	var order []string
+	for _, id := range ids[:above] {
 		k, v, err := seekCovering(it, prefix, id)
-		it.Close()
 		if err != nil {
 			return false, fmt.Errorf("badgerstore: index entry %q: %w", id, err)
 		}
 		if k != nil && len(v) > 0 {
-			first := string(k[len(prefix):])
-			in, err := decodePostings(nil, k, first, v)
-			if err != nil {
-				return false, err
-			}
-			if in[len(in)-1] > id {
-				// Within the block's range: into it.
-				at, _ := slices.BinarySearch(in, id)
-				in = slices.Insert(in, at, id)
-				if err := t.set(k, encodeBlock(prefix, in), "index entry %q", id); err != nil {
+			in, ok := blocks[string(k)]
+			if !ok {
+				if in, err = decodePostings(nil, k, string(k[len(prefix):]), v); err != nil {
 					return false, err
 				}
+			}
+			if in[len(in)-1] > id {
+				at, _ := slices.BinarySearch(in, id)
+				if !ok {
+					order = append(order, string(k))
+				}
+				blocks[string(k)] = slices.Insert(in, at, id)
 				continue
 			}
 		}
 		if err := t.set(append(slices.Clip(prefix), id...), nil, "index entry %q", id); err != nil {
+			return false, err
+		}
+	}
+	for _, k := range order {
+		if err := t.set([]byte(k), encodeBlock(prefix, blocks[k]), "index block %q", k); err != nil {
 			return false, err
 		}
 	}
