@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/shopspring/decimal"
 
@@ -183,11 +184,15 @@ func benchReads(b *testing.B, newStore NewBenchStore, n int) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(3, 4))
 	batch := make([]ledger.NewEntry, 0, 1000)
+	var mid time.Time // an instant halfway through the history
 	for i := range n {
 		ne := workload(r)
 		ne.Amount = ne.Amount.Abs()
 		if i%10 == 0 {
 			ne.Item = &ledger.Item{Name: "thing"}
+		}
+		if i == n/2 {
+			mid = time.Now()
 		}
 		batch = append(batch, ne)
 		if len(batch) == cap(batch) || i == n-1 {
@@ -232,6 +237,22 @@ func benchReads(b *testing.B, newStore NewBenchStore, n int) {
 		bs, err := l.Balances(ctx, u)
 		if err == nil && (len(bs) != 1 || bs[0].UserID != u) {
 			err = fmt.Errorf("balances of %s: %v", u, bs)
+		}
+		return err
+	})
+	// A wallet as of an instant is a seek in the user's entries, and
+	// with an authority in the (authority, user) entries.
+	oneUser("WalletOneAsOf", func(u string) error {
+		ws, err := l.Wallets(ctx, ledger.WalletQuery{UserIDs: []string{u}, AsOf: mid})
+		if err == nil && (len(ws) != 1 || ws[0].UserID != u) {
+			err = fmt.Errorf("wallets of %s as of %v: %v", u, mid, ws)
+		}
+		return err
+	})
+	oneUser("WalletOneAsOfByAuthority", func(u string) error {
+		ws, err := l.Wallets(ctx, ledger.WalletQuery{UserIDs: []string{u}, AuthorityIDs: []string{"authority-1"}, AsOf: mid})
+		if err == nil && (len(ws) != 1 || ws[0].UserID != u) {
+			err = fmt.Errorf("wallets of %s by authority-1 as of %v: %v", u, mid, ws)
 		}
 		return err
 	})
