@@ -147,7 +147,7 @@ func (m *memPostings) add(ps []pendingPosting, gen uint64) {
 		p := &ps[i]
 		l := m.lists[p.prefix]
 		if l == nil {
-			l = &postingList{}
+			l = &postingList{ids: make([]posting, 0, 8)}
 			m.lists[p.prefix] = l
 			if p.byUser {
 				m.users[p.user] = append(m.users[p.user], p.currency)
@@ -243,12 +243,16 @@ func (m *memPostings) forgetUser(p string) {
 // authority in currency is posted under: by user, by authority, by
 // (authority, user).
 func entryPostings(id, authority, user, currency string) [3]pendingPosting {
-	up, _ := userPrefix(user, currency)
-	return [3]pendingPosting{
-		{prefix: string(up), id: id, user: user, currency: currency, byUser: true},
-		{prefix: string(key(prefixAuth, authority, "")), id: id},
-		{prefix: string(key(prefixPair, authority, user, "")), id: id},
+	// One buffer on the stack for the three keys: a string each.
+	var buf [128]byte
+	up := appendKey(buf[:0], prefixUser, user, "")
+	if currency != "" {
+		up = appendKey(buf[:0], prefixUser, user, currency, "")
 	}
+	p := [3]pendingPosting{{prefix: string(up), id: id, user: user, currency: currency, byUser: true}}
+	p[1] = pendingPosting{prefix: string(appendKey(buf[:0], prefixAuth, authority, "")), id: id}
+	p[2] = pendingPosting{prefix: string(appendKey(buf[:0], prefixPair, authority, user, "")), id: id}
+	return p
 }
 
 // encodeBlock returns the value of the block of ids (ascending, more

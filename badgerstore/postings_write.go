@@ -22,12 +22,17 @@ func (s *Store) routePostings(t *tx, forced bool) (mem []pendingPosting, spilled
 	if len(ps) == 0 {
 		return nil, nil, nil
 	}
+	// An entry's postings are next to each other: one lookup each.
+	lastID, lastFast := "", false
 	fast := func(p *pendingPosting) bool {
 		if forced || p.id <= s.maxEntryID {
 			return false
 		}
-		_, ok := t.w.changed[p.id]
-		return ok
+		if p.id != lastID {
+			_, lastFast = t.w.changed[p.id]
+			lastID = p.id
+		}
+		return lastFast
 	}
 	byID := func(a, b pendingPosting) int { return cmp.Compare(a.id, b.id) }
 	if !slices.ContainsFunc(ps, func(p pendingPosting) bool { return !fast(&p) }) {
