@@ -535,3 +535,30 @@ func TestPostingsOlderIDs(t *testing.T) {
 		})
 	}
 }
+
+// TestPostingsCheckpointBound: postings waiting in memory never pass the
+// bound by more than one commit's: the commit that reaches it
+// checkpoints them.
+func TestPostingsCheckpointBound(t *testing.T) {
+	ctx := context.Background()
+	const bound = 10
+	s, err := Open("", WithInMemory(), func(c *config) { c.checkpointPostings = bound })
+	require.NoError(t, err)
+	defer s.Close()
+	flushes := 0
+	for i := range 40 {
+		id := fmt.Sprintf("%04d", 1000+i)
+		require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+			if err := tx.InsertEntry(ctx, ledger.Record{Entry: ledger.Entry{ID: id, UserID: fmt.Sprint("u", i%7), AuthorityID: "a"}}); err != nil {
+				return err
+			}
+			return tx.AppendChange(ctx, ledger.ChangeRecord{Kind: ledger.ChangeEntry, AuthorityID: "a", Ref: id})
+		}))
+		require.Less(t, s.post.unflushed, bound, "after entry %d", i)
+		if s.post.unflushed == 0 {
+			flushes++
+		}
+	}
+	// Three postings an entry: every fourth entry reaches the bound.
+	require.Equal(t, 40/((bound+2)/3), flushes, "a checkpoint each time the bound is reached")
+}
