@@ -286,6 +286,20 @@ func TestPostingsModel(t *testing.T) {
 	})
 }
 
+// insertWithChanges inserts, in tx, entries of user u and authority a
+// with the IDs, each with its entry change.
+func insertWithChanges(ctx context.Context, tx ledger.Tx, ids ...string) error {
+	for _, id := range ids {
+		if err := tx.InsertEntry(ctx, ledger.Record{Entry: ledger.Entry{ID: id, UserID: "u", AuthorityID: "a"}}); err != nil {
+			return err
+		}
+		if err := tx.AppendChange(ctx, ledger.ChangeRecord{Kind: ledger.ChangeEntry, AuthorityID: "a", Ref: id}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // TestPostingsMemoryDropped: a checkpoint writes the postings in memory
 // to Badger and drops them from memory, unless a View older than it is
 // open: then they stay until the View ends and the next commit.
@@ -295,17 +309,7 @@ func TestPostingsMemoryDropped(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	write := func(ids ...string) {
-		require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
-			for _, id := range ids {
-				if err := tx.InsertEntry(ctx, ledger.Record{Entry: ledger.Entry{ID: id, UserID: "u", AuthorityID: "a"}}); err != nil {
-					return err
-				}
-				if err := tx.AppendChange(ctx, ledger.ChangeRecord{Kind: ledger.ChangeEntry, AuthorityID: "a", Ref: id}); err != nil {
-					return err
-				}
-			}
-			return nil
-		}))
+		require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return insertWithChanges(ctx, tx, ids...) }))
 	}
 	checkpoint := func() {
 		require.NoError(t, s.lockWrite(ctx))
@@ -349,17 +353,7 @@ func TestPostingsBlockCorrupt(t *testing.T) {
 	s, err := Open("", WithInMemory())
 	require.NoError(t, err)
 	defer s.Close()
-	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
-		for _, id := range []string{"10", "11", "12"} {
-			if err := tx.InsertEntry(ctx, ledger.Record{Entry: ledger.Entry{ID: id, UserID: "u", AuthorityID: "a"}}); err != nil {
-				return err
-			}
-			if err := tx.AppendChange(ctx, ledger.ChangeRecord{Kind: ledger.ChangeEntry, AuthorityID: "a", Ref: id}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}))
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return insertWithChanges(ctx, tx, "10", "11", "12") }))
 	require.NoError(t, s.lockWrite(ctx))
 	require.NoError(t, s.checkpoint())
 	s.unlockWrite()
@@ -478,13 +472,8 @@ func TestPostingsOlderIDs(t *testing.T) {
 			defer s.Close()
 			write := func(forced bool, ids ...string) {
 				require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
-					for _, id := range ids {
-						if err := tx.InsertEntry(ctx, ledger.Record{Entry: ledger.Entry{ID: id, UserID: "u", AuthorityID: "a"}}); err != nil {
-							return err
-						}
-						if err := tx.AppendChange(ctx, ledger.ChangeRecord{Kind: ledger.ChangeEntry, AuthorityID: "a", Ref: id}); err != nil {
-							return err
-						}
+					if err := insertWithChanges(ctx, tx, ids...); err != nil {
+						return err
 					}
 					if forced {
 						return tx.SetTotal(ctx, ledger.TotalKey{UserID: "zed"}, ledger.Total{Value: decimal.NewFromInt(1), LastEntryID: "none"})
@@ -548,12 +537,7 @@ func TestPostingsCheckpointBound(t *testing.T) {
 	flushes := 0
 	for i := range 40 {
 		id := fmt.Sprintf("%04d", 1000+i)
-		require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
-			if err := tx.InsertEntry(ctx, ledger.Record{Entry: ledger.Entry{ID: id, UserID: fmt.Sprint("u", i%7), AuthorityID: "a"}}); err != nil {
-				return err
-			}
-			return tx.AppendChange(ctx, ledger.ChangeRecord{Kind: ledger.ChangeEntry, AuthorityID: "a", Ref: id})
-		}))
+		require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error { return insertWithChanges(ctx, tx, id) }))
 		require.Less(t, s.post.unflushed, bound, "after entry %d", i)
 		if s.post.unflushed == 0 {
 			flushes++
