@@ -101,9 +101,14 @@
 // wallet its totals: BenchmarkMemoryPerWallet, on 1,000,000 wallets of
 // one authority (one entry each), measured 743 bytes of heap per wallet
 // with every total kept (the default, [WithCachedTotals](-1)) and 267
-// with WithCachedTotals(0), so about 480 bytes per wallet (240 per
-// total: its key, its value, its last entry ID) for the totals and the
-// rest Badger's own growth (table indexes and filters). A wallet with
+// with WithCachedTotals(0) when first run, so about 480 bytes per wallet
+// (240 per total: its key, its value, its last entry ID) for the totals
+// and the rest Badger's own growth (table indexes and filters). Run
+// again with format 7 (index postings in blocks), 734 and 451 to 541:
+// the figure moves by about 100 bytes a wallet from run to run, as a
+// memtable of Badger's (its arena about 104 MB) is still alive or not
+// when the heap is read, and the release before read 546 to 677 with
+// WithCachedTotals(0) on the same machine the same day. A wallet with
 // entries from several authorities has one total more for each. For a
 // small footprint, WithCachedTotals(n) keeps at most about n totals
 // besides those not yet checkpointed (at most 16,384): with n = 0 a
