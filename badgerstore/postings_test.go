@@ -546,3 +546,48 @@ func TestPostingsCheckpointBound(t *testing.T) {
 	// Three postings an entry: every fourth entry reaches the bound.
 	require.Equal(t, 40/((bound+2)/3), flushes, "a checkpoint each time the bound is reached")
 }
+
+// TestPostingsScanCancelled: a scan of an index, over blocks and postings
+// in memory, ends with the context's error soon after the context ends,
+// having yielded nothing more than 256 IDs later.
+func TestPostingsScanCancelled(t *testing.T) {
+	s, err := Open("", WithInMemory())
+	require.NoError(t, err)
+	defer s.Close()
+	bg := context.Background()
+	for half := range 2 {
+		require.NoError(t, s.Update(bg, func(tx ledger.Tx) error {
+			for i := range 500 {
+				if err := insertWithChanges(bg, tx, fmt.Sprintf("%05d", 10000+half*500+i)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+		if half == 0 {
+			require.NoError(t, s.lockWrite(bg))
+			require.NoError(t, s.checkpoint()) // the first half in a block
+			s.unlockWrite()
+		}
+	}
+	for _, sc := range []ledger.Scan{{UserID: "u"}, {AuthorityID: "a", Reverse: true}} {
+		ctx, cancel := context.WithCancel(bg)
+		n := 0
+		var last error
+		require.NoError(t, s.View(bg, func(tx ledger.ReadTx) error {
+			for _, err := range tx.Entries(ctx, sc) {
+				if err != nil {
+					last = err
+					break
+				}
+				if n++; n == 10 {
+					cancel()
+				}
+			}
+			return nil
+		}))
+		cancel()
+		require.ErrorIs(t, last, context.Canceled, "scan %+v", sc)
+		require.LessOrEqual(t, n, 10+256, "scan %+v went on after the cancel", sc)
+	}
+}
