@@ -683,6 +683,22 @@ func (st *batchState) prefetch(group []*request) error {
 			// Only the wallet's total over all authorities; reading the
 			// authority's too costs nothing more in the same round trip.
 			entries = []NewEntry{{AuthorityID: r.hold.AuthorityID, UserID: r.hold.UserID, Currency: r.hold.Currency}}
+		case opCapture, opRelease:
+			// The hold names the wallet: read it now (capture and release
+			// read it first anyway), so that its totals are read, and on
+			// a database locked, in order with the group's others. Read
+			// later, out of order, they could close a cycle with another
+			// process's group, which PostgreSQL breaks only after its
+			// deadlock_timeout. A hold that cannot be read is left to
+			// the request to report.
+			h, err := st.holdByID(r.entryID)
+			if err != nil {
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				return err
+			}
+			entries = []NewEntry{{AuthorityID: h.AuthorityID, UserID: h.UserID, Currency: h.Currency}}
 		}
 		for _, ne := range entries {
 			for _, k := range [2]TotalKey{{"", ne.UserID, ne.Currency}, {ne.AuthorityID, ne.UserID, ne.Currency}} {

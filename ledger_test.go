@@ -551,6 +551,25 @@ func TestTotalsPrefetch(t *testing.T) {
 	require.Zero(t, s.single.Load(), "no total read one by one")
 	require.Equal(t, "u=0 v=3", wallets(t, l, ledger.WalletQuery{}))
 	require.Equal(t, "u=-10", wallets(t, l, ledger.WalletQuery{AuthorityIDs: []string{"shop"}}))
+
+	// A capture's and a release's totals are those of their hold's
+	// wallet, read in the same bulk read (on a database, locked in order
+	// with the group's others, see pgstore).
+	h1, err := l.Hold(ctx, ledger.NewHold{AuthorityID: "desk", UserID: "v", Amount: dec("2"), Reason: "h1"})
+	require.NoError(t, err)
+	h2, err := l.Hold(ctx, ledger.NewHold{AuthorityID: "desk", UserID: "v", Amount: dec("1"), Reason: "h2"})
+	require.NoError(t, err)
+	_, err = l.Capture(ctx, "desk", h1.ID, ledger.Capture{Amount: dec("1.5")})
+	require.NoError(t, err)
+	_, err = l.Release(ctx, "desk", h2.ID)
+	require.NoError(t, err)
+	_, err = l.Capture(ctx, "desk", "no-such-hold", ledger.Capture{})
+	require.ErrorIs(t, err, ledger.ErrNotFound)
+	require.Zero(t, s.single.Load(), "a capture or release reads no total one by one")
+	require.Equal(t, "u=0 v=1.5", wallets(t, l, ledger.WalletQuery{}))
+	b, err := l.Balance(ctx, "v", "")
+	require.NoError(t, err)
+	requireDecimalString(t, "0", b.Held.String())
 	require.NoError(t, l.Verify(ctx))
 }
 

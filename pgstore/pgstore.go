@@ -298,10 +298,12 @@
 // order, sends its writes in a fixed order (entries and holds by ID,
 // then totals by authority, currency and user, then limits by currency
 // and user) and takes the change lock last, waiting for no one once it
-// holds it. A total first read later in a transaction (by a capture, a
-// release, a reversal or a change of limits) is locked out of that
-// order; should that close a cycle, PostgreSQL reports a deadlock after
-// its deadlock_timeout (1s by default), and the retry takes its locks in
+// holds it. Captures and releases are in that order too: the ledger
+// reads their holds (which no writer changes but to close them, by a
+// conditional write) before the totals. A total first read later in a
+// transaction (by a reversal) is locked out of that order; should that
+// close a cycle, PostgreSQL reports a deadlock after its
+// deadlock_timeout (1s by default), and the retry takes its locks in
 // order.
 //
 // What it costs: a wallet's writers, in every process, run one at a time
