@@ -52,9 +52,15 @@ const (
 
 var mpUsers = []string{"u0", "u1", "u2"}
 
+// childDeadline bounds a child process's work in TestMultiProcess.
+const childDeadline = 90 * time.Second
+
 func TestMultiProcess(t *testing.T) {
 	url := dbURL(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Generous: under the race detector, on a loaded machine, four
+	// processes' work can take many times the second or two it takes
+	// alone.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*childDeadline)
 	defer cancel()
 	schema := freshSchema(t)
 
@@ -253,7 +259,7 @@ func runChildren(ctx context.Context, t *testing.T, test string, env func(i int)
 	ready := make(chan bool, mpProcesses)
 	var wg sync.WaitGroup
 	for i := range children {
-		c := &child{cmd: exec.CommandContext(ctx, os.Args[0], "-test.run=^"+test+"$", "-test.count=1", "-test.timeout=60s")}
+		c := &child{cmd: exec.CommandContext(ctx, os.Args[0], "-test.run=^"+test+"$", "-test.count=1", "-test.timeout=10m")}
 		c.cmd.Env = append(os.Environ(), env(i)...)
 		c.cmd.Stderr = &c.stderr
 		var err error
@@ -285,7 +291,16 @@ func runChildren(ctx context.Context, t *testing.T, test string, env func(i int)
 			}
 		}()
 	}
+	// fail ends every child and waits for its output to be copied before
+	// it reads what each wrote.
 	fail := func(msg string) {
+		for _, c := range children {
+			_ = c.cmd.Process.Kill()
+		}
+		wg.Wait()
+		for _, c := range children {
+			_ = c.cmd.Wait() // again, for one already waited for: harmless
+		}
 		for i, c := range children {
 			t.Logf("child %d: %s\n%s", i, strings.Join(c.lines, "\n"), c.stderr.String())
 		}
@@ -295,7 +310,6 @@ func runChildren(ctx context.Context, t *testing.T, test string, env func(i int)
 		select {
 		case ok := <-ready:
 			if !ok {
-				wg.Wait()
 				fail("a child exited before it was ready")
 			}
 		case <-ctx.Done():
@@ -331,7 +345,7 @@ func TestChildProcess(t *testing.T) {
 	url := dbURL(t)
 	n, err := strconv.Atoi(worker)
 	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), childDeadline)
 	defer cancel()
 
 	s, err := pgstore.Open(ctx, url, pgstore.WithSchema(schema))
