@@ -175,6 +175,7 @@ func (c *committer) leadDetached(r *request) {
 func (c *committer) stop() {
 	c.detached.Wait()
 	close(c.leads)
+	c.ctx.close()
 }
 
 // submit runs r through a commit and returns when r's result is set, or

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -11,13 +12,22 @@ import (
 // deadline. The committer reuses one from commit to commit (one commit
 // runs at a time), so that a commit allocates neither a context nor a
 // timer, as context.WithTimeout would.
+//
+// Err and Done, which a store may call for every read, take no lock.
+// The timer is not reset for every commit: once armed, it fires at the
+// deadline of the commit that armed it, and then expires the commit
+// running, sleeps again until that commit's deadline, or, with no commit
+// running, stays unarmed until the next one starts.
 type commitContext struct {
 	mu       sync.Mutex
-	parent   context.Context // for Value
+	parent   context.Context // for Value; nil between commits
 	deadline time.Time
-	done     chan struct{}
-	err      error // set, and done closed, when the deadline passes
+	armed    bool // the timer will fire, at fireAt
+	fireAt   time.Time
 	timer    *time.Timer
+
+	done    atomic.Pointer[chan struct{}]
+	expired atomic.Bool // set, and done closed, when the deadline passes
 }
 
 // start readies c for a commit on behalf of parent, with the deadline
@@ -26,32 +36,56 @@ func (c *commitContext) start(parent context.Context, timeout time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.parent, c.deadline = parent, time.Now().Add(timeout)
-	if c.done == nil || c.err != nil {
-		c.done, c.err = make(chan struct{}), nil
+	if c.done.Load() == nil || c.expired.Load() {
+		ch := make(chan struct{})
+		c.done.Store(&ch)
+		c.expired.Store(false)
 	}
-	if c.timer == nil {
-		c.timer = time.AfterFunc(timeout, c.expire)
-	} else {
-		c.timer.Reset(timeout)
+	if !c.armed || c.deadline.Before(c.fireAt) {
+		c.arm(timeout)
 	}
 }
 
-// stop ends the commit: c no longer expires, and lets go of parent.
+func (c *commitContext) arm(d time.Duration) {
+	c.armed, c.fireAt = true, time.Now().Add(d)
+	if c.timer == nil {
+		c.timer = time.AfterFunc(d, c.expire)
+	} else {
+		c.timer.Reset(d)
+	}
+}
+
+// stop ends the commit: it lets go of parent, and c no longer expires.
 func (c *commitContext) stop() {
-	c.timer.Stop()
 	c.mu.Lock()
 	c.parent = nil
 	c.mu.Unlock()
 }
 
-// expire ends c when its deadline has passed. A timer of an earlier
-// commit that fires late finds a later deadline and does nothing.
+// close stops the timer for good, when the ledger closes.
+func (c *commitContext) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.armed, c.fireAt = true, time.Time{} // and never armed again
+}
+
+// expire runs when the timer fires: it ends the commit running if its
+// deadline has passed, or waits for that deadline.
 func (c *commitContext) expire() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.err == nil && c.parent != nil && !time.Now().Before(c.deadline) {
-		c.err = context.DeadlineExceeded
-		close(c.done)
+	switch now := time.Now(); {
+	case c.parent == nil || c.expired.Load():
+		c.armed = false
+	case now.Before(c.deadline):
+		c.arm(c.deadline.Sub(now))
+	default:
+		c.armed = false
+		c.expired.Store(true)
+		close(*c.done.Load())
 	}
 }
 
@@ -62,15 +96,17 @@ func (c *commitContext) Deadline() (time.Time, bool) {
 }
 
 func (c *commitContext) Done() <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.done
+	if p := c.done.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (c *commitContext) Err() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
+	if c.expired.Load() {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 func (c *commitContext) Value(key any) any {

@@ -296,6 +296,21 @@ func TestCommitTimeout(t *testing.T) {
 		require.NoError(t, err)
 		time.Sleep(60 * time.Millisecond) // past where an old deadline would have been, were it kept
 	}
+	// A commit that stalls after others have run expires at its own
+	// deadline: not before it, at an earlier commit's, nor never.
+	for _, pause := range []time.Duration{0, 30 * time.Millisecond, 70 * time.Millisecond} {
+		s.stalled.Store(false)
+		_, err = l.CreateEntry(context.Background(), ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("1"), Reason: "r"})
+		require.NoError(t, err)
+		time.Sleep(pause)
+		s.stalled.Store(true)
+		start := time.Now()
+		_, err = l.CreateEntry(context.Background(), ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("1"), Reason: "r"})
+		require.ErrorIs(t, err, ledger.ErrUnknownOutcome)
+		require.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond, "after a pause of %v", pause)
+		require.Less(t, time.Since(start), 5*time.Second)
+	}
+	s.stalled.Store(false)
 
 	for _, d := range []time.Duration{0, -time.Second} {
 		_, err := ledger.New(memstore.New(), ledger.WithCommitTimeout(d))
