@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
+	"strings"
 	"testing"
 
 	"github.com/shopspring/decimal"
@@ -72,6 +74,32 @@ func FuzzCreateEntry(f *testing.F) {
 		}
 		if hasItem && (e.Item.Name != name || e.Item.Used || !bytes.Equal(e.Item.Data, data)) {
 			t.Fatalf("wrote item %+v for %+v", e.Item, ne.Item)
+		}
+	})
+}
+
+// FuzzParseEntryID: ParseEntryID accepts exactly what FormatEntryID
+// makes, 24 lowercase hex digits whose first 16 fit an int64, and gives
+// back the parts FormatEntryID was given.
+func FuzzParseEntryID(f *testing.F) {
+	f.Add("0000000000000000000000000")
+	f.Add(ledger.FormatEntryID(1_700_000_000_123_456_789, 42))
+	f.Add(ledger.FormatEntryID(math.MaxInt64, math.MaxUint32))
+	f.Add("8000000000000000000000000")
+	f.Add("00000000000000000000000A")
+	f.Add("0000000000000000000000g0")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, id string) {
+		nanos, seq, ok := ledger.ParseEntryID(id)
+		want := len(id) == 24 && strings.Trim(id, "0123456789abcdef") == "" && id[0] < '8'
+		if ok != want {
+			t.Fatalf("ParseEntryID(%q): ok %v, want %v", id, ok, want)
+		}
+		if ok && ledger.FormatEntryID(nanos, seq) != id {
+			t.Fatalf("ParseEntryID(%q) = %d, %d, which format as %q", id, nanos, seq, ledger.FormatEntryID(nanos, seq))
+		}
+		if !ok && (nanos != 0 || seq != 0) {
+			t.Fatalf("ParseEntryID(%q) refused but returned %d, %d", id, nanos, seq)
 		}
 	})
 }
