@@ -544,9 +544,16 @@ type batchState struct {
 	uses    []pendingUse       // items marked used, in order
 	used    map[string]ItemUse // entry ID -> its item's pending use
 	keys    []TotalKey         // prefetch's scratch
-	wallets walletState        // limits and reversals (commit_wallets.go)
-	holds   holdState          // holds (commit_holds.go)
-	changes []ChangeRecord     // the change feed's records of the group's writes, in order
+	// What prefetch read ahead, to learn which totals the requests will
+	// read (see readAhead): the stored records, which the group does not
+	// change in place, for the requests to find.
+	ahead     map[string]Record // entry ID -> the stored entry
+	aheadPair map[string]Record // entry ID -> the other entry of its transfer
+	due       []HoldRecord      // the sweep's due holds, once dueRead
+	dueRead   bool
+	wallets   walletState    // limits and reversals (commit_wallets.go)
+	holds     holdState      // holds (commit_holds.go)
+	changes   []ChangeRecord // the change feed's records of the group's writes, in order
 	// now is the ledger clock's reading for the request being applied,
 	// read on first use: what decides whether a hold is due.
 	now    time.Time
@@ -558,6 +565,8 @@ func (st *batchState) init(l *Ledger) {
 	st.totals = make(map[TotalKey]totalSlot)
 	st.byKey = make(map[idemKey]int)
 	st.used = make(map[string]ItemUse)
+	st.ahead = make(map[string]Record)
+	st.aheadPair = make(map[string]Record)
 	st.wallets.init()
 	st.holds.init()
 }
@@ -574,6 +583,10 @@ func (st *batchState) reset() {
 	st.holds.reset()
 	clear(st.changes)
 	st.changes = st.changes[:0]
+	clear(st.ahead)
+	clear(st.aheadPair)
+	clear(st.due)
+	st.due, st.dueRead = st.due[:0], false
 }
 
 func (st *batchState) savepoint() savepoint {
@@ -663,9 +676,13 @@ func (st *batchState) apply(r *request) error {
 	return nil
 }
 
-// prefetch reads, in one call, every total the group's new entries will
+// prefetch reads, in one call, every total the group's requests will
 // read, when the store reads many totals more cheaply than one (see
-// [TotalsPrefetcher]).
+// [TotalsPrefetcher]). On a database that locks what it reads for
+// update, this read takes every lock the group's totals need, in the
+// store's order: two processes' groups then never wait for each other
+// in a cycle (a deadlock, which PostgreSQL breaks only after its
+// deadlock_timeout, a second by default).
 func (st *batchState) prefetch(group []*request) error {
 	p, ok := st.tx.(TotalsPrefetcher)
 	if !ok {
@@ -684,22 +701,8 @@ func (st *batchState) prefetch(group []*request) error {
 			// Only the wallet's total over all authorities; reading the
 			// authority's too costs nothing more in the same round trip.
 			entries = []NewEntry{{AuthorityID: r.hold.AuthorityID, UserID: r.hold.UserID, Currency: r.hold.Currency}}
-		case opCapture, opRelease:
-			// The hold names the wallet: read it now (capture and release
-			// read it first anyway), so that its totals are read, and on
-			// a database locked, in order with the group's others. Read
-			// later, out of order, they could close a cycle with another
-			// process's group, which PostgreSQL breaks only after its
-			// deadlock_timeout. A hold that cannot be read is left to
-			// the request to report.
-			h, err := st.holdByID(r.entryID)
-			if err != nil {
-				if errors.Is(err, ErrNotFound) {
-					continue
-				}
-				return err
-			}
-			entries = []NewEntry{{AuthorityID: h.AuthorityID, UserID: h.UserID, Currency: h.Currency}}
+		case opCapture, opRelease, opReverse, opSweep:
+			entries = st.readAhead(r)
 		}
 		for _, ne := range entries {
 			for _, k := range [2]TotalKey{{"", ne.UserID, ne.Currency}, {ne.AuthorityID, ne.UserID, ne.Currency}} {
@@ -723,6 +726,47 @@ func (st *batchState) prefetch(group []*request) error {
 		st.totals[k] = totalSlot{t: t, exists: exists}
 	}
 	return nil
+}
+
+// readAhead returns, as entries naming their totals, the wallets that
+// r, a capture, release, reversal or sweep, will write, which it learns
+// from the records it reads first: its hold, its entry (and the other
+// entry of its transfer), or the due holds. It keeps what it read for r
+// to find. A record it cannot read is left for r to report when it
+// runs.
+func (st *batchState) readAhead(r *request) []NewEntry {
+	var out []NewEntry
+	add := func(authorityID, userID, currency string) {
+		out = append(out, NewEntry{AuthorityID: authorityID, UserID: userID, Currency: currency})
+	}
+	switch r.op {
+	case opCapture, opRelease:
+		if h, err := st.holdByID(r.entryID); err == nil {
+			add(h.AuthorityID, h.UserID, h.Currency)
+		}
+	case opReverse:
+		e, err := st.entry(r.entryID)
+		if err != nil {
+			return nil
+		}
+		st.ahead[e.ID] = e
+		add(e.AuthorityID, e.UserID, e.Currency)
+		if e.TransferID != "" {
+			if p, err := st.partner(e); err == nil {
+				st.aheadPair[e.ID] = p
+				add(p.AuthorityID, p.UserID, p.Currency)
+			}
+		}
+	case opSweep:
+		due, err := st.dueHolds(st.l.cfg.clock())
+		if err != nil {
+			return nil
+		}
+		for _, h := range due {
+			add(h.AuthorityID, h.UserID, h.Currency)
+		}
+	}
+	return out
 }
 
 func (st *batchState) total(k TotalKey) (Total, error) {
@@ -755,6 +799,9 @@ func (st *batchState) setTotal(k TotalKey, t Total) {
 // entry reads the entry with the given ID. An entry inserted by this
 // group is not among them: its ID reaches no caller before the commit.
 func (st *batchState) entry(id string) (Record, error) {
+	if r, ok := st.ahead[id]; ok {
+		return r, nil
+	}
 	r, err := st.tx.Entry(st.ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		return Record{}, fmt.Errorf("%w: entry %q", ErrNotFound, id)

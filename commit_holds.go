@@ -354,15 +354,9 @@ func (st *batchState) release(authorityID, id string) (Hold, error) {
 // to out as they are now.
 func (st *batchState) sweep(out []Hold) ([]Hold, error) {
 	now := st.clock()
-	var due []HoldRecord
-	for r, err := range st.tx.ExpiringHolds(st.ctx, "", "", now) {
-		if err != nil {
-			return out, storeErr("read expiring holds", err)
-		}
-		due = append(due, r)
-		if len(due) == sweepBatch {
-			break
-		}
+	due, err := st.dueHolds(now)
+	if err != nil {
+		return out, err
 	}
 	budget := st.l.cfg.limits.MaxBatchBytes
 	for _, r := range due {
@@ -371,6 +365,9 @@ func (st *batchState) sweep(out []Hold) ([]Hold, error) {
 				continue // this group closed it already
 			}
 			r = g.rec
+		}
+		if r.Hold.at(now).State != HoldExpired {
+			continue // read ahead at an instant the clock has since gone back from
 		}
 		// Closing a hold rewrites it: the commit stays within
 		// Limits.MaxBatchBytes, and the next sweep takes the rest.
@@ -384,6 +381,26 @@ func (st *batchState) sweep(out []Hold) ([]Hold, error) {
 		out = append(out, holdOut(st.holds.rec(r.ID), now))
 	}
 	return out, nil
+}
+
+// dueHolds returns up to sweepBatch holds due at now, or those read
+// ahead for the group's sweep.
+func (st *batchState) dueHolds(now time.Time) ([]HoldRecord, error) {
+	if st.dueRead {
+		return st.due, nil
+	}
+	due := st.due[:0]
+	for r, err := range st.tx.ExpiringHolds(st.ctx, "", "", now) {
+		if err != nil {
+			return nil, storeErr("read expiring holds", err)
+		}
+		due = append(due, r)
+		if len(due) == sweepBatch {
+			break
+		}
+	}
+	st.due, st.dueRead = due, true
+	return due, nil
 }
 
 // storedHoldBytes is what rewriting r counts towards

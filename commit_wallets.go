@@ -209,6 +209,9 @@ const partnerWindow = 1024
 // that follow the first (another process sharing the store may have
 // written some in between).
 func (st *batchState) partner(r Record) (Record, error) {
+	if p, ok := st.aheadPair[r.ID]; ok {
+		return p, nil
+	}
 	if r.TransferID != r.ID {
 		first, err := st.entry(r.TransferID)
 		if err != nil {

@@ -533,7 +533,9 @@ func (t prefetchTx) TotalsOf(ctx context.Context, keys []ledger.TotalKey) (map[l
 func TestTotalsPrefetch(t *testing.T) {
 	ctx := context.Background()
 	s := &prefetchStore{Store: memstore.New()}
-	l, err := ledger.New(s)
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	l, err := ledger.New(s, ledger.WithClock(func() time.Time { return time.Unix(0, clock.Load()) }))
 	require.NoError(t, err)
 	defer l.Close()
 	_, err = l.CreateEntries(ctx, []ledger.NewEntry{
@@ -570,6 +572,36 @@ func TestTotalsPrefetch(t *testing.T) {
 	b, err := l.Balance(ctx, "v", "")
 	require.NoError(t, err)
 	requireDecimalString(t, "0", b.Held.String())
+
+	// So are a reversal's (of both wallets, for a transfer's entry) and
+	// a sweep's, of the wallets whose holds are due.
+	tr, err := l.Transfer(ctx, ledger.NewTransfer{AuthorityID: "desk", FromUserID: "v", ToUserID: "w", Amount: dec("1"), Reason: "t"})
+	require.NoError(t, err)
+	_, err = l.Reverse(ctx, "desk", tr.To.ID, "undo")
+	require.NoError(t, err)
+	credit, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "bank", UserID: "v", Amount: dec("2"), Reason: "in"})
+	require.NoError(t, err)
+	_, err = l.Reverse(ctx, "bank", credit.ID, "undo")
+	require.NoError(t, err)
+	_, err = l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "bank", UserID: "w", Amount: dec("1"), Reason: "in"})
+	require.NoError(t, err)
+	_, err = l.Reverse(ctx, "bank", "no-such-entry", "undo")
+	require.ErrorIs(t, err, ledger.ErrNotFound)
+	for _, u := range []string{"v", "w"} {
+		_, err = l.Hold(ctx, ledger.NewHold{AuthorityID: "desk", UserID: u, Amount: dec("0.5"), Reason: "lapses", Expires: time.Unix(0, clock.Load()).Add(time.Minute)})
+		require.NoError(t, err)
+	}
+	clock.Add(int64(2 * time.Minute))
+	n, err := l.ExpireHoldsForTest(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, n, "both holds expired")
+	require.Zero(t, s.single.Load(), "a reversal or sweep reads no total one by one")
+	require.Equal(t, "u=0 v=1.5 w=1", wallets(t, l, ledger.WalletQuery{}))
+	for _, u := range []string{"v", "w"} {
+		b, err := l.Balance(ctx, u, "")
+		require.NoError(t, err)
+		requireDecimalString(t, "0", b.Held.String())
+	}
 	require.NoError(t, l.Verify(ctx))
 }
 

@@ -292,18 +292,19 @@
 //   - The change feed: see below. Its argument rests on the commit's
 //     visibility and the order of its lock, not on isolation.
 //
-// Group commits that read their totals up front cannot deadlock with
-// each other: each takes its totals' locks (placeholder inserts
-// included, which wait for an inserter of the same key) in ascending
-// order, sends its writes in a fixed order (entries and holds by ID,
-// then totals by authority, currency and user, then limits by currency
-// and user) and takes the change lock last, waiting for no one once it
-// holds it. Captures and releases are in that order too: the ledger
-// reads their holds (which no writer changes but to close them, by a
-// conditional write) before the totals. A total first read later in a
-// transaction (by a reversal) is locked out of that order; should that
-// close a cycle, PostgreSQL reports a deadlock after its
-// deadlock_timeout (1s by default), and the retry takes its locks in
+// Group commits cannot deadlock with each other: each takes its totals'
+// locks (placeholder inserts included, which wait for an inserter of the
+// same key) in one read at its start, in ascending order, sends its
+// writes in a fixed order (entries and holds by ID, then totals by
+// authority, currency and user, then limits by currency and user) and
+// takes the change lock last, waiting for no one once it holds it. The
+// ledger learns which totals a capture, a release, a reversal or a
+// hold sweep will write by reading first, without locks, the records
+// that name the wallets (the hold, the entry and its transfer's other
+// entry, the due holds); those change only by conditional writes, which
+// the commit checks. Should a cycle close anyway (with a program that
+// writes the schema by other means), PostgreSQL reports a deadlock after
+// its deadlock_timeout (1s by default), and the retry takes its locks in
 // order.
 //
 // What it costs: a wallet's writers, in every process, run one at a time
@@ -501,7 +502,7 @@ type Store struct {
 	closed     atomic.Bool
 	known      knownTotals
 
-	updates, retries atomic.Uint64
+	updates, retries, deadlocks atomic.Uint64
 }
 
 var (
@@ -670,6 +671,10 @@ func (s *Store) Update(ctx context.Context, fn func(ledger.Tx) error) error {
 			return fmt.Errorf("pgstore: update: still failing to serialize after %d attempts: %w", attempt+1, err)
 		}
 		s.retries.Add(1)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "40P01" {
+			s.deadlocks.Add(1)
+		}
 		pause := time.Duration(rand.Int64N(int64(min(maxBackoff, minBackoff<<min(attempt, 16))) + 1))
 		timer := time.NewTimer(pause)
 		select {
@@ -771,9 +776,15 @@ type Stats struct {
 	// Retries counts the times Update ran its function again because the
 	// transaction met a conflict, failed to serialize or deadlocked.
 	Retries uint64
+	// Deadlocks counts, among the retries, those after PostgreSQL broke
+	// a deadlock (SQLSTATE 40P01), which it does only once a transaction
+	// has waited its deadlock_timeout (1s by default). The ledger's
+	// writes take their locks in one order, so that it stays zero while
+	// only ledgers write the schema.
+	Deadlocks uint64
 }
 
 // Stats returns the Store's counters.
 func (s *Store) Stats() Stats {
-	return Stats{Updates: s.updates.Load(), Retries: s.retries.Load()}
+	return Stats{Updates: s.updates.Load(), Retries: s.retries.Load(), Deadlocks: s.deadlocks.Load()}
 }
