@@ -65,7 +65,7 @@ func TestContention(t *testing.T) {
 	})
 
 	sums := map[string]decimal.Decimal{}
-	var written, refused, serialization, other, retries uint64
+	var written, refused, serialization, other, retries, deadlocks uint64
 	var failures []string
 	for _, r := range reports {
 		f := strings.Fields(r)
@@ -80,17 +80,20 @@ func TestContention(t *testing.T) {
 				require.NoError(t, err)
 			}
 			written, refused, serialization, other = written+n[0], refused+n[1], serialization+n[2], other+n[3]
-		case "stats": // stats updates retries
+		case "stats": // stats updates retries deadlocks
 			n, err := strconv.ParseUint(f[2], 10, 64)
 			require.NoError(t, err)
 			retries += n
+			n, err = strconv.ParseUint(f[3], 10, 64)
+			require.NoError(t, err)
+			deadlocks += n
 		case "failed":
 			failures = append(failures, r)
 		}
 	}
 	t.Logf("%d processes x %d goroutines on %d wallets for %v: %d entries written, %d spends refused for lack of funds; "+
-		"%d calls failed to serialize, %d failed otherwise; %d retries in the stores",
-		mpProcesses, hotGoroutines, hotUsers, d, written, refused, serialization, other, retries)
+		"%d calls failed to serialize, %d failed otherwise; %d retries in the stores, %d after deadlocks",
+		mpProcesses, hotGoroutines, hotUsers, d, written, refused, serialization, other, retries, deadlocks)
 	for i, f := range failures {
 		if i == 5 {
 			t.Logf("... and %d more", len(failures)-i)
@@ -102,6 +105,7 @@ func TestContention(t *testing.T) {
 	require.Positive(t, refused, "the spends asked for more than the wallets held, so some must be refused")
 	require.Zero(t, serialization, "calls that failed to serialize")
 	require.Zero(t, other, "calls that failed otherwise")
+	require.Zero(t, deadlocks, "retries after deadlocks: the ledgers lock in one order")
 
 	l = newLedgerIn(t, schema)
 	require.NoError(t, l.Verify(ctx))
@@ -210,5 +214,5 @@ func TestContentionProcess(t *testing.T) {
 	}
 	say("counts %d %d %d %d", written.Load(), refused.Load(), serialization.Load(), other.Load())
 	st := s.Stats()
-	say("stats %d %d", st.Updates, st.Retries)
+	say("stats %d %d %d", st.Updates, st.Retries, st.Deadlocks)
 }

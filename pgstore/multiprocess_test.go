@@ -97,14 +97,15 @@ func TestMultiProcess(t *testing.T) {
 
 	// Tally the reports.
 	spent := map[string]decimal.Decimal{}
-	spends := map[string]string{} // entry ID -> user
-	topUps := map[string]string{} // key -> entry ID
+	spends := map[string]string{}    // entry ID -> user
+	reversals := map[string]string{} // reversal's entry ID -> the spend's
+	topUps := map[string]string{}    // key -> entry ID
 	uses := map[string]int{}
 	held := map[string]decimal.Decimal{} // user -> what the children's holds hold
 	placed := map[string][]string{}      // hold ID -> user, amount
 	settled := map[string]string{}       // hold ID -> "capture" or "release"
 	sharedWins := map[string]int{}       // shared hold ID -> settlements
-	var refused, retries uint64
+	var refused, retries, deadlocks uint64
 	var starts, ends []int64
 	for _, r := range reports {
 		f := strings.Fields(r)
@@ -147,14 +148,24 @@ func TestMultiProcess(t *testing.T) {
 			} else {
 				ends = append(ends, n)
 			}
-		case "stats": // stats updates retries
+		case "reverse": // reverse ID spendID user amount
+			require.NotContains(t, reversals, f[1], "reversal ID reported twice")
+			reversals[f[1]] = f[2]
+			spent[f[3]] = spent[f[3]].Sub(decimal.RequireFromString(f[4]))
+		case "stats": // stats updates retries deadlocks
 			n, err := strconv.ParseUint(f[2], 10, 64)
 			require.NoError(t, err)
 			retries += n
+			n, err = strconv.ParseUint(f[3], 10, 64)
+			require.NoError(t, err)
+			deadlocks += n
 		}
 	}
-	t.Logf("%d spends, %d refused for lack of funds, %d item uses, %d top-up keys; %d serialization retries in all",
-		len(spends), refused, len(uses), len(topUps), retries)
+	t.Logf("%d spends (%d refunded), %d refused for lack of funds, %d item uses, %d top-up keys; %d retries in all, %d after deadlocks",
+		len(spends), len(reversals), refused, len(uses), len(topUps), retries, deadlocks)
+	// Every process's ledger takes its locks in one order: no write
+	// waited the server's deadlock_timeout for a deadlock to be broken.
+	require.Zero(t, deadlocks, "retries after deadlocks")
 	require.Len(t, starts, mpProcesses)
 	require.Less(t, maxOf(starts), minOf(ends), "the processes must have run at the same time")
 	require.Positive(t, refused, "the spends asked for more than the wallets held, so some must be refused")
@@ -213,13 +224,22 @@ func TestMultiProcess(t *testing.T) {
 			sharedCaptures++
 		}
 	}
-	require.Len(t, shop, len(spends)+sharedCaptures, "stored spends, and captures of shared holds")
+	require.Len(t, shop, len(spends)+len(reversals)+sharedCaptures, "stored spends, their refunds, and captures of shared holds")
+	refunded := map[string]string{} // spend -> its reversal
+	for rev, spend := range reversals {
+		refunded[spend] = rev
+	}
 	for _, e := range shop {
+		if e.Reverses != "" {
+			require.Equal(t, reversals[e.ID], e.Reverses, "refund %s was not reported", e.ID)
+			continue
+		}
 		if e.HoldID != "" {
 			require.Equal(t, "capture", settled[e.HoldID], "entry %s captures hold %s", e.ID, e.HoldID)
 			continue
 		}
 		require.Equal(t, spends[e.ID], e.UserID, "spend %s was not reported", e.ID)
+		require.Equal(t, refunded[e.ID], e.ReversedBy, "spend %s", e.ID)
 	}
 	bank, err := l.Entries(ctx, ledger.EntryQuery{AuthorityIDs: []string{"bank"}})
 	require.NoError(t, err)
@@ -435,6 +455,14 @@ func TestChildProcess(t *testing.T) {
 					switch {
 					case err == nil:
 						say("spend %s %s %s", e.ID, u, amount)
+						if r.IntN(4) == 0 { // refund it: the reversal writes the wallet another process may be writing
+							rev, err := l.Reverse(ctx, "shop", e.ID, "refund")
+							if err != nil {
+								t.Errorf("reverse %s: %v", e.ID, err)
+								break
+							}
+							say("reverse %s %s %s %s", rev[0].ID, e.ID, u, amount)
+						}
 					case errors.Is(err, ledger.ErrNotEnoughFunds):
 						say("nofunds %s", u)
 					default:
@@ -468,7 +496,7 @@ func TestChildProcess(t *testing.T) {
 	wg.Wait()
 	say("end %d", time.Now().UnixNano())
 	st := s.Stats()
-	say("stats %d %d", st.Updates, st.Retries)
+	say("stats %d %d %d", st.Updates, st.Retries, st.Deadlocks)
 }
 
 // newLedgerIn opens a ledger over a store in schema, closed when the test
