@@ -21,14 +21,20 @@ const idLen = 24
 type idGen struct {
 	nanos int64
 	seq   uint32
+	last  string // the ID of (nanos, seq), once next or observe set them
 }
 
 // observe makes the generator continue after id, if id is a valid entry
 // ID later than the last one handed out.
 func (g *idGen) observe(id string) {
+	if id <= g.last {
+		// IDs sort as their numbers do: nothing later. (Most wallets'
+		// last entries were handed out here, and need no parsing.)
+		return
+	}
 	n, s, ok := ParseEntryID(id)
 	if ok && (n > g.nanos || n == g.nanos && s > g.seq) {
-		g.nanos, g.seq = n, s
+		g.nanos, g.seq, g.last = n, s, id
 	}
 }
 
@@ -50,7 +56,8 @@ func (g *idGen) next(now time.Time) (string, time.Time) {
 		// IDs would repeat, and the store refuses the duplicate.
 		g.seq = 0
 	}
-	return FormatEntryID(g.nanos, g.seq), time.Unix(0, g.nanos).UTC()
+	g.last = FormatEntryID(g.nanos, g.seq)
+	return g.last, time.Unix(0, g.nanos).UTC()
 }
 
 // FormatEntryID returns the entry ID of an entry created nanos Unix
@@ -73,26 +80,40 @@ func ParseEntryID(id string) (nanos int64, seq uint32, ok bool) {
 	if len(id) != idLen {
 		return 0, 0, false
 	}
-	var v [2]uint64 // the first 16 digits, then the last 8
-	for i := 0; i < idLen; i++ {
-		c := id[i]
-		var d byte
-		switch {
-		case '0' <= c && c <= '9':
-			d = c - '0'
-		case 'a' <= c && c <= 'f':
-			d = c - 'a' + 10
-		default:
-			return 0, 0, false
-		}
-		w := &v[i/16]
-		*w = *w<<4 | uint64(d)
+	var hi, lo uint64
+	var bad byte
+	for i := range 16 {
+		d := hexDigit[id[i]]
+		bad |= d
+		hi = hi<<4 | uint64(d&0xf)
 	}
-	if v[0] > math.MaxInt64 {
+	for i := 16; i < idLen; i++ {
+		d := hexDigit[id[i]]
+		bad |= d
+		lo = lo<<4 | uint64(d&0xf)
+	}
+	if bad&notHex != 0 || hi > math.MaxInt64 {
 		return 0, 0, false
 	}
-	return int64(v[0]), uint32(v[1]), true
+	return int64(hi), uint32(lo), true
 }
+
+// hexDigit maps a lowercase hex digit to its value and every other byte
+// to notHex.
+var hexDigit = func() (t [256]byte) {
+	for i := range t {
+		t[i] = notHex
+	}
+	for c := byte('0'); c <= '9'; c++ {
+		t[c] = c - '0'
+	}
+	for c := byte('a'); c <= 'f'; c++ {
+		t[c] = c - 'a' + 10
+	}
+	return t
+}()
+
+const notHex = 0x10
 
 // timeBound returns the ID prefix of instant t: every ID of an entry
 // whose CreatedOn is before t sorts below it, and every other ID sorts

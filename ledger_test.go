@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -608,4 +609,38 @@ func TestTotalsPrefetch(t *testing.T) {
 func requireDecimalString(t *testing.T, want, got string) {
 	t.Helper()
 	require.True(t, dec(want).Equal(dec(got)), "got %s, want %s", got, want)
+}
+
+// TestIDsFollowAnotherLedgersClock: two ledgers share a store, one's
+// clock an hour ahead of the other's. Whichever writes, a wallet's new
+// entry sorts after its last one: the later-clocked ledger's entries
+// move the other's IDs forward, for every wallet after.
+func TestIDsFollowAnotherLedgersClock(t *testing.T) {
+	ctx := context.Background()
+	s := memstore.New()
+	base := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	fast, err := ledger.New(s, ledger.WithClock(func() time.Time { return base.Add(time.Hour) }))
+	require.NoError(t, err)
+	slow, err := ledger.New(s, ledger.WithClock(func() time.Time { return base }))
+	require.NoError(t, err)
+	e1, err := slow.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("1"), Reason: "r"})
+	require.NoError(t, err)
+	e2, err := fast.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("1"), Reason: "r"})
+	require.NoError(t, err)
+	require.Less(t, e1.ID, e2.ID)
+	for range 3 {
+		e3, err := slow.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "u", Amount: dec("1"), Reason: "r"})
+		require.NoError(t, err)
+		require.Less(t, e2.ID, e3.ID, "after the fast ledger's entry")
+		require.True(t, e3.CreatedOn.Equal(e2.CreatedOn), "stamped at the instant it follows")
+		e2 = e3
+	}
+	other, err := slow.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: "v", Amount: dec("1"), Reason: "r"})
+	require.NoError(t, err)
+	require.Greater(t, other.ID, e2.ID, "the slow ledger's IDs moved forward")
+	es, err := slow.Entries(ctx, ledger.EntryQuery{UserIDs: []string{"u"}})
+	require.NoError(t, err)
+	require.Len(t, es, 5)
+	require.True(t, slices.IsSortedFunc(es, func(a, b ledger.Entry) int { return strings.Compare(a.ID, b.ID) }))
+	require.NoError(t, slow.Verify(ctx))
 }
