@@ -549,7 +549,8 @@ type batchState struct {
 	// change in place, for the requests to find.
 	ahead     map[string]Record // entry ID -> the stored entry
 	aheadPair map[string]Record // entry ID -> the other entry of its transfer
-	due       []HoldRecord      // the sweep's due holds, once dueRead
+	due       []HoldRecord      // the sweep's due holds at dueAt, once dueRead
+	dueAt     time.Time
 	dueRead   bool
 	wallets   walletState    // limits and reversals (commit_wallets.go)
 	holds     holdState      // holds (commit_holds.go)
@@ -758,7 +759,7 @@ func (st *batchState) readAhead(r *request) []NewEntry {
 			}
 		}
 	case opSweep:
-		due, err := st.dueHolds(st.l.cfg.clock())
+		due, _, err := st.dueHolds(st.l.cfg.clock())
 		if err != nil {
 			return nil
 		}

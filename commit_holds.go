@@ -353,8 +353,7 @@ func (st *batchState) release(authorityID, id string) (Hold, error) {
 // sweep records the expiry of up to sweepBatch due holds, appending them
 // to out as they are now.
 func (st *batchState) sweep(out []Hold) ([]Hold, error) {
-	now := st.clock()
-	due, err := st.dueHolds(now)
+	due, now, err := st.dueHolds(st.clock())
 	if err != nil {
 		return out, err
 	}
@@ -365,9 +364,6 @@ func (st *batchState) sweep(out []Hold) ([]Hold, error) {
 				continue // this group closed it already
 			}
 			r = g.rec
-		}
-		if r.Hold.at(now).State != HoldExpired {
-			continue // read ahead at an instant the clock has since gone back from
 		}
 		// Closing a hold rewrites it: the commit stays within
 		// Limits.MaxBatchBytes, and the next sweep takes the rest.
@@ -383,24 +379,25 @@ func (st *batchState) sweep(out []Hold) ([]Hold, error) {
 	return out, nil
 }
 
-// dueHolds returns up to sweepBatch holds due at now, or those read
-// ahead for the group's sweep.
-func (st *batchState) dueHolds(now time.Time) ([]HoldRecord, error) {
+// dueHolds returns up to sweepBatch holds due at now, and now; or, once
+// read (ahead, for the group's sweep), those and the instant they were
+// due at, at which the sweep then decides.
+func (st *batchState) dueHolds(now time.Time) ([]HoldRecord, time.Time, error) {
 	if st.dueRead {
-		return st.due, nil
+		return st.due, st.dueAt, nil
 	}
 	due := st.due[:0]
 	for r, err := range st.tx.ExpiringHolds(st.ctx, "", "", now) {
 		if err != nil {
-			return nil, storeErr("read expiring holds", err)
+			return nil, now, storeErr("read expiring holds", err)
 		}
 		due = append(due, r)
 		if len(due) == sweepBatch {
 			break
 		}
 	}
-	st.due, st.dueRead = due, true
-	return due, nil
+	st.due, st.dueAt, st.dueRead = due, now, true
+	return due, now, nil
 }
 
 // storedHoldBytes is what rewriting r counts towards
