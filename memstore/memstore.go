@@ -467,9 +467,11 @@ func (s *Store) searchBy(ix *index, ge func(*rec) bool) int {
 	return lo
 }
 
-func (s *Store) insertSlot(ix *index, slot uint32) {
+// insertSlot adds slot to ix in order; last says the slot's entry sorts
+// after every other stored entry.
+func (s *Store) insertSlot(last bool, ix *index, slot uint32) {
 	r := s.slab.at(slot)
-	if n := len(ix.slots); n == 0 || s.slab.at(ix.slots[n-1]).less(r) {
+	if n := len(ix.slots); last || n == 0 || s.slab.at(ix.slots[n-1]).less(r) {
 		ix.slots = append(ix.slots, slot)
 		return
 	}
@@ -477,8 +479,14 @@ func (s *Store) insertSlot(ix *index, slot uint32) {
 	ix.slots = slices.Insert(ix.slots, i, slot)
 }
 
+// removeSlot removes slot from ix. Only the last insert is undone, and
+// an entry is mostly inserted last, so the search starts at the end.
 func (s *Store) removeSlot(ix *index, slot uint32) {
-	if i := slices.Index(ix.slots, slot); i >= 0 {
+	i := len(ix.slots) - 1
+	for i >= 0 && ix.slots[i] != slot {
+		i--
+	}
+	if i >= 0 {
 		ix.slots = slices.Delete(ix.slots, i, i+1)
 	}
 }
@@ -782,11 +790,16 @@ func (t *tx) InsertEntry(ctx context.Context, in ledger.Record) error {
 		return fmt.Errorf("memstore: malformed entry ID %q", in.ID)
 	}
 	key := rec{nanos: nanos, seq: seq}
+	// last is whether the entry sorts after every stored one, as new
+	// entries do: then it sorts last in every index too, and indexing it
+	// is an append to each, without reading the record now last there.
+	last := true
 	if n := len(s.all.slots); n > 0 && !s.slab.at(s.all.slots[n-1]).less(&key) {
-		// Not after the last entry, as new ones are: check for a twin.
+		// Not after the last entry: check for a twin.
 		if _, dup := s.lookup(in.ID); dup {
 			return fmt.Errorf("memstore: entry %s exists", in.ID)
 		}
+		last = false
 	}
 	if in.IdempotencyKey != "" {
 		if auth, ok := s.names.get(in.AuthorityID); ok {
@@ -863,17 +876,17 @@ func (t *tx) InsertEntry(ctx context.Context, in ledger.Record) error {
 		pair = &index{}
 		s.byPair[pairKey(r.auth, userName)] = pair
 	}
-	s.insertSlot(&s.all, slot)
-	s.insertSlot(&s.wallets.list[w].entries, slot)
+	s.insertSlot(last, &s.all, slot)
+	s.insertSlot(last, &s.wallets.list[w].entries, slot)
 	if len(user.wallets) > 1 {
-		s.insertSlot(&user.all, slot)
+		s.insertSlot(last, &user.all, slot)
 	}
-	s.insertSlot(&auth.all, slot)
-	s.insertSlot(pair, slot)
+	s.insertSlot(last, &auth.all, slot)
+	s.insertSlot(last, pair, slot)
 	if in.Item != nil {
-		s.insertSlot(&s.items, slot)
-		s.insertSlot(&user.items, slot)
-		s.insertSlot(&auth.items, slot)
+		s.insertSlot(last, &s.items, slot)
+		s.insertSlot(last, &user.items, slot)
+		s.insertSlot(last, &auth.items, slot)
 	}
 	t.undo = append(t.undo, undo{kind: undoInsert, slot: slot})
 	return nil
