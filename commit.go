@@ -448,6 +448,7 @@ func (c *committer) commit(group []*request, update func(context.Context, func(T
 	err = update(ctx, func(tx Tx) error {
 		st.reset()
 		st.ctx, st.tx = ctx, tx
+		st.direct, _ = tx.(SavepointTx)
 		if err := st.prefetch(group); err != nil {
 			return err
 		}
@@ -465,7 +466,7 @@ func (c *committer) commit(group []*request, update func(context.Context, func(T
 	})
 	wrote := len(st.changes) > 0
 	st.reset()
-	st.ctx, st.tx = nil, nil // the transaction is over
+	st.ctx, st.tx, st.direct = nil, nil, nil // the transaction is over
 	switch {
 	case err == nil:
 		if wrote {
@@ -516,6 +517,7 @@ type totalUndo struct {
 
 type savepoint struct {
 	undo, inserts, uses int
+	store               int // st.direct's mark
 	ids                 idGen
 	wallets             walletSavepoint
 	holds               holdSavepoint
@@ -530,11 +532,15 @@ type pendingUse struct {
 
 // batchState is one group's view of the store: totals read once and
 // updated in memory, entries to insert, items to mark used. Reads fall
-// through to the transaction; writes reach it only in flush.
+// through to the transaction; writes reach it only in flush. Over a
+// [SavepointTx] (direct), totals and entries are read and written
+// through the transaction as the requests run instead, and a refused
+// request's are undone by the transaction.
 type batchState struct {
-	l   *Ledger
-	ctx context.Context
-	tx  Tx
+	l      *Ledger
+	ctx    context.Context
+	tx     Tx
+	direct SavepointTx // tx, if it is one
 
 	totals  map[TotalKey]totalSlot
 	dirty   []TotalKey // totals set by this group, in the order first set
@@ -591,10 +597,18 @@ func (st *batchState) reset() {
 }
 
 func (st *batchState) savepoint() savepoint {
-	return savepoint{len(st.undo), len(st.inserts), len(st.uses), st.l.commits.ids, st.wallets.savepoint(), st.holds.savepoint(), len(st.changes)}
+	sp := savepoint{undo: len(st.undo), inserts: len(st.inserts), uses: len(st.uses), ids: st.l.commits.ids,
+		wallets: st.wallets.savepoint(), holds: st.holds.savepoint(), changes: len(st.changes)}
+	if st.direct != nil {
+		sp.store = st.direct.Savepoint()
+	}
+	return sp
 }
 
 func (st *batchState) rollback(sp savepoint) {
+	if st.direct != nil {
+		st.direct.RollbackTo(sp.store)
+	}
 	st.l.commits.ids = sp.ids // only committed entries move the ID clock
 	st.wallets.rollback(sp.wallets)
 	st.holds.rollback(sp.holds)
@@ -771,8 +785,10 @@ func (st *batchState) readAhead(r *request) []NewEntry {
 }
 
 func (st *batchState) total(k TotalKey) (Total, error) {
-	if s, ok := st.totals[k]; ok {
-		return s.t, nil
+	if st.direct == nil {
+		if s, ok := st.totals[k]; ok {
+			return s.t, nil
+		}
 	}
 	t, exists, err := st.tx.Total(st.ctx, k)
 	if err != nil {
@@ -781,12 +797,20 @@ func (st *batchState) total(k TotalKey) (Total, error) {
 	if !exists {
 		t = Total{}
 	}
-	st.totals[k] = totalSlot{t: t, exists: exists}
+	if st.direct == nil {
+		st.totals[k] = totalSlot{t: t, exists: exists}
+	}
 	return t, nil
 }
 
 // setTotal updates a total read by total.
-func (st *batchState) setTotal(k TotalKey, t Total) {
+func (st *batchState) setTotal(k TotalKey, t Total) error {
+	if st.direct != nil {
+		if err := st.direct.SetTotal(st.ctx, k, t); err != nil {
+			return storeErr("write total", err)
+		}
+		return nil
+	}
 	prev := st.totals[k]
 	st.undo = append(st.undo, totalUndo{k, prev})
 	st.totals[k] = totalSlot{t: t, exists: prev.exists, dirty: true}
@@ -795,6 +819,22 @@ func (st *batchState) setTotal(k TotalKey, t Total) {
 		// set again: flush skips the one and rewrites the other.
 		st.dirty = append(st.dirty, k)
 	}
+	return nil
+}
+
+// insert inserts a new entry.
+func (st *batchState) insert(rec Record) error {
+	if st.direct != nil {
+		if err := st.direct.InsertEntry(st.ctx, rec); err != nil {
+			return storeErr("insert entry", err)
+		}
+		return nil
+	}
+	if rec.IdempotencyKey != "" {
+		st.byKey[idemKey{rec.AuthorityID, rec.IdempotencyKey}] = len(st.inserts)
+	}
+	st.inserts = append(st.inserts, rec)
+	return nil
 }
 
 // entry reads the entry with the given ID. An entry inserted by this
@@ -869,6 +909,9 @@ func (st *batchState) create(ne NewEntry) (Entry, error) {
 // entries it writes.
 type entryLinks struct {
 	transferID, reverses string
+	// namesTransfer says the entry is the first of a transfer, whose ID
+	// (the entry's own) names the transfer: transferID is ignored.
+	namesTransfer bool
 	// holdID is a capture's hold: its value was reserved, so the entry
 	// is not checked against the floor.
 	holdID string
@@ -905,6 +948,9 @@ func (st *batchState) write(ne NewEntry, links entryLinks) (Entry, error) {
 	}
 
 	id, createdOn := st.l.commits.ids.next(st.l.cfg.clock())
+	if links.namesTransfer {
+		links.transferID = id
+	}
 	rec := Record{
 		Entry: Entry{
 			ID:          id,
@@ -924,13 +970,16 @@ func (st *batchState) write(ne NewEntry, links entryLinks) (Entry, error) {
 		IdempotencyKey:   ne.IdempotencyKey,
 		AuthorityBalance: newAuthTotal,
 	}
-	st.setTotal(userKey, Total{Value: newBalance, LastEntryID: id, Held: user.Held})
-	st.setTotal(pairKey, Total{Value: newAuthTotal, LastEntryID: id})
-	st.change(ChangeRecord{Kind: ChangeEntry, At: createdOn, AuthorityID: ne.AuthorityID, Ref: id})
-	if ne.IdempotencyKey != "" {
-		st.byKey[idemKey{ne.AuthorityID, ne.IdempotencyKey}] = len(st.inserts)
+	if err := st.setTotal(userKey, Total{Value: newBalance, LastEntryID: id, Held: user.Held}); err != nil {
+		return Entry{}, err
 	}
-	st.inserts = append(st.inserts, rec)
+	if err := st.setTotal(pairKey, Total{Value: newAuthTotal, LastEntryID: id}); err != nil {
+		return Entry{}, err
+	}
+	st.change(ChangeRecord{Kind: ChangeEntry, At: createdOn, AuthorityID: ne.AuthorityID, Ref: id})
+	if err := st.insert(rec); err != nil {
+		return Entry{}, err
+	}
 	// The item is the ledger's own copy, made in checkNewEntry, and the
 	// store copies what it keeps: the caller may have it.
 	return rec.Entry, nil

@@ -257,7 +257,9 @@ func (st *batchState) hold(nh NewHold) (Hold, error) {
 		},
 		IdempotencyKey: nh.IdempotencyKey,
 	}
-	st.setTotal(k, Total{Value: t.Value, LastEntryID: t.LastEntryID, Held: newHeld})
+	if err := st.setTotal(k, Total{Value: t.Value, LastEntryID: t.LastEntryID, Held: newHeld}); err != nil {
+		return Hold{}, err
+	}
 	st.holds.set(groupHold{rec: r, fresh: true})
 	st.holds.inserts = append(st.holds.inserts, id)
 	st.change(ChangeRecord{Kind: ChangeHoldPlaced, At: createdOn, AuthorityID: nh.AuthorityID, Ref: id})
@@ -290,7 +292,9 @@ func (st *batchState) closeHold(r HoldRecord, state HoldState, closedOn time.Tim
 	if err != nil {
 		return err
 	}
-	st.setTotal(k, Total{Value: t.Value, LastEntryID: t.LastEntryID, Held: t.Held.Sub(r.Amount)})
+	if err := st.setTotal(k, Total{Value: t.Value, LastEntryID: t.LastEntryID, Held: t.Held.Sub(r.Amount)}); err != nil {
+		return err
+	}
 	g, _ := st.holds.holds.get(r.ID)
 	fresh := g.fresh
 	r.State, r.ClosedOn, r.EntryID = state, closedOn, entryID

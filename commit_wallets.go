@@ -168,15 +168,10 @@ func (st *batchState) transfer(t NewTransfer, out []Entry) ([]Entry, error) {
 			return append(out, st.current(orig), st.current(partner)), nil
 		}
 	}
-	f, err := st.write(from, entryLinks{})
+	// The first entry's ID names the transfer; both carry it.
+	f, err := st.write(from, entryLinks{namesTransfer: true})
 	if err != nil {
 		return out, err
-	}
-	// The first entry's ID names the transfer; both carry it.
-	f.TransferID = f.ID
-	st.inserts[len(st.inserts)-1].TransferID = f.ID
-	if t.IdempotencyKey != "" {
-		st.byKey[idemKey{t.AuthorityID, t.IdempotencyKey}] = len(st.inserts) - 1
 	}
 	g, err := st.write(to, entryLinks{transferID: f.ID})
 	if err != nil {
@@ -279,16 +274,15 @@ func (st *batchState) reverse(authorityID, entryID, reason string, out []Entry) 
 			AuthorityID: r.AuthorityID, UserID: r.UserID, Currency: r.Currency, Amount: r.Amount.Neg(), Reason: reason,
 			Metadata: maps.Clone(r.Metadata),
 		}
-		e, err := st.write(ne, entryLinks{transferID: transferID, reverses: r.ID})
+		// A transfer's reversal is a transfer back, named by its first
+		// entry.
+		first := len(origs) == 2 && i == 0
+		e, err := st.write(ne, entryLinks{transferID: transferID, reverses: r.ID, namesTransfer: first})
 		if err != nil {
 			return out, err
 		}
-		if len(origs) == 2 && i == 0 {
-			// A transfer's reversal is a transfer back, named by its
-			// first entry.
+		if first {
 			transferID = e.ID
-			e.TransferID = e.ID
-			st.inserts[len(st.inserts)-1].TransferID = e.ID
 		}
 		p := pendingReversal{id: r.ID, reversal: e.ID, revoke: r.Item != nil}
 		st.wallets.reversed[r.ID] = p

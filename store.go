@@ -254,6 +254,21 @@ type TryUpdater interface {
 	TryUpdate(ctx context.Context, fn func(Tx) error) (bool, error)
 }
 
+// SavepointTx is implemented by a [Tx] whose writes take effect as they
+// are made and which can undo them back to a mark: a store that keeps its
+// data in memory and an undo log. The ledger then makes a group's total
+// and entry writes through it as it goes, undoing a refused request's
+// with RollbackTo, instead of keeping them apart until the end of the
+// group. A store that writes at commit does not implement it.
+type SavepointTx interface {
+	Tx
+	// Savepoint returns a mark of the writes the transaction has made.
+	Savepoint() int
+	// RollbackTo undoes every write made since Savepoint returned sp, in
+	// reverse order; sp is a mark of this transaction, not yet undone.
+	RollbackTo(sp int)
+}
+
 // TotalsPrefetcher is implemented by a [ReadTx] that reads many totals in
 // one call more cheaply than one by one: a database across a network,
 // where each read is a round trip. At the start of a group commit the

@@ -4,8 +4,10 @@
 // # Concurrency
 //
 // Transactions are serialized by one read-write lock: any number of
-// readers, or one writer. A failed Update is undone from a log of its
-// writes.
+// readers, or one writer. Writes are made in place and logged: a failed
+// Update is undone from the log, and a write transaction is a
+// [ledger.SavepointTx], which undoes its writes back to a mark, so the
+// ledger writes a group's entries and totals as it goes.
 //
 // # Layout
 //
@@ -547,9 +549,27 @@ type undo struct {
 	close   ledger.HoldClose     // undoCloseHold: the hold's state, ClosedOn and EntryID before
 }
 
-func (t *tx) rollback() {
+var _ ledger.SavepointTx = (*tx)(nil)
+
+// Savepoint implements [ledger.SavepointTx]: a mark in the undo log.
+func (t *tx) Savepoint() int { return len(t.undo) }
+
+// RollbackTo implements [ledger.SavepointTx].
+func (t *tx) RollbackTo(sp int) {
+	if sp < 0 || sp > len(t.undo) {
+		return // not a mark of this transaction's: nothing of it to undo
+	}
+	t.undoTo(sp)
+	clear(t.undo[sp:])
+	t.undo = t.undo[:sp]
+}
+
+func (t *tx) rollback() { t.undoTo(0) }
+
+// undoTo undoes the writes logged from sp on, last first.
+func (t *tx) undoTo(sp int) {
 	s := t.s
-	for i := len(t.undo) - 1; i >= 0; i-- {
+	for i := len(t.undo) - 1; i >= sp; i-- {
 		switch u := &t.undo[i]; u.kind {
 		case undoInsert:
 			s.uninsert(u.slot)

@@ -28,6 +28,7 @@ func runContract(t *testing.T, ns NewStore) {
 	t.Run("InsertUsed", func(t *testing.T) { testInsertUsed(t, ns) })
 	t.Run("Duplicates", func(t *testing.T) { testDuplicates(t, ns) })
 	t.Run("Rollback", func(t *testing.T) { testRollback(t, ns) })
+	t.Run("Savepoints", func(t *testing.T) { testSavepoints(t, ns) })
 	t.Run("ReadYourWrites", func(t *testing.T) { testReadYourWrites(t, ns) })
 	t.Run("Serializable", func(t *testing.T) { testSerializable(t, ns) })
 	t.Run("ReturnedMemoryIsCallers", func(t *testing.T) { testReturnedMemory(t, ns) })
@@ -446,6 +447,87 @@ func testRollback(t *testing.T, ns NewStore) {
 		require.False(t, ok)
 		for r := range tx.Totals(ctx, "b", "", "") {
 			t.Fatalf("rolled-back total %v is listed", r)
+		}
+	})
+}
+
+// testSavepoints checks, for a store whose Tx is a [ledger.SavepointTx],
+// that RollbackTo undoes exactly the writes made after its mark, in the
+// transaction and once committed, and that the transaction goes on.
+func testSavepoints(t *testing.T, ns NewStore) {
+	s := newStore(t, ns)
+	ctx := context.Background()
+	u, v := ledger.TotalKey{UserID: "u"}, ledger.TotalKey{UserID: "v"}
+	kept, lost, lost2, after := record(1, "u", "a", true), record(2, "v", "b", true), record(3, "u", "a", false), record(4, "u", "a", false)
+	lost.IdempotencyKey = "k"
+	changes := func(tx ledger.ReadTx) int {
+		n := 0
+		for _, err := range tx.Changes(ctx, "") {
+			require.NoError(t, err)
+			n++
+		}
+		return n
+	}
+	requireTotal := func(tx ledger.ReadTx, k ledger.TotalKey, want string) {
+		t.Helper()
+		got, ok, err := tx.Total(ctx, k)
+		require.NoError(t, err)
+		if want == "" {
+			require.False(t, ok, "total %v is stored", k)
+			return
+		}
+		require.True(t, ok, "total %v is not stored", k)
+		requireDecimal(t, want, got.Value)
+	}
+	require.NoError(t, s.Update(ctx, func(tx ledger.Tx) error {
+		sp, ok := tx.(ledger.SavepointTx)
+		if !ok {
+			t.Skip("the store's Tx is not a ledger.SavepointTx")
+		}
+		require.NoError(t, tx.InsertEntry(ctx, kept))
+		require.NoError(t, tx.SetTotal(ctx, u, storedTotal("5", "u")))
+		require.NoError(t, tx.AppendChange(ctx, changeRecord(1)))
+		mark := sp.Savepoint()
+		require.NoError(t, tx.InsertEntry(ctx, lost))
+		require.NoError(t, tx.SetItemUsed(ctx, kept.ID, aUse))
+		require.NoError(t, tx.SetTotal(ctx, u, storedTotal("6", "u2")))
+		require.NoError(t, tx.SetTotal(ctx, v, storedTotal("1", "v")))
+		require.NoError(t, tx.AppendChange(ctx, changeRecord(2)))
+		inner := sp.Savepoint()
+		require.NoError(t, tx.InsertEntry(ctx, lost2))
+		require.NoError(t, tx.SetTotal(ctx, u, storedTotal("7", "u3")))
+
+		sp.RollbackTo(inner)
+		_, err := tx.Entry(ctx, lost2.ID)
+		require.ErrorIs(t, err, ledger.ErrNotFound, "an insert after the inner mark is undone")
+		requireTotal(tx, u, "6")
+		_, err = tx.Entry(ctx, lost.ID)
+		require.NoError(t, err, "an insert before the inner mark is kept")
+
+		sp.RollbackTo(mark)
+		_, err = tx.Entry(ctx, lost.ID)
+		require.ErrorIs(t, err, ledger.ErrNotFound)
+		_, err = tx.EntryByIdempotencyKey(ctx, "b", "k")
+		require.ErrorIs(t, err, ledger.ErrNotFound)
+		requireTotal(tx, u, "5")
+		requireTotal(tx, v, "")
+		require.Equal(t, 1, changes(tx))
+		got, err := tx.Entry(ctx, kept.ID)
+		require.NoError(t, err)
+		requireSameRecord(t, kept, got) // its use is undone
+
+		// The transaction goes on after a rollback to a mark.
+		require.NoError(t, tx.InsertEntry(ctx, after))
+		return nil
+	}))
+	view(t, s, func(tx ledger.ReadTx) {
+		require.Equal(t, []string{kept.ID, after.ID}, ids(collect(t, tx.Entries(ctx, ledger.Scan{}))))
+		require.Empty(t, collect(t, tx.Entries(ctx, ledger.Scan{UserID: "v"})))
+		requireTotal(tx, u, "5")
+		requireTotal(tx, v, "")
+		require.Equal(t, 1, changes(tx))
+		for r := range tx.Totals(ctx, "", "", "") {
+			require.Equal(t, "u", r.UserID, "rolled-back total %v is listed", r)
 		}
 	})
 }
