@@ -186,6 +186,7 @@ func (c *committer) stop() {
 // caller reads r.out and r.err.
 func (c *committer) submit(r *request) error {
 	c.mu.Lock()
+	fresh := !c.busy // and so the queue is empty
 	if c.busy {
 		r.queued = true
 		c.queue = append(c.queue, r)
@@ -211,7 +212,7 @@ func (c *committer) submit(r *request) error {
 		c.passLead()
 		return nil
 	}
-	if c.leadAlone(r) {
+	if c.leadAlone(r, fresh) {
 		return nil
 	}
 	// The leader's caller must be able to stop waiting for a commit that
@@ -317,16 +318,23 @@ var errStoreBusy = errors.New("ledger: store busy")
 // stays bounded without the hand-off to the leading goroutine. Otherwise
 // it reports false having done nothing, and r leads as usual. Requests
 // that queue meanwhile make the next group, led as usual.
-func (c *committer) leadAlone(r *request) bool {
+//
+// fresh says r took the lead with no commit in flight, when the queue
+// was empty: nothing is queued behind r but what queued since, which
+// may wait for the next group. A request handed the lead by passLead
+// looks at the queue.
+func (c *committer) leadAlone(r *request, fresh bool) bool {
 	tu, ok := c.l.store.(TryUpdater)
 	if !ok || c.l.cfg.maxWait > 0 {
 		return false
 	}
-	c.mu.Lock()
-	alone := len(c.queue) == 0
-	c.mu.Unlock()
-	if !alone {
-		return false
+	if !fresh {
+		c.mu.Lock()
+		alone := len(c.queue) == 0
+		c.mu.Unlock()
+		if !alone {
+			return false
+		}
 	}
 	busy := false
 	group := append(c.group[:0], r)
