@@ -175,6 +175,8 @@ type walletTable struct {
 // wallet is a (user, currency) pair and the index of its entries.
 type wallet struct {
 	user, currency uint32 // interned
+	id             uint32 // its number
+	owner          *userIndexes
 	entries        index
 }
 
@@ -442,7 +444,7 @@ func (s *Store) wallet(user, currency uint32) (uint32, bool) {
 	}
 	w := uint32(len(s.wallets.list))
 	s.wallets.ids[k] = w
-	s.wallets.list = append(s.wallets.list, &wallet{user: user, currency: currency})
+	s.wallets.list = append(s.wallets.list, &wallet{user: user, currency: currency, id: w})
 	return w, true
 }
 
@@ -828,15 +830,17 @@ func (t *tx) InsertEntry(ctx context.Context, in ledger.Record) error {
 			}
 		}
 	}
-	userName := s.names.intern(in.UserID)
-	w, newWallet := s.wallet(userName, s.names.intern(in.Currency))
+	at, ok := s.cachedPlace(&in)
+	if !ok {
+		at = s.place(&in)
+	}
 	slot := s.slab.push()
 	r := s.slab.at(slot)
 	*r = rec{
 		nanos:  nanos,
 		seq:    seq,
-		wallet: w,
-		auth:   s.names.intern(in.AuthorityID),
+		wallet: at.w.id,
+		auth:   at.auth,
 		reason: in.Reason,
 	}
 	r.setNum(amountNum, in.Amount)
@@ -873,12 +877,65 @@ func (t *tx) InsertEntry(ctx context.Context, in ledger.Record) error {
 		s.entryHolds[slot] = strings.Clone(in.HoldID)
 	}
 
+	user := at.w.owner
+	s.insertSlot(last, &s.all, slot)
+	s.insertSlot(last, &at.w.entries, slot)
+	if len(user.wallets) > 1 {
+		s.insertSlot(last, &user.all, slot)
+	}
+	s.insertSlot(last, &at.byAuth.all, slot)
+	s.insertSlot(last, at.pair, slot)
+	if in.Item != nil {
+		s.insertSlot(last, &s.items, slot)
+		s.insertSlot(last, &user.items, slot)
+		s.insertSlot(last, &at.byAuth.items, slot)
+	}
+	t.undo = append(t.undo, undo{kind: undoInsert, slot: slot})
+	return nil
+}
+
+// place is where an entry is indexed: its wallet (whose owner is its
+// user's indexes), its authority, interned, and the authority's indexes,
+// and the index of its (authority, user) pair.
+type place struct {
+	w      *wallet
+	auth   uint32
+	byAuth *indexes
+	pair   *index
+}
+
+// cachedPlace returns where in is indexed from the totals of its wallet
+// and its (authority, wallet), which keep it once an entry of theirs is
+// inserted: the ledger has just read and written both, so this costs no
+// lookup of a name, wallet or pair that the totals' do not. It reports
+// false if either total is not stored or keeps no place yet.
+func (s *Store) cachedPlace(in *ledger.Record) (place, bool) {
+	ut, pt := s.totals[ledger.TotalGroup{Currency: in.Currency}], s.totals[ledger.TotalGroup{AuthorityID: in.AuthorityID, Currency: in.Currency}]
+	if ut == nil || pt == nil || pt.byAuth == nil {
+		return place{}, false
+	}
+	uc, ok1 := ut.vals[in.UserID]
+	pc, ok2 := pt.vals[in.UserID]
+	if !ok1 || !ok2 || uc.wallet == nil || pc.pair == nil {
+		return place{}, false
+	}
+	return place{w: uc.wallet, auth: pt.auth, byAuth: pt.byAuth, pair: pc.pair}, true
+}
+
+// place returns where in is indexed, making its wallet, user, authority
+// and pair indexes if they are new, and keeps it in in's totals, where
+// cachedPlace finds it.
+func (s *Store) place(in *ledger.Record) place {
+	userName := s.names.intern(in.UserID)
+	w, newWallet := s.wallet(userName, s.names.intern(in.Currency))
+	wal := s.wallets.list[w]
 	user := s.byUser[userName]
 	if user == nil {
 		user = &userIndexes{}
 		s.byUser[userName] = user
 	}
 	if newWallet {
+		wal.owner = user
 		if len(user.wallets) == 1 {
 			// The user's second wallet: the first's index no longer
 			// serves as the user's.
@@ -886,30 +943,31 @@ func (t *tx) InsertEntry(ctx context.Context, in ledger.Record) error {
 		}
 		user.wallets = append(user.wallets, w)
 	}
-	auth := s.byAuth[r.auth]
-	if auth == nil {
-		auth = &indexes{}
-		s.byAuth[r.auth] = auth
+	at := place{w: wal, auth: s.names.intern(in.AuthorityID)}
+	at.byAuth = s.byAuth[at.auth]
+	if at.byAuth == nil {
+		at.byAuth = &indexes{}
+		s.byAuth[at.auth] = at.byAuth
 	}
-	pair := s.byPair[pairKey(r.auth, userName)]
-	if pair == nil {
-		pair = &index{}
-		s.byPair[pairKey(r.auth, userName)] = pair
+	at.pair = s.byPair[pairKey(at.auth, userName)]
+	if at.pair == nil {
+		at.pair = &index{}
+		s.byPair[pairKey(at.auth, userName)] = at.pair
 	}
-	s.insertSlot(last, &s.all, slot)
-	s.insertSlot(last, &s.wallets.list[w].entries, slot)
-	if len(user.wallets) > 1 {
-		s.insertSlot(last, &user.all, slot)
+	if ut := s.totals[ledger.TotalGroup{Currency: in.Currency}]; ut != nil {
+		if c, ok := ut.vals[in.UserID]; ok {
+			c.wallet = wal
+			ut.vals[in.UserID] = c
+		}
 	}
-	s.insertSlot(last, &auth.all, slot)
-	s.insertSlot(last, pair, slot)
-	if in.Item != nil {
-		s.insertSlot(last, &s.items, slot)
-		s.insertSlot(last, &user.items, slot)
-		s.insertSlot(last, &auth.items, slot)
+	if pt := s.totals[ledger.TotalGroup{AuthorityID: in.AuthorityID, Currency: in.Currency}]; pt != nil {
+		pt.auth, pt.byAuth = at.auth, at.byAuth
+		if c, ok := pt.vals[in.UserID]; ok {
+			c.pair = at.pair
+			pt.vals[in.UserID] = c
+		}
 	}
-	t.undo = append(t.undo, undo{kind: undoInsert, slot: slot})
-	return nil
+	return at
 }
 
 func (sl *slab) push() uint32 {

@@ -21,23 +21,42 @@ type totalTable struct {
 	vals  map[string]total
 	held  map[string]decimal.Decimal // nil until a total has a non-zero Held
 	users []string
+	// The authority, interned, and its indexes, once an entry of a total
+	// here is inserted (see Store.cachedPlace).
+	auth   uint32
+	byAuth *indexes
 }
 
-// total is a ledger.Total without its Held.
+// total is a ledger.Total without its Held, and where the entries it
+// counts are indexed, once one is inserted (see Store.cachedPlace): a
+// wallet's total over all authorities keeps the wallet, an authority's
+// total the index of its (authority, user) pair.
 type total struct {
 	value       decimal.Decimal
 	lastEntryID string
+	wallet      *wallet
+	pair        *index
 }
 
 // get returns the total of user, and whether one is stored.
 func (tt *totalTable) get(user string) (ledger.Total, bool) {
 	v, ok := tt.vals[user]
-	return ledger.Total{Value: v.value, LastEntryID: v.lastEntryID, Held: tt.held[user]}, ok
+	return tt.total(user, v), ok
 }
 
-// put stores v as the total of user, whose name the table may keep.
-func (tt *totalTable) put(user string, v ledger.Total) {
-	tt.vals[user] = total{v.Value, v.LastEntryID}
+// total returns v, user's, as a ledger.Total.
+func (tt *totalTable) total(user string, v total) ledger.Total {
+	t := ledger.Total{Value: v.value, LastEntryID: v.lastEntryID}
+	if tt.held != nil {
+		t.Held = tt.held[user]
+	}
+	return t
+}
+
+// put stores v as the total of user, whose name the table may keep, and
+// keeps where its entries are indexed; old is what get returned for it.
+func (tt *totalTable) put(user string, old total, v ledger.Total) {
+	tt.vals[user] = total{v.Value, v.LastEntryID, old.wallet, old.pair}
 	switch {
 	case !v.Held.IsZero():
 		if tt.held == nil {
@@ -128,7 +147,8 @@ func (t *tx) SetTotal(ctx context.Context, k ledger.TotalKey, v ledger.Total) er
 		tt = &totalTable{vals: make(map[string]total)}
 		s.totals[ledger.TotalGroup{AuthorityID: strings.Clone(g.AuthorityID), Currency: strings.Clone(g.Currency)}] = tt
 	}
-	prev, existed := tt.get(k.UserID)
+	old, existed := tt.vals[k.UserID]
+	prev := tt.total(k.UserID, old)
 	if !existed {
 		k.UserID = strings.Clone(k.UserID)
 		tt.users = insertSorted(tt.users, k.UserID)
@@ -136,7 +156,7 @@ func (t *tx) SetTotal(ctx context.Context, k ledger.TotalKey, v ledger.Total) er
 			s.userCurrencies[k.UserID] = insertSorted(s.userCurrencies[k.UserID], strings.Clone(k.Currency))
 		}
 	}
-	tt.put(k.UserID, v)
+	tt.put(k.UserID, old, v)
 	t.undo = append(t.undo, undo{kind: undoTotal, key: k, prev: prev, existed: existed})
 	return nil
 }
@@ -145,7 +165,7 @@ func (t *tx) SetTotal(ctx context.Context, k ledger.TotalKey, v ledger.Total) er
 func (s *Store) unsetTotal(u *undo) {
 	tt := s.totals[groupOf(u.key)]
 	if u.existed {
-		tt.put(u.key.UserID, u.prev)
+		tt.put(u.key.UserID, tt.vals[u.key.UserID], u.prev)
 		return
 	}
 	delete(tt.vals, u.key.UserID)
