@@ -454,7 +454,10 @@ func (c *committer) commit(group []*request, update func(context.Context, func(T
 	defer ctx.stop()
 	st := &c.st
 	err = update(ctx, func(tx Tx) error {
-		st.reset()
+		if st.inUse {
+			st.reset() // a store that runs fn again: undo the last run
+		}
+		st.inUse = true
 		st.ctx, st.tx = ctx, tx
 		st.direct, _ = tx.(SavepointTx)
 		if err := st.prefetch(group); err != nil {
@@ -573,6 +576,8 @@ type batchState struct {
 	// read on first use: what decides whether a hold is due.
 	now    time.Time
 	nowSet bool
+	// inUse says the state holds a group's, since the last reset.
+	inUse bool
 }
 
 func (st *batchState) init(l *Ledger) {
@@ -587,6 +592,7 @@ func (st *batchState) init(l *Ledger) {
 }
 
 func (st *batchState) reset() {
+	st.inUse = false
 	clear(st.totals)
 	clear(st.byKey)
 	clear(st.used)

@@ -274,6 +274,7 @@ func (s *Store) Close() error {
 	s.byUser, s.byAuth, s.byPair, s.entryHolds = nil, nil, nil, nil
 	s.totals, s.userCurrencies, s.limits = nil, nil, limitTable{}
 	s.holds, s.changes = holdTable{}, changeLog{}
+	s.wtx = tx{}
 	return nil
 }
 
@@ -515,8 +516,9 @@ func (s *Store) lookup(id string) (uint32, bool) {
 // transaction holds locked, and are logged so that rollback can undo
 // them.
 type tx struct {
-	s    *Store
-	undo []undo
+	s      *Store
+	undo   []undo
+	tables tableCache
 }
 
 type undoKind uint8
@@ -830,7 +832,7 @@ func (t *tx) InsertEntry(ctx context.Context, in ledger.Record) error {
 			}
 		}
 	}
-	at, ok := s.cachedPlace(&in)
+	at, ok := t.cachedPlace(&in)
 	if !ok {
 		at = s.place(&in)
 	}
@@ -909,8 +911,8 @@ type place struct {
 // inserted: the ledger has just read and written both, so this costs no
 // lookup of a name, wallet or pair that the totals' do not. It reports
 // false if either total is not stored or keeps no place yet.
-func (s *Store) cachedPlace(in *ledger.Record) (place, bool) {
-	ut, pt := s.totals[ledger.TotalGroup{Currency: in.Currency}], s.totals[ledger.TotalGroup{AuthorityID: in.AuthorityID, Currency: in.Currency}]
+func (t *tx) cachedPlace(in *ledger.Record) (place, bool) {
+	ut, pt := t.table(ledger.TotalGroup{Currency: in.Currency}), t.table(ledger.TotalGroup{AuthorityID: in.AuthorityID, Currency: in.Currency})
 	if ut == nil || pt == nil || pt.byAuth == nil {
 		return place{}, false
 	}

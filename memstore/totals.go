@@ -18,6 +18,7 @@ import (
 // zero: most totals never have one (an authority's never do), and a
 // ledger.Total with it is half as large again.
 type totalTable struct {
+	group ledger.TotalGroup // its own copy of its key in Store.totals
 	vals  map[string]total
 	held  map[string]decimal.Decimal // nil until a total has a non-zero Held
 	users []string
@@ -72,11 +73,32 @@ func (t *tx) Total(ctx context.Context, k ledger.TotalKey) (ledger.Total, bool, 
 	if err := t.check(ctx); err != nil {
 		return ledger.Total{}, false, err
 	}
-	if tt := t.s.totals[groupOf(k)]; tt != nil {
+	if tt := t.table(groupOf(k)); tt != nil {
 		v, ok := tt.get(k.UserID)
 		return v, ok, nil
 	}
 	return ledger.Total{}, false, nil
+}
+
+// tableCache holds the total tables a transaction used last: writing an
+// entry looks up the same two (its wallet's and its authority's) six
+// times. Tables are never removed while the store is open, so a cached
+// one stays valid from one transaction to the next.
+type tableCache [2]*totalTable
+
+// table returns the total table of g, nil if there is none.
+func (t *tx) table(g ledger.TotalGroup) *totalTable {
+	c := &t.tables
+	for _, tt := range c {
+		if tt != nil && tt.group == g {
+			return tt
+		}
+	}
+	tt := t.s.totals[g]
+	if tt != nil {
+		c[0], c[1] = tt, c[0]
+	}
+	return tt
 }
 
 func groupOf(k ledger.TotalKey) ledger.TotalGroup {
@@ -142,10 +164,11 @@ func (t *tx) SetTotal(ctx context.Context, k ledger.TotalKey, v ledger.Total) er
 	}
 	s := t.s
 	g := groupOf(k)
-	tt := s.totals[g]
+	tt := t.table(g)
 	if tt == nil {
-		tt = &totalTable{vals: make(map[string]total)}
-		s.totals[ledger.TotalGroup{AuthorityID: strings.Clone(g.AuthorityID), Currency: strings.Clone(g.Currency)}] = tt
+		g = ledger.TotalGroup{AuthorityID: strings.Clone(g.AuthorityID), Currency: strings.Clone(g.Currency)}
+		tt = &totalTable{group: g, vals: make(map[string]total)}
+		s.totals[g] = tt
 	}
 	old, existed := tt.vals[k.UserID]
 	prev := tt.total(k.UserID, old)
