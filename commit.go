@@ -144,16 +144,19 @@ type committer struct {
 	leadsOnce sync.Once
 
 	// Owned by the current leader.
-	ids   idGen
-	group []*request
-	st    batchState
-	ctx   commitContext
+	ids     idGen
+	group   []*request
+	st      batchState
+	ctx     commitContext
+	running []*request     // the group being committed
+	applyFn func(Tx) error // applyGroup, bound once
 }
 
 func (c *committer) init(l *Ledger) {
 	c.l = l
 	c.st.init(l)
 	c.leads = make(chan *request)
+	c.applyFn = c.applyGroup
 }
 
 // leadDetached runs r's lead on the leading goroutine, starting it the
@@ -336,16 +339,8 @@ func (c *committer) leadAlone(r *request, fresh bool) bool {
 			return false
 		}
 	}
-	busy := false
 	group := append(c.group[:0], r)
-	c.commit(group, func(ctx context.Context, fn func(Tx) error) error { // sets r's result
-		ok, err := tu.TryUpdate(ctx, fn)
-		if !ok {
-			busy = true
-			return errStoreBusy
-		}
-		return err
-	})
+	busy, _ := c.commit(group, tu) // sets r's result
 	clear(group)
 	c.group = group[:0]
 	if busy {
@@ -411,13 +406,12 @@ func (c *committer) commitGroup(first *request) {
 	c.queue = c.queue[:rest]
 	c.mu.Unlock()
 
-	update := c.l.store.Update
-	if err := c.commit(group, update); err != nil && len(group) > 1 && !errors.Is(err, ErrUnknownOutcome) {
+	if _, err := c.commit(group, nil); err != nil && len(group) > 1 && !errors.Is(err, ErrUnknownOutcome) {
 		// Nothing was written. Should one request have caused the
 		// failure (input a store refuses though the ledger admitted
 		// it), it must fail alone: commit each on its own.
 		for i := range group {
-			c.commit(group[i:i+1], update)
+			c.commit(group[i:i+1], nil)
 		}
 	}
 
@@ -428,10 +422,11 @@ func (c *committer) commitGroup(first *request) {
 	c.group = group[:0]
 }
 
-// commit applies group in one store transaction, begun with update (the
-// store's Update, or a TryUpdate), and sets every request's result. It
-// returns the store's error, which is every request's.
-func (c *committer) commit(group []*request, update func(context.Context, func(Tx) error) error) (err error) {
+// commit applies group in one store transaction and sets every request's
+// result. It returns the store's error, which is every request's. With
+// try, it begins the transaction with try's TryUpdate, and reports busy
+// if the store could not begin at once (then nothing was called).
+func (c *committer) commit(group []*request, try TryUpdater) (busy bool, err error) {
 	ids := c.ids
 	defer func() {
 		if p := recover(); p != nil {
@@ -453,28 +448,16 @@ func (c *committer) commit(group []*request, update func(context.Context, func(T
 	ctx.start(group[0].ctx, timeout)
 	defer ctx.stop()
 	st := &c.st
-	err = update(ctx, func(tx Tx) error {
-		if st.inUse {
-			st.reset() // a store that runs fn again: undo the last run
+	c.running = group
+	if try != nil {
+		var ok bool
+		if ok, err = try.TryUpdate(ctx, c.applyFn); !ok {
+			busy, err = true, errStoreBusy
 		}
-		st.inUse = true
-		st.ctx, st.tx = ctx, tx
-		st.direct, _ = tx.(SavepointTx)
-		if err := st.prefetch(group); err != nil {
-			return err
-		}
-		for _, r := range group {
-			r.out, r.outHolds, r.err = r.out[:0], r.outHolds[:0], nil
-			if err := r.ctx.Err(); err != nil {
-				r.err = err
-				continue
-			}
-			if err := st.apply(r); err != nil {
-				return err
-			}
-		}
-		return st.flush()
-	})
+	} else {
+		err = c.l.store.Update(ctx, c.applyFn)
+	}
+	c.running = nil
 	wrote := len(st.changes) > 0
 	st.reset()
 	st.ctx, st.tx, st.direct = nil, nil, nil // the transaction is over
@@ -483,12 +466,38 @@ func (c *committer) commit(group []*request, update func(context.Context, func(T
 		if wrote {
 			c.l.feed.notify()
 		}
-		return nil
+		return false, nil
 	case ctx.Err() != nil && !errors.Is(err, ErrUnknownOutcome):
 		// Whether the store got as far as committing, it cannot say.
-		return fmt.Errorf("ledger: store: commit: %w: took longer than the commit timeout (%v): %w", ErrUnknownOutcome, timeout, err)
+		return busy, fmt.Errorf("ledger: store: commit: %w: took longer than the commit timeout (%v): %w", ErrUnknownOutcome, timeout, err)
 	}
-	return storeErr("commit", err)
+	return busy, storeErr("commit", err)
+}
+
+// applyGroup is the store transaction's function for the running group:
+// it applies each request in turn and writes what they leave.
+func (c *committer) applyGroup(tx Tx) error {
+	st := &c.st
+	if st.inUse {
+		st.reset() // a store that runs fn again: undo the last run
+	}
+	st.inUse = true
+	st.ctx, st.tx = &c.ctx, tx
+	st.direct, _ = tx.(SavepointTx)
+	if err := st.prefetch(c.running); err != nil {
+		return err
+	}
+	for _, r := range c.running {
+		r.out, r.outHolds, r.err = r.out[:0], r.outHolds[:0], nil
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			continue
+		}
+		if err := st.apply(r); err != nil {
+			return err
+		}
+	}
+	return st.flush()
 }
 
 // change records c in the feed, with the group's writes.
@@ -942,7 +951,7 @@ func (st *batchState) write(ne NewEntry, links entryLinks) (Entry, error) {
 	// another process, with another clock, wrote to a shared store.
 	st.l.commits.ids.observe(user.LastEntryID)
 	balance := user.Value
-	newBalance := balance.Add(ne.Amount)
+	newBalance := add(balance, ne.Amount)
 	if links.holdID == "" {
 		if err := st.checkLimits(ne, user, newBalance); err != nil {
 			return Entry{}, err
@@ -955,7 +964,7 @@ func (st *batchState) write(ne NewEntry, links entryLinks) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	newAuthTotal := authTotal.Value.Add(ne.Amount)
+	newAuthTotal := add(authTotal.Value, ne.Amount)
 	if !st.l.fits(newAuthTotal) {
 		return Entry{}, invalid("Amount", "would take authority %q's total for user %q to %s, beyond the ledger's precision",
 			ne.AuthorityID, ne.UserID, newAuthTotal)
