@@ -445,7 +445,12 @@ func (c *committer) commit(group []*request, try TryUpdater) (busy bool, err err
 	// (followers depend on it), within the commit timeout.
 	timeout := c.l.cfg.commitTimeout
 	ctx := &c.ctx
-	ctx.start(group[0].ctx, timeout)
+	now := time.Now()
+	ctx.start(group[0].ctx, now, timeout)
+	if c.l.cfg.realClock {
+		// The clock would be read for the first entry a moment later.
+		c.st.started, c.st.startedFresh = now, true
+	}
 	defer ctx.stop()
 	st := &c.st
 	c.running = group
@@ -587,6 +592,21 @@ type batchState struct {
 	nowSet bool
 	// inUse says the state holds a group's, since the last reset.
 	inUse bool
+	// started is time.Now's reading as the commit started, for the
+	// commit's first entry while startedFresh (see entryNow).
+	started      time.Time
+	startedFresh bool
+}
+
+// entryNow returns the ledger clock's reading for a new entry. On the
+// real clock, the first entry of a commit takes the reading made as the
+// commit started, a moment before: one clock reading fewer per commit.
+func (st *batchState) entryNow() time.Time {
+	if st.startedFresh {
+		st.startedFresh = false
+		return st.started
+	}
+	return st.l.cfg.clock()
 }
 
 func (st *batchState) init(l *Ledger) {
@@ -970,7 +990,7 @@ func (st *batchState) write(ne NewEntry, links entryLinks) (Entry, error) {
 			ne.AuthorityID, ne.UserID, newAuthTotal)
 	}
 
-	id, createdOn := st.l.commits.ids.next(st.l.cfg.clock())
+	id, createdOn := st.l.commits.ids.next(st.entryNow())
 	if links.namesTransfer {
 		links.transferID = id
 	}

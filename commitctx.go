@@ -31,11 +31,11 @@ type commitContext struct {
 }
 
 // start readies c for a commit on behalf of parent, with the deadline
-// timeout from now.
-func (c *commitContext) start(parent context.Context, timeout time.Duration) {
+// timeout from now, a reading of time.Now.
+func (c *commitContext) start(parent context.Context, now time.Time, timeout time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.parent, c.deadline = parent, time.Now().Add(timeout)
+	c.parent, c.deadline = parent, now.Add(timeout)
 	if c.done.Load() == nil || c.expired.Load() {
 		ch := make(chan struct{})
 		c.done.Store(&ch)

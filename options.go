@@ -12,6 +12,7 @@ type Option func(*config)
 
 type config struct {
 	clock         func() time.Time
+	realClock     bool // clock is time.Now: no WithClock
 	places        int
 	digits        int
 	limits        Limits
@@ -105,6 +106,7 @@ const (
 func defaultConfig() config {
 	return config{
 		clock:         time.Now,
+		realClock:     true,
 		places:        DefaultPlaces,
 		digits:        DefaultDigits,
 		limits:        DefaultLimits(),
@@ -137,7 +139,7 @@ func WithClock(now func() time.Time) Option {
 			c.fail(errors.New("ledger: WithClock: nil clock"))
 			return
 		}
-		c.clock = now
+		c.clock, c.realClock = now, false
 	}
 }
 
