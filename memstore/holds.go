@@ -327,7 +327,7 @@ func (t *tx) CloseHold(ctx context.Context, id string, c ledger.HoldClose) error
 	if !ok {
 		return ledger.ErrNotFound
 	}
-	u := undo{kind: undoCloseHold, hold: h, close: ledger.HoldClose{State: h.State, ClosedOn: h.ClosedOn, EntryID: h.EntryID}}
+	u := undo{kind: undoCloseHold, hold: h, close: &ledger.HoldClose{State: h.State, ClosedOn: h.ClosedOn, EntryID: h.EntryID}}
 	// Leave the expiry indexes before the state changes: they find h by
 	// (Expires, ID), which closing does not change, but only active holds
 	// are in them.

@@ -176,6 +176,7 @@ type walletTable struct {
 type wallet struct {
 	user, currency uint32 // interned
 	id             uint32 // its number
+	shared         bool   // the user has other wallets: owner.all is kept
 	owner          *userIndexes
 	entries        index
 }
@@ -475,8 +476,12 @@ func (s *Store) searchBy(ix *index, ge func(*rec) bool) int {
 // insertSlot adds slot to ix in order; last says the slot's entry sorts
 // after every other stored entry.
 func (s *Store) insertSlot(last bool, ix *index, slot uint32) {
+	if last {
+		ix.slots = append(ix.slots, slot)
+		return
+	}
 	r := s.slab.at(slot)
-	if n := len(ix.slots); last || n == 0 || s.slab.at(ix.slots[n-1]).less(r) {
+	if n := len(ix.slots); n == 0 || s.slab.at(ix.slots[n-1]).less(r) {
 		ix.slots = append(ix.slots, slot)
 		return
 	}
@@ -550,7 +555,7 @@ type undo struct {
 	prev    ledger.Total         // undoTotal, if existed
 	prevLim *ledger.StoredLimits // undoLimits, if existed
 	hold    *ledger.HoldRecord   // undoInsertHold, undoCloseHold: the stored hold
-	close   ledger.HoldClose     // undoCloseHold: the hold's state, ClosedOn and EntryID before
+	close   *ledger.HoldClose    // undoCloseHold: the hold's state, ClosedOn and EntryID before
 }
 
 var _ ledger.SavepointTx = (*tx)(nil)
@@ -879,17 +884,16 @@ func (t *tx) InsertEntry(ctx context.Context, in ledger.Record) error {
 		s.entryHolds[slot] = strings.Clone(in.HoldID)
 	}
 
-	user := at.w.owner
 	s.insertSlot(last, &s.all, slot)
 	s.insertSlot(last, &at.w.entries, slot)
-	if len(user.wallets) > 1 {
-		s.insertSlot(last, &user.all, slot)
+	if at.w.shared {
+		s.insertSlot(last, &at.w.owner.all, slot)
 	}
 	s.insertSlot(last, &at.byAuth.all, slot)
 	s.insertSlot(last, at.pair, slot)
 	if in.Item != nil {
 		s.insertSlot(last, &s.items, slot)
-		s.insertSlot(last, &user.items, slot)
+		s.insertSlot(last, &at.w.owner.items, slot)
 		s.insertSlot(last, &at.byAuth.items, slot)
 	}
 	t.undo = append(t.undo, undo{kind: undoInsert, slot: slot})
@@ -944,6 +948,11 @@ func (s *Store) place(in *ledger.Record) place {
 			user.all.slots = slices.Clone(s.wallets.list[user.wallets[0]].entries.slots)
 		}
 		user.wallets = append(user.wallets, w)
+		if len(user.wallets) > 1 {
+			for _, o := range user.wallets {
+				s.wallets.list[o].shared = true
+			}
+		}
 	}
 	at := place{w: wal, auth: s.names.intern(in.AuthorityID)}
 	at.byAuth = s.byAuth[at.auth]
