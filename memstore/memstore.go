@@ -45,8 +45,13 @@
 // Running totals are kept per (authority, currency) with the users
 // sorted, and per user the currencies of the user's totals over all
 // authorities; a total's Held is kept beside it, in a map made for the
-// table only once a Held is not zero. Limits are kept per wallet, sorted
-// by (user, currency).
+// table only once a Held is not zero. A total also points to where the
+// entries it counts are indexed (a wallet's total to its wallet, an
+// authority's to its (authority, user) index), 16 bytes: the ledger
+// reads and writes an entry's two totals just before it inserts the
+// entry, so InsertEntry finds the indexes from those totals, in cache,
+// instead of looking up the user, wallet and pair again. Limits are kept
+// per wallet, sorted by (user, currency).
 //
 // Holds, far fewer than entries, are plain records (the store's own
 // copies) that sorted slices point to: by ID overall, per user and per
