@@ -429,6 +429,7 @@ func (c *committer) commitGroup(first *request) {
 func (c *committer) commit(group []*request, try TryUpdater) (busy bool, err error) {
 	ids := c.ids
 	defer func() {
+		c.running = nil
 		if p := recover(); p != nil {
 			err = fmt.Errorf("ledger: internal error: %v", p)
 		}
@@ -462,7 +463,6 @@ func (c *committer) commit(group []*request, try TryUpdater) (busy bool, err err
 	} else {
 		err = c.l.store.Update(ctx, c.applyFn)
 	}
-	c.running = nil
 	wrote := len(st.changes) > 0
 	st.reset()
 	st.ctx, st.tx, st.direct = nil, nil, nil // the transaction is over
