@@ -644,3 +644,88 @@ func TestIDsFollowAnotherLedgersClock(t *testing.T) {
 	require.True(t, slices.IsSortedFunc(es, func(a, b ledger.Entry) int { return strings.Compare(a.ID, b.ID) }))
 	require.NoError(t, slow.Verify(ctx))
 }
+
+// updateCounter counts the store transactions that commit writes; its
+// transactions are memstore's own, SavepointTx included.
+type updateCounter struct {
+	*memstore.Store
+	updates atomic.Int32
+}
+
+func (s *updateCounter) Update(ctx context.Context, fn func(ledger.Tx) error) error {
+	s.updates.Add(1)
+	return s.Store.Update(ctx, fn)
+}
+
+// TestGroupUndoesARefusedRequestOnly: in one group commit over memstore,
+// whose transaction the ledger writes through as it goes, a transfer
+// refused after its first entry was written (the receiver's cap) leaves
+// nothing behind, and the requests around it commit.
+func TestGroupUndoesARefusedRequestOnly(t *testing.T) {
+	ctx := context.Background()
+	s := &updateCounter{Store: memstore.New()}
+	l, err := ledger.New(s, ledger.WithGroupCommit(64, 50*time.Millisecond))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	_, err = l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "bank", UserID: "src", Amount: dec("10"), Reason: "seed"})
+	require.NoError(t, err)
+	one := dec("1")
+	require.NoError(t, l.SetLimits(ctx, "bank", ledger.WalletLimits{UserID: "capped", Cap: &one}))
+	before := s.updates.Load()
+
+	const credits = 8
+	var (
+		wg          sync.WaitGroup
+		start       = make(chan struct{})
+		transferErr error
+		creditErrs  [credits]error
+	)
+	wg.Add(credits + 1)
+	go func() {
+		defer wg.Done()
+		<-start
+		_, transferErr = l.Transfer(ctx, ledger.NewTransfer{AuthorityID: "bank", FromUserID: "src", ToUserID: "capped", Amount: dec("5"), Reason: "over the cap"})
+	}()
+	for i := range credits {
+		go func() {
+			defer wg.Done()
+			<-start
+			_, creditErrs[i] = l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "bank", UserID: fmt.Sprintf("u%d", i), Amount: dec("2"), Reason: "credit"})
+		}()
+	}
+	close(start)
+	wg.Wait()
+
+	require.ErrorIs(t, transferErr, ledger.ErrCapExceeded)
+	for i, err := range creditErrs {
+		require.NoError(t, err, "credit %d", i)
+	}
+	require.Less(t, s.updates.Load()-before, int32(credits+1), "the writes were not grouped: the test proves nothing")
+	b, err := l.Balance(ctx, "src", "")
+	require.NoError(t, err)
+	requireDec(t, "10", b.Total, "the refused transfer's debit is undone")
+	b, err = l.Balance(ctx, "capped", "")
+	require.NoError(t, err)
+	requireDec(t, "0", b.Total)
+	es, err := l.Entries(ctx, ledger.EntryQuery{})
+	require.NoError(t, err)
+	require.Len(t, es, 1+credits, "the seed and the credits, nothing of the transfer")
+	for _, e := range es {
+		require.Empty(t, e.TransferID)
+	}
+	n := 0
+	for c, err := range l.Changes(ctx, ledger.ChangeQuery{}) {
+		require.NoError(t, err)
+		require.NotEqual(t, "", c.Cursor)
+		n++
+	}
+	require.Equal(t, 2+credits, n, "seed, limits and the credits' changes only")
+	require.NoError(t, l.Verify(ctx))
+}
+
+func requireDec(t *testing.T, want string, got decimal.Decimal, msgAndArgs ...any) {
+	t.Helper()
+	if !dec(want).Equal(got) {
+		require.Fail(t, fmt.Sprintf("got %s, want %s", got, want), msgAndArgs...)
+	}
+}
