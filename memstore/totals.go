@@ -80,23 +80,34 @@ func (t *tx) Total(ctx context.Context, k ledger.TotalKey) (ledger.Total, bool, 
 	return ledger.Total{}, false, nil
 }
 
-// tableCache holds the total tables a transaction used last: writing an
-// entry looks up the same two (its wallet's and its authority's) six
-// times. Tables are never removed while the store is open, so a cached
-// one stays valid from one transaction to the next.
-type tableCache [2]*totalTable
+// tableCache holds the total tables a transaction used last, the latest
+// first: writing an entry looks up the same two (its wallet's and its
+// authority's) six times, and a few authorities writing in turn keep a
+// few tables in use. Tables are never removed while the store is open,
+// so a cached one stays valid from one transaction to the next.
+type tableCache [4]*totalTable
 
 // table returns the total table of g, nil if there is none.
 func (t *tx) table(g ledger.TotalGroup) *totalTable {
 	c := &t.tables
-	for _, tt := range c {
-		if tt != nil && tt.group == g {
+	for i, tt := range c {
+		if tt == nil {
+			break
+		}
+		if tt.group == g {
+			if i > 1 {
+				// Keep the wallet's and the authority's tables of the
+				// entry being written in front.
+				copy(c[1:i+1], c[:i])
+				c[0] = tt
+			}
 			return tt
 		}
 	}
 	tt := t.s.totals[g]
 	if tt != nil {
-		c[0], c[1] = tt, c[0]
+		copy(c[1:], c[:len(c)-1])
+		c[0] = tt
 	}
 	return tt
 }
