@@ -129,7 +129,11 @@ func (st *batchState) heldAt(k TotalKey, t Total, now time.Time) (decimal.Decima
 // (userID, currency), whose total is t, to newTotal, if that leaves its
 // Available (newTotal less what its holds hold now) below its floor.
 func (st *batchState) checkFunds(userID, currency string, t Total, newTotal, amount decimal.Decimal) error {
-	if t.Held.IsZero() && newTotal.Sign() >= 0 || newTotal.Sub(t.Held).Sign() >= 0 {
+	avail := newTotal
+	if !t.Held.IsZero() {
+		avail = newTotal.Sub(t.Held) // a zero Held has exponent 0: Sub would rescale
+	}
+	if avail.Sign() >= 0 {
 		return nil // every floor is 0 or less, and what is held now is at most t.Held: no need to read either
 	}
 	held, err := st.heldAt(TotalKey{"", userID, currency}, t, st.clock())

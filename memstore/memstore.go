@@ -842,9 +842,10 @@ func (t *tx) InsertEntry(ctx context.Context, in ledger.Record) error {
 			}
 		}
 	}
-	at, ok := t.cachedPlace(&in)
+	ut, pt := t.table(ledger.TotalGroup{Currency: in.Currency}), t.table(ledger.TotalGroup{AuthorityID: in.AuthorityID, Currency: in.Currency})
+	at, ok := cachedPlace(ut, pt, in.UserID)
 	if !ok {
-		at = s.place(&in)
+		at = s.place(&in, ut, pt)
 	}
 	slot := s.slab.push()
 	r := s.slab.at(slot)
@@ -915,18 +916,18 @@ type place struct {
 	pair   *index
 }
 
-// cachedPlace returns where in is indexed from the totals of its wallet
-// and its (authority, wallet), which keep it once an entry of theirs is
+// cachedPlace returns where an entry of user is indexed from its totals
+// in ut, its wallet's currency's table, and pt, its authority's (either
+// nil if there is none), which keep it once an entry of theirs is
 // inserted: the ledger has just read and written both, so this costs no
 // lookup of a name, wallet or pair that the totals' do not. It reports
 // false if either total is not stored or keeps no place yet.
-func (t *tx) cachedPlace(in *ledger.Record) (place, bool) {
-	ut, pt := t.table(ledger.TotalGroup{Currency: in.Currency}), t.table(ledger.TotalGroup{AuthorityID: in.AuthorityID, Currency: in.Currency})
+func cachedPlace(ut, pt *totalTable, user string) (place, bool) {
 	if ut == nil || pt == nil || pt.byAuth == nil {
 		return place{}, false
 	}
-	uc, ok1 := ut.vals[in.UserID]
-	pc, ok2 := pt.vals[in.UserID]
+	uc, ok1 := ut.vals[user]
+	pc, ok2 := pt.vals[user]
 	if !ok1 || !ok2 || uc.wallet == nil || pc.pair == nil {
 		return place{}, false
 	}
@@ -934,9 +935,9 @@ func (t *tx) cachedPlace(in *ledger.Record) (place, bool) {
 }
 
 // place returns where in is indexed, making its wallet, user, authority
-// and pair indexes if they are new, and keeps it in in's totals, where
-// cachedPlace finds it.
-func (s *Store) place(in *ledger.Record) place {
+// and pair indexes if they are new, and keeps it in in's totals in ut and
+// pt (as cachedPlace takes them), where cachedPlace finds it.
+func (s *Store) place(in *ledger.Record, ut, pt *totalTable) place {
 	userName := s.names.intern(in.UserID)
 	w, newWallet := s.wallet(userName, s.names.intern(in.Currency))
 	wal := s.wallets.list[w]
@@ -970,13 +971,13 @@ func (s *Store) place(in *ledger.Record) place {
 		at.pair = &index{}
 		s.byPair[pairKey(at.auth, userName)] = at.pair
 	}
-	if ut := s.totals[ledger.TotalGroup{Currency: in.Currency}]; ut != nil {
+	if ut != nil {
 		if c, ok := ut.vals[in.UserID]; ok {
 			c.wallet = wal
 			ut.vals[in.UserID] = c
 		}
 	}
-	if pt := s.totals[ledger.TotalGroup{AuthorityID: in.AuthorityID, Currency: in.Currency}]; pt != nil {
+	if pt != nil {
 		pt.auth, pt.byAuth = at.auth, at.byAuth
 		if c, ok := pt.vals[in.UserID]; ok {
 			c.pair = at.pair

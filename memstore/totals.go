@@ -23,13 +23,13 @@ type totalTable struct {
 	held  map[string]decimal.Decimal // nil until a total has a non-zero Held
 	users []string
 	// The authority, interned, and its indexes, once an entry of a total
-	// here is inserted (see Store.cachedPlace).
+	// here is inserted (see cachedPlace).
 	auth   uint32
 	byAuth *indexes
 }
 
 // total is a ledger.Total without its Held, and where the entries it
-// counts are indexed, once one is inserted (see Store.cachedPlace): a
+// counts are indexed, once one is inserted (see cachedPlace): a
 // wallet's total over all authorities keeps the wallet, an authority's
 // total the index of its (authority, user) pair.
 type total struct {
@@ -55,7 +55,7 @@ func (tt *totalTable) total(user string, v total) ledger.Total {
 }
 
 // put stores v as the total of user, whose name the table may keep, and
-// keeps where its entries are indexed; old is what get returned for it.
+// keeps where its entries are indexed from old, the slot it replaces.
 func (tt *totalTable) put(user string, old total, v ledger.Total) {
 	tt.vals[user] = total{v.Value, v.LastEntryID, old.wallet, old.pair}
 	switch {
