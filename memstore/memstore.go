@@ -529,6 +529,7 @@ type tx struct {
 	s      *Store
 	undo   []undo
 	tables tableCache
+	memo   totalMemo
 }
 
 type undoKind uint8
@@ -843,7 +844,7 @@ func (t *tx) InsertEntry(ctx context.Context, in ledger.Record) error {
 		}
 	}
 	ut, pt := t.table(ledger.TotalGroup{Currency: in.Currency}), t.table(ledger.TotalGroup{AuthorityID: in.AuthorityID, Currency: in.Currency})
-	at, ok := cachedPlace(ut, pt, in.UserID)
+	at, ok := t.cachedPlace(ut, pt, in.UserID)
 	if !ok {
 		at = s.place(&in, ut, pt)
 	}
@@ -922,13 +923,12 @@ type place struct {
 // inserted: the ledger has just read and written both, so this costs no
 // lookup of a name, wallet or pair that the totals' do not. It reports
 // false if either total is not stored or keeps no place yet.
-func cachedPlace(ut, pt *totalTable, user string) (place, bool) {
+func (t *tx) cachedPlace(ut, pt *totalTable, user string) (place, bool) {
 	if ut == nil || pt == nil || pt.byAuth == nil {
 		return place{}, false
 	}
-	uc, ok1 := ut.vals[user]
-	pc, ok2 := pt.vals[user]
-	if !ok1 || !ok2 || uc.wallet == nil || pc.pair == nil {
+	uc, pc := t.lookup(ut, user), t.lookup(pt, user)
+	if uc == nil || pc == nil || uc.wallet == nil || pc.pair == nil {
 		return place{}, false
 	}
 	return place{w: uc.wallet, auth: pt.auth, byAuth: pt.byAuth, pair: pc.pair}, true
@@ -972,16 +972,14 @@ func (s *Store) place(in *ledger.Record, ut, pt *totalTable) place {
 		s.byPair[pairKey(at.auth, userName)] = at.pair
 	}
 	if ut != nil {
-		if c, ok := ut.vals[in.UserID]; ok {
+		if c := ut.vals[in.UserID]; c != nil {
 			c.wallet = wal
-			ut.vals[in.UserID] = c
 		}
 	}
 	if pt != nil {
 		pt.auth, pt.byAuth = at.auth, at.byAuth
-		if c, ok := pt.vals[in.UserID]; ok {
+		if c := pt.vals[in.UserID]; c != nil {
 			c.pair = at.pair
-			pt.vals[in.UserID] = c
 		}
 	}
 	return at

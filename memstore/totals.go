@@ -19,7 +19,7 @@ import (
 // ledger.Total with it is half as large again.
 type totalTable struct {
 	group ledger.TotalGroup // its own copy of its key in Store.totals
-	vals  map[string]total
+	vals  map[string]*total
 	held  map[string]decimal.Decimal // nil until a total has a non-zero Held
 	users []string
 	// The authority, interned, and its indexes, once an entry of a total
@@ -41,12 +41,15 @@ type total struct {
 
 // get returns the total of user, and whether one is stored.
 func (tt *totalTable) get(user string) (ledger.Total, bool) {
-	v, ok := tt.vals[user]
-	return tt.total(user, v), ok
+	v := tt.vals[user]
+	return tt.total(user, v), v != nil
 }
 
-// total returns v, user's, as a ledger.Total.
-func (tt *totalTable) total(user string, v total) ledger.Total {
+// total returns v, user's, as a ledger.Total: the zero Total if v is nil.
+func (tt *totalTable) total(user string, v *total) ledger.Total {
+	if v == nil {
+		return ledger.Total{}
+	}
 	t := ledger.Total{Value: v.value, LastEntryID: v.lastEntryID}
 	if tt.held != nil {
 		t.Held = tt.held[user]
@@ -54,10 +57,10 @@ func (tt *totalTable) total(user string, v total) ledger.Total {
 	return t
 }
 
-// put stores v as the total of user, whose name the table may keep, and
-// keeps where its entries are indexed from old, the slot it replaces.
-func (tt *totalTable) put(user string, old total, v ledger.Total) {
-	tt.vals[user] = total{v.Value, v.LastEntryID, old.wallet, old.pair}
+// put stores v as user's total in p, keeping where its entries are
+// indexed.
+func (tt *totalTable) put(user string, p *total, v ledger.Total) {
+	p.value, p.lastEntryID = v.Value, v.LastEntryID
 	switch {
 	case !v.Held.IsZero():
 		if tt.held == nil {
@@ -74,10 +77,41 @@ func (t *tx) Total(ctx context.Context, k ledger.TotalKey) (ledger.Total, bool, 
 		return ledger.Total{}, false, err
 	}
 	if tt := t.table(groupOf(k)); tt != nil {
-		v, ok := tt.get(k.UserID)
-		return v, ok, nil
+		v := t.lookup(tt, k.UserID)
+		return tt.total(k.UserID, v), v != nil, nil
 	}
 	return ledger.Total{}, false, nil
+}
+
+// totalMemo holds the totals a transaction looked up last, the latest
+// first. Writing an entry reads its wallet's total and its authority's,
+// writes both and indexes the entry where they say, six lookups of the
+// same two: the memo makes it two map lookups, not six. A total stays at
+// its address while it is stored, and only a rollback removes one
+// (unsetTotal clears the write transaction's memo then), so an address
+// here stays valid from one transaction to the next.
+type totalMemo [2]memoSlot
+
+type memoSlot struct {
+	tt   *totalTable
+	user string
+	v    *total
+}
+
+// lookup returns the total of user in tt, nil if there is none.
+func (t *tx) lookup(tt *totalTable, user string) *total {
+	m := &t.memo
+	if m[0].tt == tt && m[0].user == user {
+		return m[0].v
+	}
+	if m[1].tt == tt && m[1].user == user {
+		return m[1].v
+	}
+	v := tt.vals[user]
+	if v != nil {
+		m[1], m[0] = m[0], memoSlot{tt, user, v}
+	}
+	return v
 }
 
 // tableCache holds the total tables a transaction used last, the latest
@@ -178,19 +212,21 @@ func (t *tx) SetTotal(ctx context.Context, k ledger.TotalKey, v ledger.Total) er
 	tt := t.table(g)
 	if tt == nil {
 		g = ledger.TotalGroup{AuthorityID: strings.Clone(g.AuthorityID), Currency: strings.Clone(g.Currency)}
-		tt = &totalTable{group: g, vals: make(map[string]total)}
+		tt = &totalTable{group: g, vals: make(map[string]*total)}
 		s.totals[g] = tt
 	}
-	old, existed := tt.vals[k.UserID]
-	prev := tt.total(k.UserID, old)
+	p := t.lookup(tt, k.UserID)
+	prev, existed := tt.total(k.UserID, p), p != nil
 	if !existed {
 		k.UserID = strings.Clone(k.UserID)
+		p = &total{}
+		tt.vals[k.UserID] = p
 		tt.users = insertSorted(tt.users, k.UserID)
 		if k.AuthorityID == "" {
 			s.userCurrencies[k.UserID] = insertSorted(s.userCurrencies[k.UserID], strings.Clone(k.Currency))
 		}
 	}
-	tt.put(k.UserID, old, v)
+	tt.put(k.UserID, p, v)
 	t.undo = append(t.undo, undo{kind: undoTotal, key: k, prev: prev, existed: existed})
 	return nil
 }
@@ -203,6 +239,7 @@ func (s *Store) unsetTotal(u *undo) {
 		return
 	}
 	delete(tt.vals, u.key.UserID)
+	s.wtx.memo = totalMemo{}
 	if tt.held != nil {
 		delete(tt.held, u.key.UserID)
 	}
