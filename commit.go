@@ -152,9 +152,12 @@ type committer struct {
 	applyFn func(Tx) error // applyGroup, bound once
 }
 
-func (c *committer) init(l *Ledger) {
+// init makes c a committer of l whose ID generator shares mark with the
+// other lanes' (nil with one lane; see [ConcurrentStore]).
+func (c *committer) init(l *Ledger, mark *idMark) {
 	c.l = l
-	c.st.init(l)
+	c.ids.shared = mark
+	c.st.init(l, &c.ids)
 	c.leads = make(chan *request)
 	c.applyFn = c.applyGroup
 }
@@ -563,6 +566,7 @@ type pendingUse struct {
 // request's are undone by the transaction.
 type batchState struct {
 	l      *Ledger
+	ids    *idGen // the committer's
 	ctx    context.Context
 	tx     Tx
 	direct SavepointTx // tx, if it is one
@@ -609,8 +613,8 @@ func (st *batchState) entryNow() time.Time {
 	return st.l.cfg.clock()
 }
 
-func (st *batchState) init(l *Ledger) {
-	st.l = l
+func (st *batchState) init(l *Ledger, ids *idGen) {
+	st.l, st.ids = l, ids
 	st.totals = make(map[TotalKey]totalSlot)
 	st.byKey = make(map[idemKey]int)
 	st.used = make(map[string]ItemUse)
@@ -640,7 +644,7 @@ func (st *batchState) reset() {
 }
 
 func (st *batchState) savepoint() savepoint {
-	sp := savepoint{undo: len(st.undo), inserts: len(st.inserts), uses: len(st.uses), ids: st.l.commits.ids,
+	sp := savepoint{undo: len(st.undo), inserts: len(st.inserts), uses: len(st.uses), ids: *st.ids,
 		wallets: st.wallets.savepoint(), holds: st.holds.savepoint(), changes: len(st.changes)}
 	if st.direct != nil {
 		sp.store = st.direct.Savepoint()
@@ -652,7 +656,7 @@ func (st *batchState) rollback(sp savepoint) {
 	if st.direct != nil {
 		st.direct.RollbackTo(sp.store)
 	}
-	st.l.commits.ids = sp.ids // only committed entries move the ID clock
+	*st.ids = sp.ids // only committed entries move the ID clock
 	st.wallets.rollback(sp.wallets)
 	st.holds.rollback(sp.holds)
 	clear(st.changes[sp.changes:])
@@ -969,7 +973,7 @@ func (st *batchState) write(ne NewEntry, links entryLinks) (Entry, error) {
 	}
 	// The new ID must sort after the wallet's last entry, even one that
 	// another process, with another clock, wrote to a shared store.
-	st.l.commits.ids.observe(user.LastEntryID)
+	st.ids.observe(user.LastEntryID)
 	balance := user.Value
 	newBalance := add(balance, ne.Amount)
 	if links.holdID == "" {
@@ -990,7 +994,7 @@ func (st *batchState) write(ne NewEntry, links entryLinks) (Entry, error) {
 			ne.AuthorityID, ne.UserID, newAuthTotal)
 	}
 
-	id, createdOn := st.l.commits.ids.next(st.entryNow())
+	id, createdOn := st.ids.next(st.entryNow())
 	if links.namesTransfer {
 		links.transferID = id
 	}

@@ -252,7 +252,7 @@ func (st *batchState) hold(nh NewHold) (Hold, error) {
 	if err := st.checkFunds(nh.UserID, nh.Currency, t, t.Value.Sub(nh.Amount), nh.Amount.Neg()); err != nil {
 		return Hold{}, err
 	}
-	id, createdOn := st.l.commits.ids.next(st.l.cfg.clock())
+	id, createdOn := st.ids.next(st.l.cfg.clock())
 	r := HoldRecord{
 		Hold: Hold{
 			ID: id, AuthorityID: nh.AuthorityID, UserID: nh.UserID, Currency: nh.Currency,

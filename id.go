@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"time"
 )
 
@@ -12,7 +13,10 @@ import (
 // nanoseconds, then 8 of a sequence number. Within one ledger the
 // sequence starts at a random value below 2^31 on each new nanosecond and
 // counts up within it, so IDs increase strictly and stay unique across
-// processes writing one store. Because an ID starts with its time, a time
+// processes writing one store. A ledger that commits in several lanes (a
+// [ConcurrentStore]) has a generator per lane, and they share the last
+// ID any of them handed out: each new ID sorts after it, so IDs increase
+// in the order they are handed out across lanes too. Because an ID starts with its time, a time
 // bound is an ID bound: queries by time seek instead of scanning.
 const idLen = 24
 
@@ -22,6 +26,18 @@ type idGen struct {
 	nanos int64
 	seq   uint32
 	last  string // the ID of (nanos, seq), once next or observe set them
+	// shared is the lanes' high-water mark; nil with one lane.
+	shared *idMark
+}
+
+// markStep bounds the step by which a lane continues after the mark.
+const markStep = 1 << 24
+
+// idMark is the greatest ID a ledger's lanes handed out.
+type idMark struct {
+	mu    sync.Mutex
+	nanos int64
+	seq   uint32
 }
 
 // observe makes the generator continue after id, if id is a valid entry
@@ -55,6 +71,26 @@ func (g *idGen) next(now time.Time) (string, time.Time) {
 		// again at its first sequence number rather than overflow.
 		// IDs would repeat, and the store refuses the duplicate.
 		g.seq = 0
+	}
+	if m := g.shared; m != nil {
+		m.mu.Lock()
+		if g.nanos < m.nanos || g.nanos == m.nanos && g.seq <= m.seq {
+			// Another lane, or a group since rolled back, handed out a
+			// later ID: continue after it, at its time (that of a lane
+			// whose clock read came later), by a random step, not by
+			// one: another process that wrote the ID the mark holds, or
+			// observed it, counts on from it by one, and must not meet
+			// this one.
+			step := 1 + rand.Uint32N(markStep)
+			switch {
+			case m.seq <= math.MaxUint32-step:
+				g.nanos, g.seq = m.nanos, m.seq+step
+			case m.nanos < math.MaxInt64:
+				g.nanos, g.seq = m.nanos+1, rand.Uint32()>>1
+			}
+		}
+		m.nanos, m.seq = g.nanos, g.seq
+		m.mu.Unlock()
 	}
 	g.last = FormatEntryID(g.nanos, g.seq)
 	return g.last, time.Unix(0, g.nanos).UTC()

@@ -77,6 +77,7 @@ package ledger
 import (
 	"context"
 	"encoding/json"
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -185,9 +186,15 @@ type Ledger struct {
 	mu     sync.RWMutex
 	closed bool
 
+	// commits is the committer of every write but the creates that
+	// laneFor sends to one of more, the other lanes over a
+	// [ConcurrentStore].
 	commits committer
-	sweep   *sweeper // nil without a hold sweep
-	feed    feed
+	more    []*committer
+	// laneSeed seeds laneFor's hash.
+	laneSeed maphash.Seed
+	sweep    *sweeper // nil without a hold sweep
+	feed     feed
 }
 
 // New returns a Ledger over store. The Ledger owns the store from now on:
@@ -208,14 +215,28 @@ func New(store Store, opts ...Option) (*Ledger, error) {
 		return nil, err
 	}
 	l := &Ledger{store: store, cfg: cfg}
-	l.commits.init(l)
+	lanes := 1
+	if cs, ok := store.(ConcurrentStore); ok {
+		lanes = min(max(cs.CommitLanes(), 1), maxLanes)
+	}
+	l.laneSeed = maphash.MakeSeed()
+	var mark *idMark
+	if lanes > 1 {
+		mark = &idMark{}
+	}
+	l.commits.init(l, mark)
+	for i := 1; i < lanes; i++ {
+		c := &committer{}
+		c.init(l, mark)
+		l.more = append(l.more, c)
+	}
 	l.feed.init()
 	err := store.View(context.Background(), func(tx ReadTx) error {
 		for r, err := range tx.Entries(context.Background(), Scan{Reverse: true}) {
 			if err != nil {
 				return err
 			}
-			l.commits.ids.observe(r.ID)
+			l.observe(r.ID)
 			break
 		}
 		return nil
@@ -241,6 +262,9 @@ func (l *Ledger) Close() error {
 	l.closed = true
 	// A commit whose callers all gave up waiting may still be running.
 	l.commits.stop()
+	for _, c := range l.more {
+		c.stop()
+	}
 	return l.store.Close()
 }
 
@@ -293,7 +317,7 @@ func (l *Ledger) CreateEntry(ctx context.Context, e NewEntry) (Entry, error) {
 	r := newRequest(ctx, opCreate)
 	r.entries = append(r.entries, ne)
 	r.bytes = entryBytes(&ne)
-	return l.commits.run(r)
+	return l.laneFor(ne.UserID).run(r)
 }
 
 // CreateEntries writes a batch of entries all or nothing, in order, in
@@ -341,7 +365,7 @@ func (l *Ledger) CreateEntries(ctx context.Context, es []NewEntry) ([]Entry, err
 		r.release()
 		return nil, invalid("entries", "%d bytes, limit %d", n, l.cfg.limits.MaxBatchBytes)
 	}
-	out, err := l.commits.runBatch(r)
+	out, err := l.laneFor(r.entries[0].UserID).runBatch(r)
 	if err != nil {
 		return nil, err
 	}

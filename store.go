@@ -254,6 +254,25 @@ type TryUpdater interface {
 	TryUpdate(ctx context.Context, fn func(Tx) error) (bool, error)
 }
 
+// ConcurrentStore is implemented by a [Store] whose write transactions
+// may run at the same time in one process, each isolated from the others
+// as from another process's, and which gains from it: a database server
+// (pgstore), which one transaction at a time leaves idle while the
+// process builds the next and while their round trips travel. The ledger
+// then commits in CommitLanes lanes (at most 16): each has its own queue
+// of writes and commits its own groups, and every new entry ID sorts
+// after those the lanes handed out before it. Creates go to the lane
+// their user hashes to, every other write to the first lane, and Import
+// holds every lane. A store that serializes its transactions (memstore,
+// badgerstore) must not implement it: its lanes would only wait for
+// each other.
+type ConcurrentStore interface {
+	Store
+	// CommitLanes returns how many transactions the ledger may run at
+	// once; 1 or less means one.
+	CommitLanes() int
+}
+
 // SavepointTx is implemented by a [Tx] whose writes take effect as they
 // are made and which can undo them back to a mark: a store that keeps its
 // data in memory and an undo log. The ledger then makes a group's total

@@ -367,6 +367,11 @@ func Import(ctx context.Context, l *Ledger, r io.Reader) error {
 	req := newRequest(ctx, opExclusive)
 	defer req.release()
 	req.fn = func() error {
+		release, err := l.holdLanes(ctx) // the other lanes' writes wait too
+		if err != nil {
+			return err
+		}
+		defer release()
 		if err := l.importStream(ctx, rs, nil); err != nil { // check only
 			return err
 		}
@@ -847,7 +852,7 @@ func (l *Ledger) importStream(ctx context.Context, r io.Reader, store Store) err
 		}
 	}
 	if store != nil && last != "" {
-		l.commits.ids.observe(last) // the importer is the leader
+		l.observe(last) // the importer leads every lane
 	}
 	return nil
 }

@@ -499,6 +499,7 @@ type Store struct {
 	q          *queries
 	maxRetries int
 	poll       time.Duration
+	lanes      int
 	closed     atomic.Bool
 	known      knownTotals
 
@@ -506,8 +507,9 @@ type Store struct {
 }
 
 var (
-	_ ledger.Store       = (*Store)(nil)
-	_ ledger.SharedStore = (*Store)(nil)
+	_ ledger.Store           = (*Store)(nil)
+	_ ledger.SharedStore     = (*Store)(nil)
+	_ ledger.ConcurrentStore = (*Store)(nil)
 )
 
 // DefaultSchema is the schema a [Store] lives in unless [WithSchema] says
@@ -539,6 +541,21 @@ type config struct {
 	maxRetries   int
 	pollInterval time.Duration
 	poolConfig   func(*pgxpool.Config)
+	commitLanes  int
+}
+
+// DefaultCommitLanes is how many transactions a ledger over a [Store]
+// commits at once unless [WithCommitLanes] says otherwise.
+const DefaultCommitLanes = 2
+
+// WithCommitLanes sets how many write transactions a ledger over the
+// Store runs at once, 1 to 16 (see [ledger.ConcurrentStore]): with
+// more than one, a lane's group is built and sent while another's
+// commits, which keeps the server busy where one transaction at a time
+// leaves it waiting for the process. Each lane holds a pool connection
+// while it commits. The default is [DefaultCommitLanes].
+func WithCommitLanes(n int) Option {
+	return func(c *config) { c.commitLanes = n }
 }
 
 // WithSchema puts the ledger in the named schema, created on first use.
@@ -589,7 +606,7 @@ func Open(ctx context.Context, connString string, opts ...Option) (*Store, error
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	cfg := config{schema: DefaultSchema, maxRetries: DefaultMaxRetries, pollInterval: DefaultPollInterval}
+	cfg := config{schema: DefaultSchema, maxRetries: DefaultMaxRetries, pollInterval: DefaultPollInterval, commitLanes: DefaultCommitLanes}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -601,6 +618,9 @@ func Open(ctx context.Context, connString string, opts ...Option) (*Store, error
 	}
 	if cfg.pollInterval <= 0 {
 		return nil, fmt.Errorf("pgstore: poll interval %v: not positive: %w", cfg.pollInterval, ledger.ErrInvalid)
+	}
+	if cfg.commitLanes < 1 || cfg.commitLanes > 16 {
+		return nil, fmt.Errorf("pgstore: commit lanes %d: must be 1 to 16: %w", cfg.commitLanes, ledger.ErrInvalid)
 	}
 	pc, err := pgxpool.ParseConfig(connString)
 	if err != nil {
@@ -622,7 +642,8 @@ func Open(ctx context.Context, connString string, opts ...Option) (*Store, error
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: open: %w", err)
 	}
-	s := &Store{pool: pool, schema: cfg.schema, q: newQueries(cfg.schema), maxRetries: cfg.maxRetries, poll: cfg.pollInterval}
+	s := &Store{pool: pool, schema: cfg.schema, q: newQueries(cfg.schema), maxRetries: cfg.maxRetries, poll: cfg.pollInterval,
+		lanes: cfg.commitLanes}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -741,6 +762,9 @@ func (s *Store) run(ctx context.Context, update bool, prelock []storedKey, fn fu
 // change feed reads the store this often while it waits (see
 // [WithPollInterval]). pgstore does not use LISTEN/NOTIFY.
 func (s *Store) PollInterval() time.Duration { return s.poll }
+
+// CommitLanes implements [ledger.ConcurrentStore]: see [WithCommitLanes].
+func (s *Store) CommitLanes() int { return s.lanes }
 
 // Ping implements [ledger.Store]: it checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
