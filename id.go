@@ -16,8 +16,9 @@ import (
 // processes writing one store. A ledger that commits in several lanes (a
 // [ConcurrentStore]) has a generator per lane, and they share the last
 // ID any of them handed out: each new ID sorts after it, so IDs increase
-// in the order they are handed out across lanes too. Because an ID starts with its time, a time
-// bound is an ID bound: queries by time seek instead of scanning.
+// in the order they are handed out across lanes too. Because an ID
+// starts with its time, a time bound is an ID bound: queries by time
+// seek instead of scanning.
 const idLen = 24
 
 // idGen hands out entry IDs in increasing order. It is not safe for

@@ -69,13 +69,14 @@ func newLaneLedger(t *testing.T) (*ledger.Ledger, *laneStore) {
 	return l, s
 }
 
-// usersByLane returns a user whose creates commit in the first lane and
+// usersByLane returns a user, named prefix and a number, whose creates
+// commit in the first lane and
 // one whose creates commit in the second.
-func usersByLane(t *testing.T, l *ledger.Ledger) (first, second string) {
+func usersByLane(t *testing.T, l *ledger.Ledger, prefix string) (first, second string) {
 	t.Helper()
 	for i := 0; first == "" || second == ""; i++ {
 		require.Less(t, i, 1000, "no user in each lane")
-		u := fmt.Sprint("user-", i)
+		u := fmt.Sprint(prefix, i)
 		switch lane := l.LaneForTest(u); {
 		case lane == 0 && first == "":
 			first = u
@@ -104,7 +105,7 @@ func waitFor(t *testing.T, what string, ch <-chan struct{}) {
 func TestLanesCommitAtOnce(t *testing.T) {
 	ctx := context.Background()
 	l, s := newLaneLedger(t)
-	first, second := usersByLane(t, l)
+	first, second := usersByLane(t, l, "user-")
 
 	entered, release := s.arm(t)
 	held := make(chan error, 1)
@@ -134,13 +135,7 @@ func TestImportHoldsEveryLane(t *testing.T) {
 	out := export(t, src)
 
 	l, s := newLaneLedger(t)
-	second := ""
-	for i := 0; second == ""; i++ {
-		require.Less(t, i, 1000, "no user in the second lane")
-		if u := fmt.Sprint("lane-user-", i); l.LaneForTest(u) == 1 { // not an imported user
-			second = u
-		}
-	}
+	_, second := usersByLane(t, l, "lane-user-") // not an imported user
 
 	entered, release := s.arm(t)
 	imported := make(chan error, 1)
@@ -175,7 +170,7 @@ func TestImportStopsWaitingForABusyLane(t *testing.T) {
 	out := export(t, src)
 
 	l, s := newLaneLedger(t)
-	_, second := usersByLane(t, l)
+	_, second := usersByLane(t, l, "user-")
 	entered, release := s.arm(t)
 	created := make(chan error, 1)
 	go func() {
