@@ -70,8 +70,7 @@ func newLaneLedger(t *testing.T) (*ledger.Ledger, *laneStore) {
 }
 
 // usersByLane returns a user, named prefix and a number, whose creates
-// commit in the first lane and
-// one whose creates commit in the second.
+// commit in the first lane and one whose creates commit in the second.
 func usersByLane(t *testing.T, l *ledger.Ledger, prefix string) (first, second string) {
 	t.Helper()
 	for i := 0; first == "" || second == ""; i++ {
