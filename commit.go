@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -148,8 +149,12 @@ type committer struct {
 	group   []*request
 	st      batchState
 	ctx     commitContext
-	running []*request     // the group being committed
-	applyFn func(Tx) error // applyGroup, bound once
+	running []*request // the group being committed
+	// lastGroup is how many requests the last group carried; commitNanos
+	// a moving average of how long its commits take (see linger).
+	lastGroup   int
+	commitNanos int64
+	applyFn     func(Tx) error // applyGroup, bound once
 }
 
 // init makes c a committer of l whose ID generator shares mark with the
@@ -383,6 +388,51 @@ func runExclusive(fn func() error) (err error) {
 	return fn()
 }
 
+// Bounds of a leader's wait for company (see linger).
+const (
+	maxLinger  = 100 * time.Microsecond
+	minLinger  = 5 * time.Microsecond
+	lingerFrom = 5 * time.Microsecond // a commit's time per request
+)
+
+// linger lets the callers of the last group, just handed their results,
+// queue their next writes before a group is taken, when that group
+// carried several and commits are slow (lingerFrom a request: a store
+// in memory is faster). Without it, callers that write
+// again at once split into two groups that take turns, each paying a
+// commit (an fsync) for half of them. The wait ends when the queue has
+// stopped growing for a quarter of it, or after an eighth of a commit's
+// time, at most maxLinger: a store that commits in memory never waits.
+// The leader yields meanwhile, so that the callers it waits for run.
+func (c *committer) linger() {
+	if c.lastGroup < 2 || c.commitNanos < int64(c.lastGroup)*int64(lingerFrom) {
+		return
+	}
+	budget := min(time.Duration(c.commitNanos/8), maxLinger)
+	if budget < minLinger {
+		return
+	}
+	start := time.Now()
+	deadline, quiet := start.Add(budget), budget/4
+	c.mu.Lock()
+	seen := len(c.queue)
+	c.mu.Unlock()
+	grew := start
+	for seen+1 < c.l.cfg.maxBatch {
+		runtime.Gosched()
+		now := time.Now()
+		c.mu.Lock()
+		n := len(c.queue)
+		c.mu.Unlock()
+		if n > seen {
+			seen, grew = n, now
+		}
+		if now.After(deadline) || now.Sub(grew) >= quiet {
+			return
+		}
+	}
+}
+
 // commitGroup commits first and the writes queued behind it, up to
 // maxBatch entries, Limits.MaxBatchBytes and the next exclusive request,
 // and hands the followers their results.
@@ -390,6 +440,8 @@ func (c *committer) commitGroup(first *request) {
 	maxBatch, maxBytes, maxWait := c.l.cfg.maxBatch, c.l.cfg.limits.MaxBatchBytes, c.l.cfg.maxWait
 	if maxWait > 0 && first.weight() < maxBatch {
 		time.Sleep(maxWait)
+	} else if maxWait == 0 {
+		c.linger()
 	}
 	group := append(c.group[:0], first)
 	weight, bytes := first.weight(), first.bytes
@@ -409,7 +461,11 @@ func (c *committer) commitGroup(first *request) {
 	c.queue = c.queue[:rest]
 	c.mu.Unlock()
 
-	if _, err := c.commit(group, nil); err != nil && len(group) > 1 && !errors.Is(err, ErrUnknownOutcome) {
+	c.lastGroup = len(group)
+	began := time.Now()
+	_, err := c.commit(group, nil)
+	c.commitNanos += (int64(time.Since(began)) - c.commitNanos) / 8
+	if err != nil && len(group) > 1 && !errors.Is(err, ErrUnknownOutcome) {
 		// Nothing was written. Should one request have caused the
 		// failure (input a store refuses though the ledger admitted
 		// it), it must fail alone: commit each on its own.
