@@ -397,13 +397,13 @@ const (
 
 // linger lets the callers of the last group, just handed their results,
 // queue their next writes before a group is taken, when that group
-// carried several and commits are slow (lingerFrom a request: a store
-// in memory is faster). Without it, callers that write
-// again at once split into two groups that take turns, each paying a
-// commit (an fsync) for half of them. The wait ends when the queue has
-// stopped growing for a quarter of it, or after an eighth of a commit's
-// time, at most maxLinger: a store that commits in memory never waits.
-// The leader yields meanwhile, so that the callers it waits for run.
+// carried several and commits are slow (lingerFrom or more a request; a
+// store in memory is faster). Without it, callers that write again at
+// once split into two groups that take turns, each paying a commit (an
+// fsync) for half of them. The wait ends when the queue has stopped
+// growing for a quarter of it, or after an eighth of a commit's time, at
+// most maxLinger. The leader yields meanwhile, so that the callers it
+// waits for run.
 func (c *committer) linger() {
 	if c.lastGroup < 2 || c.commitNanos < int64(c.lastGroup)*int64(lingerFrom) {
 		return
