@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -17,10 +18,20 @@ import (
 
 // syncingStore is memstore whose every commit also costs a fixed wait,
 // as a commit that ends with an fsync does, and which counts its commits.
+// With keepOpen, Close leaves memstore open, to be read after the ledger
+// closed.
 type syncingStore struct {
 	*memstore.Store
-	wait    time.Duration
-	commits atomic.Int64
+	wait     time.Duration
+	commits  atomic.Int64
+	keepOpen bool
+}
+
+func (s *syncingStore) Close() error {
+	if s.keepOpen {
+		return nil
+	}
+	return s.Store.Close()
 }
 
 // TryUpdate declines, so that every write goes through Update.
@@ -82,4 +93,62 @@ func TestGroupsGatherCallersThatWriteAgain(t *testing.T) {
 	t.Logf("%d entries in %d commits: %.1f a commit", e1-e0, c1-c0, perCommit)
 	// Taking turns gives writers/2 a commit.
 	require.Greater(t, perCommit, 0.75*writers, "entries a commit")
+}
+
+// Close while groups wait for company and commit: every writer returns,
+// with its entry or ErrClosed, and every entry acknowledged is stored.
+func TestCloseWhileGroupsGather(t *testing.T) {
+	const writers = 16
+	s := &syncingStore{Store: memstore.New(), wait: time.Millisecond, keepOpen: true}
+	l, err := ledger.New(s)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background()) // callers that can give up lead detached
+	defer cancel()
+
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				e, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: fmt.Sprint("u", w),
+					Amount: decimal.NewFromInt(1), Reason: "r"})
+				if errors.Is(err, ledger.ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				acked[e.ID] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	require.NoError(t, l.Close())
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("writers still waiting 10s after Close")
+	}
+
+	l2, err := ledger.New(s.Store)
+	require.NoError(t, err)
+	defer l2.Close()
+	es, err := l2.Entries(context.Background(), ledger.EntryQuery{Limit: 100000})
+	require.NoError(t, err)
+	stored := map[string]bool{}
+	for _, e := range es {
+		stored[e.ID] = true
+	}
+	require.NotEmpty(t, acked)
+	for id := range acked {
+		require.True(t, stored[id], "acknowledged entry %s not stored", id)
+	}
 }
