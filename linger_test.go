@@ -46,6 +46,35 @@ func (s *syncingStore) Update(ctx context.Context, fn func(ledger.Tx) error) err
 	return err
 }
 
+// writeInLoops starts writers goroutines, each creating entries for its
+// own user as soon as it has the last one's result and handing each to
+// took, until took returns false or the ledger is closed. The returned
+// function waits for them.
+func writeInLoops(ctx context.Context, t *testing.T, l *ledger.Ledger, writers int, took func(ledger.Entry) bool) (wait func()) {
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				e, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: fmt.Sprint("u", w),
+					Amount: decimal.NewFromInt(1), Reason: "r"})
+				if errors.Is(err, ledger.ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if !took(e) {
+					return
+				}
+			}
+		}()
+	}
+	return wg.Wait
+}
+
 // Callers that write again as soon as they have their result must not
 // settle into two groups that take turns, each paying the commit's fixed
 // cost for half of them: the leader waits for the last group's callers
@@ -56,38 +85,20 @@ func TestGroupsGatherCallersThatWriteAgain(t *testing.T) {
 	l, err := ledger.New(s)
 	require.NoError(t, err)
 	defer l.Close()
-	ctx := context.Background()
 
 	var entries atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				_, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: fmt.Sprint("u", w),
-					Amount: decimal.NewFromInt(1), Reason: "r"})
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				entries.Add(1)
-			}
-		}()
-	}
+	var stop atomic.Bool
+	wait := writeInLoops(context.Background(), t, l, writers, func(ledger.Entry) bool {
+		entries.Add(1)
+		return !stop.Load()
+	})
 	// Past the first commits, whose groups form as the writers start.
 	time.Sleep(100 * time.Millisecond)
 	e0, c0 := entries.Load(), s.commits.Load()
 	time.Sleep(400 * time.Millisecond)
 	e1, c1 := entries.Load(), s.commits.Load()
-	close(stop)
-	wg.Wait()
+	stop.Store(true)
+	wait()
 
 	perCommit := float64(e1-e0) / float64(c1-c0)
 	t.Logf("%d entries in %d commits: %.1f a commit", e1-e0, c1-c0, perCommit)
@@ -107,31 +118,16 @@ func TestCloseWhileGroupsGather(t *testing.T) {
 
 	var mu sync.Mutex
 	acked := map[string]bool{}
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				e, err := l.CreateEntry(ctx, ledger.NewEntry{AuthorityID: "a", UserID: fmt.Sprint("u", w),
-					Amount: decimal.NewFromInt(1), Reason: "r"})
-				if errors.Is(err, ledger.ErrClosed) {
-					return
-				}
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				acked[e.ID] = true
-				mu.Unlock()
-			}
-		}()
-	}
+	wait := writeInLoops(ctx, t, l, writers, func(e ledger.Entry) bool {
+		mu.Lock()
+		acked[e.ID] = true
+		mu.Unlock()
+		return true
+	})
 	time.Sleep(50 * time.Millisecond)
 	require.NoError(t, l.Close())
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() { wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
